@@ -1,0 +1,33 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="spicesrv",
+    version="0.1.0",
+    description="A SPICE remote-display server framework on Twisted",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=find_packages(exclude=["tests", "tests.*", "benchmarks"]) + ["twisted.plugins"],
+    package_data={"twisted": ["plugins/spice_plugin.py"]},
+    install_requires=[
+        "twisted>=23.8",
+        "zope.interface>=5",
+        "cryptography>=41",
+        "pyOpenSSL>=23",
+        "service-identity>=23",
+        "lz4>=4",
+        "Pillow>=10",
+        "numpy>=1.24",
+    ],
+    extras_require={
+        "test": [],
+        "docs": ["sphinx>=7"],
+    },
+    entry_points={},
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3",
+        "Topic :: System :: Emulators",
+    ],
+)

@@ -1,0 +1,3 @@
+"""
+The channel protocols, one module per SPICE channel type.
+"""

@@ -1,0 +1,185 @@
+"""
+The display channel (type 2): the primary surface of one display source,
+kept up to date with DRAW_COPY of the damaged rectangles.
+
+Updates are pulled, not queued: damage accumulates in a L{Damage} while the
+client's ACK window or the socket is full, so a slow client gets fewer,
+larger updates instead of an ever-growing backlog.
+"""
+
+from zope.interface import implementer
+
+from spicesrv.channel import ChannelProtocol
+from spicesrv.display.encoders import encode_bitmap, encode_lz4, new_image_id
+from spicesrv.display.region import Damage
+from spicesrv.interfaces import IDisplayObserver
+from spicesrv.wire.constants import (
+    ROPD_OP_PUT, SCALE_MODE_NEAREST, SURFACE_FLAG_PRIMARY, ChannelType, DisplayCap,
+    SurfaceFormat)
+from spicesrv.wire.messages import DISPLAY_CLIENT, DISPLAY_SERVER
+
+PRIMARY_SURFACE = 0
+DISPLAY_PING_INTERVAL = 15.0
+
+# The largest raw image one DRAW_COPY carries; bigger rectangles go as
+# horizontal strips so that every message is modest.
+MAX_IMAGE_BYTES = 256 * 1024
+
+# SpiceImageCompression values a client may prefer.
+COMPRESSION_OFF = 1
+COMPRESSION_LZ4 = 7
+
+RAW = "raw"
+LZ4 = "lz4"
+
+
+def strips(rect, width_bytes_per_pixel=4):
+    """
+    Split C{(left, top, right, bottom)} into horizontal strips of at most
+    L{MAX_IMAGE_BYTES} of pixels each.
+    """
+    left, top, right, bottom = rect
+    rows = max(1, MAX_IMAGE_BYTES // max(1, (right - left) * width_bytes_per_pixel))
+    for y in range(top, bottom, rows):
+        yield (left, y, right, min(bottom, y + rows))
+
+
+@implementer(IDisplayObserver)
+class DisplayChannel(ChannelProtocol):
+    channelType = ChannelType.DISPLAY
+    serverMessages = DISPLAY_SERVER
+    clientMessages = DISPLAY_CLIENT
+    handlesAcks = True
+    pingInterval = DISPLAY_PING_INTERVAL
+
+    def __init__(self, server, session, info, source):
+        ChannelProtocol.__init__(self, server, session, info)
+        self.source = source
+        self.damage = Damage(source.width, source.height)
+        self.initialized = False
+        self.encoding = LZ4 if self.clientHasLz4 else RAW
+        self._flushCall = None
+        self._paused = False
+        self.imagesSent = 0
+
+    @classmethod
+    def capabilities(cls, server):
+        return {DisplayCap.PREF_COMPRESSION}
+
+    @property
+    def clientHasLz4(self):
+        return DisplayCap.LZ4_COMPRESSION in self.info.channel_caps
+
+    # -- life cycle ------------------------------------------------------------
+
+    def channelUp(self):
+        self.transport.registerProducer(self, True)
+
+    def msg_INIT(self, msg):
+        if self.initialized:
+            return
+        self.initialized = True
+        self.sendSetAck()
+        self.sendMessage("INVAL_ALL_PALETTES")
+        self._createSurface()
+        self.source.addObserver(self)
+        self._sendDamage(respectWindow=False)
+        self.sendMessage("MARK")
+
+    def channelDown(self):
+        if self.initialized:
+            self.source.removeObserver(self)
+        if self._flushCall is not None and self._flushCall.active():
+            self._flushCall.cancel()
+        self._flushCall = None
+
+    def _createSurface(self):
+        width, height = self.source.width, self.source.height
+        self.damage.resize(width, height)
+        self.sendMessage("SURFACE_CREATE", surface_id=PRIMARY_SURFACE, width=width,
+                         height=height, format=SurfaceFormat.FMT_32_xRGB,
+                         flags=SURFACE_FLAG_PRIMARY)
+
+    def msg_PREFERRED_COMPRESSION(self, msg):
+        if msg.image_compression == COMPRESSION_OFF:
+            self.encoding = RAW
+        elif msg.image_compression == COMPRESSION_LZ4 and not self.clientHasLz4:
+            self.log.info("{session} {channel}: LZ4 preferred but not supported by the "
+                          "client; sending raw bitmaps", session=self.session.id,
+                          channel=self.name)
+            self.encoding = RAW
+        else:
+            self.encoding = LZ4 if self.clientHasLz4 else RAW
+        self.log.info("{session} {channel}: client prefers compression {pref}: "
+                      "sending {encoding}", session=self.session.id, channel=self.name,
+                      pref=msg.image_compression, encoding=self.encoding)
+
+    # -- the source's news -----------------------------------------------------
+
+    def surface_changed(self, width, height):
+        self.sendMessage("SURFACE_DESTROY", surface_id=PRIMARY_SURFACE)
+        self._createSurface()
+        self._sendDamage(respectWindow=False)
+
+    def damaged(self, rects):
+        for rect in rects:
+            self.damage.add(rect)
+        self._scheduleFlush()
+
+    def cursor_changed(self, cursor):
+        pass
+
+    def cursor_moved(self, x, y):
+        pass
+
+    # -- flow control ------------------------------------------------------------
+
+    def windowOpened(self):
+        self._scheduleFlush()
+
+    def pauseProducing(self):
+        self._paused = True
+
+    def resumeProducing(self):
+        self._paused = False
+        self._scheduleFlush()
+
+    def stopProducing(self):
+        self._paused = True
+
+    def _scheduleFlush(self):
+        if self._flushCall is None and self.initialized and self.connected:
+            self._flushCall = self.clock.callLater(0, self._flush)
+
+    def _flush(self):
+        self._flushCall = None
+        if self._paused or not self.connected:
+            return
+        self._sendDamage(respectWindow=True)
+
+    # -- drawing ---------------------------------------------------------------
+
+    def _sendDamage(self, respectWindow):
+        if respectWindow and not self.canSend():
+            return
+        if not self.damage:
+            return
+        frame = self.source.framebuffer()
+        for rect in self.damage.take():
+            for strip in strips(rect):
+                self._drawCopy(frame, strip)
+
+    def _drawCopy(self, frame, rect):
+        left, top, right, bottom = rect
+        pixels = frame[top:bottom, left:right]
+        encode = encode_lz4 if self.encoding == LZ4 else encode_bitmap
+        image = encode(pixels, new_image_id())
+        self.sendMessage(
+            "DRAW_COPY",
+            base=dict(surface_id=PRIMARY_SURFACE,
+                      box=dict(top=top, left=left, bottom=bottom, right=right), clip=None),
+            src_bitmap=image,
+            src_area=dict(top=0, left=0, bottom=bottom - top, right=right - left),
+            rop_descriptor=ROPD_OP_PUT, scale_mode=SCALE_MODE_NEAREST,
+            mask=dict(flags=0, pos=dict(x=0, y=0), bitmap=0))
+        self.imagesSent += 1

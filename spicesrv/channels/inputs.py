@@ -1,0 +1,137 @@
+"""
+The inputs channel (type 3): keyboard scancodes, lock-key sync and the
+mouse, delivered to the server's keyboard, mouse and tablet devices.
+"""
+
+from spicesrv.channel import ChannelProtocol
+from spicesrv.wire.constants import (
+    INPUT_MOTION_ACK_BUNCH, ChannelType, InputsCap, KeyModifier, MouseButton, MouseMode)
+from spicesrv.wire.messages import INPUTS_CLIENT, INPUTS_SERVER
+
+# Set-1 make codes of the lock keys, used to bring the guest's locks in line
+# with the client's (KEY_MODIFIERS).
+LOCK_SCANCODES = {
+    KeyModifier.SCROLL_LOCK: 0x46,
+    KeyModifier.NUM_LOCK: 0x45,
+    KeyModifier.CAPS_LOCK: 0x3A,
+}
+
+WHEEL = {MouseButton.UP: -1, MouseButton.DOWN: 1}
+
+
+def code_bytes(code):
+    """
+    The scancode bytes of a KEY_DOWN/KEY_UP code: from the low byte up,
+    stopping at the first zero byte (0xE0-prefixed keys arrive as
+    C{sc << 8 | 0xE0}).
+    """
+    out = []
+    while code & 0xFF:
+        out.append(code & 0xFF)
+        code >>= 8
+    return out
+
+
+class InputsChannel(ChannelProtocol):
+    channelType = ChannelType.INPUTS
+    serverMessages = INPUTS_SERVER
+    clientMessages = INPUTS_CLIENT
+
+    def __init__(self, server, session, info):
+        ChannelProtocol.__init__(self, server, session, info)
+        self._motions = 0
+        self._modifiers = None
+
+    @classmethod
+    def capabilities(cls, server):
+        return {InputsCap.KEY_SCANCODE}
+
+    def channelUp(self):
+        self._modifiers = self._leds()
+        self.sendMessage("INIT", keyboard_modifiers=self._modifiers)
+        if not self.info.secure and self.server.tlsAvailable and self.session.main:
+            self.session.main.notify("keyboard channel is insecure")
+
+    def _leds(self):
+        keyboard = self.server.keyboard
+        return int(keyboard.get_leds()) if keyboard is not None else 0
+
+    def ledsChanged(self):
+        """
+        Tell the client if the keyboard's lock LEDs changed.
+        """
+        leds = self._leds()
+        if leds != self._modifiers:
+            self._modifiers = leds
+            self.sendMessage("KEY_MODIFIERS", modifiers=leds)
+
+    # -- keyboard --------------------------------------------------------------
+
+    def _push(self, scancodes):
+        keyboard = self.server.keyboard
+        if keyboard is None:
+            return
+        for byte in scancodes:
+            keyboard.push_scan_freg(byte)
+        self.server.keyboardLedsMayHaveChanged()
+
+    def msg_KEY_DOWN(self, msg):
+        self._push(code_bytes(msg.code))
+
+    def msg_KEY_UP(self, msg):
+        self._push(code_bytes(msg.code))
+
+    def msg_KEY_SCANCODE(self, msg):
+        self._push(msg.codes)
+
+    def msg_KEY_MODIFIERS(self, msg):
+        """
+        The client's lock keys differ from ours: press and release each
+        lock key that differs, as libspice-server does.
+        """
+        current = self._leds()
+        codes = []
+        for flag, scancode in LOCK_SCANCODES.items():
+            if (msg.modifiers ^ current) & flag:
+                codes += [scancode, scancode | 0x80]
+        self._push(codes)
+
+    # -- mouse -----------------------------------------------------------------
+
+    def _motionReceived(self):
+        self._motions += 1
+        if self._motions % INPUT_MOTION_ACK_BUNCH == 0:
+            self.sendMessage("MOUSE_MOTION_ACK")
+
+    def msg_MOUSE_MOTION(self, msg):
+        self._motionReceived()
+        mouse = self.server.mouse
+        if self.server.mouseMode == MouseMode.SERVER and mouse is not None:
+            mouse.motion(msg.dx, msg.dy, 0, msg.buttons_state)
+
+    def msg_MOUSE_POSITION(self, msg):
+        self._motionReceived()
+        tablet = self.server.tablet
+        if self.server.mouseMode == MouseMode.CLIENT and tablet is not None:
+            tablet.position(msg.x, msg.y, msg.buttons_state)
+
+    def _button(self, msg):
+        dz = WHEEL.get(msg.button, 0)
+        if self.server.mouseMode == MouseMode.CLIENT and self.server.tablet is not None:
+            if dz:
+                self.server.tablet.wheel(dz, msg.buttons_state)
+            else:
+                self.server.tablet.buttons(msg.buttons_state)
+        elif self.server.mouse is not None:
+            if dz:
+                self.server.mouse.motion(0, 0, dz, msg.buttons_state)
+            else:
+                self.server.mouse.buttons(msg.buttons_state)
+
+    def msg_MOUSE_PRESS(self, msg):
+        self._button(msg)
+
+    def msg_MOUSE_RELEASE(self, msg):
+        # The wheel's release carries no movement.
+        if msg.button not in WHEEL:
+            self._button(msg)

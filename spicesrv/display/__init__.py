@@ -1,0 +1,3 @@
+"""
+Framebuffers, damage and image encoding for the display and cursor channels.
+"""

@@ -1,0 +1,229 @@
+"""
+The zope interfaces of spicesrv.
+
+They model libspice-server's instance interfaces (``spice.h``): every device
+an embedder hands to :meth:`spicesrv.server.SpiceServer.addInterface`
+provides :class:`ISpiceBase` plus one of the device interfaces below.  As in
+libspice, the server refuses a provider whose ``major_version`` differs from
+the one it implements and accepts any ``minor_version``.
+
+Each device interface carries its libspice type name and versions as tagged
+values: ``IKeyboard.getTaggedValue("type")`` is ``"keyboard"``, and
+``getTaggedValue("major_version")`` is what a provider's ``major_version``
+must equal.  Interface methods never declare ``self``.
+"""
+
+from zope.interface import Attribute, Interface, taggedValue
+
+
+class ISpiceBase(Interface):
+    """
+    What every device provides, as libspice's ``SpiceBaseInterface``.
+    """
+
+    type = Attribute(
+        "The interface type name, e.g. C{'keyboard'}: the C{type} tagged "
+        "value of the device interface it provides.")
+    description = Attribute("A short human-readable description.")
+    major_version = Attribute(
+        "The major version of the device interface this provider implements. "
+        "A provider whose major version differs from the server's is refused.")
+    minor_version = Attribute(
+        "The minor version; any value is accepted.")
+
+
+class IKeyboard(ISpiceBase):
+    """
+    A keyboard that receives PC/XT scancode set 1 bytes, as libspice's
+    ``SpiceKbdInterface``.
+    """
+
+    taggedValue("type", "keyboard")
+    taggedValue("major_version", 1)
+    taggedValue("minor_version", 1)
+
+    def push_scan_freg(byte):
+        """
+        Receive one scancode byte.  An extended key arrives as two calls,
+        C{0xE0} then the key byte; a release has bit C{0x80} set.
+
+        @type byte: L{int} in 0..255
+        """
+
+    def get_leds():
+        """
+        Return the lock-key state as SPICE modifier flags: SCROLL_LOCK 1,
+        NUM_LOCK 2, CAPS_LOCK 4.
+        """
+
+
+class IMouse(ISpiceBase):
+    """
+    A relative pointing device (server mouse mode), as libspice's
+    ``SpiceMouseInterface``.
+    """
+
+    taggedValue("type", "mouse")
+    taggedValue("major_version", 1)
+    taggedValue("minor_version", 1)
+
+    def motion(dx, dy, dz, buttons_state):
+        """
+        Move by (C{dx}, C{dy}); C{dz} is the wheel (-1 up, +1 down).
+        C{buttons_state} is the SPICE button mask (LEFT 1, MIDDLE 2, RIGHT 4).
+        """
+
+    def buttons(buttons_state):
+        """
+        The button mask changed without motion.
+        """
+
+
+class ITablet(ISpiceBase):
+    """
+    An absolute pointing device (client mouse mode), as libspice's
+    ``SpiceTabletInterface``.  Registering one makes client mouse mode
+    available.
+    """
+
+    taggedValue("type", "tablet")
+    taggedValue("major_version", 1)
+    taggedValue("minor_version", 1)
+
+    def set_logical_size(width, height):
+        """
+        The size of the display that positions refer to.
+        """
+
+    def position(x, y, buttons_state):
+        """
+        The pointer is at (C{x}, C{y}) in surface coordinates.
+        """
+
+    def wheel(wheel_motion, buttons_state):
+        """
+        The wheel turned: -1 up, +1 down.
+        """
+
+    def buttons(buttons_state):
+        """
+        The button mask changed.
+        """
+
+
+class IDisplayObserver(Interface):
+    """
+    What a display channel registers with a display source to learn about
+    changes.  A source calls these from the reactor thread.
+    """
+
+    def surface_changed(width, height):
+        """
+        The framebuffer has a new size; everything is damaged.
+        """
+
+    def damaged(rects):
+        """
+        These parts of the framebuffer changed.
+
+        @param rects: a sequence of C{(left, top, right, bottom)} tuples,
+            right and bottom exclusive.
+        """
+
+    def cursor_changed(cursor):
+        """
+        The cursor shape or visibility changed.
+
+        @type cursor: L{spicesrv.display.cursor.Cursor} or L{None} for hidden
+        """
+
+    def cursor_moved(x, y):
+        """
+        The cursor moved to (C{x}, C{y}) (server mouse mode).
+        """
+
+
+class IDisplaySource(ISpiceBase):
+    """
+    A framebuffer that display and cursor channels show.  This is spicesrv's
+    counterpart of libspice's QXL instance, at a higher level: the source
+    keeps a 32-bit xRGB framebuffer and says what changed; the channels
+    decide what to send and how to encode it.
+    """
+
+    taggedValue("type", "display")
+    taggedValue("major_version", 1)
+    taggedValue("minor_version", 0)
+
+    width = Attribute("Width of the framebuffer in pixels.")
+    height = Attribute("Height of the framebuffer in pixels.")
+
+    def framebuffer():
+        """
+        Return the current frame as a C-contiguous numpy array of shape
+        C{(height, width, 4)} and dtype uint8, bytes B, G, R, X per pixel,
+        top row first.  Callers must not modify it.
+        """
+
+    def cursor():
+        """
+        Return the current L{spicesrv.display.cursor.Cursor}, or L{None} when
+        no cursor is shown.
+        """
+
+    def cursor_position():
+        """
+        Return the cursor position C{(x, y)}.
+        """
+
+    def addObserver(observer):
+        """
+        Start telling an L{IDisplayObserver} about changes.
+        """
+
+    def removeObserver(observer):
+        """
+        Stop telling an L{IDisplayObserver} about changes.
+        """
+
+
+class IMigratableState(Interface):
+    """
+    A device whose state moves to the target server when a client migrates.
+    """
+
+    migration_key = Attribute(
+        "A stable name for this device's state, the same on source and "
+        "target, e.g. C{'display.demo'}.")
+
+    def get_migration_state():
+        """
+        Return this device's state as bytes.
+        """
+
+    def set_migration_state(data):
+        """
+        Restore state previously returned by L{get_migration_state}.
+        """
+
+
+class IMigration(ISpiceBase):
+    """
+    The embedder's migration callbacks, as libspice's
+    ``SpiceMigrateInterface`` (``spice-migration.h``).
+    """
+
+    taggedValue("type", "migration")
+    taggedValue("major_version", 1)
+    taggedValue("minor_version", 1)
+
+    def migrate_connect_complete():
+        """
+        Every client has answered MIGRATE_BEGIN, or timed out.
+        """
+
+    def migrate_end_complete():
+        """
+        The clients have left the source after a completed migration, or the
+        wait for them timed out.
+        """

@@ -1,0 +1,281 @@
+"""
+The link handshake: the first bytes of every SPICE connection.
+
+L{LinkProtocol} owns the transport.  It reads the client's link header and
+SpiceLinkMess, answers with a SpiceLinkReply carrying a fresh RSA public key,
+reads the auth mechanism and the encrypted ticket, and, once the server has
+accepted the link, hands the connection to a channel protocol and forwards
+every later byte to it.
+
+The order of checks and the error sent for each follow libspice-server
+(``reds.cpp``): errors before authentication are a full link header plus
+reply with only C{error} set; errors after it are a bare u32.
+"""
+
+import struct
+from dataclasses import dataclass, field
+
+from twisted.internet import defer
+from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+
+from spicesrv import keys
+from spicesrv.wire import caps as capwords
+from spicesrv.wire.constants import (
+    LINK_MAX_SIZE, LINK_MESS_SIZE, LINK_REPLY_SIZE, MAGIC, MAX_CAPS_WORDS,
+    TICKET_CIPHERTEXT_BYTES, VERSION_MAJOR, VERSION_MINOR, AuthMechanism,
+    ChannelType, CommonCap, LinkErr)
+from spicesrv.wire.messages import LinkHeader, LinkMess, LinkReply
+
+SECURITY_NONE = 1
+SECURITY_SSL = 2
+
+SERVER_COMMON_CAPS = frozenset([CommonCap.PROTOCOL_AUTH_SELECTION,
+                                CommonCap.AUTH_SPICE, CommonCap.MINI_HEADER])
+
+LINK_TIMEOUT = 30
+
+
+class LinkRefused(Exception):
+    """
+    The server refuses a link after authentication; C{error} is the
+    L{LinkErr} to send.
+    """
+
+    def __init__(self, error, reason):
+        Exception.__init__(self, reason)
+        self.error = error
+        self.reason = reason
+
+
+@dataclass
+class LinkInfo:
+    """
+    What a client asked for when it linked a channel.
+    """
+
+    connection_id: int
+    channel_type: int
+    channel_id: int
+    common_caps: frozenset
+    channel_caps: frozenset
+    secure: bool
+    peer: str = ""
+    server_channel_caps: frozenset = field(default_factory=frozenset)
+
+    @property
+    def mini_header(self):
+        return CommonCap.MINI_HEADER in self.common_caps
+
+    @property
+    def channel_name(self):
+        try:
+            return ChannelType(self.channel_type).name.lower()
+        except ValueError:
+            return "type%d" % self.channel_type
+
+
+def error_reply(error):
+    """
+    The bytes of a link header plus a SpiceLinkReply with only C{error}
+    set, as the reference server sends for errors before authentication.
+    """
+    return (LinkHeader.pack(magic=MAGIC, major_version=VERSION_MAJOR,
+                            minor_version=VERSION_MINOR, size=LINK_REPLY_SIZE)
+            + LinkReply.pack(error=error, pub_key=b"", num_common_caps=0,
+                             num_channel_caps=0, caps_offset=0))
+
+
+class LinkProtocol(Protocol, TimeoutMixin):
+    """
+    One client connection: the link stage, then a pass-through to the
+    channel protocol the server attaches.
+
+    @ivar server: the L{spicesrv.server.SpiceServer}.
+    """
+
+    log = Logger()
+
+    def __init__(self, server):
+        self.server = server
+        self.callLater = server.clock.callLater
+        self.channel = None
+        self._buffer = b""
+        self._state = "header"
+        self._need = 16
+        self._key = None
+        self._info = None
+        self._closed = False
+        self._keyRequest = None
+
+    # -- transport events ----------------------------------------------------
+
+    def connectionMade(self):
+        peer = self.transport.getPeer()
+        self.peer = "%s:%s" % (getattr(peer, "host", peer), getattr(peer, "port", ""))
+        self.secure = ISSLTransport.providedBy(self.transport)
+        self.setTimeout(LINK_TIMEOUT)
+
+    def dataReceived(self, data):
+        if self.channel is not None:
+            self.channel.dataReceived(data)
+            return
+        self.resetTimeout()
+        self._buffer += data
+        while not self._closed and self.channel is None and len(self._buffer) >= self._need:
+            chunk, self._buffer = self._buffer[:self._need], self._buffer[self._need:]
+            getattr(self, "_got_" + self._state)(chunk)
+        if self.channel is not None and self._buffer:
+            rest, self._buffer = self._buffer, b""
+            self.channel.dataReceived(rest)
+
+    def connectionLost(self, reason):
+        self.setTimeout(None)
+        self._closed = True
+        if self._keyRequest is not None:
+            self._keyRequest.cancel()
+        if self.channel is not None:
+            self.channel.connectionLost(reason)
+
+    def timeoutConnection(self):
+        self._fail("the client did not finish the link within %d seconds" % LINK_TIMEOUT)
+
+    # -- states ----------------------------------------------------------------
+
+    def _got_header(self, data):
+        header = LinkHeader.unpack(data)
+        if header.magic != MAGIC:
+            self._refuse(LinkErr.INVALID_MAGIC, "bad magic %r" % (header.magic,))
+            return
+        if header.major_version == 0:
+            self._fail("link header with major version 0")
+            return
+        if header.major_version != VERSION_MAJOR:
+            self._refuse(LinkErr.VERSION_MISMATCH,
+                         "protocol version %d.%d, only %d is supported"
+                         % (header.major_version, header.minor_version, VERSION_MAJOR))
+            return
+        if not LINK_MESS_SIZE <= header.size <= LINK_MAX_SIZE:
+            self._refuse(LinkErr.INVALID_DATA,
+                         "link message size %d outside %d..%d"
+                         % (header.size, LINK_MESS_SIZE, LINK_MAX_SIZE))
+            return
+        self._state, self._need = "mess", header.size
+
+    def _got_mess(self, data):
+        mess = LinkMess.unpack(data[:LINK_MESS_SIZE])
+        ncommon, nchannel = mess.num_common_caps, mess.num_channel_caps
+        if ncommon > MAX_CAPS_WORDS or nchannel > MAX_CAPS_WORDS:
+            self._refuse(LinkErr.INVALID_DATA, "too many capability words (%d, %d)"
+                         % (ncommon, nchannel))
+            return
+        words = ncommon + nchannel
+        if words and (mess.caps_offset < LINK_MESS_SIZE
+                      or mess.caps_offset + 4 * words > len(data)):
+            self._refuse(LinkErr.INVALID_DATA, "capability words (offset %d, %d words) "
+                         "do not fit in the %d-byte link message"
+                         % (mess.caps_offset, words, len(data)))
+            return
+        allwords = capwords.unpack_words(data[mess.caps_offset:], words) if words else []
+        self._info = LinkInfo(
+            connection_id=mess.connection_id, channel_type=mess.channel_type,
+            channel_id=mess.channel_id,
+            common_caps=frozenset(capwords.words_to_caps(allwords[:ncommon])),
+            channel_caps=frozenset(capwords.words_to_caps(allwords[ncommon:])),
+            secure=self.secure, peer=self.peer)
+        channelClass = self.server.channelClass(mess.channel_type, mess.channel_id)
+        if channelClass is None:
+            self._refuse(LinkErr.CHANNEL_NOT_AVAILABLE, "no %s channel with id %d"
+                         % (self._info.channel_name, mess.channel_id))
+            return
+        policy = self.server.channelSecurity(mess.channel_type)
+        if self.secure and not policy & SECURITY_SSL:
+            self._refuse(LinkErr.NEED_UNSECURED, "the %s channel must not use TLS"
+                         % self._info.channel_name)
+            return
+        if not self.secure and not policy & SECURITY_NONE:
+            self._refuse(LinkErr.NEED_SECURED, "the %s channel must use TLS"
+                         % self._info.channel_name)
+            return
+        self._info.server_channel_caps = frozenset(channelClass.capabilities(self.server))
+        self._state, self._need = "key", float("inf")
+        request = self._keyRequest = self.server.keys.take()
+        request.addCallback(self._sendReply)
+        request.addErrback(lambda f: f.trap(defer.CancelledError))
+
+    def _sendReply(self, key):
+        self._keyRequest = None
+        self._key = key
+        common = capwords.caps_to_words(SERVER_COMMON_CAPS)
+        channel = capwords.caps_to_words(self._info.server_channel_caps)
+        self.transport.write(
+            LinkHeader.pack(magic=MAGIC, major_version=VERSION_MAJOR,
+                            minor_version=VERSION_MINOR,
+                            size=LINK_REPLY_SIZE + 4 * (len(common) + len(channel)))
+            + LinkReply.pack(error=LinkErr.OK, pub_key=keys.public_key_der(key),
+                             num_common_caps=len(common), num_channel_caps=len(channel),
+                             caps_offset=LINK_REPLY_SIZE)
+            + capwords.pack_words(common + channel))
+        if CommonCap.PROTOCOL_AUTH_SELECTION in self._info.common_caps:
+            self._state, self._need = "mechanism", 4
+        else:
+            self._state, self._need = "ticket", TICKET_CIPHERTEXT_BYTES
+        self.dataReceived(b"")
+
+    def _got_mechanism(self, data):
+        (mechanism,) = struct.unpack("<I", data)
+        if mechanism != AuthMechanism.SPICE:
+            self._refuse(LinkErr.INVALID_DATA, "unsupported auth mechanism %d" % mechanism)
+            return
+        self._state, self._need = "ticket", TICKET_CIPHERTEXT_BYTES
+
+    def _got_ticket(self, data):
+        self.setTimeout(None)
+        key, self._key = self._key, None
+        try:
+            plaintext = keys.decrypt_ticket(key, data)
+        except ValueError:
+            self._result(LinkErr.PERMISSION_DENIED, "the ticket did not decrypt")
+            return
+        ok, why = self.server.ticket.check(plaintext)
+        if not ok:
+            self._result(LinkErr.PERMISSION_DENIED, why)
+            return
+        self._state, self._need = "linked", float("inf")
+        try:
+            self.channel = self.server.attach(self._info, self)
+        except LinkRefused as refused:
+            self._result(refused.error, refused.reason)
+            return
+
+    # -- endings -------------------------------------------------------------
+
+    def sendLinkResult(self, error):
+        """
+        Send the bare u32 link result (OK once the channel is attached).
+        """
+        self.transport.write(struct.pack("<I", error))
+
+    def _refuse(self, error, reason):
+        self.log.warn("link from {peer} refused ({error}): {reason}",
+                      peer=self.peer, error=LinkErr(error).name, reason=reason)
+        self.transport.write(error_reply(error))
+        self._close()
+
+    def _result(self, error, reason):
+        self.log.warn("link from {peer} for {channel} refused ({error}): {reason}",
+                      peer=self.peer, channel=self._info.channel_name,
+                      error=LinkErr(error).name, reason=reason)
+        self.sendLinkResult(error)
+        self._close()
+
+    def _fail(self, reason):
+        self.log.warn("link from {peer} closed: {reason}", peer=self.peer, reason=reason)
+        self._close()
+
+    def _close(self):
+        self._closed = True
+        self.setTimeout(None)
+        self.transport.loseConnection()

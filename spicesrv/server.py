@@ -1,0 +1,267 @@
+"""
+The embedding API: a SPICE server that a Twisted program creates, gives
+devices to, and listens with.
+
+    server = SpiceServer(password="secret")
+    for device in DemoSource().devices():
+        server.addInterface(device)
+    endpoints.serverFromString(reactor, "tcp:5900:interface=127.0.0.1").listen(
+        server.factory())
+"""
+
+import os
+import struct
+
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from zope.interface.verify import verifyObject
+from zope.interface.exceptions import Invalid
+
+from spicesrv.channels.cursor import CursorChannel
+from spicesrv.channels.display import DisplayChannel
+from spicesrv.channels.inputs import InputsChannel
+from spicesrv.channels.main import MainChannel
+from spicesrv.interfaces import (
+    IDisplaySource, IKeyboard, IMigratableState, IMigration, IMouse, ISpiceBase, ITablet)
+from spicesrv.keys import KeyPool
+from spicesrv.link import LinkProtocol, LinkRefused, SECURITY_NONE, SECURITY_SSL
+from spicesrv.registry import ChannelRegistry
+from spicesrv.session import ClientSession
+from spicesrv.ticket import Ticket
+from spicesrv.wire.constants import (
+    MM_TIME_DELTA_MS, ChannelType, LinkErr, MouseMode)
+
+# The device interfaces addInterface knows, most specific first.
+DEVICE_INTERFACES = (IDisplaySource, IKeyboard, IMouse, ITablet, IMigration)
+
+CHANNEL_NAMES = {
+    "main": ChannelType.MAIN, "display": ChannelType.DISPLAY,
+    "inputs": ChannelType.INPUTS, "cursor": ChannelType.CURSOR,
+    "playback": ChannelType.PLAYBACK, "record": ChannelType.RECORD,
+    "tunnel": ChannelType.TUNNEL, "smartcard": ChannelType.SMARTCARD,
+    "usbredir": ChannelType.USBREDIR, "port": ChannelType.PORT,
+    "webdav": ChannelType.WEBDAV,
+}
+
+
+class InterfaceError(ValueError):
+    """
+    A device handed to L{SpiceServer.addInterface} cannot be used.
+    """
+
+
+class SpiceServer:
+    """
+    A SPICE server: devices, the channels that serve them, tickets, and the
+    connected clients.
+
+    @param clock: an C{IReactorTime} provider (the reactor by default); every
+        timer of the server and its channels uses it.
+    @param password: the ticket clients must present, or L{None}.
+    @param disable_ticketing: accept clients without checking their ticket,
+        as QEMU's C{disable-ticketing=on}.
+    @param name: the VM name sent to clients that support it.
+    @param uuid: a L{uuid.UUID} sent to clients that support it.
+    @param keys: a L{KeyPool}; one is made by default.
+    """
+
+    log = Logger()
+
+    def __init__(self, clock=None, password=None, disable_ticketing=False, name=None,
+                 uuid=None, keys=None):
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.clock = clock
+        self.ticket = Ticket(clock, password=password, disabled=disable_ticketing)
+        self.name = name
+        self.uuid = uuid
+        self.keys = keys if keys is not None else KeyPool()
+        self.registry = ChannelRegistry()
+        self.registry.observe(self._channelAdded)
+        self.sessions = {}
+        self.displays = []
+        self.keyboard = None
+        self.mouse = None
+        self.tablet = None
+        self.migration = None
+        self.migratable = []
+        self.mouseMode = MouseMode.SERVER
+        self.tlsAvailable = False
+        self._security = {}
+        self._defaultSecurity = SECURITY_NONE | SECURITY_SSL
+        self._leds = 0
+        self.registry.register(ChannelType.MAIN, 0, MainChannel)
+        self.registry.register(ChannelType.INPUTS, 0, InputsChannel)
+
+    def startService(self):
+        self.keys.start()
+
+    def factory(self):
+        """
+        A protocol factory for listening endpoints.
+        """
+        return Factory.forProtocol(lambda: LinkProtocol(self))
+
+    # -- devices -----------------------------------------------------------------
+
+    def addInterface(self, instance):
+        """
+        Register a device, as libspice's C{spice_server_add_interface}: a
+        display source gets a display and a cursor channel, a keyboard,
+        mouse or tablet receives the inputs channel's events (a tablet makes
+        client mouse mode available), a migration interface gets the
+        migration callbacks.
+
+        @raise InterfaceError: the instance provides no device interface, or
+            its major version is not the one this server implements.
+        """
+        for iface in DEVICE_INTERFACES:
+            if iface.providedBy(instance):
+                break
+        else:
+            raise InterfaceError("%r provides none of %s" % (
+                instance, ", ".join(i.getTaggedValue("type") for i in DEVICE_INTERFACES)))
+        try:
+            verifyObject(iface, instance)
+        except Invalid as e:
+            raise InterfaceError("%r does not implement %s: %s" % (instance, iface.__name__, e))
+        expected = iface.getTaggedValue("major_version")
+        if instance.major_version != expected:
+            raise InterfaceError(
+                "%s interface %r has major version %s; this server implements %d"
+                % (iface.getTaggedValue("type"), instance.description,
+                   instance.major_version, expected))
+        if IDisplaySource.providedBy(instance):
+            channel_id = len(self.displays)
+            self.displays.append(instance)
+            self.registry.register(ChannelType.DISPLAY, channel_id, DisplayChannel,
+                                   source=instance)
+            self.registry.register(ChannelType.CURSOR, channel_id, CursorChannel,
+                                   source=instance)
+        elif IKeyboard.providedBy(instance):
+            self.keyboard = instance
+            self._leds = instance.get_leds()
+        elif IMouse.providedBy(instance):
+            self.mouse = instance
+        elif ITablet.providedBy(instance):
+            self.tablet = instance
+            if self.displays:
+                self.tablet.set_logical_size(self.displays[0].width, self.displays[0].height)
+            self._setMouseMode(MouseMode.CLIENT)
+        elif IMigration.providedBy(instance):
+            self.migration = instance
+        if IMigratableState.providedBy(instance):
+            self.migratable.append(instance)
+        self.log.info("added {type} interface: {description}",
+                      type=instance.type, description=instance.description)
+
+    # -- channels and sessions ---------------------------------------------------
+
+    def channelClass(self, channel_type, channel_id):
+        entry = self.registry.lookup(channel_type, channel_id)
+        return entry.factory if entry is not None else None
+
+    def channelSecurity(self, channel_type):
+        return self._security.get(channel_type, self._defaultSecurity)
+
+    def setChannelSecurity(self, name, flags):
+        """
+        Set which ports a channel type may link on, as
+        C{spice_server_set_channel_security}: C{name} is a channel name or
+        L{None} for the default; C{flags} combines SECURITY_NONE and
+        SECURITY_SSL.
+        """
+        if name is None or name == "default":
+            self._defaultSecurity = flags
+            return
+        try:
+            self._security[CHANNEL_NAMES[name]] = flags
+        except KeyError:
+            raise ValueError("unknown channel %r; use one of %s or default"
+                             % (name, ", ".join(CHANNEL_NAMES)))
+
+    def attach(self, info, link):
+        """
+        Called by the link protocol once the ticket is accepted: create the
+        channel, send the link result and hand it the connection.
+
+        @raise LinkRefused: with the error to send.
+        """
+        entry = self.registry.lookup(info.channel_type, info.channel_id)
+        if info.channel_type == ChannelType.MAIN:
+            session = self._newSession(info)
+        else:
+            session = self.sessions.get(info.connection_id)
+            if session is None:
+                raise LinkRefused(LinkErr.BAD_CONNECTION_ID,
+                                  "no session %d" % info.connection_id)
+            if entry is None:
+                raise LinkRefused(LinkErr.CHANNEL_NOT_AVAILABLE, "no %s channel %d"
+                                  % (info.channel_name, info.channel_id))
+        link.sendLinkResult(LinkErr.OK)
+        channel = entry.factory(self, session, info, **entry.kwargs)
+        session.add(channel)
+        channel.makeConnection(link.transport)
+        self.log.info("session {session}: {channel} channel {id} linked from {peer}"
+                      "{tls}", session=session.id, channel=info.channel_name,
+                      id=info.channel_id, peer=info.peer,
+                      tls=" over TLS" if info.secure else "")
+        return channel
+
+    def _newSession(self, info):
+        session_id = info.connection_id
+        while session_id == 0 or session_id in self.sessions:
+            session_id = struct.unpack("<I", os.urandom(4))[0]
+        session = ClientSession(self, session_id, info.peer)
+        self.sessions[session_id] = session
+        return session
+
+    def sessionEnded(self, session):
+        if self.sessions.get(session.id) is session:
+            del self.sessions[session.id]
+
+    def _channelAdded(self, entry):
+        for session in list(self.sessions.values()):
+            if session.main is not None:
+                session.main.channelAdded(entry)
+
+    def broadcast(self, method, *args):
+        for session in list(self.sessions.values()):
+            session.broadcast(method, *args)
+
+    # -- mouse, keyboard and time ------------------------------------------------
+
+    @property
+    def supportedMouseModes(self):
+        return MouseMode.SERVER | (MouseMode.CLIENT if self.tablet is not None else 0)
+
+    def requestMouseMode(self, mode):
+        """
+        A client asked for a mouse mode; switch if it is supported.
+        """
+        if mode not in (MouseMode.SERVER, MouseMode.CLIENT) or not mode & self.supportedMouseModes:
+            self.log.info("mouse mode {mode} requested but not supported", mode=mode)
+            self.broadcast("mouseModeChanged", self.supportedMouseModes, self.mouseMode)
+            return
+        self._setMouseMode(MouseMode(mode))
+
+    def _setMouseMode(self, mode):
+        self.mouseMode = mode
+        self.broadcast("mouseModeChanged", self.supportedMouseModes, self.mouseMode)
+
+    def keyboardLedsMayHaveChanged(self):
+        """
+        Tell clients about lock LEDs the keyboard changed, as
+        C{spice_server_kbd_leds}.
+        """
+        leds = self.keyboard.get_leds() if self.keyboard is not None else 0
+        if leds != self._leds:
+            self._leds = leds
+            self.broadcast("ledsChanged")
+
+    def mmTime(self):
+        """
+        The multimedia clock in milliseconds, minus libspice's 400 ms
+        delta, as a u32.
+        """
+        return (int(self.clock.seconds() * 1000) - MM_TIME_DELTA_MS) & 0xFFFFFFFF

@@ -1,0 +1,3 @@
+"""
+Built-in display sources.
+"""

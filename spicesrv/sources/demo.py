@@ -1,0 +1,638 @@
+"""
+The built-in "demo" display source: a screen that shows every channel at
+work.
+
+From top to bottom it has a title bar with a clock (the display channel,
+once a second), a one-line hint, a canvas the mouse paints on (inputs and
+display; the cursor takes the brush colour, so the cursor channel changes
+too), a text area that shows what is typed (the keyboard), and a status
+line with the last scancode, the pointer and the lock keys.
+
+The frame is kept as one Pillow image per band ("panel"); after each change
+only the changed rectangle is copied into the BGRX framebuffer and reported
+to the observers.
+"""
+
+import io
+import json
+import struct
+import time
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from twisted.internet.task import LoopingCall
+from zope.interface import implementer
+
+from spicesrv.display.arrow import arrow_cursor
+from spicesrv.interfaces import (
+    IDisplaySource, IKeyboard, IMigratableState, IMouse, ITablet)
+
+# SPICE button mask bits and lock-key flags (protocol.md section 7).
+BUTTON_LEFT = 1
+BUTTON_MIDDLE = 2
+BUTTON_RIGHT = 4
+SCROLL_LOCK = 1
+NUM_LOCK = 2
+CAPS_LOCK = 4
+
+# PC/XT scancode set 1, US layout: rows of keys with consecutive codes,
+# as (first code, characters, characters with shift).
+_KEY_ROWS = [
+    (0x02, "1234567890-=", "!@#$%^&*()_+"),
+    (0x10, "qwertyuiop[]", "QWERTYUIOP{}"),
+    (0x1E, "asdfghjkl;'`", "ASDFGHJKL:\"~"),
+    (0x2B, "\\zxcvbnm,./", "|ZXCVBNM<>?"),
+]
+#: scancode -> (character, character with shift)
+SCANCODE_CHARS = {
+    first + i: (plain[i], shifted[i])
+    for first, plain, shifted in _KEY_ROWS
+    for i in range(len(plain))
+}
+SCANCODE_CHARS[0x39] = (" ", " ")
+SCANCODE_BACKSPACE = 0x0E
+SCANCODE_ENTER = 0x1C
+SCANCODE_EXTENDED = 0xE0
+SHIFT_KEYS = frozenset([0x2A, 0x36])
+#: lock key scancode -> the lock flag it toggles
+LOCK_KEYS = {0x3A: CAPS_LOCK, 0x45: NUM_LOCK, 0x46: SCROLL_LOCK}
+
+# Layout: bands of fixed height, the canvas takes what is left.
+TITLE_HEIGHT = 24
+HINT_HEIGHT = 20
+TEXT_HEIGHT = 120
+STATUS_HEIGHT = 20
+CLOCK_WIDTH = 80
+MARGIN = 6
+MIN_WIDTH = 320
+MIN_HEIGHT = 240
+
+TITLE_BACKGROUND = (36, 56, 104)
+TITLE_INK = (255, 255, 255)
+HINT_BACKGROUND = (226, 226, 226)
+HINT_INK = (40, 40, 40)
+CANVAS_BACKGROUND = (255, 255, 255)
+TEXT_BACKGROUND = (250, 248, 232)
+TEXT_INK = (20, 20, 20)
+STATUS_BACKGROUND = (44, 44, 44)
+STATUS_INK = (220, 220, 220)
+
+#: the brush colours, in the order a right click steps through them
+PALETTE = [
+    ("black", (0, 0, 0)),
+    ("red", (220, 30, 30)),
+    ("green", (30, 160, 60)),
+    ("blue", (30, 80, 220)),
+    ("orange", (240, 150, 20)),
+    ("purple", (150, 60, 200)),
+    ("eraser", CANVAS_BACKGROUND),
+]
+BRUSH_SIZES = range(1, 41)
+DEFAULT_BRUSH = 6
+MAX_TEXT = 10000
+
+HINT = ("Left drag: paint    Right click: next colour    Middle click: clear"
+        "    Wheel: brush size    Type: text appears below")
+
+_STATE_MAGIC = b"spicesrv-demo-1\n"
+_STATE_LENGTH = struct.Struct("<I")
+_STATE_FIELDS = {"text": str, "colour": int, "brush": int, "pointer": list,
+                 "buttons": int, "last_key": list, "leds": int}
+
+
+def _base_attributes(interface):
+    """
+    The L{ISpiceBase} attribute values of a provider of C{interface}.
+    """
+    return (interface.getTaggedValue("type"),
+            interface.getTaggedValue("major_version"),
+            interface.getTaggedValue("minor_version"))
+
+
+@implementer(IKeyboard)
+class DemoKeyboard:
+    """
+    Turns scancodes into characters and tracks the lock keys.
+
+    @ivar leds: the lock flags (SCROLL_LOCK, NUM_LOCK, CAPS_LOCK).
+    """
+
+    type, major_version, minor_version = _base_attributes(IKeyboard)
+    description = "spicesrv demo keyboard"
+
+    def __init__(self, on_key):
+        """
+        @param on_key: called with C{(codes, text)} for each complete key
+            event: C{codes} the scancode bytes as a tuple (two for an
+            extended key), C{text} the character typed, C{"\\b"} for
+            backspace, C{"\\n"} for enter or C{""}.
+        """
+        self._on_key = on_key
+        self.leds = 0
+        self._extended = False
+        self._held = set()
+
+    def push_scan_freg(self, byte):
+        if byte == SCANCODE_EXTENDED:
+            self._extended = True
+            return
+        if self._extended:
+            self._extended = False
+            self._on_key((SCANCODE_EXTENDED, byte), "")
+            return
+        code = byte & 0x7F
+        if byte & 0x80:
+            self._held.discard(code)
+            self._on_key((byte,), "")
+            return
+        if code in LOCK_KEYS and code not in self._held:
+            self.leds ^= LOCK_KEYS[code]
+        self._held.add(code)
+        self._on_key((byte,), self._text(code))
+
+    def get_leds(self):
+        return self.leds
+
+    def _text(self, code):
+        """
+        The text that pressing key C{code} types.
+        """
+        if code == SCANCODE_BACKSPACE:
+            return "\b"
+        if code == SCANCODE_ENTER:
+            return "\n"
+        if code not in SCANCODE_CHARS:
+            return ""
+        plain, shifted = SCANCODE_CHARS[code]
+        shift = bool(self._held & SHIFT_KEYS)
+        if plain.isalpha() and self.leds & CAPS_LOCK:
+            shift = not shift
+        return shifted if shift else plain
+
+
+@implementer(IMouse)
+class DemoMouse:
+    """
+    Relative motion (server mouse mode) of the demo's pointer.
+    """
+
+    type, major_version, minor_version = _base_attributes(IMouse)
+    description = "spicesrv demo mouse"
+
+    def __init__(self, source):
+        self._source = source
+
+    def motion(self, dx, dy, dz, buttons_state):
+        self._source.move_pointer_by(dx, dy, dz, buttons_state)
+
+    def buttons(self, buttons_state):
+        self._source.move_pointer_by(0, 0, 0, buttons_state)
+
+
+@implementer(ITablet)
+class DemoTablet:
+    """
+    Absolute positions (client mouse mode) of the demo's pointer.
+    """
+
+    type, major_version, minor_version = _base_attributes(ITablet)
+    description = "spicesrv demo tablet"
+
+    def __init__(self, source):
+        self._source = source
+        self._logical_size = None
+
+    def set_logical_size(self, width, height):
+        self._logical_size = (width, height) if width and height else None
+
+    def position(self, x, y, buttons_state):
+        if self._logical_size is not None:
+            width, height = self._logical_size
+            x = x * self._source.width // width
+            y = y * self._source.height // height
+        self._source.move_pointer_to(x, y, 0, buttons_state)
+
+    def wheel(self, wheel_motion, buttons_state):
+        x, y = self._source.cursor_position()
+        self._source.move_pointer_to(x, y, wheel_motion, buttons_state)
+
+    def buttons(self, buttons_state):
+        x, y = self._source.cursor_position()
+        self._source.move_pointer_to(x, y, 0, buttons_state)
+
+
+@implementer(IDisplaySource, IMigratableState)
+class DemoSource:
+    """
+    The demo screen, with its keyboard, mouse and tablet.
+
+    @ivar keyboard: the L{DemoKeyboard}.
+    @ivar mouse: the L{DemoMouse}.
+    @ivar tablet: the L{DemoTablet}.
+    """
+
+    type, major_version, minor_version = _base_attributes(IDisplaySource)
+    description = "spicesrv demo screen"
+    migration_key = "display.demo"
+
+    def __init__(self, width=1024, height=768, clock=None):
+        """
+        @param clock: the L{twisted.internet.interfaces.IReactorTime} that
+            runs and shows the clock; the global reactor by default.
+        """
+        if clock is None:
+            from twisted.internet import reactor as clock
+        _check_size(width, height)
+        self.width = width
+        self.height = height
+        self._clock = clock
+        self._ticker = LoopingCall(self._tick)
+        self._ticker.clock = clock
+        self._observers = []
+        self._font = ImageFont.load_default()
+        self._line_height = self._font.getbbox("Hgjy_|")[3] + 3
+        self._char_widths = {}
+        self._cursors = [arrow_cursor(fill=rgb, outline=_outline_for(rgb))
+                         for _, rgb in PALETTE]
+        self._colour = 0
+        self._brush = DEFAULT_BRUSH
+        self._text = ""
+        self._last_key = ()
+        self._x = width // 2
+        self._y = height // 2
+        self._buttons = 0
+        self.keyboard = DemoKeyboard(self._key)
+        self.mouse = DemoMouse(self)
+        self.tablet = DemoTablet(self)
+        self._build(None)
+
+    def devices(self):
+        """
+        Return everything to register with the server: this source, its
+        keyboard, mouse and tablet.
+        """
+        return [self, self.keyboard, self.mouse, self.tablet]
+
+    def start(self):
+        """
+        Start the clock.
+        """
+        if not self._ticker.running:
+            self._ticker.start(1.0, now=True)
+
+    def stop(self):
+        """
+        Stop the clock.
+        """
+        if self._ticker.running:
+            self._ticker.stop()
+
+    # IDisplaySource
+
+    def framebuffer(self):
+        return self._fb
+
+    def cursor(self):
+        return self._cursors[self._colour]
+
+    def cursor_position(self):
+        return (self._x, self._y)
+
+    def addObserver(self, observer):
+        self._observers.append(observer)
+
+    def removeObserver(self, observer):
+        self._observers.remove(observer)
+
+    def resize(self, width, height):
+        """
+        Change the screen size, keeping the top-left part of the canvas.
+        """
+        _check_size(width, height)
+        if (width, height) == (self.width, self.height):
+            return
+        self.width = width
+        self.height = height
+        self._x = min(self._x, width - 1)
+        self._y = min(self._y, height - 1)
+        self._build(self._canvas)
+        for observer in list(self._observers):
+            observer.surface_changed(width, height)
+
+    # IMigratableState
+
+    def get_migration_state(self):
+        fields = {
+            "text": self._text,
+            "colour": self._colour,
+            "brush": self._brush,
+            "pointer": [self._x, self._y],
+            "buttons": self._buttons,
+            "last_key": list(self._last_key),
+            "leds": self.keyboard.leds,
+        }
+        header = json.dumps(fields).encode("utf-8")
+        canvas = io.BytesIO()
+        self._canvas.save(canvas, "PNG")
+        return b"".join([_STATE_MAGIC, _STATE_LENGTH.pack(len(header)),
+                         header, canvas.getvalue()])
+
+    def set_migration_state(self, data):
+        fields, canvas = _parse_state(data)
+        old_cursor = self.cursor()
+        self._text = fields["text"]
+        self._colour = fields["colour"]
+        self._brush = min(max(fields["brush"], BRUSH_SIZES[0]),
+                          BRUSH_SIZES[-1])
+        self._x = min(max(fields["pointer"][0], 0), self.width - 1)
+        self._y = min(max(fields["pointer"][1], 0), self.height - 1)
+        self._buttons = fields["buttons"]
+        self._last_key = tuple(fields["last_key"])
+        self.keyboard.leds = fields["leds"]
+        self._build(canvas)
+        self._damaged([(0, 0, self.width, self.height)])
+        if self.cursor() is not old_cursor:
+            for observer in list(self._observers):
+                observer.cursor_changed(self.cursor())
+        for observer in list(self._observers):
+            observer.cursor_moved(self._x, self._y)
+
+    # Input, from the devices
+
+    def move_pointer_by(self, dx, dy, dz, buttons_state):
+        """
+        Relative motion: move the pointer by (C{dx}, C{dy}), turn the wheel
+        by C{dz}, and tell observers where the cursor is now.
+        """
+        old_position = self.cursor_position()
+        self.move_pointer_to(self._x + dx, self._y + dy, dz, buttons_state)
+        if self.cursor_position() != old_position:
+            for observer in list(self._observers):
+                observer.cursor_moved(self._x, self._y)
+
+    def move_pointer_to(self, x, y, dz, buttons_state):
+        """
+        Move the pointer to (C{x}, C{y}), clamped to the screen, turn the
+        wheel by C{dz}, and paint as the buttons say.
+        """
+        old_x, old_y, old_buttons = self._x, self._y, self._buttons
+        self._x = min(max(x, 0), self.width - 1)
+        self._y = min(max(y, 0), self.height - 1)
+        self._buttons = buttons_state
+        pressed = buttons_state & ~old_buttons
+        damage = []
+        if pressed & BUTTON_RIGHT:
+            self._colour = (self._colour + 1) % len(PALETTE)
+            for observer in list(self._observers):
+                observer.cursor_changed(self.cursor())
+        if pressed & BUTTON_MIDDLE:
+            self._canvas_draw.rectangle(
+                (0, 0) + self._canvas.size, fill=CANVAS_BACKGROUND)
+            damage.append(self._blit(self._canvas, self._canvas_top))
+        if dz:
+            self._brush = min(max(self._brush - dz, BRUSH_SIZES[0]),
+                              BRUSH_SIZES[-1])
+        if buttons_state & BUTTON_LEFT:
+            start = (old_x, old_y) if old_buttons & BUTTON_LEFT else None
+            damage.append(self._stroke(start, (self._x, self._y)))
+        damage.append(self._draw_status())
+        self._damaged(damage)
+
+    def _key(self, codes, text):
+        """
+        The keyboard reports a key: show its codes and type its text.
+        """
+        self._last_key = codes
+        damage = [self._draw_status()]
+        if text:
+            if text == "\b":
+                self._text = self._text[:-1]
+            else:
+                self._text = (self._text + text)[-MAX_TEXT:]
+            damage.append(self._draw_text())
+        self._damaged(damage)
+
+    def _tick(self):
+        self._damaged([self._draw_clock()])
+
+    # Drawing
+
+    @property
+    def _canvas_top(self):
+        return TITLE_HEIGHT + HINT_HEIGHT
+
+    @property
+    def _text_top(self):
+        return self.height - STATUS_HEIGHT - TEXT_HEIGHT
+
+    @property
+    def _status_top(self):
+        return self.height - STATUS_HEIGHT
+
+    def _build(self, canvas):
+        """
+        Make the panels and the framebuffer for the current size and draw
+        everything.  C{canvas} (an image or L{None}) is pasted at the top
+        left of the new canvas.
+        """
+        width = self.width
+        self._fb = np.zeros((self.height, width, 4), np.uint8)
+        self._fb[..., 3] = 255
+        self._title = Image.new("RGB", (width, TITLE_HEIGHT), TITLE_BACKGROUND)
+        self._hint = Image.new("RGB", (width, HINT_HEIGHT), HINT_BACKGROUND)
+        self._canvas = Image.new(
+            "RGB", (width, self._text_top - self._canvas_top),
+            CANVAS_BACKGROUND)
+        if canvas is not None:
+            self._canvas.paste(canvas, (0, 0))
+        self._canvas_draw = ImageDraw.Draw(self._canvas)
+        self._text_panel = Image.new(
+            "RGB", (width, TEXT_HEIGHT), TEXT_BACKGROUND)
+        self._shown_lines = []
+        self._status = Image.new(
+            "RGB", (width, STATUS_HEIGHT), STATUS_BACKGROUND)
+        ImageDraw.Draw(self._title).text(
+            (MARGIN, 6), "spicesrv demo  %dx%d" % (width, self.height),
+            fill=TITLE_INK, font=self._font)
+        self._blit(self._title, 0)
+        self._draw_clock()
+        ImageDraw.Draw(self._hint).text(
+            (MARGIN, 4), HINT, fill=HINT_INK, font=self._font)
+        self._blit(self._hint, TITLE_HEIGHT)
+        self._blit(self._canvas, self._canvas_top)
+        self._blit(self._text_panel, self._text_top)
+        self._draw_text()
+        self._draw_status()
+
+    def _blit(self, panel, top, box=None):
+        """
+        Copy C{box} of C{panel} (all of it by default), a panel whose top is
+        at row C{top} of the frame, into the framebuffer.  Return the
+        rectangle of the frame it covers, or L{None} if C{box} is empty.
+        """
+        left, upper, right, lower = box or (0, 0) + panel.size
+        if right <= left or lower <= upper:
+            return None
+        rgb = np.asarray(panel.crop((left, upper, right, lower)))
+        self._fb[top + upper:top + lower, left:right, :3] = rgb[..., ::-1]
+        return (left, top + upper, right, top + lower)
+
+    def _draw_clock(self):
+        box = (self.width - CLOCK_WIDTH, 0, self.width, TITLE_HEIGHT)
+        now = time.strftime("%H:%M:%S",
+                            time.localtime(self._clock.seconds()))
+        draw = ImageDraw.Draw(self._title)
+        draw.rectangle((box[0], box[1], box[2] - 1, box[3] - 1),
+                       fill=TITLE_BACKGROUND)
+        draw.text((box[0] + MARGIN, 6), now, fill=TITLE_INK, font=self._font)
+        return self._blit(self._title, 0, box)
+
+    def _stroke(self, start, end):
+        """
+        Paint from frame point C{start} (or a dot, if L{None}) to C{end}
+        with the current brush.
+        """
+        top = self._canvas_top
+        x1, y1 = end[0], end[1] - top
+        x0, y0 = (start[0], start[1] - top) if start else (x1, y1)
+        colour = PALETTE[self._colour][1]
+        radius = self._brush // 2
+        if (x0, y0) != (x1, y1):
+            self._canvas_draw.line(
+                [(x0, y0), (x1, y1)], fill=colour, width=self._brush)
+        for x, y in ((x0, y0), (x1, y1)):
+            self._canvas_draw.ellipse(
+                (x - radius, y - radius, x + radius, y + radius), fill=colour)
+        width, height = self._canvas.size
+        box = (max(min(x0, x1) - radius - 1, 0),
+               max(min(y0, y1) - radius - 1, 0),
+               min(max(x0, x1) + radius + 2, width),
+               min(max(y0, y1) + radius + 2, height))
+        return self._blit(self._canvas, top, box)
+
+    def _draw_text(self):
+        """
+        Redraw the rows of the text area that differ from what is shown.
+        """
+        rows = (TEXT_HEIGHT - 2 * MARGIN) // self._line_height
+        lines = self._visible_lines(rows)
+        lines += [""] * (rows - len(lines))
+        changed = [row for row in range(rows)
+                   if self._shown_lines[row:row + 1] != lines[row:row + 1]]
+        if not changed:
+            return None
+        draw = ImageDraw.Draw(self._text_panel)
+        for row in range(changed[0], changed[-1] + 1):
+            y = MARGIN + row * self._line_height
+            draw.rectangle((0, y, self.width, y + self._line_height - 1),
+                           fill=TEXT_BACKGROUND)
+            draw.text((MARGIN, y), lines[row], fill=TEXT_INK, font=self._font)
+        self._shown_lines = lines
+        upper = MARGIN + changed[0] * self._line_height
+        lower = MARGIN + (changed[-1] + 1) * self._line_height
+        return self._blit(self._text_panel, self._text_top,
+                          (0, upper, self.width, lower))
+
+    def _visible_lines(self, rows):
+        """
+        The last C{rows} lines of the typed text and its caret, wrapped to
+        the width of the text area.
+        """
+        lines = []
+        for paragraph in reversed((self._text + "_").split("\n")):
+            lines[:0] = self._wrap(paragraph, self.width - 2 * MARGIN)
+            if len(lines) >= rows:
+                break
+        return lines[-rows:]
+
+    def _wrap(self, paragraph, limit):
+        lines, line, used = [], "", 0
+        for char in paragraph:
+            if char not in self._char_widths:
+                self._char_widths[char] = self._font.getlength(char)
+            width = self._char_widths[char]
+            if line and used + width > limit:
+                lines.append(line)
+                line, used = "", 0
+            line += char
+            used += width
+        lines.append(line)
+        return lines
+
+    def _draw_status(self):
+        draw = ImageDraw.Draw(self._status)
+        draw.rectangle((0, 0) + self._status.size, fill=STATUS_BACKGROUND)
+        buttons = "".join(name if self._buttons & bit else "-"
+                          for name, bit in (("L", BUTTON_LEFT),
+                                            ("M", BUTTON_MIDDLE),
+                                            ("R", BUTTON_RIGHT)))
+        locks = " ".join(name for name, flag in (("caps", CAPS_LOCK),
+                                                  ("num", NUM_LOCK),
+                                                  ("scroll", SCROLL_LOCK))
+                         if self.keyboard.leds & flag)
+        line = ("key %s    pointer %d,%d    buttons %s    brush %dpx %s"
+                "    locks %s" % (
+                    " ".join("%02X" % c for c in self._last_key) or "-",
+                    self._x, self._y, buttons, self._brush,
+                    PALETTE[self._colour][0], locks or "-"))
+        draw.text((MARGIN, 4), line, fill=STATUS_INK, font=self._font)
+        swatch_left = self.width - STATUS_HEIGHT - MARGIN
+        draw.rectangle((swatch_left, 3, swatch_left + STATUS_HEIGHT - 7,
+                        STATUS_HEIGHT - 4),
+                       fill=PALETTE[self._colour][1], outline=STATUS_INK)
+        return self._blit(self._status, self._status_top)
+
+    def _damaged(self, rects):
+        rects = [rect for rect in rects if rect is not None]
+        if rects:
+            for observer in list(self._observers):
+                observer.damaged(rects)
+
+
+def _check_size(width, height):
+    if width < MIN_WIDTH or height < MIN_HEIGHT:
+        raise ValueError(
+            "the demo screen needs at least %dx%d pixels, not %dx%d"
+            % (MIN_WIDTH, MIN_HEIGHT, width, height))
+
+
+def _outline_for(rgb):
+    """
+    A cursor outline colour that stands out against fill C{rgb}.
+    """
+    red, green, blue = rgb
+    dark = red * 299 + green * 587 + blue * 114 < 128 * 1000
+    return (255, 255, 255) if dark else (0, 0, 0)
+
+
+def _parse_state(data):
+    """
+    Return the fields and the canvas image of demo migration state, or
+    raise L{ValueError}.
+    """
+    if not data.startswith(_STATE_MAGIC):
+        raise ValueError("not demo display state (starts with %r)"
+                         % (bytes(data[:16]),))
+    offset = len(_STATE_MAGIC)
+    try:
+        (length,) = _STATE_LENGTH.unpack_from(data, offset)
+        offset += _STATE_LENGTH.size
+        fields = json.loads(data[offset:offset + length].decode("utf-8"))
+        canvas = Image.open(io.BytesIO(data[offset + length:]))
+        canvas = canvas.convert("RGB")
+    except (struct.error, ValueError, OSError) as e:
+        raise ValueError("damaged demo display state: %s" % (e,))
+    for name, kind in _STATE_FIELDS.items():
+        if not isinstance(fields.get(name), kind):
+            raise ValueError("damaged demo display state: bad %r" % (name,))
+    checks = {
+        "colour": 0 <= fields["colour"] < len(PALETTE),
+        "pointer": (len(fields["pointer"]) == 2 and
+                    all(isinstance(v, int) for v in fields["pointer"])),
+        "last_key": all(isinstance(v, int) and 0 <= v < 256
+                        for v in fields["last_key"]),
+    }
+    for name, good in checks.items():
+        if not good:
+            raise ValueError("damaged demo display state: bad %r" % (name,))
+    return fields, canvas

@@ -1,0 +1,210 @@
+"""
+``twistd spice``: the command-line options and the service they build.
+
+Option names follow QEMU's ``-spice`` where one exists.
+"""
+
+import ipaddress
+import re
+import sys
+import uuid as uuidlib
+
+from twisted.application import service, strports
+from twisted.python import usage
+
+from spicesrv.server import SpiceServer
+from spicesrv.ticket import Ticket
+
+DEFAULT_PORT = 5900
+DEFAULT_ADDR = "127.0.0.1"
+
+
+def _sources():
+    from spicesrv.sources.demo import DemoSource
+    from spicesrv.sources.image import ImageSource
+    return {
+        "demo": (lambda reactor, args: DemoSource(clock=reactor),
+                 "an interactive demo screen (the default)"),
+        "image": (lambda reactor, args: ImageSource(args),
+                  "image:PATH shows a still picture"),
+    }
+
+
+class ConfigError(Exception):
+    """
+    A configuration mistake; its message says what to change.
+    """
+
+
+def is_loopback(host):
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def endpoint_is_local(description):
+    """
+    Whether a Twisted server endpoint string only accepts connections from
+    this machine: a UNIX socket, or TCP bound to a loopback interface.
+    """
+    kind = description.split(":", 1)[0]
+    if kind == "unix":
+        return True
+    if kind not in ("tcp", "tcp6", "ssl"):
+        return False
+    match = re.search(r"(?:^|:)interface=((?:\\:|[^:])+)", description)
+    return match is not None and is_loopback(match.group(1).replace("\\:", ":"))
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = ("Run a SPICE server. By default it listens on 127.0.0.1:5900 and shows "
+                "the interactive demo screen; connect with "
+                "'remote-viewer spice://127.0.0.1:5900'.")
+
+    optParameters = [
+        ["port", "p", DEFAULT_PORT, "TCP port for plain SPICE connections.", int],
+        ["addr", "a", DEFAULT_ADDR, "Address to listen on. Anything but loopback needs "
+         "--password, --password-file or --disable-ticketing."],
+        ["password", None, None, "The password clients must give (at most 60 bytes). "
+         "Visible in the process list; prefer --password-file."],
+        ["password-file", None, None, "Read the password from the first line of this file."],
+        ["password-lifetime", None, 0, "Seconds until the password expires (0 = never).",
+         int],
+        ["source", "s", "demo", "Display source: demo, or image:PATH."],
+        ["name", None, None, "Name of the machine, shown by clients."],
+        ["uuid", None, None, "UUID of the machine, sent to clients."],
+    ]
+    optFlags = [
+        ["disable-ticketing", None, "Accept clients without a password."],
+    ]
+
+    def __init__(self):
+        usage.Options.__init__(self)
+        self["listen"] = []
+
+    def opt_listen(self, description):
+        """
+        Also listen on this Twisted endpoint, e.g. unix:/run/spice.sock or
+        tcp:5930:interface=127.0.0.1 (repeatable).
+        """
+        self["listen"].append(description)
+
+    def opt_version(self):
+        from spicesrv import __version__
+        print("spicesrv %s" % __version__)
+        sys.exit(0)
+
+    def postOptions(self):
+        try:
+            self._check()
+        except ConfigError as e:
+            raise SystemExit("twistd spice: %s" % (e,))
+
+    def _check(self):
+        if self["password"] is not None and self["password-file"] is not None:
+            raise ConfigError("give either --password or --password-file, not both")
+        if self["password-file"] is not None:
+            try:
+                with open(self["password-file"], "rb") as f:
+                    self["password"] = f.readline().rstrip(b"\r\n")
+            except OSError as e:
+                raise ConfigError("cannot read --password-file %s: %s"
+                                  % (self["password-file"], e.strerror))
+        if self["password"] is not None:
+            if self["disable-ticketing"]:
+                raise ConfigError("--disable-ticketing and a password contradict each other; "
+                                  "drop one")
+            try:
+                Ticket.validate(self["password"])
+            except ValueError as e:
+                raise ConfigError("bad password: %s" % (e,))
+        if not 0 < self["port"] < 65536:
+            raise ConfigError("--port %d is not a TCP port (1-65535)" % self["port"])
+        if self["password-lifetime"] < 0:
+            raise ConfigError("--password-lifetime must be 0 (never) or a number of seconds")
+        secured = self["password"] is not None or self["disable-ticketing"]
+        exposed = [] if is_loopback(self["addr"]) else ["--addr %s" % self["addr"]]
+        exposed += ["--listen %s" % l for l in self["listen"] if not endpoint_is_local(l)]
+        if exposed and not secured:
+            raise ConfigError("%s would accept connections from other machines without a "
+                              "password; add --password-file FILE (or --disable-ticketing "
+                              "if you really mean it)" % exposed[0])
+        name, _, args = self["source"].partition(":")
+        if name not in _sources():
+            raise ConfigError("unknown --source %r; use one of %s"
+                              % (name, ", ".join(sorted(_sources()))))
+        if self["uuid"] is not None:
+            try:
+                self["uuid"] = uuidlib.UUID(self["uuid"])
+            except ValueError:
+                raise ConfigError("--uuid %r is not a UUID (e.g. "
+                                  "12345678-1234-1234-1234-123456789abc)" % self["uuid"])
+
+    def endpoints(self):
+        host = self["addr"]
+        interface = host.replace(":", "\\:")
+        kind = "tcp6" if ":" in host else "tcp"
+        return ["%s:%d:interface=%s" % (kind, self["port"], interface)] + self["listen"]
+
+
+class _ServerService(service.Service):
+    """
+    Starts the server's key pool and the devices' timers with the service.
+    """
+
+    def __init__(self, server, devices):
+        self.server = server
+        self.devices = devices
+
+    def startService(self):
+        service.Service.startService(self)
+        self.server.startService()
+        for device in self.devices:
+            start = getattr(device, "start", None)
+            if start is not None:
+                start()
+
+    def stopService(self):
+        service.Service.stopService(self)
+        for device in self.devices:
+            stop = getattr(device, "stop", None)
+            if stop is not None:
+                stop()
+
+
+def makeServer(config, reactor):
+    """
+    Build the L{SpiceServer} and its devices described by C{config}.
+    """
+    secured = config["password"] is not None or config["disable-ticketing"]
+    server = SpiceServer(clock=reactor, password=config["password"],
+                         disable_ticketing=config["disable-ticketing"] or not secured,
+                         name=config["name"], uuid=config["uuid"])
+    if config["password"] is not None and config["password-lifetime"]:
+        server.ticket.expire_in(config["password-lifetime"])
+    name, _, args = config["source"].partition(":")
+    make, _ = _sources()[name]
+    try:
+        source = make(reactor, args)
+    except ValueError as e:
+        raise SystemExit("twistd spice: --source %s: %s" % (config["source"], e))
+    devices = source.devices()
+    for device in devices:
+        server.addInterface(device)
+    return server, devices
+
+
+def makeService(config, reactor=None):
+    if reactor is None:
+        from twisted.internet import reactor
+    server, devices = makeServer(config, reactor)
+    top = service.MultiService()
+    _ServerService(server, devices).setServiceParent(top)
+    for description in config.endpoints():
+        strports.service(description, server.factory(), reactor=reactor).setServiceParent(top)
+    top.server = server
+    return top

@@ -1,0 +1,412 @@
+"""
+Helpers for testing spicesrv and code built on it without sockets: the
+client side of the link stage, a reader of server messages, and an
+in-memory server wired to a L{StringTransport}.
+
+    server = makeTestServer(password="pw")
+    client = connectChannel(server, ChannelType.MAIN, password="pw")
+    init = client.next("INIT")
+"""
+
+import struct
+
+import numpy
+from twisted.internet.task import Clock
+from zope.interface import implementer
+from twisted.internet.testing import StringTransport
+
+from spicesrv import keys
+from spicesrv.display.cursor import Cursor
+from spicesrv.interfaces import IDisplaySource, IKeyboard, IMouse, ITablet
+from spicesrv.wire import caps as capwords
+from spicesrv.wire.constants import (
+    LINK_REPLY_SIZE, MAGIC, VERSION_MAJOR, VERSION_MINOR, AuthMechanism, ChannelType,
+    CommonCap, KeyModifier, LinkErr)
+from spicesrv.wire.messages import (
+    CURSOR_SERVER, DISPLAY_SERVER, INPUTS_SERVER, MAIN_SERVER, LinkHeader, LinkMess, LinkReply,
+    COMMON_SERVER)
+
+SERVER_TABLES = {
+    ChannelType.MAIN: MAIN_SERVER,
+    ChannelType.DISPLAY: DISPLAY_SERVER,
+    ChannelType.INPUTS: INPUTS_SERVER,
+    ChannelType.CURSOR: CURSOR_SERVER,
+}
+
+CLIENT_COMMON_CAPS = {CommonCap.PROTOCOL_AUTH_SELECTION, CommonCap.AUTH_SPICE,
+                      CommonCap.MINI_HEADER}
+
+_testKey = None
+
+
+def testKey():
+    """
+    One RSA key shared by all tests (generating keys is slow).
+    """
+    global _testKey
+    if _testKey is None:
+        _testKey = keys.generate_key()
+    return _testKey
+
+
+def testKeyPool():
+    """
+    A key pool that hands out the shared test key at once, in the reactor
+    thread.
+    """
+    return keys.KeyPool(size=1, generate=testKey, inThread=False)
+
+
+def linkMessage(channel_type, channel_id=0, connection_id=0,
+                common_caps=CLIENT_COMMON_CAPS, channel_caps=(), major=VERSION_MAJOR):
+    """
+    The bytes a client sends to start linking a channel.
+    """
+    common = capwords.caps_to_words(common_caps)
+    channel = capwords.caps_to_words(channel_caps)
+    mess = LinkMess.pack(connection_id=connection_id, channel_type=channel_type,
+                         channel_id=channel_id, num_common_caps=len(common),
+                         num_channel_caps=len(channel), caps_offset=18)
+    body = mess + capwords.pack_words(common + channel)
+    return LinkHeader.pack(magic=MAGIC, major_version=major, minor_version=VERSION_MINOR,
+                           size=len(body)) + body
+
+
+def parseLinkReply(data):
+    """
+    Parse the server's link header and reply; returns
+    C{(reply, common_caps, channel_caps, rest)}.
+    """
+    header = LinkHeader.unpack(data[:16])
+    if header.size < LINK_REPLY_SIZE or len(data) < 16 + header.size:
+        raise ValueError("short link reply (%d bytes)" % len(data))
+    body = data[16:16 + header.size]
+    reply = LinkReply.unpack(body[:LINK_REPLY_SIZE])
+    words = capwords.unpack_words(body[reply.caps_offset:],
+                                  reply.num_common_caps + reply.num_channel_caps)
+    common = capwords.words_to_caps(words[:reply.num_common_caps])
+    channel = capwords.words_to_caps(words[reply.num_common_caps:])
+    return reply, common, channel, data[16 + header.size:]
+
+
+def ticketBytes(reply, password=""):
+    """
+    The auth mechanism and the encrypted ticket for a link reply.
+    """
+    return struct.pack("<I", AuthMechanism.SPICE) + keys.encrypt_ticket(reply.pub_key, password)
+
+
+class ServerMessages:
+    """
+    Reads the server's messages of one channel from bytes as they arrive.
+    """
+
+    def __init__(self, table, mini=True):
+        self.table = table
+        self.mini = mini
+        self.buffer = b""
+        self.messages = []
+
+    def feed(self, data):
+        self.buffer += data
+        header = 6 if self.mini else 18
+        while len(self.buffer) >= header:
+            if self.mini:
+                msgType, size = struct.unpack_from("<HI", self.buffer)
+            else:
+                _, msgType, size, _ = struct.unpack_from("<QHII", self.buffer)
+            if len(self.buffer) < header + size:
+                break
+            body = self.buffer[header:header + size]
+            self.buffer = self.buffer[header + size:]
+            message = self.table.byNumber.get(msgType)
+            name = message.name if message else msgType
+            record = message.unpack(body, exact=False) if message else body
+            self.messages.append((name, record))
+
+
+class TestClientChannel:
+    """
+    The client end of one channel linked to an in-memory server through a
+    L{StringTransport}.
+
+    @ivar protocol: the server's L{spicesrv.link.LinkProtocol}.
+    @ivar transport: the transport it writes to.
+    @ivar result: the link result the server sent.
+    """
+
+    def __init__(self, server, channel_type, channel_id=0, connection_id=0,
+                 password="", common_caps=CLIENT_COMMON_CAPS, channel_caps=()):
+        self.protocol = server.factory().buildProtocol(None)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+        self.protocol.dataReceived(linkMessage(channel_type, channel_id, connection_id,
+                                               common_caps, channel_caps))
+        self.reply, self.serverCommonCaps, self.serverChannelCaps, rest = parseLinkReply(
+            self.transport.value())
+        self.transport.clear()
+        self.result = None
+        self.received = ServerMessages(SERVER_TABLES.get(channel_type, COMMON_SERVER),
+                                       mini=CommonCap.MINI_HEADER in common_caps)
+        self.mini = CommonCap.MINI_HEADER in common_caps
+        self._serial = 0
+        if self.reply.error == LinkErr.OK:
+            self.protocol.dataReceived(ticketBytes(self.reply, password))
+            data = self.transport.value()
+            self.transport.clear()
+            (self.result,) = struct.unpack_from("<I", data)
+            self.received.feed(data[4:])
+
+    @property
+    def channel(self):
+        return self.protocol.channel
+
+    def poll(self):
+        """
+        Read what the server wrote since the last call.
+        """
+        self.received.feed(self.transport.value())
+        self.transport.clear()
+        return self.received.messages
+
+    def names(self):
+        return [name for name, _ in self.poll()]
+
+    def take(self):
+        """
+        Return and forget every message received so far.
+        """
+        messages = list(self.poll())
+        del self.received.messages[:]
+        return messages
+
+    def next(self, name):
+        """
+        The first received message called C{name}; earlier ones are dropped.
+        """
+        messages = self.poll()
+        while messages:
+            got, record = messages.pop(0)
+            if got == name:
+                return record
+        raise AssertionError("no %s message from the server" % (name,))
+
+    def send(self, message, **fields):
+        """
+        Send a client message (a L{spicesrv.wire.schema.Message}).
+        """
+        self.sendRaw(message.number, message.pack(**fields))
+
+    def sendRaw(self, msgType, body):
+        self._serial += 1
+        if self.mini:
+            header = struct.pack("<HI", msgType, len(body))
+        else:
+            header = struct.pack("<QHII", self._serial, msgType, len(body), 0)
+        self.protocol.dataReceived(header + body)
+
+
+def makeTestServer(clock=None, **kwargs):
+    """
+    A L{SpiceServer} on a L{Clock} with the shared test key.
+    """
+    from spicesrv.server import SpiceServer
+    if clock is None:
+        clock = Clock()
+    kwargs.setdefault("keys", testKeyPool())
+    return SpiceServer(clock=clock, **kwargs)
+
+
+def _base(iface, description):
+    """
+    The ISpiceBase attribute values for a provider of C{iface}.
+    """
+    return dict(type=iface.getTaggedValue("type"), description=description,
+                major_version=iface.getTaggedValue("major_version"),
+                minor_version=iface.getTaggedValue("minor_version"))
+
+
+@implementer(IDisplaySource)
+class FakeDisplaySource:
+    """
+    A display source whose framebuffer a test paints directly.
+    """
+
+    def __init__(self, width=64, height=48, cursor=None):
+        self.__dict__.update(_base(IDisplaySource, "fake display"))
+        self.width = width
+        self.height = height
+        self.frame = numpy.zeros((height, width, 4), dtype=numpy.uint8)
+        self.observers = []
+        self._cursor = cursor if cursor is not None else Cursor(
+            2, 2, 0, 0, b"\xff\xff\xff\xff" * 4)
+        self.position = (0, 0)
+
+    def framebuffer(self):
+        return self.frame
+
+    def cursor(self):
+        return self._cursor
+
+    def cursor_position(self):
+        return self.position
+
+    def addObserver(self, observer):
+        self.observers.append(observer)
+
+    def removeObserver(self, observer):
+        self.observers.remove(observer)
+
+    def fill(self, rect, bgrx):
+        """
+        Paint C{(left, top, right, bottom)} with one B, G, R, X colour and
+        report the damage.
+        """
+        left, top, right, bottom = rect
+        self.frame[top:bottom, left:right] = bgrx
+        for observer in list(self.observers):
+            observer.damaged([rect])
+
+    def resize(self, width, height):
+        self.width, self.height = width, height
+        self.frame = numpy.zeros((height, width, 4), dtype=numpy.uint8)
+        for observer in list(self.observers):
+            observer.surface_changed(width, height)
+
+    def setCursor(self, cursor):
+        self._cursor = cursor
+        for observer in list(self.observers):
+            observer.cursor_changed(cursor)
+
+    def moveCursor(self, x, y):
+        self.position = (x, y)
+        for observer in list(self.observers):
+            observer.cursor_moved(x, y)
+
+
+@implementer(IKeyboard)
+class RecordingKeyboard:
+    """
+    A keyboard that records the scancode bytes it receives and toggles its
+    lock LEDs like a PC keyboard.
+    """
+
+    LOCKS = {0x46: KeyModifier.SCROLL_LOCK, 0x45: KeyModifier.NUM_LOCK,
+             0x3A: KeyModifier.CAPS_LOCK}
+
+    def __init__(self):
+        self.__dict__.update(_base(IKeyboard, "recording keyboard"))
+        self.scancodes = []
+        self.leds = 0
+        self._extended = False
+
+    def push_scan_freg(self, byte):
+        self.scancodes.append(byte)
+        if byte == 0xE0:
+            self._extended = True
+            return
+        if not self._extended and byte in self.LOCKS:
+            self.leds ^= self.LOCKS[byte]
+        self._extended = False
+
+    def get_leds(self):
+        return self.leds
+
+
+@implementer(IMouse)
+class RecordingMouse:
+    """
+    A mouse that records C{("motion", dx, dy, dz, buttons)} and
+    C{("buttons", buttons)} events.
+    """
+
+    def __init__(self):
+        self.__dict__.update(_base(IMouse, "recording mouse"))
+        self.events = []
+
+    def motion(self, dx, dy, dz, buttons_state):
+        self.events.append(("motion", dx, dy, dz, buttons_state))
+
+    def buttons(self, buttons_state):
+        self.events.append(("buttons", buttons_state))
+
+
+@implementer(ITablet)
+class RecordingTablet:
+    """
+    A tablet that records its events like L{RecordingMouse}.
+    """
+
+    def __init__(self):
+        self.__dict__.update(_base(ITablet, "recording tablet"))
+        self.events = []
+
+    def set_logical_size(self, width, height):
+        self.events.append(("size", width, height))
+
+    def position(self, x, y, buttons_state):
+        self.events.append(("position", x, y, buttons_state))
+
+    def wheel(self, wheel_motion, buttons_state):
+        self.events.append(("wheel", wheel_motion, buttons_state))
+
+    def buttons(self, buttons_state):
+        self.events.append(("buttons", buttons_state))
+
+
+def decodeImage(data):
+    """
+    Decode a SPICE Image as a client would: a 32-bit BITMAP or an LZ4
+    image, to a C{(height, width, 4)} uint8 array.
+    """
+    _id, kind, _flags, width, height = struct.unpack_from("<QBBII", data)
+    if kind == 0:
+        fmt, bflags, x, y, stride, palette = struct.unpack_from("<BBIIII", data, 18)
+        if (fmt, x, y, palette) != (8, width, height, 0):
+            raise ValueError("unexpected bitmap header %r" % ((fmt, x, y, palette),))
+        rows = numpy.frombuffer(data, numpy.uint8, stride * y, 36).reshape(y, stride)
+        pixels = rows[:, :x * 4].reshape(y, x, 4)
+        return pixels if bflags & 4 else pixels[::-1]
+    if kind == 109:
+        size, top_down, fmt = struct.unpack_from("<IBB", data, 18)
+        offset, end, out = 24, 22 + size, b""
+        while offset < end:
+            (n,) = struct.unpack_from(">I", data, offset)
+            out += data[offset + 4:offset + 4 + n]
+            offset += 4 + n
+        import lz4.block
+        raw = lz4.block.decompress(out, uncompressed_size=width * height * 4)
+        pixels = numpy.frombuffer(raw, numpy.uint8).reshape(height, width, 4)
+        return pixels if top_down else pixels[::-1]
+    raise ValueError("image type %d is not decoded here" % kind)
+
+
+class ClientSurface:
+    """
+    What a client's primary surface shows, built from display messages.
+    """
+
+    def __init__(self):
+        self.pixels = None
+        self.marked = False
+        self.imageTypes = []
+
+    def apply(self, name, record):
+        if name == "SURFACE_CREATE":
+            self.pixels = numpy.zeros((record.height, record.width, 4), numpy.uint8)
+        elif name == "SURFACE_DESTROY":
+            self.pixels = None
+        elif name == "MARK":
+            self.marked = True
+        elif name == "DRAW_COPY":
+            box = record.base.box
+            self.imageTypes.append(record.src_bitmap[8])
+            image = decodeImage(record.src_bitmap)
+            area = record.src_area
+            self.pixels[box.top:box.bottom, box.left:box.right] = \
+                image[area.top:area.bottom, area.left:area.right]
+
+    def applyAll(self, messages):
+        for name, record in messages:
+            self.apply(name, record)
+        return self

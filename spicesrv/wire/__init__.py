@@ -1,0 +1,3 @@
+"""
+Pure codecs for the SPICE wire format: no I/O happens here.
+"""

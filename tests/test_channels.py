@@ -1,0 +1,385 @@
+"""
+In-memory tests of the main, display, inputs and cursor channels, through
+the real link stage, with the verified fakes of spicesrv.testing.
+"""
+
+import uuid
+
+import numpy
+from twisted.logger import globalLogPublisher, formatEvent
+from twisted.trial import unittest
+from zope.interface.verify import verifyObject
+
+from spicesrv.display.cursor import Cursor
+from spicesrv.interfaces import IDisplayObserver, IDisplaySource, IKeyboard, IMouse, ITablet
+from spicesrv.testing import (
+    ClientSurface, FakeDisplaySource, RecordingKeyboard, RecordingMouse, RecordingTablet,
+    TestClientChannel, makeTestServer)
+from spicesrv.wire.constants import ChannelType, DisplayCap, LinkErr, MainCap, MouseMode
+from spicesrv.wire.messages import (
+    COMMON_CLIENT, DISPLAY_CLIENT, INPUTS_CLIENT, MAIN_CLIENT)
+
+
+def displayInit(client):
+    client.send(DISPLAY_CLIENT["INIT"], pixmap_cache_id=1, pixmap_cache_size=20971520,
+                glz_dictionary_id=1, glz_dictionary_window_size=1 << 22)
+
+
+class Setup:
+    def setUp(self):
+        self.source = FakeDisplaySource(64, 48)
+        self.keyboard = RecordingKeyboard()
+        self.mouse = RecordingMouse()
+        self.server = makeTestServer(disable_ticketing=True, name="vm1",
+                                     uuid=uuid.UUID("12345678-1234-5678-1234-567812345678"))
+        for device in (self.source, self.keyboard, self.mouse):
+            self.server.addInterface(device)
+        self.main = TestClientChannel(self.server, ChannelType.MAIN,
+                                      channel_caps={MainCap.NAME_AND_UUID})
+        self.session_id = self.main.next("INIT").session_id
+        self.logged = []
+        globalLogPublisher.addObserver(self.logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+
+    def link(self, channel_type, channel_id=0, **kwargs):
+        client = TestClientChannel(self.server, channel_type, channel_id,
+                                   connection_id=self.session_id, **kwargs)
+        self.assertEqual(client.result, LinkErr.OK)
+        return client
+
+    def logText(self):
+        return "\n".join(formatEvent(e) for e in self.logged)
+
+
+class FakesTests(unittest.TestCase):
+    def test_verified(self):
+        verifyObject(IDisplaySource, FakeDisplaySource())
+        verifyObject(IKeyboard, RecordingKeyboard())
+        verifyObject(IMouse, RecordingMouse())
+        verifyObject(ITablet, RecordingTablet())
+
+
+class MainChannelTests(Setup, unittest.TestCase):
+    def test_init(self):
+        server = makeTestServer(disable_ticketing=True)
+        server.addInterface(FakeDisplaySource())
+        client = TestClientChannel(server, ChannelType.MAIN)
+        init = client.next("INIT")
+        self.assertNotEqual(init.session_id, 0)
+        self.assertEqual(init.display_channels_hint, 1)
+        self.assertEqual(init.supported_mouse_modes, MouseMode.SERVER)
+        self.assertEqual(init.current_mouse_mode, MouseMode.SERVER)
+        self.assertEqual((init.agent_connected, init.agent_tokens), (0, 10))
+        self.assertEqual(init.multi_media_time, (0 - 400) & 0xFFFFFFFF)
+        self.assertEqual(client.names(), [])
+
+    def test_nameAndUuid(self):
+        server = makeTestServer(disable_ticketing=True, name="vm1",
+                                uuid=uuid.UUID("12345678-1234-5678-1234-567812345678"))
+        client = TestClientChannel(server, ChannelType.MAIN, channel_caps={MainCap.NAME_AND_UUID})
+        names = client.poll()
+        self.assertEqual([n for n, _ in names], ["INIT", "NAME", "UUID"])
+        self.assertEqual(names[1][1].name, b"vm1\0")
+        self.assertEqual(names[2][1].uuid, bytes.fromhex("12345678123456781234567812345678"))
+        plain = TestClientChannel(server, ChannelType.MAIN)
+        self.assertEqual(plain.names(), ["INIT"])
+
+    def test_attachChannels(self):
+        self.main.send(MAIN_CLIENT["ATTACH_CHANNELS"])
+        listed = self.main.next("CHANNELS_LIST")
+        self.assertEqual([(c.type, c.id) for c in listed.channels],
+                         [(2, 0), (3, 0), (4, 0)])
+
+    def test_laterChannelAnnounced(self):
+        self.server.addInterface(FakeDisplaySource())
+        self.assertNotIn("CHANNELS_LIST", self.main.names())
+        self.main.send(MAIN_CLIENT["ATTACH_CHANNELS"])
+        self.main.take()
+        self.server.addInterface(FakeDisplaySource())
+        lists = [r for n, r in self.main.take() if n == "CHANNELS_LIST"]
+        self.assertEqual([[(c.type, c.id) for c in r.channels] for r in lists],
+                         [[(2, 2)], [(4, 2)]])
+
+    def test_mouseModes(self):
+        self.main.send(MAIN_CLIENT["MOUSE_MODE_REQUEST"], mode=MouseMode.CLIENT)
+        mode = self.main.next("MOUSE_MODE")
+        self.assertEqual((mode.supported_modes, mode.current_mode),
+                         (MouseMode.SERVER, MouseMode.SERVER))
+        self.server.addInterface(RecordingTablet())
+        mode = self.main.next("MOUSE_MODE")
+        self.assertEqual((mode.supported_modes, mode.current_mode),
+                         (MouseMode.SERVER | MouseMode.CLIENT, MouseMode.CLIENT))
+        self.main.send(MAIN_CLIENT["MOUSE_MODE_REQUEST"], mode=MouseMode.SERVER)
+        self.assertEqual(self.main.next("MOUSE_MODE").current_mode, MouseMode.SERVER)
+        self.assertEqual(self.server.mouseMode, MouseMode.SERVER)
+
+    def test_unknownMessageIgnored(self):
+        self.main.sendRaw(999, b"whatever")
+        self.main.send(MAIN_CLIENT["CLIENT_INFO"], cache_size=5)
+        self.assertFalse(self.main.transport.disconnecting)
+        self.assertIn("unknown message type 999", self.logText())
+        self.assertIn("ignoring CLIENT_INFO", self.logText())
+
+    def test_malformedClosesOnlyThatChannel(self):
+        inputs = self.link(ChannelType.INPUTS)
+        inputs.sendRaw(101, b"\1")  # KEY_DOWN needs 4 bytes
+        self.assertTrue(inputs.transport.disconnecting)
+        self.assertFalse(self.main.transport.disconnecting)
+        self.assertIn("malformed KEY_DOWN", self.logText())
+
+    def test_oversizedMessageCloses(self):
+        self.main.protocol.dataReceived(b"\x68\x00" + (2 ** 31).to_bytes(4, "little"))
+        self.assertTrue(self.main.transport.disconnecting)
+        self.assertIn("claims", self.logText())
+
+    def test_agentTokens(self):
+        self.main.send(MAIN_CLIENT["AGENT_START"], num_tokens=5)
+        self.main.send(MAIN_CLIENT["AGENT_TOKEN"], num_tokens=3)
+        self.assertEqual(self.main.channel.agentTokens, 8)
+
+    def test_mainLossEndsSession(self):
+        inputs = self.link(ChannelType.INPUTS)
+        self.main.protocol.connectionLost(None)
+        self.assertTrue(inputs.transport.disconnecting)
+        self.assertNotIn(self.session_id, self.server.sessions)
+
+    def test_pingPong(self):
+        self.main.take()
+        self.server.clock.advance(0.1)
+        pings = [r for n, r in self.main.take() if n == "PING"]
+        self.assertEqual(len(pings), 2)
+        self.server.clock.advance(0.02)
+        self.main.send(COMMON_CLIENT["PONG"], id=pings[1].id, timestamp=pings[1].timestamp)
+        self.assertAlmostEqual(self.main.channel.latency, 0.02)
+
+    def test_notify(self):
+        self.main.channel.notify("hello")
+        record = self.main.next("NOTIFY")
+        self.assertEqual(record.message, b"hello\0")
+
+
+class DisplayChannelTests(Setup, unittest.TestCase):
+    def test_waitsForInit(self):
+        display = self.link(ChannelType.DISPLAY)
+        self.assertEqual(display.names(), [])
+
+    def test_initialFrame(self):
+        self.source.fill((0, 0, 64, 48), (10, 20, 30, 0))
+        self.source.fill((5, 6, 9, 8), (1, 2, 3, 0))
+        display = self.link(ChannelType.DISPLAY)
+        displayInit(display)
+        messages = display.take()
+        names = [n for n, _ in messages]
+        self.assertEqual(names[:3], ["SET_ACK", "INVAL_ALL_PALETTES", "SURFACE_CREATE"])
+        self.assertEqual(names[-1], "MARK")
+        create = messages[2][1]
+        self.assertEqual((create.width, create.height, create.format, create.flags),
+                         (64, 48, 32, 1))
+        surface = ClientSurface().applyAll(messages)
+        numpy.testing.assert_array_equal(surface.pixels, self.source.frame)
+        self.assertEqual(surface.imageTypes, [0])  # raw without the LZ4 cap
+
+    def test_lz4(self):
+        display = self.link(ChannelType.DISPLAY, channel_caps={DisplayCap.LZ4_COMPRESSION})
+        self.source.fill((0, 0, 64, 48), (7, 7, 7, 0))
+        displayInit(display)
+        surface = ClientSurface().applyAll(display.take())
+        self.assertEqual(surface.imageTypes, [109])
+        numpy.testing.assert_array_equal(surface.pixels, self.source.frame)
+
+    def test_preferredCompressionOff(self):
+        display = self.link(ChannelType.DISPLAY, channel_caps={DisplayCap.LZ4_COMPRESSION})
+        self.assertIn(DisplayCap.PREF_COMPRESSION, display.serverChannelCaps)
+        display.send(DISPLAY_CLIENT["PREFERRED_COMPRESSION"], image_compression=1)
+        displayInit(display)
+        self.assertEqual(ClientSurface().applyAll(display.take()).imageTypes, [0])
+
+    def test_damageUpdates(self):
+        display = self.link(ChannelType.DISPLAY)
+        displayInit(display)
+        surface = ClientSurface().applyAll(display.take())
+        self.source.fill((10, 10, 20, 15), (255, 0, 0, 0))
+        self.source.fill((12, 12, 30, 14), (0, 255, 0, 0))
+        self.assertEqual(display.take(), [])  # coalesced until the reactor turns
+        self.server.clock.advance(0)
+        messages = display.take()
+        self.assertTrue(all(n == "DRAW_COPY" for n, _ in messages))
+        surface.applyAll(messages)
+        numpy.testing.assert_array_equal(surface.pixels, self.source.frame)
+        for name, record in messages:
+            box = record.base.box
+            self.assertTrue(box.left >= 10 and box.right <= 30 and box.top >= 10
+                            and box.bottom <= 15, box)
+
+    def test_bigUpdateInStrips(self):
+        source = FakeDisplaySource(1024, 768)
+        self.server.addInterface(source)
+        display = self.link(ChannelType.DISPLAY, 1)
+        displayInit(display)
+        draws = [r for n, r in display.take() if n == "DRAW_COPY"]
+        self.assertGreater(len(draws), 1)
+        self.assertTrue(all(len(r.src_bitmap) <= 256 * 1024 + 64 for r in draws))
+
+    def test_ackWindow(self):
+        """
+        Without ACKs the channel stops after 2 * window messages; damage piles
+        up as merged rectangles, and an ACK releases it.
+        """
+        display = self.link(ChannelType.DISPLAY)
+        display.send(COMMON_CLIENT["ACK_SYNC"], generation=1)
+        displayInit(display)
+        display.take()
+        for i in range(200):
+            self.source.fill((i % 64, (i * 7) % 48, i % 64 + 1, (i * 7) % 48 + 1),
+                             (i, i, i, 0))
+            self.server.clock.advance(0)
+        sent = len(display.take())
+        self.assertLessEqual(sent, 2 * 20 + 17)
+        self.assertTrue(self.server.displays[0] is self.source)
+        channel = display.channel
+        self.assertFalse(channel.canSend())
+        self.assertTrue(channel.damage)
+        display.send(COMMON_CLIENT["ACK"])
+        self.server.clock.advance(0)
+        self.assertGreater(len(display.take()), 0)
+
+    def test_ackOfOldGenerationIgnored(self):
+        display = self.link(ChannelType.DISPLAY)
+        displayInit(display)
+        display.channel.unacked = 30
+        display.send(COMMON_CLIENT["ACK"])
+        self.assertEqual(display.channel.unacked, 30)
+
+    def test_socketBackpressure(self):
+        display = self.link(ChannelType.DISPLAY)
+        displayInit(display)
+        display.take()
+        display.channel.pauseProducing()
+        self.source.fill((0, 0, 5, 5), (1, 1, 1, 0))
+        self.server.clock.advance(0)
+        self.assertEqual(display.take(), [])
+        display.channel.resumeProducing()
+        self.server.clock.advance(0)
+        self.assertEqual([n for n, _ in display.take()], ["DRAW_COPY"])
+
+    def test_resize(self):
+        display = self.link(ChannelType.DISPLAY)
+        displayInit(display)
+        surface = ClientSurface().applyAll(display.take())
+        self.source.resize(80, 60)
+        self.source.fill((0, 0, 80, 60), (9, 8, 7, 0))
+        self.server.clock.advance(0)
+        messages = display.take()
+        self.assertEqual([n for n, _ in messages[:2]], ["SURFACE_DESTROY", "SURFACE_CREATE"])
+        surface.applyAll(messages)
+        self.assertEqual(surface.pixels.shape, (60, 80, 4))
+        numpy.testing.assert_array_equal(surface.pixels, self.source.frame)
+
+    def test_observerReleased(self):
+        display = self.link(ChannelType.DISPLAY)
+        displayInit(display)
+        verifyObject(IDisplayObserver, display.channel)
+        display.protocol.connectionLost(None)
+        self.assertEqual(self.source.observers, [])
+
+
+class InputsChannelTests(Setup, unittest.TestCase):
+    def setUp(self):
+        Setup.setUp(self)
+        self.inputs = self.link(ChannelType.INPUTS)
+
+    def test_init(self):
+        self.keyboard.leds = 4
+        inputs = self.link(ChannelType.INPUTS)
+        self.assertEqual(inputs.next("INIT").keyboard_modifiers, 4)
+        self.assertIn(0, inputs.serverChannelCaps)
+
+    def test_keys(self):
+        self.inputs.send(INPUTS_CLIENT["KEY_DOWN"], code=0x1E)
+        self.inputs.send(INPUTS_CLIENT["KEY_UP"], code=0x9E)
+        self.inputs.send(INPUTS_CLIENT["KEY_DOWN"], code=(0x48 << 8) | 0xE0)
+        self.inputs.send(INPUTS_CLIENT["KEY_UP"], code=((0x48 | 0x80) << 8) | 0xE0)
+        self.inputs.send(INPUTS_CLIENT["KEY_SCANCODE"], codes=b"\x1f\x9f")
+        self.assertEqual(self.keyboard.scancodes,
+                         [0x1E, 0x9E, 0xE0, 0x48, 0xE0, 0xC8, 0x1F, 0x9F])
+
+    def test_ledsReported(self):
+        self.inputs.take()
+        self.inputs.send(INPUTS_CLIENT["KEY_DOWN"], code=0x3A)
+        self.inputs.send(INPUTS_CLIENT["KEY_UP"], code=0xBA)
+        self.assertEqual(self.inputs.next("KEY_MODIFIERS").modifiers, 4)
+
+    def test_modifierSync(self):
+        self.inputs.send(INPUTS_CLIENT["KEY_MODIFIERS"], modifiers=2 | 4)
+        self.assertEqual(self.keyboard.scancodes, [0x45, 0xC5, 0x3A, 0xBA])
+        self.assertEqual(self.keyboard.leds, 6)
+
+    def test_motionAck(self):
+        self.inputs.take()
+        for i in range(9):
+            self.inputs.send(INPUTS_CLIENT["MOUSE_MOTION"], dx=1, dy=-1, buttons_state=0)
+        self.assertEqual(self.inputs.names(), ["MOUSE_MOTION_ACK"] * 2)
+        self.assertEqual(self.mouse.events[0], ("motion", 1, -1, 0, 0))
+
+    def test_buttonsAndWheel(self):
+        self.inputs.send(INPUTS_CLIENT["MOUSE_PRESS"], button=1, buttons_state=1)
+        self.inputs.send(INPUTS_CLIENT["MOUSE_RELEASE"], button=1, buttons_state=0)
+        self.inputs.send(INPUTS_CLIENT["MOUSE_PRESS"], button=4, buttons_state=0)
+        self.inputs.send(INPUTS_CLIENT["MOUSE_RELEASE"], button=4, buttons_state=0)
+        self.inputs.send(INPUTS_CLIENT["MOUSE_PRESS"], button=5, buttons_state=0)
+        self.assertEqual(self.mouse.events, [("buttons", 1), ("buttons", 0),
+                                             ("motion", 0, 0, -1, 0), ("motion", 0, 0, 1, 0)])
+
+    def test_clientMode(self):
+        tablet = RecordingTablet()
+        self.server.addInterface(tablet)
+        self.assertEqual(tablet.events, [("size", 64, 48)])
+        self.inputs.send(INPUTS_CLIENT["MOUSE_POSITION"], x=5, y=6, buttons_state=1,
+                         display_id=0)
+        self.inputs.send(INPUTS_CLIENT["MOUSE_MOTION"], dx=1, dy=1, buttons_state=0)
+        self.inputs.send(INPUTS_CLIENT["MOUSE_PRESS"], button=5, buttons_state=0)
+        self.assertEqual(tablet.events[1:], [("position", 5, 6, 1), ("wheel", 1, 0)])
+        self.assertEqual(self.mouse.events, [])
+
+
+class CursorChannelTests(Setup, unittest.TestCase):
+    def test_init(self):
+        self.source.position = (3, 4)
+        cursor = self.link(ChannelType.CURSOR)
+        messages = cursor.take()
+        self.assertEqual([n for n, _ in messages], ["SET_ACK", "INIT"])
+        init = messages[1][1]
+        self.assertEqual((init.position.x, init.position.y, init.visible), (3, 4, 1))
+        header, data = init.cursor
+        self.assertEqual((header.width, header.height, header.type), (2, 2, 0))
+        self.assertEqual(data, b"\xff" * 16)
+
+    def test_changes(self):
+        cursor = self.link(ChannelType.CURSOR)
+        cursor.take()
+        shape = Cursor(1, 1, 0, 0, b"\0\0\xff\xff")
+        self.source.setCursor(shape)
+        self.source.moveCursor(7, 8)
+        self.source.setCursor(None)
+        messages = cursor.take()
+        self.assertEqual([n for n, _ in messages], ["SET", "MOVE", "HIDE"])
+        self.assertEqual(messages[0][1].cursor[1], b"\0\0\xff\xff")
+        self.assertEqual((messages[1][1].position.x, messages[1][1].position.y), (7, 8))
+
+    def test_noMoveInClientMode(self):
+        self.server.addInterface(RecordingTablet())
+        cursor = self.link(ChannelType.CURSOR)
+        cursor.take()
+        self.source.moveCursor(1, 1)
+        self.assertEqual(cursor.take(), [])
+
+    def test_movesCoalescedWhenWindowFull(self):
+        cursor = self.link(ChannelType.CURSOR)
+        cursor.send(COMMON_CLIENT["ACK_SYNC"], generation=1)
+        cursor.take()
+        for i in range(100):
+            self.source.moveCursor(i, i)
+        self.assertEqual(len(cursor.take()), 40)  # INIT + 40 moves fill 2 windows + 1
+        cursor.send(COMMON_CLIENT["ACK"])
+        last = cursor.take()
+        self.assertEqual([(r.position.x, r.position.y) for _, r in last], [(99, 99)])

@@ -1,0 +1,285 @@
+"""
+Tests for the link stage: each error is sent as the reference server sends
+it, the connection is closed, and other clients keep working.
+"""
+
+import struct
+
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
+from twisted.trial import unittest
+
+from spicesrv import keys
+from spicesrv.link import SECURITY_SSL, error_reply
+from spicesrv.testing import (
+    TestClientChannel, linkMessage, makeTestServer, parseLinkReply, testKey, ticketBytes)
+from spicesrv.wire.constants import ChannelType, CommonCap, LinkErr, MainCap
+from spicesrv.wire.messages import LinkHeader, LinkMess
+
+
+class LogCapture:
+    def __init__(self, testcase):
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        testcase.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def texts(self):
+        from twisted.logger import formatEvent
+        return [formatEvent(e) for e in self.events]
+
+
+class Connection:
+    """
+    A raw connection to the server's link protocol.
+    """
+
+    def __init__(self, server):
+        self.protocol = server.factory().buildProtocol(None)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def send(self, data):
+        self.protocol.dataReceived(data)
+
+    def take(self):
+        data = self.transport.value()
+        self.transport.clear()
+        return data
+
+    @property
+    def closed(self):
+        return self.transport.disconnecting
+
+
+class LinkErrorTests(unittest.TestCase):
+    def setUp(self):
+        self.server = makeTestServer(password="secret")
+        self.log = LogCapture(self)
+
+    def assertRefused(self, conn, error):
+        reply = conn.take()
+        self.assertEqual(reply, error_reply(error))
+        self.assertTrue(conn.closed)
+
+    def assertOneLogLine(self, *words):
+        lines = [t for t in self.log.texts() if "refused" in t or "closed" in t
+                 or "closing" in t]
+        self.assertEqual(len(lines), 1, lines)
+        for word in words:
+            self.assertIn(word, lines[0])
+
+    def test_badMagic(self):
+        conn = Connection(self.server)
+        conn.send(b"GET / HTTP/1.1\r\n")
+        self.assertRefused(conn, LinkErr.INVALID_MAGIC)
+        self.assertOneLogLine("INVALID_MAGIC")
+
+    def test_versionMismatch(self):
+        conn = Connection(self.server)
+        conn.send(linkMessage(ChannelType.MAIN, major=3))
+        self.assertRefused(conn, LinkErr.VERSION_MISMATCH)
+
+    def test_majorZeroJustCloses(self):
+        conn = Connection(self.server)
+        conn.send(linkMessage(ChannelType.MAIN, major=0))
+        self.assertEqual(conn.take(), b"")
+        self.assertTrue(conn.closed)
+
+    def test_sizeTooSmall(self):
+        conn = Connection(self.server)
+        conn.send(LinkHeader.pack(magic=b"REDQ", major_version=2, minor_version=2, size=17))
+        self.assertRefused(conn, LinkErr.INVALID_DATA)
+
+    def test_sizeTooLarge(self):
+        conn = Connection(self.server)
+        conn.send(LinkHeader.pack(magic=b"REDQ", major_version=2, minor_version=2,
+                                  size=4097))
+        self.assertRefused(conn, LinkErr.INVALID_DATA)
+
+    def test_tooManyCapWords(self):
+        conn = Connection(self.server)
+        mess = LinkMess.pack(connection_id=0, channel_type=1, channel_id=0,
+                             num_common_caps=1025, num_channel_caps=0, caps_offset=18)
+        conn.send(LinkHeader.pack(magic=b"REDQ", major_version=2, minor_version=2,
+                                  size=len(mess)) + mess)
+        self.assertRefused(conn, LinkErr.INVALID_DATA)
+
+    def test_badCapsOffset(self):
+        conn = Connection(self.server)
+        mess = LinkMess.pack(connection_id=0, channel_type=1, channel_id=0,
+                             num_common_caps=1, num_channel_caps=1, caps_offset=20)
+        body = mess + b"\0" * 8
+        conn.send(LinkHeader.pack(magic=b"REDQ", major_version=2, minor_version=2,
+                                  size=len(body)) + body)
+        self.assertRefused(conn, LinkErr.INVALID_DATA)
+        self.assertOneLogLine("capability")
+
+    def test_capsOffsetInsideHeader(self):
+        conn = Connection(self.server)
+        mess = LinkMess.pack(connection_id=0, channel_type=1, channel_id=0,
+                             num_common_caps=1, num_channel_caps=0, caps_offset=10)
+        body = mess + b"\0" * 4
+        conn.send(LinkHeader.pack(magic=b"REDQ", major_version=2, minor_version=2,
+                                  size=len(body)) + body)
+        self.assertRefused(conn, LinkErr.INVALID_DATA)
+
+    def test_unknownChannel(self):
+        conn = Connection(self.server)
+        conn.send(linkMessage(ChannelType.DISPLAY, channel_id=5, connection_id=1))
+        self.assertRefused(conn, LinkErr.CHANNEL_NOT_AVAILABLE)
+
+    def test_needSecured(self):
+        self.server.setChannelSecurity("main", SECURITY_SSL)
+        conn = Connection(self.server)
+        conn.send(linkMessage(ChannelType.MAIN))
+        self.assertRefused(conn, LinkErr.NEED_SECURED)
+
+    def test_unknownMechanism(self):
+        conn = Connection(self.server)
+        conn.send(linkMessage(ChannelType.MAIN))
+        parseLinkReply(conn.take())
+        conn.send(struct.pack("<I", 2))
+        self.assertRefused(conn, LinkErr.INVALID_DATA)
+
+    def test_wrongPassword(self):
+        client = TestClientChannel(self.server, ChannelType.MAIN, password="wrong")
+        self.assertEqual(client.result, LinkErr.PERMISSION_DENIED)
+        self.assertTrue(client.transport.disconnecting)
+        self.assertOneLogLine("wrong password")
+        self.assertNotIn("secret", " ".join(self.log.texts()))
+        self.assertNotIn("wrong\0", " ".join(self.log.texts()))
+
+    def test_garbageTicket(self):
+        conn = Connection(self.server)
+        conn.send(linkMessage(ChannelType.MAIN))
+        parseLinkReply(conn.take())
+        conn.send(struct.pack("<I", 1) + b"\x01" * 128)
+        self.assertEqual(conn.take(), struct.pack("<I", LinkErr.PERMISSION_DENIED))
+        self.assertTrue(conn.closed)
+
+    def test_noPasswordSet(self):
+        server = makeTestServer()
+        client = TestClientChannel(server, ChannelType.MAIN, password="")
+        self.assertEqual(client.result, LinkErr.PERMISSION_DENIED)
+
+    def test_expiredPassword(self):
+        clock = Clock()
+        server = makeTestServer(clock=clock, password="secret")
+        server.ticket.expire_in(10)
+        self.assertEqual(TestClientChannel(server, ChannelType.MAIN, password="secret").result,
+                         LinkErr.OK)
+        clock.advance(10)
+        self.assertEqual(TestClientChannel(server, ChannelType.MAIN, password="secret").result,
+                         LinkErr.PERMISSION_DENIED)
+
+    def test_disabledTicketingAcceptsAnything(self):
+        server = makeTestServer(disable_ticketing=True)
+        self.assertEqual(TestClientChannel(server, ChannelType.MAIN, password="x").result,
+                         LinkErr.OK)
+        self.assertEqual(TestClientChannel(server, ChannelType.MAIN, password="").result,
+                         LinkErr.OK)
+
+    def test_badConnectionId(self):
+        client = TestClientChannel(self.server, ChannelType.INPUTS, connection_id=1234,
+                                   password="secret")
+        self.assertEqual(client.result, LinkErr.BAD_CONNECTION_ID)
+        self.assertTrue(client.transport.disconnecting)
+
+    def test_errorsLeaveOtherSessionsAlone(self):
+        """
+        A bad link in the middle of a session's life changes nothing for it.
+        """
+        main = TestClientChannel(self.server, ChannelType.MAIN, password="secret")
+        session_id = main.next("INIT").session_id
+        conn = Connection(self.server)
+        conn.send(b"junkjunkjunkjunk")
+        self.assertTrue(conn.closed)
+        inputs = TestClientChannel(self.server, ChannelType.INPUTS, connection_id=session_id,
+                                   password="secret")
+        self.assertEqual(inputs.result, LinkErr.OK)
+        self.assertFalse(main.transport.disconnecting)
+        self.assertIn(session_id, self.server.sessions)
+
+    def test_linkTimeout(self):
+        conn = Connection(self.server)
+        conn.send(b"RE")
+        self.server.clock.advance(31)
+        # TimeoutMixin uses the global reactor unless told otherwise; the link
+        # protocol must use the server's clock.
+        self.assertTrue(conn.closed)
+
+
+class LinkSuccessTests(unittest.TestCase):
+    def setUp(self):
+        self.server = makeTestServer(password="secret")
+
+    def test_replyLayout(self):
+        conn = Connection(self.server)
+        conn.send(linkMessage(ChannelType.MAIN, channel_caps={MainCap.NAME_AND_UUID}))
+        data = conn.take()
+        header = LinkHeader.unpack(data[:16])
+        self.assertEqual((header.magic, header.major_version, header.minor_version),
+                         (b"REDQ", 2, 2))
+        reply, common, channel, rest = parseLinkReply(data)
+        self.assertEqual(header.size, 178 + 4 * (reply.num_common_caps
+                                                 + reply.num_channel_caps))
+        self.assertEqual(reply.num_common_caps, 1)
+        self.assertEqual(channel, self.server.channelClass(1, 0).capabilities(self.server))
+        self.assertEqual(reply.error, 0)
+        self.assertEqual(reply.caps_offset, 178)
+        self.assertEqual(common, {CommonCap.PROTOCOL_AUTH_SELECTION, CommonCap.AUTH_SPICE,
+                                  CommonCap.MINI_HEADER})
+        self.assertEqual(reply.pub_key[:3], b"\x30\x81\x9f")
+        self.assertEqual(reply.pub_key, keys.public_key_der(testKey()))
+        self.assertEqual(rest, b"")
+
+    def test_ticketWithoutAuthSelection(self):
+        """
+        A client without PROTOCOL_AUTH_SELECTION sends the ticket straight
+        away, with no mechanism word.
+        """
+        conn = Connection(self.server)
+        conn.send(linkMessage(ChannelType.MAIN, common_caps={CommonCap.MINI_HEADER}))
+        reply, _, _, _ = parseLinkReply(conn.take())
+        conn.send(keys.encrypt_ticket(reply.pub_key, "secret"))
+        self.assertEqual(conn.take()[:4], struct.pack("<I", 0))
+
+    def test_byteByByte(self):
+        """
+        The link survives arbitrary fragmentation.
+        """
+        conn = Connection(self.server)
+        for b in linkMessage(ChannelType.MAIN):
+            conn.send(bytes([b]))
+        reply, _, _, _ = parseLinkReply(conn.take())
+        for b in ticketBytes(reply, "secret"):
+            conn.send(bytes([b]))
+        self.assertEqual(conn.take()[:4], struct.pack("<I", 0))
+
+    def test_fullHeaderClient(self):
+        client = TestClientChannel(self.server, ChannelType.MAIN, password="secret",
+                                   common_caps={CommonCap.PROTOCOL_AUTH_SELECTION,
+                                                CommonCap.AUTH_SPICE})
+        self.assertEqual(client.result, 0)
+        self.assertEqual(client.names()[0], "INIT")
+        self.assertFalse(client.channel.mini)
+
+    def test_freshKeyPerLink(self):
+        """
+        Every link gets its own key from the pool, as the reference does.
+        """
+        made = []
+
+        def generate():
+            key = keys.generate_key()
+            made.append(key)
+            return key
+
+        server = makeTestServer(password="secret",
+                                keys=keys.KeyPool(size=1, generate=generate, inThread=False))
+        server.keys.start()
+        a = TestClientChannel(server, ChannelType.MAIN, password="secret")
+        b = TestClientChannel(server, ChannelType.MAIN, password="secret")
+        self.assertNotEqual(a.reply.pub_key, b.reply.pub_key)
+        self.assertEqual((a.result, b.result), (0, 0))

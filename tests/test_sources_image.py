@@ -1,0 +1,127 @@
+"""
+Tests for L{spicesrv.sources.image}.
+"""
+
+import io
+import os
+
+import numpy as np
+from PIL import Image
+from twisted.trial import unittest
+from zope.interface.verify import verifyObject
+
+from spicesrv.display.cursor import Cursor
+from spicesrv.interfaces import IDisplaySource, IMigratableState
+from spicesrv.sources.image import ImageSource
+from tests.test_sources_demo import RecordingObserver
+
+
+def picture(width, height):
+    """
+    An RGB picture with a distinct colour in each corner.
+    """
+    rgb = np.zeros((height, width, 3), np.uint8)
+    rgb[0, 0] = (255, 0, 0)
+    rgb[0, -1] = (0, 255, 0)
+    rgb[-1, 0] = (0, 0, 255)
+    rgb[-1, -1] = (10, 20, 30)
+    return Image.fromarray(rgb)
+
+
+class ImageSourceTests(unittest.TestCase):
+
+    def write(self, image, name="picture.png"):
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, name)
+        image.save(path)
+        return path
+
+    def test_interfaces(self):
+        source = ImageSource(self.write(picture(4, 3)))
+        self.assertTrue(verifyObject(IDisplaySource, source))
+        self.assertTrue(verifyObject(IMigratableState, source))
+        self.assertEqual(source.type, "display")
+        self.assertEqual(source.major_version,
+                         IDisplaySource.getTaggedValue("major_version"))
+        self.assertEqual(source.minor_version,
+                         IDisplaySource.getTaggedValue("minor_version"))
+        self.assertEqual(source.migration_key, "display.image")
+        self.assertEqual(source.devices(), [source])
+
+    def test_pixels(self):
+        source = ImageSource(self.write(picture(5, 3)))
+        self.assertEqual((source.width, source.height), (5, 3))
+        frame = source.framebuffer()
+        self.assertEqual(frame.shape, (3, 5, 4))
+        self.assertEqual(frame.dtype, np.uint8)
+        self.assertTrue(frame.flags["C_CONTIGUOUS"])
+        self.assertEqual(tuple(frame[0, 0, :3]), (0, 0, 255))
+        self.assertEqual(tuple(frame[0, 4, :3]), (0, 255, 0))
+        self.assertEqual(tuple(frame[2, 0, :3]), (255, 0, 0))
+        self.assertEqual(tuple(frame[2, 4, :3]), (30, 20, 10))
+
+    def test_other_formats(self):
+        """
+        A palette GIF and a PNG with alpha are shown too.
+        """
+        gif = self.write(picture(6, 4).convert("P"), "picture.gif")
+        self.assertEqual(ImageSource(gif).framebuffer().shape, (4, 6, 4))
+        rgba = self.write(picture(6, 4).convert("RGBA"), "alpha.png")
+        self.assertEqual(ImageSource(rgba).framebuffer().shape, (4, 6, 4))
+
+    def test_cursor(self):
+        source = ImageSource(self.write(picture(40, 30)))
+        self.assertIsInstance(source.cursor(), Cursor)
+        self.assertEqual(source.cursor_position(), (20, 15))
+
+    def test_missing_file(self):
+        path = os.path.join(self.mktemp(), "nothing.png")
+        error = self.assertRaises(ValueError, ImageSource, path)
+        self.assertIn(path, str(error))
+        self.assertNotIn("\n", str(error))
+
+    def test_not_an_image(self):
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, "notes.png")
+        with open(path, "w") as f:
+            f.write("not a picture\n")
+        error = self.assertRaises(ValueError, ImageSource, path)
+        self.assertIn(path, str(error))
+        self.assertNotIn("\n", str(error))
+
+    def test_directory(self):
+        directory = self.mktemp()
+        os.makedirs(directory)
+        error = self.assertRaises(ValueError, ImageSource, directory)
+        self.assertIn(directory, str(error))
+
+    def test_migration_round_trip(self):
+        source = ImageSource(self.write(picture(8, 6)))
+        state = source.get_migration_state()
+        self.assertEqual(Image.open(io.BytesIO(state)).format, "PNG")
+
+        target = ImageSource(self.write(Image.new("RGB", (8, 6), "white")))
+        observer = RecordingObserver()
+        target.addObserver(observer)
+        target.set_migration_state(state)
+        np.testing.assert_array_equal(target.framebuffer(),
+                                      source.framebuffer())
+        self.assertEqual(observer.events, [("damaged", [(0, 0, 8, 6)])])
+
+    def test_migration_other_size(self):
+        source = ImageSource(self.write(picture(8, 6)))
+        target = ImageSource(self.write(picture(3, 3)))
+        observer = RecordingObserver()
+        target.addObserver(observer)
+        target.set_migration_state(source.get_migration_state())
+        self.assertEqual((target.width, target.height), (8, 6))
+        self.assertEqual(observer.events, [("surface_changed", 8, 6)])
+        np.testing.assert_array_equal(target.framebuffer(),
+                                      source.framebuffer())
+
+    def test_bad_migration_state(self):
+        source = ImageSource(self.write(picture(8, 6)))
+        self.assertRaises(ValueError, source.set_migration_state, b"junk")
+        self.assertEqual(source.framebuffer().shape, (6, 8, 4))
