@@ -212,10 +212,18 @@ class DisplayChannelTests(Setup, unittest.TestCase):
                             and box.bottom <= 15, box)
 
     def test_bigUpdateInStrips(self):
+        """
+        The first picture is one image of the whole surface; a big update
+        later goes in strips.
+        """
         source = FakeDisplaySource(1024, 768)
         self.server.addInterface(source)
         display = self.link(ChannelType.DISPLAY, 1)
         displayInit(display)
+        draws = [r for n, r in display.take() if n == "DRAW_COPY"]
+        self.assertEqual(len(draws), 1)
+        source.fill((0, 0, 1024, 768), (1, 2, 3, 0))
+        self.server.clock.advance(0)
         draws = [r for n, r in display.take() if n == "DRAW_COPY"]
         self.assertGreater(len(draws), 1)
         self.assertTrue(all(len(r.src_bitmap) <= 256 * 1024 + 64 for r in draws))

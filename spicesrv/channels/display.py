@@ -21,8 +21,9 @@ from spicesrv.wire.messages import DISPLAY_CLIENT, DISPLAY_SERVER
 PRIMARY_SURFACE = 0
 DISPLAY_PING_INTERVAL = 15.0
 
-# The largest raw image one DRAW_COPY carries; bigger rectangles go as
-# horizontal strips so that every message is modest.
+# The largest raw image one DRAW_COPY of an update carries; bigger damaged
+# rectangles go as horizontal strips so that every message is modest and the
+# ACK window paces them.
 MAX_IMAGE_BYTES = 256 * 1024
 
 # SpiceImageCompression values a client may prefer.
@@ -83,7 +84,7 @@ class DisplayChannel(ChannelProtocol):
         self.sendMessage("INVAL_ALL_PALETTES")
         self._createSurface()
         self.source.addObserver(self)
-        self._sendDamage(respectWindow=False)
+        self._sendWholeSurface()
         self.sendMessage("MARK")
 
     def channelDown(self):
@@ -117,9 +118,11 @@ class DisplayChannel(ChannelProtocol):
     # -- the source's news -----------------------------------------------------
 
     def surface_changed(self, width, height):
+        if not self.initialized:
+            return
         self.sendMessage("SURFACE_DESTROY", surface_id=PRIMARY_SURFACE)
         self._createSurface()
-        self._sendDamage(respectWindow=False)
+        self._sendWholeSurface()
 
     def damaged(self, rects):
         for rect in rects:
@@ -158,6 +161,16 @@ class DisplayChannel(ChannelProtocol):
         self._sendDamage(respectWindow=True)
 
     # -- drawing ---------------------------------------------------------------
+
+    def _sendWholeSurface(self):
+        """
+        Send the whole surface as one image, as libspice-server does after
+        creating a surface: a client that looks at the first update it gets
+        sees the complete picture.
+        """
+        self.damage.take()
+        self._drawCopy(self.source.framebuffer(),
+                       (0, 0, self.source.width, self.source.height))
 
     def _sendDamage(self, respectWindow):
         if respectWindow and not self.canSend():
