@@ -287,6 +287,13 @@ class DemoSource:
         if self._ticker.running:
             self._ticker.stop()
 
+    @property
+    def text(self):
+        """
+        The text typed so far, as the screen shows it.
+        """
+        return self._text
+
     # IDisplaySource
 
     def framebuffer(self):
