@@ -9,7 +9,9 @@ import re
 import sys
 import uuid as uuidlib
 
-from twisted.application import service, strports
+from twisted.application import service
+from twisted.internet import endpoints
+from twisted.python.failure import Failure
 from twisted.python import usage
 
 from spicesrv.server import SpiceServer
@@ -126,6 +128,13 @@ class Options(usage.Options):
             raise ConfigError("--port %d is not a TCP port (1-65535)" % self["port"])
         if self["password-lifetime"] < 0:
             raise ConfigError("--password-lifetime must be 0 (never) or a number of seconds")
+        for description in self["listen"]:
+            try:
+                endpoints.serverFromString(None, description)
+            except (ValueError, KeyError, TypeError) as e:
+                raise ConfigError("--listen %s is not a Twisted server endpoint (%s); "
+                                  "write e.g. tcp:5930:interface=127.0.0.1 or "
+                                  "unix:/run/spice.sock" % (description, e))
         secured = self["password"] is not None or self["disable-ticketing"]
         exposed = [] if is_loopback(self["addr"]) else ["--addr %s" % self["addr"]]
         exposed += ["--listen %s" % l for l in self["listen"] if not endpoint_is_local(l)]
@@ -176,6 +185,44 @@ class _ServerService(service.Service):
                 stop()
 
 
+class _ListenService(service.Service):
+    """
+    Listens on one endpoint before the reactor starts, so that a port in use
+    or a bad endpoint stops twistd with one line instead of a traceback.
+    """
+
+    def __init__(self, reactor, description, factory):
+        self.reactor = reactor
+        self.description = description
+        self.factory = factory
+        self.port = None
+
+    def privilegedStartService(self):
+        service.Service.privilegedStartService(self)
+        try:
+            endpoint = endpoints.serverFromString(self.reactor, self.description)
+        except (ValueError, KeyError, TypeError) as e:
+            raise SystemExit("twistd spice: cannot use endpoint %r: %s"
+                             % (self.description, e))
+        outcome = []
+        endpoint.listen(self.factory).addBoth(outcome.append)
+        if not outcome:
+            raise SystemExit("twistd spice: endpoint %r did not start listening at once"
+                             % (self.description,))
+        if isinstance(outcome[0], Failure):
+            error = outcome[0].value
+            reason = getattr(error, "socketError", None) or error
+            raise SystemExit("twistd spice: cannot listen on %s: %s; choose another "
+                             "--port or stop what uses it"
+                             % (self.description, getattr(reason, "strerror", None) or reason))
+        self.port = outcome[0]
+
+    def stopService(self):
+        service.Service.stopService(self)
+        if self.port is not None:
+            return self.port.stopListening()
+
+
 def makeServer(config, reactor):
     """
     Build the L{SpiceServer} and its devices described by C{config}.
@@ -205,6 +252,6 @@ def makeService(config, reactor=None):
     top = service.MultiService()
     _ServerService(server, devices).setServiceParent(top)
     for description in config.endpoints():
-        strports.service(description, server.factory(), reactor=reactor).setServiceParent(top)
+        _ListenService(reactor, description, server.factory()).setServiceParent(top)
     top.server = server
     return top

@@ -1,0 +1,144 @@
+"""
+Tests for ``twistd spice``: option parsing, the safety rules, one-line
+configuration errors, and the service it builds.
+"""
+
+import uuid
+
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
+from twisted.trial import unittest
+
+from spicesrv import tap
+from spicesrv.wire.constants import MouseMode
+
+
+def parse(*args):
+    config = tap.Options()
+    config.parseOptions(list(args))
+    return config
+
+
+class OptionsTests(unittest.TestCase):
+    def test_defaults(self):
+        config = parse()
+        self.assertEqual(config["port"], 5900)
+        self.assertEqual(config["addr"], "127.0.0.1")
+        self.assertEqual(config["source"], "demo")
+        self.assertEqual(config.endpoints(), ["tcp:5900:interface=127.0.0.1"])
+
+    def test_listenAndIpv6(self):
+        config = parse("--addr", "::1", "--listen", "unix:/tmp/s.sock")
+        self.assertEqual(config.endpoints(), ["tcp6:5900:interface=\\:\\:1",
+                                              "unix:/tmp/s.sock"])
+
+    def test_passwordFile(self):
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"hunter2\nignored\n")
+        self.assertEqual(parse("--password-file", path)["password"], b"hunter2")
+
+    def test_uuid(self):
+        config = parse("--uuid", "12345678-1234-5678-1234-567812345678")
+        self.assertEqual(config["uuid"], uuid.UUID("12345678-1234-5678-1234-567812345678"))
+
+    def test_openAddressNeedsPassword(self):
+        parse("--addr", "0.0.0.0", "--password", "x")
+        parse("--addr", "0.0.0.0", "--disable-ticketing")
+        parse("--listen", "tcp:5930:interface=127.0.0.2")
+
+    def test_nonNumericPort(self):
+        self.assertRaises(usage.UsageError, parse, "--port", "abc")
+
+
+class ConfigErrorTests(unittest.TestCase):
+    """
+    Each mistake stops with one line that says what to change.
+    """
+
+    def assertOneLine(self, args, *words):
+        e = self.assertRaises(SystemExit, parse, *args)
+        message = str(e.code)
+        self.assertTrue(message.startswith("twistd spice: "), message)
+        self.assertNotIn("\n", message)
+        for word in words:
+            self.assertIn(word, message)
+
+    def test_openAddressWithoutPassword(self):
+        self.assertOneLine(["--addr", "0.0.0.0"], "--password-file", "--disable-ticketing")
+
+    def test_openListenWithoutPassword(self):
+        self.assertOneLine(["--listen", "tcp:5930"], "--listen tcp:5930")
+
+    def test_badEndpoint(self):
+        self.assertOneLine(["--listen", "bogus:x"], "not a Twisted server endpoint")
+
+    def test_passwordTooLong(self):
+        self.assertOneLine(["--password", "x" * 61], "at most 60")
+
+    def test_passwordAndDisable(self):
+        self.assertOneLine(["--password", "x", "--disable-ticketing"], "drop one")
+
+    def test_bothPasswordOptions(self):
+        self.assertOneLine(["--password", "x", "--password-file", "/nope"], "not both")
+
+    def test_missingPasswordFile(self):
+        self.assertOneLine(["--password-file", "/nonexistent/pw"], "/nonexistent/pw")
+
+    def test_badPort(self):
+        self.assertOneLine(["--port", "70000"], "--port")
+
+    def test_unknownSource(self):
+        self.assertOneLine(["--source", "nope"], "demo", "image")
+
+    def test_badUuid(self):
+        self.assertOneLine(["--uuid", "xyz"], "--uuid")
+
+    def test_missingImage(self):
+        config = parse("--source", "image:/nonexistent.png")
+        e = self.assertRaises(SystemExit, tap.makeService, config, MemoryReactorClock())
+        self.assertIn("/nonexistent.png", str(e.code))
+        self.assertNotIn("\n", str(e.code))
+
+
+class ServiceTests(unittest.TestCase):
+    def test_makeService(self):
+        reactor = MemoryReactorClock()
+        config = parse("--port", "5999", "--name", "vm", "--password", "pw",
+                       "--password-lifetime", "60")
+        top = tap.makeService(config, reactor)
+        top.privilegedStartService()
+        top.startService()
+        self.addCleanup(top.stopService)
+        self.assertEqual([(port, interface) for port, _, _, interface in reactor.tcpServers],
+                         [(5999, "127.0.0.1")])
+        server = top.server
+        self.assertEqual(server.name, "vm")
+        self.assertEqual(len(server.displays), 1)
+        self.assertIsNotNone(server.keyboard)
+        self.assertEqual(server.supportedMouseModes, MouseMode.SERVER | MouseMode.CLIENT)
+        self.assertEqual(server.ticket.check(b"pw\0"), (True, "password accepted"))
+        reactor.advance(61)
+        self.assertFalse(server.ticket.check(b"pw\0")[0])
+
+    def test_loopbackWithoutPasswordAcceptsAnyone(self):
+        top = tap.makeService(parse(), MemoryReactorClock())
+        self.assertTrue(top.server.ticket.check(b"\0")[0])
+
+    def test_portInUseIsOneLine(self):
+        reactor = MemoryReactorClock()
+
+        def refuse(*args, **kwargs):
+            from twisted.internet.error import CannotListenError
+            raise CannotListenError("127.0.0.1", 5900, OSError(98, "Address already in use"))
+
+        reactor.listenTCP = refuse
+        top = tap.makeService(parse(), reactor)
+        e = self.assertRaises(SystemExit, top.privilegedStartService)
+        self.assertIn("Address already in use", str(e.code))
+        self.assertNotIn("\n", str(e.code))
+
+    def test_plugin(self):
+        from twisted.plugins import spice_plugin
+        self.assertEqual(spice_plugin.spice.tapname, "spice")
+        self.assertIs(spice_plugin.spice.options, tap.Options)
