@@ -1,0 +1,145 @@
+"""
+Tests for SpiceServer's embedding API: addInterface, channel security
+settings, mouse modes and the key pool.
+"""
+
+from twisted.internet import defer
+from twisted.trial import unittest
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from spicesrv import keys
+from spicesrv.channels.cursor import CursorChannel
+from spicesrv.channels.display import DisplayChannel
+from spicesrv.interfaces import IDisplayObserver, IKeyboard, IMigration
+from spicesrv.link import SECURITY_NONE, SECURITY_SSL
+from spicesrv.server import InterfaceError
+from spicesrv.testing import (
+    FakeDisplaySource, RecordingKeyboard, RecordingTablet, makeTestServer, testKey)
+from spicesrv.wire.constants import ChannelType, MouseMode
+
+
+@implementer(IMigration)
+class Migration:
+    type = "migration"
+    description = "test migration callbacks"
+    major_version = 1
+    minor_version = 1
+
+    def migrate_connect_complete(self):
+        pass
+
+    def migrate_end_complete(self):
+        pass
+
+
+class AddInterfaceTests(unittest.TestCase):
+    def setUp(self):
+        self.server = makeTestServer()
+
+    def test_displayGetsChannels(self):
+        self.server.addInterface(FakeDisplaySource())
+        self.server.addInterface(FakeDisplaySource())
+        self.assertEqual(self.server.channelClass(ChannelType.DISPLAY, 1), DisplayChannel)
+        self.assertEqual(self.server.channelClass(ChannelType.CURSOR, 1), CursorChannel)
+        self.assertIsNone(self.server.channelClass(ChannelType.DISPLAY, 2))
+
+    def test_wrongMajorVersionRefused(self):
+        keyboard = RecordingKeyboard()
+        keyboard.major_version = 2
+        e = self.assertRaises(InterfaceError, self.server.addInterface, keyboard)
+        self.assertIn("keyboard interface", str(e))
+        self.assertIn("major version 2", str(e))
+        self.assertIn("implements 1", str(e))
+        self.assertIsNone(self.server.keyboard)
+
+    def test_otherMinorVersionAccepted(self):
+        keyboard = RecordingKeyboard()
+        keyboard.minor_version = 99
+        self.server.addInterface(keyboard)
+        self.assertIs(self.server.keyboard, keyboard)
+
+    def test_notADevice(self):
+        e = self.assertRaises(InterfaceError, self.server.addInterface, object())
+        self.assertIn("provides none of", str(e))
+
+    def test_incompleteProvider(self):
+        @implementer(IKeyboard)
+        class Half:
+            type = "keyboard"
+            description = "half a keyboard"
+            major_version = 1
+            minor_version = 1
+
+            def push_scan_freg(self, byte):
+                pass
+
+        e = self.assertRaises(InterfaceError, self.server.addInterface, Half())
+        self.assertIn("get_leds", str(e))
+
+    def test_tabletEnablesClientMode(self):
+        self.server.addInterface(FakeDisplaySource(100, 50))
+        tablet = RecordingTablet()
+        self.server.addInterface(tablet)
+        self.assertEqual(self.server.supportedMouseModes, MouseMode.SERVER | MouseMode.CLIENT)
+        self.assertEqual(self.server.mouseMode, MouseMode.CLIENT)
+        self.assertEqual(tablet.events, [("size", 100, 50)])
+
+    def test_migrationInterface(self):
+        migration = Migration()
+        verifyObject(IMigration, migration)
+        self.server.addInterface(migration)
+        self.assertIs(self.server.migration, migration)
+
+    def test_observersVerified(self):
+        verifyObject(IDisplayObserver, DisplayChannel.__new__(DisplayChannel))
+        verifyObject(IDisplayObserver, CursorChannel.__new__(CursorChannel))
+
+
+class SecurityTests(unittest.TestCase):
+    def test_defaults(self):
+        server = makeTestServer()
+        self.assertEqual(server.channelSecurity(ChannelType.MAIN), SECURITY_NONE | SECURITY_SSL)
+
+    def test_perChannelAndDefault(self):
+        server = makeTestServer()
+        server.setChannelSecurity("main", SECURITY_SSL)
+        server.setChannelSecurity("default", SECURITY_NONE)
+        self.assertEqual(server.channelSecurity(ChannelType.MAIN), SECURITY_SSL)
+        self.assertEqual(server.channelSecurity(ChannelType.DISPLAY), SECURITY_NONE)
+
+    def test_unknownName(self):
+        e = self.assertRaises(ValueError, makeTestServer().setChannelSecurity, "bogus", 1)
+        self.assertIn("bogus", str(e))
+
+
+class KeyPoolTests(unittest.TestCase):
+    def test_threadedPool(self):
+        """
+        The default pool makes real RSA-1024 keys in a thread.
+        """
+        pool = keys.KeyPool(size=2)
+        pool.start()
+        d = defer.gatherResults([pool.take(), pool.take(), pool.take()])
+
+        def check(got):
+            self.assertEqual(len({keys.public_key_der(k) for k in got}), 3)
+            self.assertEqual(got[0].key_size, 1024)
+
+        return d.addCallback(check)
+
+    def test_waitingTakeCancelled(self):
+        pool = keys.KeyPool(size=0, generate=testKey, inThread=False)
+        pool._refill = lambda: None
+        d = pool.take()
+        d.cancel()
+        self.assertEqual(len(pool._waiting), 0)
+        self.failureResultOf(d, defer.CancelledError)
+
+    def test_ticketRoundTrip(self):
+        der = keys.public_key_der(testKey())
+        self.assertEqual(len(der), 162)
+        ciphertext = keys.encrypt_ticket(der, "pw")
+        self.assertEqual(len(ciphertext), 128)
+        self.assertEqual(keys.decrypt_ticket(testKey(), ciphertext), b"pw\0")
+        self.assertRaises(ValueError, keys.decrypt_ticket, testKey(), b"\0" * 127)
