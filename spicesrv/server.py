@@ -11,6 +11,7 @@ devices to, and listens with.
 
 import os
 import struct
+import time as walltime
 
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -47,6 +48,12 @@ CHANNEL_NAMES = {
 class InterfaceError(ValueError):
     """
     A device handed to L{SpiceServer.addInterface} cannot be used.
+    """
+
+
+class PasswordError(ValueError):
+    """
+    A password change the server refuses; the message says why.
     """
 
 
@@ -228,6 +235,61 @@ class SpiceServer:
     def broadcast(self, method, *args):
         for session in list(self.sessions.values()):
             session.broadcast(method, *args)
+
+    # -- passwords ---------------------------------------------------------------
+
+    def set_password(self, password, connected="keep"):
+        """
+        Set a new password, as QEMU's C{set_password} for SPICE: clients
+        already connected are kept (C{"keep"}), disconnected
+        (C{"disconnect"}), or the change is refused while any is connected
+        (C{"fail"}).  The expiry is reset to never, as QEMU does.
+
+        @raise PasswordError: C{"fail"} with clients connected, or a bad
+            password or C{connected} value.
+        """
+        if connected not in ("keep", "disconnect", "fail"):
+            raise PasswordError("connected must be keep, disconnect or fail, not %r"
+                                % (connected,))
+        try:
+            Ticket.validate(password)
+        except ValueError as e:
+            raise PasswordError(str(e))
+        if connected == "fail" and self.sessions:
+            raise PasswordError("%d client(s) connected; use connected=keep or disconnect"
+                                % len(self.sessions))
+        self.ticket.disabled = False
+        self.ticket.set(password)
+        self.log.info("password changed (connected clients: {connected})",
+                      connected=connected)
+        if connected == "disconnect":
+            for session in list(self.sessions.values()):
+                session.end()
+
+    def expire_password(self, time):
+        """
+        Set when the password expires, as QEMU's C{expire_password}:
+        C{"now"}, C{"never"}, C{"+N"} (N seconds from now) or C{"N"} (N
+        seconds since the epoch).
+
+        @raise PasswordError: an unreadable time.
+        """
+        time = str(time).strip()
+        if time == "now":
+            self.ticket.expire_in(-1)
+        elif time == "never":
+            self.ticket.expire_at(None)
+        else:
+            try:
+                value = int(time[1:] if time.startswith("+") else time)
+            except ValueError:
+                raise PasswordError("expire time %r is not now, never, +SECONDS or a UNIX "
+                                    "time" % (time,))
+            if time.startswith("+"):
+                self.ticket.expire_in(max(value, 0) or -1)
+            else:
+                self.ticket.expire_in(value - int(walltime.time()) or -1)
+        self.log.info("password expiry set to {when}", when=time)
 
     # -- mouse, keyboard and time ------------------------------------------------
 

@@ -143,3 +143,48 @@ class KeyPoolTests(unittest.TestCase):
         self.assertEqual(len(ciphertext), 128)
         self.assertEqual(keys.decrypt_ticket(testKey(), ciphertext), b"pw\0")
         self.assertRaises(ValueError, keys.decrypt_ticket, testKey(), b"\0" * 127)
+
+
+class PasswordTests(unittest.TestCase):
+    def setUp(self):
+        from spicesrv.testing import TestClientChannel
+        self.server = makeTestServer(password="old")
+        self.client = TestClientChannel(self.server, ChannelType.MAIN, password="old")
+
+    def test_keep(self):
+        self.server.set_password("new")
+        self.assertFalse(self.client.transport.disconnecting)
+        self.assertTrue(self.server.ticket.check(b"new\0")[0])
+        self.assertFalse(self.server.ticket.check(b"old\0")[0])
+
+    def test_disconnect(self):
+        self.server.set_password("new", connected="disconnect")
+        self.assertTrue(self.client.transport.disconnecting)
+        self.assertEqual(self.server.sessions, {})
+
+    def test_fail(self):
+        from spicesrv.server import PasswordError
+        e = self.assertRaises(PasswordError, self.server.set_password, "new", connected="fail")
+        self.assertIn("connected", str(e))
+        self.assertTrue(self.server.ticket.check(b"old\0")[0])
+
+    def test_expire(self):
+        from spicesrv.server import PasswordError
+        clock = self.server.clock
+        self.server.expire_password("+10")
+        clock.advance(9)
+        self.assertTrue(self.server.ticket.check(b"old\0")[0])
+        clock.advance(1)
+        self.assertFalse(self.server.ticket.check(b"old\0")[0])
+        self.server.expire_password("never")
+        self.assertTrue(self.server.ticket.check(b"old\0")[0])
+        self.server.expire_password("now")
+        self.assertFalse(self.server.ticket.check(b"old\0")[0])
+        self.server.set_password("again")
+        self.assertTrue(self.server.ticket.check(b"again\0")[0])
+        self.assertRaises(PasswordError, self.server.expire_password, "tomorrow")
+
+    def test_enablesTicketing(self):
+        server = makeTestServer(disable_ticketing=True)
+        server.set_password("pw")
+        self.assertFalse(server.ticket.check(b"\0")[0])
