@@ -105,6 +105,7 @@ class ChannelProtocol(Protocol):
         self._pingCall = None
         self.channelDown()
         self.session.channelLost(self)
+        self.server.channelClosed(self)
 
     def channelDown(self):
         """

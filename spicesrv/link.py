@@ -37,6 +37,10 @@ SERVER_COMMON_CAPS = frozenset([CommonCap.PROTOCOL_AUTH_SELECTION,
 
 LINK_TIMEOUT = 30
 
+# A parked link (a channel of a client migrating in) carries nothing until
+# the client switches; this much is already suspicious.
+MAX_PARKED_BYTES = 64 * 1024
+
 
 class LinkRefused(Exception):
     """
@@ -64,6 +68,8 @@ class LinkInfo:
     secure: bool
     peer: str = ""
     server_channel_caps: frozenset = field(default_factory=frozenset)
+    peer_address: object = None
+    host_address: object = None
 
     @property
     def mini_header(self):
@@ -106,7 +112,8 @@ class LinkProtocol(Protocol, TimeoutMixin):
         self._state = "header"
         self._need = 16
         self._key = None
-        self._info = None
+        self.info = None
+        self.parkedIn = None
         self._closed = False
         self._keyRequest = None
 
@@ -124,16 +131,32 @@ class LinkProtocol(Protocol, TimeoutMixin):
             return
         self.resetTimeout()
         self._buffer += data
+        if self.parkedIn is not None and len(self._buffer) > MAX_PARKED_BYTES:
+            self._fail("the client sent %d bytes on a channel parked for migration"
+                       % len(self._buffer))
+            return
         while not self._closed and self.channel is None and len(self._buffer) >= self._need:
             chunk, self._buffer = self._buffer[:self._need], self._buffer[self._need:]
             getattr(self, "_got_" + self._state)(chunk)
-        if self.channel is not None and self._buffer:
+        self.flushToChannel()
+
+    def flushToChannel(self):
+        """
+        Hand bytes that arrived before the channel existed to it.
+        """
+        if self.channel is None:
+            return
+        self.parkedIn = None
+        if self._buffer:
             rest, self._buffer = self._buffer, b""
             self.channel.dataReceived(rest)
 
     def connectionLost(self, reason):
         self.setTimeout(None)
         self._closed = True
+        if self.parkedIn is not None:
+            self.parkedIn.unpark(self)
+            self.parkedIn = None
         if self._keyRequest is not None:
             self._keyRequest.cancel()
         if self.channel is not None:
@@ -179,27 +202,28 @@ class LinkProtocol(Protocol, TimeoutMixin):
                          % (mess.caps_offset, words, len(data)))
             return
         allwords = capwords.unpack_words(data[mess.caps_offset:], words) if words else []
-        self._info = LinkInfo(
+        self.info = LinkInfo(
             connection_id=mess.connection_id, channel_type=mess.channel_type,
             channel_id=mess.channel_id,
             common_caps=frozenset(capwords.words_to_caps(allwords[:ncommon])),
             channel_caps=frozenset(capwords.words_to_caps(allwords[ncommon:])),
-            secure=self.secure, peer=self.peer)
+            secure=self.secure, peer=self.peer, peer_address=self.transport.getPeer(),
+            host_address=self.transport.getHost())
         channelClass = self.server.channelClass(mess.channel_type, mess.channel_id)
         if channelClass is None:
             self._refuse(LinkErr.CHANNEL_NOT_AVAILABLE, "no %s channel with id %d"
-                         % (self._info.channel_name, mess.channel_id))
+                         % (self.info.channel_name, mess.channel_id))
             return
         policy = self.server.channelSecurity(mess.channel_type)
         if self.secure and not policy & SECURITY_SSL:
             self._refuse(LinkErr.NEED_UNSECURED, "the %s channel must not use TLS"
-                         % self._info.channel_name)
+                         % self.info.channel_name)
             return
         if not self.secure and not policy & SECURITY_NONE:
             self._refuse(LinkErr.NEED_SECURED, "the %s channel must use TLS"
-                         % self._info.channel_name)
+                         % self.info.channel_name)
             return
-        self._info.server_channel_caps = frozenset(channelClass.capabilities(self.server))
+        self.info.server_channel_caps = frozenset(channelClass.capabilities(self.server))
         self._state, self._need = "key", float("inf")
         request = self._keyRequest = self.server.keys.take()
         request.addCallback(self._sendReply)
@@ -209,7 +233,7 @@ class LinkProtocol(Protocol, TimeoutMixin):
         self._keyRequest = None
         self._key = key
         common = capwords.caps_to_words(SERVER_COMMON_CAPS)
-        channel = capwords.caps_to_words(self._info.server_channel_caps)
+        channel = capwords.caps_to_words(self.info.server_channel_caps)
         self.transport.write(
             LinkHeader.pack(magic=MAGIC, major_version=VERSION_MAJOR,
                             minor_version=VERSION_MINOR,
@@ -218,7 +242,7 @@ class LinkProtocol(Protocol, TimeoutMixin):
                              num_common_caps=len(common), num_channel_caps=len(channel),
                              caps_offset=LINK_REPLY_SIZE)
             + capwords.pack_words(common + channel))
-        if CommonCap.PROTOCOL_AUTH_SELECTION in self._info.common_caps:
+        if CommonCap.PROTOCOL_AUTH_SELECTION in self.info.common_caps:
             self._state, self._need = "mechanism", 4
         else:
             self._state, self._need = "ticket", TICKET_CIPHERTEXT_BYTES
@@ -245,7 +269,7 @@ class LinkProtocol(Protocol, TimeoutMixin):
             return
         self._state, self._need = "linked", float("inf")
         try:
-            self.channel = self.server.attach(self._info, self)
+            self.server.attach(self.info, self)
         except LinkRefused as refused:
             self._result(refused.error, refused.reason)
             return
@@ -266,7 +290,7 @@ class LinkProtocol(Protocol, TimeoutMixin):
 
     def _result(self, error, reason):
         self.log.warn("link from {peer} for {channel} refused ({error}): {reason}",
-                      peer=self.peer, channel=self._info.channel_name,
+                      peer=self.peer, channel=self.info.channel_name,
                       error=LinkErr(error).name, reason=reason)
         self.sendLinkResult(error)
         self._close()

@@ -26,11 +26,17 @@ from spicesrv.interfaces import (
     IDisplaySource, IKeyboard, IMigratableState, IMigration, IMouse, ISpiceBase, ITablet)
 from spicesrv.keys import KeyPool
 from spicesrv.link import LinkProtocol, LinkRefused, SECURITY_NONE, SECURITY_SSL
+from spicesrv.migration import MigrationError, SourceMigration, TargetInfo
 from spicesrv.registry import ChannelRegistry
 from spicesrv.session import ClientSession
 from spicesrv.ticket import Ticket
 from spicesrv.wire.constants import (
     MM_TIME_DELTA_MS, ChannelType, LinkErr, MouseMode)
+
+# How long a client migrating in may take to switch here (its MIGRATE_END)
+# before it is dropped.  libspice-server waits forever; the VM's RAM copy
+# happens in between, so this is generous.
+MIGRATION_ARRIVAL_TIMEOUT = 300.0
 
 # The device interfaces addInterface knows, most specific first.
 DEVICE_INTERFACES = (IDisplaySource, IKeyboard, IMouse, ITablet, IMigration)
@@ -55,6 +61,17 @@ class PasswordError(ValueError):
     """
     A password change the server refuses; the message says why.
     """
+
+
+def _addressInfo(address):
+    """
+    QEMU's SpiceBasicInfo of an address: host, port (a string) and family.
+    """
+    host = getattr(address, "host", None)
+    if host is None:
+        return {"host": getattr(address, "name", "") or "", "port": "", "family": "unix"}
+    return {"host": host, "port": str(address.port),
+            "family": "ipv6" if ":" in host else "ipv4"}
 
 
 class SpiceServer:
@@ -97,6 +114,10 @@ class SpiceServer:
         self._security = {}
         self._defaultSecurity = SECURITY_NONE | SECURITY_SSL
         self._leds = 0
+        self._eventObservers = []
+        self.sourceMigration = SourceMigration(self)
+        self.migrationArrivalTimeout = MIGRATION_ARRIVAL_TIMEOUT
+        self.migrated = False
         self.registry.register(ChannelType.MAIN, 0, MainChannel)
         self.registry.register(ChannelType.INPUTS, 0, InputsChannel)
 
@@ -190,7 +211,9 @@ class SpiceServer:
     def attach(self, info, link):
         """
         Called by the link protocol once the ticket is accepted: create the
-        channel, send the link result and hand it the connection.
+        channel, send the link result and hand it the connection.  Returns
+        the channel, or L{None} for a channel of a client that is migrating
+        in, which stays parked until the client switches here.
 
         @raise LinkRefused: with the error to send.
         """
@@ -205,18 +228,48 @@ class SpiceServer:
             if entry is None:
                 raise LinkRefused(LinkErr.CHANNEL_NOT_AVAILABLE, "no %s channel %d"
                                   % (info.channel_name, info.channel_id))
+            if session.migratingIn:
+                link.sendLinkResult(LinkErr.OK)
+                session.park(link, entry)
+                self.log.info("session {session}: {channel} channel {id} linked from "
+                              "{peer}; parked until the client switches here",
+                              session=session.id, channel=info.channel_name,
+                              id=info.channel_id, peer=info.peer)
+                return None
         link.sendLinkResult(LinkErr.OK)
+        return self.startChannel(session, link, entry)
+
+    def startChannel(self, session, link, entry):
+        """
+        Create the channel protocol for a linked connection and start it.
+        """
+        info = link.info
         channel = entry.factory(self, session, info, **entry.kwargs)
         session.add(channel)
+        link.channel = channel
         channel.makeConnection(link.transport)
         self.log.info("session {session}: {channel} channel {id} linked from {peer}"
                       "{tls}", session=session.id, channel=info.channel_name,
                       id=info.channel_id, peer=info.peer,
                       tls=" over TLS" if info.secure else "")
+        self.emit("SPICE_CONNECTED", self._eventData(info, initialized=False))
+        self.emit("SPICE_INITIALIZED", self._eventData(info, initialized=True))
+        link.flushToChannel()
         return channel
 
     def _newSession(self, info):
-        session_id = info.connection_id
+        if info.connection_id:
+            # A non-zero id on a main link is a client migrating in from
+            # another server; it keeps its session id (libspice's T1).
+            if info.connection_id in self.sessions:
+                raise LinkRefused(LinkErr.BAD_CONNECTION_ID, "session %d already exists "
+                                  "here" % info.connection_id)
+            session = ClientSession(self, info.connection_id, info.peer, migratingIn=True)
+            self.sessions[session.id] = session
+            self.log.info("session {session}: client migrating in from {peer}",
+                          session=session.id, peer=info.peer)
+            return session
+        session_id = 0
         while session_id == 0 or session_id in self.sessions:
             session_id = struct.unpack("<I", os.urandom(4))[0]
         session = ClientSession(self, session_id, info.peer)
@@ -226,6 +279,39 @@ class SpiceServer:
     def sessionEnded(self, session):
         if self.sessions.get(session.id) is session:
             del self.sessions[session.id]
+        self.sourceMigration.sessionGone(session)
+
+    def channelClosed(self, channel):
+        self.emit("SPICE_DISCONNECTED", self._eventData(channel.info, initialized=False))
+
+    # -- events, as QEMU's QMP reports them ------------------------------------
+
+    def addEventObserver(self, observer):
+        """
+        Call C{observer(name, data)} for SPICE_CONNECTED, SPICE_INITIALIZED,
+        SPICE_DISCONNECTED and SPICE_MIGRATE_COMPLETED, with QEMU's data.
+        """
+        self._eventObservers.append(observer)
+
+    def removeEventObserver(self, observer):
+        self._eventObservers.remove(observer)
+
+    def emit(self, name, data):
+        for observer in list(self._eventObservers):
+            try:
+                observer(name, data)
+            except Exception:
+                self.log.failure("event observer failed on {name}", name=name)
+
+    def _eventData(self, info, initialized):
+        server = dict(_addressInfo(info.host_address))
+        client = dict(_addressInfo(info.peer_address))
+        if initialized:
+            server["auth"] = "none" if self.ticket.disabled else "spice"
+            client.update({"connection-id": info.connection_id,
+                           "channel-type": info.channel_type,
+                           "channel-id": info.channel_id, "tls": info.secure})
+        return {"server": server, "client": client}
 
     def _channelAdded(self, entry):
         for session in list(self.sessions.values()):
@@ -235,6 +321,64 @@ class SpiceServer:
     def broadcast(self, method, *args):
         for session in list(self.sessions.values()):
             session.broadcast(method, *args)
+
+    # -- migration (the source's side) --------------------------------------------
+
+    def migrate_connect(self, host, port=None, tls_port=None, cert_subject=None):
+        """
+        Start a client migration to another server, as libspice's
+        C{spice_server_migrate_connect}: clients with the semi-seamless
+        capability get MIGRATE_BEGIN and pre-connect to the target.  A second
+        call cancels the first.
+
+        Returns a Deferred firing with a dict session id -> answer
+        (C{"connected"}, C{"connect-error"}, C{"timed-out"},
+        C{"no-capability"}) once every client has answered or timed out,
+        when the migration interface's C{migrate_connect_complete} is called.
+
+        @raise MigrationError: no host, or neither port.
+        """
+        self.migrated = False
+        return self.sourceMigration.connect(
+            TargetInfo.make(host, port, tls_port, cert_subject))
+
+    def migrate_start(self):
+        """
+        The VM migration starts; nothing goes on the wire.
+        """
+        if self.sourceMigration.target is None:
+            self.log.info("migrate_start without a migration target")
+
+    def migrate_end(self, completed):
+        """
+        The VM migration ended.  On success clients that pre-connected get
+        MIGRATE_END and the others MIGRATE_SWITCH_HOST; on failure the
+        pre-connected ones get MIGRATE_CANCEL and stay.  Returns a Deferred
+        that fires when it is all over: after success, once the clients
+        have left (or after a timeout), when C{migrate_end_complete} is
+        called.
+        """
+        return self.sourceMigration.end(completed)
+
+    def migrate_info(self, host, port=None, tls_port=None, cert_subject=None):
+        """
+        Remember a target for L{migrate_switch} (the legacy switch-host
+        migration).
+        """
+        self.sourceMigration.info(TargetInfo.make(host, port, tls_port, cert_subject))
+
+    def migrate_switch(self):
+        """
+        Send every client MIGRATE_SWITCH_HOST to the target given to
+        L{migrate_info}; they reconnect there as new clients.
+        """
+        self.sourceMigration.switch()
+
+    def migrationEnded(self):
+        self.migrated = True
+        if self.migration is not None:
+            self.migration.migrate_end_complete()
+        self.emit("SPICE_MIGRATE_COMPLETED", {})
 
     # -- passwords ---------------------------------------------------------------
 

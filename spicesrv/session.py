@@ -18,13 +18,20 @@ class ClientSession:
 
     log = Logger()
 
-    def __init__(self, server, session_id, peer):
+    def __init__(self, server, session_id, peer, migratingIn=False):
         self.server = server
         self.id = session_id
         self.peer = peer
         self.main = None
         self.channels = {}
         self.ended = False
+        self.migratingIn = migratingIn
+        self.pendingBegin = False
+        self.parked = []
+        self._arrivalTimer = None
+        if migratingIn:
+            self._arrivalTimer = server.clock.callLater(server.migrationArrivalTimeout,
+                                                        self._arrivalTimedOut)
 
     def __repr__(self):
         return "<ClientSession %d from %s>" % (self.id, self.peer)
@@ -45,6 +52,45 @@ class ClientSession:
         if channel is self.main:
             self.end()
 
+    # -- migrating in (the target's side) -------------------------------------
+
+    def park(self, link, entry):
+        """
+        Hold a channel link of a client that is migrating in: the link
+        result has been sent, but the channel starts only when the client
+        has switched (its MIGRATE_END).
+        """
+        self.parked.append((link, entry))
+        link.parkedIn = self
+
+    def unpark(self, link):
+        self.parked = [(l, e) for l, e in self.parked if l is not link]
+
+    def arrived(self):
+        """
+        The client switched to this server (MIGRATE_END on main): start
+        every parked channel as a fresh one.
+        """
+        self.migratingIn = False
+        if self._arrivalTimer is not None and self._arrivalTimer.active():
+            self._arrivalTimer.cancel()
+        self._arrivalTimer = None
+        parked, self.parked = self.parked, []
+        for link, entry in parked:
+            if self.server.registry.lookup(entry.channel_type, entry.channel_id) is None:
+                self.log.warn("session {session}: channel {type}:{id} is gone; dropping it",
+                              session=self.id, type=entry.channel_type, id=entry.channel_id)
+                link.transport.loseConnection()
+                continue
+            self.server.startChannel(self, link, entry)
+
+    def _arrivalTimedOut(self):
+        self._arrivalTimer = None
+        self.log.warn("session {session}: the migrating client never switched here "
+                      "(no MIGRATE_END within {t} s); dropping it", session=self.id,
+                      t=self.server.migrationArrivalTimeout)
+        self.end()
+
     def end(self):
         """
         Close every channel and forget the session.
@@ -52,6 +98,12 @@ class ClientSession:
         if self.ended:
             return
         self.ended = True
+        if self._arrivalTimer is not None and self._arrivalTimer.active():
+            self._arrivalTimer.cancel()
+        self._arrivalTimer = None
+        for link, _ in self.parked:
+            link.transport.loseConnection()
+        self.parked = []
         for channel in list(self.channels.values()):
             channel.transport.loseConnection()
         self.server.sessionEnded(self)

@@ -14,6 +14,7 @@ from twisted.internet import endpoints
 from twisted.python.failure import Failure
 from twisted.python import usage
 
+from spicesrv.link import SECURITY_NONE, SECURITY_SSL
 from spicesrv.server import SpiceServer
 from spicesrv.ticket import Ticket
 
@@ -68,7 +69,17 @@ class Options(usage.Options):
                 "'remote-viewer spice://127.0.0.1:5900'.")
 
     optParameters = [
-        ["port", "p", DEFAULT_PORT, "TCP port for plain SPICE connections.", int],
+        ["port", "p", None, "TCP port for plain SPICE connections (default 5900 unless "
+         "--tls-port is given; 0 = none).", int],
+        ["tls-port", None, None, "TCP port for TLS SPICE connections.", int],
+        ["x509-dir", None, None, "Directory with ca-cert.pem, server-cert.pem and "
+         "server-key.pem (QEMU's layout)."],
+        ["x509-cert-file", None, None, "Server certificate (overrides --x509-dir)."],
+        ["x509-key-file", None, None, "Server private key (overrides --x509-dir)."],
+        ["x509-cacert-file", None, None, "CA certificate (overrides --x509-dir)."],
+        ["x509-key-password", None, None, "Password of an encrypted server key."],
+        ["x509-dh-key-file", None, None, "Diffie-Hellman parameters file."],
+        ["tls-ciphers", None, None, "OpenSSL cipher list for TLS."],
         ["addr", "a", DEFAULT_ADDR, "Address to listen on. Anything but loopback needs "
          "--password, --password-file or --disable-ticketing."],
         ["password", None, None, "The password clients must give (at most 60 bytes). "
@@ -87,6 +98,22 @@ class Options(usage.Options):
     def __init__(self):
         usage.Options.__init__(self)
         self["listen"] = []
+        self["tls-channel"] = []
+        self["plaintext-channel"] = []
+        self["tls"] = None
+
+    def opt_tls_channel(self, name):
+        """
+        This channel (main, display, inputs, cursor, ... or default) must use
+        the TLS port (repeatable).
+        """
+        self["tls-channel"].append(name)
+
+    def opt_plaintext_channel(self, name):
+        """
+        This channel (or default) must use the plain port (repeatable).
+        """
+        self["plaintext-channel"].append(name)
 
     def opt_listen(self, description):
         """
@@ -124,8 +151,8 @@ class Options(usage.Options):
                 Ticket.validate(self["password"])
             except ValueError as e:
                 raise ConfigError("bad password: %s" % (e,))
-        if not 0 < self["port"] < 65536:
-            raise ConfigError("--port %d is not a TCP port (1-65535)" % self["port"])
+        self._checkPorts()
+        self._checkTls()
         if self["password-lifetime"] < 0:
             raise ConfigError("--password-lifetime must be 0 (never) or a number of seconds")
         for description in self["listen"]:
@@ -153,11 +180,70 @@ class Options(usage.Options):
                 raise ConfigError("--uuid %r is not a UUID (e.g. "
                                   "12345678-1234-1234-1234-123456789abc)" % self["uuid"])
 
-    def endpoints(self):
+    def _checkPorts(self):
+        if self["port"] is None:
+            self["port"] = 0 if self["tls-port"] is not None else DEFAULT_PORT
+        for option in ("port", "tls-port"):
+            value = self[option]
+            if value is not None and not 0 <= value < 65536:
+                raise ConfigError("--%s %d is not a TCP port (1-65535, or 0 for none)"
+                                  % (option, value))
+        if self["tls-port"] == 0:
+            self["tls-port"] = None
+        if not self["port"] and self["tls-port"] is None and not self["listen"]:
+            raise ConfigError("nothing to listen on: give --port, --tls-port or --listen")
+        if self["port"] and self["port"] == self["tls-port"]:
+            raise ConfigError("--port and --tls-port are both %d; use two ports" % self["port"])
+
+    def _checkTls(self):
+        files = ["x509-dir", "x509-cert-file", "x509-key-file", "x509-cacert-file",
+                 "x509-key-password", "x509-dh-key-file", "tls-ciphers"]
+        if self["tls-port"] is None:
+            if self["tls-channel"]:
+                raise ConfigError("--tls-channel %s needs --tls-port" % self["tls-channel"][0])
+            given = [f for f in files if self[f] is not None]
+            if given:
+                raise ConfigError("--%s needs --tls-port" % given[0])
+            return
+        if self["x509-dir"] is None and (self["x509-cert-file"] is None
+                                         or self["x509-key-file"] is None):
+            raise ConfigError("--tls-port needs certificates: give --x509-dir DIR (make one "
+                              "with 'python -m spicesrv.scripts.certs dev DIR') or "
+                              "--x509-cert-file and --x509-key-file")
+        from spicesrv import tls
+        try:
+            self["tls"] = tls.load_server_tls(
+                x509_dir=self["x509-dir"], cert_file=self["x509-cert-file"],
+                key_file=self["x509-key-file"], cacert_file=self["x509-cacert-file"],
+                key_password=self["x509-key-password"], dh_file=self["x509-dh-key-file"],
+                ciphers=self["tls-ciphers"])
+        except tls.TLSConfigError as e:
+            raise ConfigError(str(e))
+        from spicesrv.server import CHANNEL_NAMES
+        for option in ("tls-channel", "plaintext-channel"):
+            for name in self[option]:
+                if name != "default" and name not in CHANNEL_NAMES:
+                    raise ConfigError("--%s %s: unknown channel; use one of %s or default"
+                                      % (option, name, ", ".join(CHANNEL_NAMES)))
+
+    def listeners(self, reactor):
+        """
+        The endpoints to listen on, as C{(label, endpoint)} pairs.
+        """
         host = self["addr"]
-        interface = host.replace(":", "\\:")
-        kind = "tcp6" if ":" in host else "tcp"
-        return ["%s:%d:interface=%s" % (kind, self["port"], interface)] + self["listen"]
+        result = []
+        if self["port"]:
+            interface = host.replace(":", "\\:")
+            kind = "tcp6" if ":" in host else "tcp"
+            description = "%s:%d:interface=%s" % (kind, self["port"], interface)
+            result.append((description, endpoints.serverFromString(reactor, description)))
+        if self["tls-port"] is not None:
+            result.append(("tls:%s:%d" % (host, self["tls-port"]),
+                           endpoints.SSL4ServerEndpoint(reactor, self["tls-port"],
+                                                        self["tls"], interface=host)))
+        for description in self["listen"]:
+            result.append((description, endpoints.serverFromString(reactor, description)))
+        return result
 
 
 class _ServerService(service.Service):
@@ -191,21 +277,16 @@ class _ListenService(service.Service):
     or a bad endpoint stops twistd with one line instead of a traceback.
     """
 
-    def __init__(self, reactor, description, factory):
-        self.reactor = reactor
+    def __init__(self, description, endpoint, factory):
         self.description = description
+        self.endpoint = endpoint
         self.factory = factory
         self.port = None
 
     def privilegedStartService(self):
         service.Service.privilegedStartService(self)
-        try:
-            endpoint = endpoints.serverFromString(self.reactor, self.description)
-        except (ValueError, KeyError, TypeError) as e:
-            raise SystemExit("twistd spice: cannot use endpoint %r: %s"
-                             % (self.description, e))
         outcome = []
-        endpoint.listen(self.factory).addBoth(outcome.append)
+        self.endpoint.listen(self.factory).addBoth(outcome.append)
         if not outcome:
             raise SystemExit("twistd spice: endpoint %r did not start listening at once"
                              % (self.description,))
@@ -233,6 +314,12 @@ def makeServer(config, reactor):
                          name=config["name"], uuid=config["uuid"])
     if config["password"] is not None and config["password-lifetime"]:
         server.ticket.expire_in(config["password-lifetime"])
+    if config["tls"] is not None:
+        server.tlsAvailable = True
+        for name in config["tls-channel"]:
+            server.setChannelSecurity(name, SECURITY_SSL)
+        for name in config["plaintext-channel"]:
+            server.setChannelSecurity(name, SECURITY_NONE)
     name, _, args = config["source"].partition(":")
     make, _ = _sources()[name]
     try:
@@ -251,7 +338,7 @@ def makeService(config, reactor=None):
     server, devices = makeServer(config, reactor)
     top = service.MultiService()
     _ServerService(server, devices).setServiceParent(top)
-    for description in config.endpoints():
-        _ListenService(reactor, description, server.factory()).setServiceParent(top)
+    for description, endpoint in config.listeners(reactor):
+        _ListenService(description, endpoint, server.factory()).setServiceParent(top)
     top.server = server
     return top

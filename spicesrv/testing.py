@@ -25,12 +25,14 @@ from spicesrv.wire.constants import (
 from spicesrv.wire.messages import (
     CURSOR_SERVER, DISPLAY_SERVER, INPUTS_SERVER, MAIN_SERVER, LinkHeader, LinkMess, LinkReply,
     COMMON_SERVER)
+from spicesrv.wire.port import PORT_SERVER
 
 SERVER_TABLES = {
     ChannelType.MAIN: MAIN_SERVER,
     ChannelType.DISPLAY: DISPLAY_SERVER,
     ChannelType.INPUTS: INPUTS_SERVER,
     ChannelType.CURSOR: CURSOR_SERVER,
+    ChannelType.PORT: PORT_SERVER,
 }
 
 CLIENT_COMMON_CAPS = {CommonCap.PROTOCOL_AUTH_SELECTION, CommonCap.AUTH_SPICE,
@@ -170,7 +172,11 @@ class TestClientChannel:
         return self.received.messages
 
     def names(self):
-        return [name for name, _ in self.poll()]
+        """
+        The names of the messages received since the last L{take} or
+        L{names}, which are then forgotten.
+        """
+        return [name for name, _ in self.take()]
 
     def take(self):
         """

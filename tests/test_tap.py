@@ -25,12 +25,13 @@ class OptionsTests(unittest.TestCase):
         self.assertEqual(config["port"], 5900)
         self.assertEqual(config["addr"], "127.0.0.1")
         self.assertEqual(config["source"], "demo")
-        self.assertEqual(config.endpoints(), ["tcp:5900:interface=127.0.0.1"])
+        self.assertEqual([label for label, _ in config.listeners(MemoryReactorClock())],
+                         ["tcp:5900:interface=127.0.0.1"])
 
     def test_listenAndIpv6(self):
         config = parse("--addr", "::1", "--listen", "unix:/tmp/s.sock")
-        self.assertEqual(config.endpoints(), ["tcp6:5900:interface=\\:\\:1",
-                                              "unix:/tmp/s.sock"])
+        self.assertEqual([label for label, _ in config.listeners(MemoryReactorClock())],
+                         ["tcp6:5900:interface=\\:\\:1", "unix:/tmp/s.sock"])
 
     def test_passwordFile(self):
         path = self.mktemp()
@@ -87,6 +88,18 @@ class ConfigErrorTests(unittest.TestCase):
 
     def test_badPort(self):
         self.assertOneLine(["--port", "70000"], "--port")
+
+    def test_nothingToListenOn(self):
+        self.assertOneLine(["--port", "0"], "nothing to listen on")
+
+    def test_tlsChannelNeedsTlsPort(self):
+        self.assertOneLine(["--tls-channel", "main"], "--tls-port")
+
+    def test_x509NeedsTlsPort(self):
+        self.assertOneLine(["--x509-dir", "/tmp"], "--x509-dir needs --tls-port")
+
+    def test_tlsPortNeedsCertificates(self):
+        self.assertOneLine(["--tls-port", "5901"], "--x509-dir")
 
     def test_unknownSource(self):
         self.assertOneLine(["--source", "nope"], "demo", "image")

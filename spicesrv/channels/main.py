@@ -23,9 +23,24 @@ class MainChannel(ChannelProtocol):
 
     @classmethod
     def capabilities(cls, server):
-        return set()
+        return {MainCap.SEMI_SEAMLESS_MIGRATE}
+
+    @property
+    def silent(self):
+        """
+        A client migrating in is not reading this socket yet: nothing may be
+        sent before INIT (libspice-server drops such messages too).
+        """
+        return self.session.migratingIn
+
+    def sendRaw(self, msgType, body, counted=True):
+        if self.silent:
+            return
+        ChannelProtocol.sendRaw(self, msgType, body, counted)
 
     def channelUp(self):
+        if self.silent:
+            return
         self.sendInit()
         if MainCap.NAME_AND_UUID in self.info.channel_caps:
             if self.server.name is not None:
@@ -45,6 +60,10 @@ class MainChannel(ChannelProtocol):
     # -- client messages -----------------------------------------------------
 
     def msg_ATTACH_CHANNELS(self, msg):
+        if self.silent:
+            self.log.warn("{session} main: ATTACH_CHANNELS while migrating in; ignored",
+                          session=self.session.id)
+            return
         entries = [e for e in self.server.registry.entries()
                    if e.channel_type != ChannelType.MAIN]
         self.sendMessage("CHANNELS_LIST", channels=[
@@ -74,6 +93,52 @@ class MainChannel(ChannelProtocol):
     def msg_AGENT_DATA(self, msg):
         self.log.info("{session} main: no guest agent; dropping {size} bytes of agent data",
                       session=self.session.id, size=len(msg.data))
+
+    # -- migration -------------------------------------------------------------
+
+    def msg_MIGRATE_CONNECTED(self, msg):
+        self.server.sourceMigration.clientAnswered(self.session, True)
+
+    def msg_MIGRATE_CONNECTED_SEAMLESS(self, msg):
+        # Only sent after a seamless handshake this server does not offer;
+        # as good as a semi-seamless connect.
+        self.server.sourceMigration.clientAnswered(self.session, True)
+
+    def msg_MIGRATE_CONNECT_ERROR(self, msg):
+        self.server.sourceMigration.clientAnswered(self.session, False)
+
+    def msg_MIGRATE_DST_DO_SEAMLESS(self, msg):
+        self.log.info("{session} main: seamless migration is not offered; the client "
+                      "continues semi-seamless", session=self.session.id)
+        if self.silent:
+            # NACK is the one message allowed before INIT in this state.
+            ChannelProtocol.sendRaw(self, self.serverMessages["MIGRATE_DST_SEAMLESS_NACK"].number,
+                                    b"")
+        else:
+            self.sendMessage("MIGRATE_DST_SEAMLESS_NACK")
+
+    def msg_MIGRATE_END(self, msg):
+        """
+        The client switched to this server: send INIT with the session id it
+        came with and start its parked channels (libspice's T4).
+        """
+        if not self.session.migratingIn:
+            self.log.warn("{session} main: MIGRATE_END from a client that is not "
+                          "migrating in; ignored", session=self.session.id)
+            return
+        if MainCap.SEMI_SEAMLESS_MIGRATE not in self.info.channel_caps:
+            self.log.warn("{session} main: MIGRATE_END from a client without the "
+                          "semi-seamless capability; ignored", session=self.session.id)
+            return
+        self.session.migratingIn = False
+        self.sendInit()
+        self.channelsListSent = True
+        self.session.arrived()
+        self.log.info("session {session}: client switched here from the migration source",
+                      session=self.session.id)
+        if self.session.pendingBegin:
+            self.session.pendingBegin = False
+            self.server.sourceMigration.beginDeferred(self.session)
 
     def sendMultiMediaTime(self):
         self.sendMessage("MULTI_MEDIA_TIME", time=self.server.mmTime())

@@ -1,0 +1,326 @@
+"""
+The migration choreography in memory: the source's side (MIGRATE_BEGIN,
+answers, timeouts, END / SWITCH_HOST / CANCEL) and the target's side (silent
+main, parked links, INIT on MIGRATE_END), every branch of protocol.md
+section 5.
+"""
+
+import struct
+
+from twisted.trial import unittest
+from zope.interface import implementer
+
+from spicesrv.interfaces import IMigration
+from spicesrv.migration import MIGRATE_TIMEOUT, MigrationError, TargetInfo
+from spicesrv.testing import (
+    FakeDisplaySource, RecordingKeyboard, TestClientChannel, makeTestServer)
+from spicesrv.wire.constants import ChannelType, LinkErr, MainCap
+from spicesrv.wire.messages import COMMON_CLIENT, DISPLAY_CLIENT, MAIN_CLIENT
+
+SEMI = {MainCap.SEMI_SEAMLESS_MIGRATE}
+
+
+@implementer(IMigration)
+class Callbacks:
+    type = "migration"
+    description = "recording migration callbacks"
+    major_version = 1
+    minor_version = 1
+
+    def __init__(self):
+        self.calls = []
+
+    def migrate_connect_complete(self):
+        self.calls.append("connect_complete")
+
+    def migrate_end_complete(self):
+        self.calls.append("end_complete")
+
+
+class SourceTests(unittest.TestCase):
+    def setUp(self):
+        self.server = makeTestServer(disable_ticketing=True)
+        self.server.addInterface(FakeDisplaySource())
+        self.callbacks = Callbacks()
+        self.server.addInterface(self.callbacks)
+        self.events = []
+        self.server.addEventObserver(lambda name, data: self.events.append(name))
+        self.clock = self.server.clock
+
+    def client(self, caps=SEMI):
+        main = TestClientChannel(self.server, ChannelType.MAIN, channel_caps=caps)
+        main.session_id = main.next("INIT").session_id
+        main.take()
+        return main
+
+    def leave(self, client):
+        client.protocol.connectionLost(None)
+
+    def test_targetInfo(self):
+        self.assertEqual(TargetInfo.make("h", 5900, None, None).dstInfo(),
+                         dict(port=5900, sport=0, host_data=b"h\0", cert_subject_data=None))
+        self.assertEqual(TargetInfo.make("h", -1, 5901, "CN=x").dstInfo(),
+                         dict(port=0, sport=5901, host_data=b"h\0",
+                              cert_subject_data=b"CN=x\0"))
+        self.assertRaises(MigrationError, TargetInfo.make, "h", None, None)
+        self.assertRaises(MigrationError, TargetInfo.make, "", 5900)
+        self.assertRaises(MigrationError, TargetInfo.make, "h", 70000)
+
+    def test_connectedThenEnd(self):
+        a = self.client()
+        d = self.server.migrate_connect("dst", 5930, None, "CN=dst")
+        begin = a.next("MIGRATE_BEGIN")
+        self.assertEqual((begin.port, begin.sport, begin.host_data, begin.cert_subject_data),
+                         (5930, 0, b"dst\0", b"CN=dst\0"))
+        self.assertNoResult(d)
+        a.send(MAIN_CLIENT["MIGRATE_CONNECTED"])
+        self.assertEqual(self.successResultOf(d), {a.session_id: "connected"})
+        self.assertEqual(self.callbacks.calls, ["connect_complete"])
+        self.server.migrate_start()
+        ended = self.server.migrate_end(True)
+        self.assertEqual(a.names(), ["MIGRATE_END"])
+        self.assertNoResult(ended)
+        self.leave(a)
+        self.successResultOf(ended)
+        self.assertEqual(self.callbacks.calls, ["connect_complete", "end_complete"])
+        self.assertTrue(self.server.migrated)
+        self.assertIn("SPICE_MIGRATE_COMPLETED", self.events)
+
+    def test_connectErrorGetsSwitchHost(self):
+        a = self.client()
+        d = self.server.migrate_connect("dst", 5930, 5931, None)
+        a.send(MAIN_CLIENT["MIGRATE_CONNECT_ERROR"])
+        self.assertEqual(self.successResultOf(d), {a.session_id: "connect-error"})
+        self.server.migrate_end(True)
+        switch = a.next("MIGRATE_SWITCH_HOST")
+        self.assertEqual((switch.port, switch.sport, switch.host_data, switch.cert_subject_size),
+                         (5930, 5931, b"dst\0", 0))
+
+    def test_timeout(self):
+        a = self.client()
+        b = self.client()
+        d = self.server.migrate_connect("dst", 5930)
+        b.send(MAIN_CLIENT["MIGRATE_CONNECTED"])
+        self.clock.advance(MIGRATE_TIMEOUT - 0.1)
+        self.assertNoResult(d)
+        self.clock.advance(0.1)
+        self.assertEqual(self.successResultOf(d),
+                         {a.session_id: "timed-out", b.session_id: "connected"})
+        # A CONNECTED after the timeout is cancelled.
+        a.take()
+        a.send(MAIN_CLIENT["MIGRATE_CONNECTED"])
+        self.assertEqual(a.names(), ["MIGRATE_CANCEL"])
+        b.take()
+        self.server.migrate_end(True)
+        self.assertEqual(a.names(), ["MIGRATE_SWITCH_HOST"])
+        self.assertEqual(b.names(), ["MIGRATE_END"])
+
+    def test_cancel(self):
+        a = self.client()
+        old = self.client(caps=set())
+        self.server.migrate_connect("dst", 5930)
+        a.send(MAIN_CLIENT["MIGRATE_CONNECTED"])
+        a.take()
+        d = self.server.migrate_end(False)
+        self.successResultOf(d)
+        self.assertEqual(a.names(), ["MIGRATE_CANCEL"])
+        self.assertEqual(old.names(), [])
+        self.assertEqual(self.callbacks.calls, ["connect_complete"])
+        self.assertFalse(self.server.migrated)
+        self.assertFalse(a.transport.disconnecting)
+
+    def test_cancelWhileWaiting(self):
+        a = self.client()
+        d = self.server.migrate_connect("dst", 5930)
+        a.take()
+        self.server.migrate_end(False)
+        self.successResultOf(d)
+        self.assertEqual(a.names(), ["MIGRATE_CANCEL"])
+        self.clock.advance(MIGRATE_TIMEOUT * 2)
+        self.assertNotIn("MIGRATE_SWITCH_HOST", a.names())
+
+    def test_secondConnectCancelsFirst(self):
+        a = self.client()
+        first = self.server.migrate_connect("one", 5930)
+        a.send(MAIN_CLIENT["MIGRATE_CONNECTED"])
+        self.successResultOf(first)
+        a.take()
+        second = self.server.migrate_connect("two", 5940)
+        messages = a.take()
+        self.assertEqual([n for n, _ in messages], ["MIGRATE_CANCEL", "MIGRATE_BEGIN"])
+        self.assertEqual(messages[1][1].host_data, b"two\0")
+        a.send(MAIN_CLIENT["MIGRATE_CONNECTED"])
+        self.successResultOf(second)
+        a.take()
+        self.server.migrate_end(True)
+        self.assertEqual(a.names(), ["MIGRATE_END"])
+
+    def test_clientWithoutCapability(self):
+        old = self.client(caps=set())
+        d = self.server.migrate_connect("dst", 5930)
+        self.assertEqual(self.successResultOf(d), {old.session_id: "no-capability"})
+        self.assertEqual(old.names(), [])
+        self.server.migrate_end(True)
+        self.assertEqual(old.names(), ["MIGRATE_SWITCH_HOST"])
+
+    def test_clientLeavesMidMigration(self):
+        a = self.client()
+        d = self.server.migrate_connect("dst", 5930)
+        self.leave(a)
+        self.assertEqual(self.successResultOf(d), {a.session_id: "connect-error"})
+        self.successResultOf(self.server.migrate_end(True))
+        self.assertEqual(self.callbacks.calls, ["connect_complete", "end_complete"])
+
+    def test_clientNeverLeaves(self):
+        a = self.client()
+        self.server.migrate_connect("dst", 5930)
+        a.send(MAIN_CLIENT["MIGRATE_CONNECTED"])
+        ended = self.server.migrate_end(True)
+        self.clock.advance(MIGRATE_TIMEOUT)
+        self.successResultOf(ended)
+        self.assertTrue(a.transport.disconnecting)
+        self.assertEqual(self.server.sessions, {})
+
+    def test_noClients(self):
+        d = self.server.migrate_connect("dst", 5930)
+        self.assertEqual(self.successResultOf(d), {})
+        self.successResultOf(self.server.migrate_end(True))
+        self.assertEqual(self.callbacks.calls, ["connect_complete", "end_complete"])
+
+    def test_endWithoutConnectDisconnects(self):
+        a = self.client()
+        self.successResultOf(self.server.migrate_end(True))
+        self.assertTrue(a.transport.disconnecting)
+        self.assertIn("end_complete", self.callbacks.calls)
+
+    def test_legacySwitch(self):
+        a = self.client()
+        self.assertRaises(MigrationError, self.server.migrate_switch)
+        self.server.migrate_info("dst", 5930, 5931, "CN=x")
+        self.assertEqual(a.names(), [])
+        self.server.migrate_switch()
+        switch = a.next("MIGRATE_SWITCH_HOST")
+        self.assertEqual((switch.host_data, switch.cert_subject_data), (b"dst\0", b"CN=x\0"))
+
+    def test_events(self):
+        a = self.client()
+        inputs = TestClientChannel(self.server, ChannelType.INPUTS, connection_id=a.session_id)
+        inputs.protocol.connectionLost(None)
+        self.assertEqual(self.events, ["SPICE_CONNECTED", "SPICE_INITIALIZED"] * 2
+                         + ["SPICE_DISCONNECTED"])
+
+
+class TargetTests(unittest.TestCase):
+    SESSION = 0x1234
+
+    def setUp(self):
+        self.server = makeTestServer(password="pw")
+        self.source = FakeDisplaySource()
+        self.keyboard = RecordingKeyboard()
+        self.server.addInterface(self.source)
+        self.server.addInterface(self.keyboard)
+        self.clock = self.server.clock
+
+    def link(self, channel_type, **kwargs):
+        return TestClientChannel(self.server, channel_type, connection_id=self.SESSION,
+                                 password="pw", **kwargs)
+
+    def arrive(self):
+        main = self.link(ChannelType.MAIN, channel_caps=SEMI)
+        inputs = self.link(ChannelType.INPUTS)
+        display = self.link(ChannelType.DISPLAY)
+        cursor = self.link(ChannelType.CURSOR)
+        return main, inputs, display, cursor
+
+    def test_silentAndParked(self):
+        main, inputs, display, cursor = self.arrive()
+        for client in (main, inputs, display, cursor):
+            self.assertEqual(client.result, LinkErr.OK)
+        self.clock.advance(1)
+        self.assertEqual(main.names(), [])
+        self.assertEqual(inputs.names(), [])
+        self.assertEqual(cursor.names(), [])
+        self.assertIsNone(inputs.channel)
+        session = self.server.sessions[self.SESSION]
+        self.assertTrue(session.migratingIn)
+        self.assertEqual(len(session.parked), 3)
+        main.send(MAIN_CLIENT["ATTACH_CHANNELS"])
+        self.assertEqual(main.names(), [])
+
+    def test_migrateEndStartsEverything(self):
+        main, inputs, display, cursor = self.arrive()
+        main.send(MAIN_CLIENT["MIGRATE_END"])
+        init = main.next("INIT")
+        self.assertEqual(init.session_id, self.SESSION)
+        self.assertEqual(main.names(), [])  # no NAME/UUID, no channel list
+        self.assertEqual(inputs.names(), ["INIT"])
+        self.assertEqual(cursor.names(), ["SET_ACK", "INIT"])
+        self.assertEqual(display.names(), [])
+        display.send(DISPLAY_CLIENT["INIT"], pixmap_cache_id=1, pixmap_cache_size=1,
+                     glz_dictionary_id=1, glz_dictionary_window_size=1)
+        self.assertIn("SURFACE_CREATE", display.names())
+        self.assertFalse(self.server.sessions[self.SESSION].migratingIn)
+
+    def test_bytesSentWhileParkedAreKept(self):
+        main, inputs, display, cursor = self.arrive()
+        inputs.send(__import__("spicesrv.wire.messages", fromlist=["x"]).INPUTS_CLIENT["KEY_DOWN"],
+                    code=0x1E)
+        self.assertEqual(self.keyboard.scancodes, [])
+        main.send(MAIN_CLIENT["MIGRATE_END"])
+        self.assertEqual(self.keyboard.scancodes, [0x1E])
+
+    def test_wrongPasswordStillRefused(self):
+        main = TestClientChannel(self.server, ChannelType.MAIN, connection_id=self.SESSION,
+                                 password="nope", channel_caps=SEMI)
+        self.assertEqual(main.result, LinkErr.PERMISSION_DENIED)
+        self.assertEqual(self.server.sessions, {})
+
+    def test_neverSwitches(self):
+        main, inputs, display, cursor = self.arrive()
+        self.clock.advance(self.server.migrationArrivalTimeout)
+        for client in (main, inputs, display, cursor):
+            self.assertTrue(client.transport.disconnecting)
+        self.assertEqual(self.server.sessions, {})
+
+    def test_parkedLinkClosesEarly(self):
+        main, inputs, display, cursor = self.arrive()
+        inputs.protocol.connectionLost(None)
+        session = self.server.sessions[self.SESSION]
+        self.assertEqual(len(session.parked), 2)
+        main.send(MAIN_CLIENT["MIGRATE_END"])
+        self.assertEqual(set(session.channels), {(1, 0), (2, 0), (4, 0)})
+
+    def test_mainClosesDropsParked(self):
+        main, inputs, display, cursor = self.arrive()
+        main.protocol.connectionLost(None)
+        self.assertTrue(inputs.transport.disconnecting)
+        self.assertEqual(self.server.sessions, {})
+
+    def test_migrateEndWithoutCapabilityIgnored(self):
+        main = self.link(ChannelType.MAIN)
+        main.send(MAIN_CLIENT["MIGRATE_END"])
+        self.assertEqual(main.names(), [])
+        self.assertTrue(self.server.sessions[self.SESSION].migratingIn)
+
+    def test_seamlessRequestNacked(self):
+        main = self.link(ChannelType.MAIN, channel_caps=SEMI | {MainCap.SEAMLESS_MIGRATE})
+        main.send(MAIN_CLIENT["MIGRATE_DST_DO_SEAMLESS"], src_version=1)
+        self.assertEqual(main.names(), ["MIGRATE_DST_SEAMLESS_NACK"])
+
+    def test_sessionIdInUse(self):
+        self.arrive()
+        again = self.link(ChannelType.MAIN, channel_caps=SEMI)
+        self.assertEqual(again.result, LinkErr.BAD_CONNECTION_ID)
+
+    def test_onwardsMigrationDeferredUntilArrival(self):
+        """
+        A migrate_connect while a client is still arriving sends its
+        MIGRATE_BEGIN only once the client has switched here (T5).
+        """
+        main, inputs, display, cursor = self.arrive()
+        d = self.server.migrate_connect("next", 5950)
+        self.assertEqual(main.names(), [])
+        main.send(MAIN_CLIENT["MIGRATE_END"])
+        self.assertEqual(main.names(), ["INIT", "MIGRATE_BEGIN"])
+        main.send(MAIN_CLIENT["MIGRATE_CONNECTED"])
+        self.assertEqual(self.successResultOf(d), {self.SESSION: "connected"})
