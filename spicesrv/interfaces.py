@@ -227,3 +227,67 @@ class IMigration(ISpiceBase):
         The clients have left the source after a completed migration, or the
         wait for them timed out.
         """
+
+
+class IPluginOption(Interface):
+    """
+    A command-line option a plugin adds to ``twistd spice``.
+    """
+
+    name = Attribute("The long option name, without dashes, e.g. C{'spiceport'}.")
+    help = Attribute("One line of help text.")
+    repeatable = Attribute(
+        "Whether the option may be given more than once; its value is then a "
+        "list of strings, otherwise a string or C{default}.")
+    default = Attribute("The value when the option is not given.")
+
+
+class IChannelPlugin(Interface):
+    """
+    A plugin that adds channels to a server, found with
+    L{twisted.plugin.getPlugins} in the C{spicesrv.plugins} package (which
+    other distributions extend: drop a module into a C{spicesrv/plugins/}
+    folder of your own on C{sys.path}).  Like every Twisted plugin, the
+    object also provides L{twisted.plugin.IPlugin}.
+    """
+
+    name = Attribute("A short name, e.g. C{'port'}.")
+    description = Attribute("One line saying what the channel is for.")
+    channel_type = Attribute("The SPICE channel type number it serves.")
+    options = Attribute("A sequence of L{IPluginOption} providers.")
+
+    def install(server, values, reactor):
+        """
+        Register this plugin's channels on C{server} (through
+        C{server.registry.register}) as C{values} (option name -> value)
+        ask.  Return the devices it created that the server should know,
+        such as L{IMigratableState} providers whose state moves with a
+        migration; an empty list if none.
+
+        @raise ValueError: an option value is wrong; the message is one line
+            saying what to change.
+        """
+
+
+class ISourcePlugin(Interface):
+    """
+    A plugin that provides display sources for ``--source NAME[:ARGS]``,
+    found like L{IChannelPlugin}.
+    """
+
+    name = Attribute("The name used with C{--source}, e.g. C{'image'}.")
+    description = Attribute("One line of help, including the form of ARGS.")
+    options = Attribute("A sequence of L{IPluginOption} providers.")
+
+    def makeSource(args, values, reactor):
+        """
+        Return a display source for C{--source NAME:ARGS} (C{args} is the
+        text after the colon, or C{''}).  The source provides
+        L{IDisplaySource}, and its C{devices()} method returns everything to
+        register with the server (itself, and input devices if it has any).
+        If it has C{start()} and C{stop()} methods they are called with the
+        service.
+
+        @raise ValueError: the arguments are wrong; the message is one line
+            saying what to change.
+        """

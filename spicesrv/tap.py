@@ -22,17 +22,6 @@ DEFAULT_PORT = 5900
 DEFAULT_ADDR = "127.0.0.1"
 
 
-def _sources():
-    from spicesrv.sources.demo import DemoSource
-    from spicesrv.sources.image import ImageSource
-    return {
-        "demo": (lambda reactor, args: DemoSource(clock=reactor),
-                 "an interactive demo screen (the default)"),
-        "image": (lambda reactor, args: ImageSource(args),
-                  "image:PATH shows a still picture"),
-    }
-
-
 class ConfigError(Exception):
     """
     A configuration mistake; its message says what to change.
@@ -62,7 +51,7 @@ def endpoint_is_local(description):
     return match is not None and is_loopback(match.group(1).replace("\\:", ":"))
 
 
-class Options(usage.Options):
+class BaseOptions(usage.Options):
     synopsis = "[options]"
     longdesc = ("Run a SPICE server. By default it listens on 127.0.0.1:5900 and shows "
                 "the interactive demo screen; connect with "
@@ -87,7 +76,6 @@ class Options(usage.Options):
         ["password-file", None, None, "Read the password from the first line of this file."],
         ["password-lifetime", None, 0, "Seconds until the password expires (0 = never).",
          int],
-        ["source", "s", "demo", "Display source: demo, or image:PATH."],
         ["name", None, None, "Name of the machine, shown by clients."],
         ["uuid", None, None, "UUID of the machine, sent to clients."],
     ]
@@ -95,8 +83,14 @@ class Options(usage.Options):
         ["disable-ticketing", None, "Accept clients without a password."],
     ]
 
+    sources = {}
+    channels = []
+    _repeatable = []
+
     def __init__(self):
         usage.Options.__init__(self)
+        for name in self._repeatable:
+            self[name] = []
         self["listen"] = []
         self["tls-channel"] = []
         self["plaintext-channel"] = []
@@ -121,6 +115,12 @@ class Options(usage.Options):
         tcp:5930:interface=127.0.0.1 (repeatable).
         """
         self["listen"].append(description)
+
+    def pluginValues(self, plugin):
+        """
+        The values of a plugin's own options, by option name.
+        """
+        return {option.name: self[option.name] for option in plugin.options}
 
     def opt_version(self):
         from spicesrv import __version__
@@ -170,9 +170,9 @@ class Options(usage.Options):
                               "password; add --password-file FILE (or --disable-ticketing "
                               "if you really mean it)" % exposed[0])
         name, _, args = self["source"].partition(":")
-        if name not in _sources():
+        if name not in self.sources:
             raise ConfigError("unknown --source %r; use one of %s"
-                              % (name, ", ".join(sorted(_sources()))))
+                              % (name, ", ".join(sorted(self.sources))))
         if self["uuid"] is not None:
             try:
                 self["uuid"] = uuidlib.UUID(self["uuid"])
@@ -244,6 +244,43 @@ class Options(usage.Options):
         for description in self["listen"]:
             result.append((description, endpoints.serverFromString(reactor, description)))
         return result
+
+
+def buildOptions(sources=None, channels=None):
+    """
+    Make the C{Options} class of ``twistd spice`` with an option for every
+    option of every plugin found (as C{twisted/words/tap.py} does), and the
+    list of sources in its help.
+    """
+    from spicesrv.plugin import channelPlugins, sourcePlugins
+    sources = sourcePlugins() if sources is None else sources
+    channels = channelPlugins() if channels is None else channels
+    namespace = {"sources": sources, "channels": channels, "optParameters": []}
+    repeatable = []
+    for plugin in list(sources.values()) + list(channels):
+        for option in plugin.options:
+            if option.repeatable:
+                repeatable.append(option.name)
+                namespace["opt_" + option.name.replace("-", "_")] = _appender(option)
+            else:
+                namespace["optParameters"].append(
+                    [option.name, None, option.default, option.help])
+    namespace["_repeatable"] = repeatable
+    namespace["optParameters"].append(
+        ["source", "s", "demo", "Display source NAME[:ARGS], one of: "
+         + "; ".join(sources[name].description for name in sorted(sources)) + "."])
+    namespace["longdesc"] = BaseOptions.longdesc + (
+        " Channel plugins: " + "; ".join(
+            "%s (SPICE channel type %d): %s" % (p.name, p.channel_type, p.description)
+            for p in channels) + "." if channels else "")
+    return type("Options", (BaseOptions,), namespace)
+
+
+def _appender(option):
+    def handler(self, value):
+        self[option.name].append(value)
+    handler.__doc__ = option.help + " (repeatable)"
+    return handler
 
 
 class _ServerService(service.Service):
@@ -321,14 +358,22 @@ def makeServer(config, reactor):
         for name in config["plaintext-channel"]:
             server.setChannelSecurity(name, SECURITY_NONE)
     name, _, args = config["source"].partition(":")
-    make, _ = _sources()[name]
+    plugin = config.sources[name]
     try:
-        source = make(reactor, args)
+        source = plugin.makeSource(args, config.pluginValues(plugin), reactor)
     except ValueError as e:
         raise SystemExit("twistd spice: --source %s: %s" % (config["source"], e))
-    devices = source.devices()
+    devices = list(source.devices())
     for device in devices:
         server.addInterface(device)
+    for channelPlugin in config.channels:
+        try:
+            extra = channelPlugin.install(server, config.pluginValues(channelPlugin), reactor)
+        except ValueError as e:
+            raise SystemExit("twistd spice: %s" % (e,))
+        for device in extra or ():
+            server.addInterface(device)
+            devices.append(device)
     return server, devices
 
 
@@ -342,3 +387,6 @@ def makeService(config, reactor=None):
         _ListenService(description, endpoint, server.factory()).setServiceParent(top)
     top.server = server
     return top
+
+
+Options = buildOptions()

@@ -1,0 +1,45 @@
+"""
+The built-in display sources, declared as plugins like any other.
+"""
+
+import re
+
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from spicesrv.interfaces import ISourcePlugin
+from spicesrv.plugin import Option
+
+
+@implementer(IPlugin, ISourcePlugin)
+class DemoPlugin:
+    name = "demo"
+    description = "demo: an interactive screen to paint and type on (the default)"
+    options = (Option("demo-size", "Size of the demo screen, WIDTHxHEIGHT.",
+                      default="1024x768"),)
+
+    def makeSource(self, args, values, reactor):
+        from spicesrv.sources.demo import DemoSource
+        match = re.fullmatch(r"(\d+)x(\d+)", values.get("demo-size") or "1024x768")
+        if match is None:
+            raise ValueError("--demo-size %r is not WIDTHxHEIGHT, e.g. 1280x800"
+                             % values.get("demo-size"))
+        width, height = int(match.group(1)), int(match.group(2))
+        return DemoSource(width=width, height=height, clock=reactor)
+
+
+@implementer(IPlugin, ISourcePlugin)
+class ImagePlugin:
+    name = "image"
+    description = "image:PATH shows a still picture (any format Pillow reads)"
+    options = ()
+
+    def makeSource(self, args, values, reactor):
+        from spicesrv.sources.image import ImageSource
+        if not args:
+            raise ValueError("give the picture as --source image:PATH")
+        return ImageSource(args)
+
+
+demo = DemoPlugin()
+image = ImagePlugin()
