@@ -8,6 +8,7 @@ capabilities and its handlers.  It never sees link bytes: L{LinkProtocol}
 hands it the connection once the link is done.
 """
 
+import json
 import struct
 
 from twisted.internet.protocol import Protocol
@@ -31,6 +32,49 @@ PING_INTERVAL = 300.0
 # messages are unacknowledged.
 ACK_WINDOW_FACTOR = 2
 
+# SPICE_MSG_MIGRATE flags.
+MIGRATE_NEED_FLUSH = 1
+MIGRATE_NEED_DATA_TRANSFER = 2
+
+# Seamless migration data between two spicesrv servers: the client relays it
+# without looking, so the format is spicesrv's own (protocol.md 5.8): a
+# magic, a version, then JSON.
+MIGRATION_DATA_MAGIC = b"SPSV"
+MIGRATION_DATA_VERSION = 1
+MIGRATION_DATA_HEADER = struct.Struct("<4sI")
+MSG_MIGRATE_DATA = COMMON_SERVER["MIGRATE_DATA"].number
+
+
+class MigrationDataError(ValueError):
+    """
+    Seamless migration data this server cannot take.
+    """
+
+
+def packMigrationData(fields):
+    return (MIGRATION_DATA_HEADER.pack(MIGRATION_DATA_MAGIC, MIGRATION_DATA_VERSION)
+            + json.dumps(fields, sort_keys=True).encode("utf-8"))
+
+
+def unpackMigrationData(data):
+    if len(data) < MIGRATION_DATA_HEADER.size:
+        raise MigrationDataError("%d bytes are too short for migration data" % len(data))
+    magic, version = MIGRATION_DATA_HEADER.unpack_from(data)
+    if magic != MIGRATION_DATA_MAGIC:
+        raise MigrationDataError("migration data with magic %r, not spicesrv's %r (the "
+                                 "source is not a spicesrv server)"
+                                 % (magic, MIGRATION_DATA_MAGIC))
+    if version > MIGRATION_DATA_VERSION:
+        raise MigrationDataError("migration data version %d is newer than this server's %d"
+                                 % (version, MIGRATION_DATA_VERSION))
+    try:
+        fields = json.loads(data[MIGRATION_DATA_HEADER.size:].decode("utf-8"))
+    except ValueError as e:
+        raise MigrationDataError("unreadable migration data: %s" % (e,))
+    if not isinstance(fields, dict):
+        raise MigrationDataError("migration data is not an object")
+    return fields
+
 
 class ChannelProtocol(Protocol):
     """
@@ -49,6 +93,7 @@ class ChannelProtocol(Protocol):
     clientMessages = COMMON_CLIENT
     handlesAcks = False
     pingInterval = PING_INTERVAL
+    migrateFlags = 0
 
     log = Logger()
 
@@ -69,6 +114,13 @@ class ChannelProtocol(Protocol):
         self._pingCall = None
         self.latency = None
         self.connected = False
+        # Seamless migration: on the source, set once the client has moved
+        # this channel to the target; on the target, true until the
+        # channel's migration data has arrived.
+        self.migratedAway = False
+        self.migrationStarted = False
+        self.awaitingMigrationData = (session.seamlessIn
+                                      and bool(self.migrateFlags & MIGRATE_NEED_DATA_TRANSFER))
 
     @classmethod
     def capabilities(cls, server):
@@ -170,7 +222,11 @@ class ChannelProtocol(Protocol):
         self.sendRaw(message.number, message.pack(**fields), counted=_name != "SET_ACK")
 
     def sendRaw(self, msgType, body, counted=True):
-        if not self.connected:
+        if not self.connected or self.migratedAway:
+            return
+        if self.migrationStarted and msgType != MSG_MIGRATE_DATA:
+            # After SPICE_MSG_MIGRATE the client reads exactly one more
+            # message here, and it must be the migration data.
             return
         self._serial += 1
         if self.mini:
@@ -227,6 +283,49 @@ class ChannelProtocol(Protocol):
         if sent is None:
             return
         self.latency = self.clock.seconds() - sent
+
+    # -- seamless migration ----------------------------------------------------
+
+    def startMigration(self):
+        """
+        The source's half: tell the client to move this channel to the
+        target (SPICE_MSG_MIGRATE).  Without data to transfer the channel is
+        gone at once; otherwise the client's FLUSH_MARK asks for the data.
+        """
+        self.sendMessage("MIGRATE", flags=self.migrateFlags)
+        self.migrationStarted = True
+        if not self.migrateFlags & MIGRATE_NEED_DATA_TRANSFER:
+            self.migratedAway = True
+
+    def msg_MIGRATE_FLUSH_MARK(self, msg):
+        if self.migrateFlags & MIGRATE_NEED_DATA_TRANSFER:
+            self.sendMessage("MIGRATE_DATA", data=packMigrationData(self.migrationData()))
+        self.migratedAway = True
+
+    def migrationData(self):
+        """
+        The state of this channel the target needs, as a JSON-able dict.
+        """
+        return {"serial": self._serial}
+
+    def msg_MIGRATE_DATA(self, msg):
+        if not self.awaitingMigrationData:
+            self.close("unexpected migration data")
+            return
+        try:
+            fields = unpackMigrationData(msg.data)
+            self._serial = int(fields.get("serial", 0))
+            self.restoreMigrationData(fields)
+        except (MigrationDataError, ValueError, TypeError, KeyError) as e:
+            self.close("bad migration data: %s" % (e,))
+            return
+        self.awaitingMigrationData = False
+        self.session.channelRestored(self)
+
+    def restoreMigrationData(self, fields):
+        """
+        The target's half: continue from the state in C{fields}.
+        """
 
     def msg_DISCONNECTING(self, msg):
         self.log.info("{session} {channel}: client is disconnecting (reason {reason})",

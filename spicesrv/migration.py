@@ -18,6 +18,10 @@ from twisted.logger import Logger
 
 from spicesrv.wire.constants import MainCap
 
+# SPICE_MIGRATION_PROTOCOL_VERSION: what MIGRATE_BEGIN_SEAMLESS announces
+# and the highest a target accepts.
+MIGRATION_PROTOCOL_VERSION = 1
+
 # libspice-server's MIGRATE_TIMEOUT, for both the connect and the
 # disconnect phases.
 MIGRATE_TIMEOUT = 10.0
@@ -90,6 +94,7 @@ class SourceMigration:
         self.target = None
         self.answers = {}
         self._waiting = set()
+        self._seamless = set()
         self._connectTimer = None
         self._connected = None
         self._connectCalled = False
@@ -113,6 +118,7 @@ class SourceMigration:
         self.target = target
         self.answers = {}
         self._waiting = set()
+        self._seamless = set()
         self._connectCalled = True
         self._connected = defer.Deferred()
         result = self._connected
@@ -142,7 +148,25 @@ class SourceMigration:
             # has (libspice's T5).
             session.pendingBegin = True
             return
-        main.sendMessage("MIGRATE_BEGIN", **self.target.dstInfo())
+        self._sendBegin(session)
+
+    def _trySeamless(self, session):
+        """
+        Seamless needs it switched on, a single client, and a client with
+        both SEAMLESS_MIGRATE and AGENT_CONNECTED_TOKENS (libspice's rule).
+        """
+        caps = session.main.info.channel_caps
+        return (self.server.seamless and len(self.server.sessions) == 1
+                and MainCap.SEAMLESS_MIGRATE in caps
+                and MainCap.AGENT_CONNECTED_TOKENS in caps)
+
+    def _sendBegin(self, session):
+        if self._trySeamless(session):
+            session.main.sendMessage("MIGRATE_BEGIN_SEAMLESS",
+                                     src_mig_version=MIGRATION_PROTOCOL_VERSION,
+                                     **self.target.dstInfo())
+        else:
+            session.main.sendMessage("MIGRATE_BEGIN", **self.target.dstInfo())
 
     def beginDeferred(self, session):
         """
@@ -150,11 +174,12 @@ class SourceMigration:
         has finished arriving: send it the deferred MIGRATE_BEGIN.
         """
         if self.target is not None and session.id in self._waiting:
-            session.main.sendMessage("MIGRATE_BEGIN", **self.target.dstInfo())
+            self._sendBegin(session)
 
-    def clientAnswered(self, session, ok):
+    def clientAnswered(self, session, ok, seamless=False):
         """
-        The client sent MIGRATE_CONNECTED (C{ok}) or MIGRATE_CONNECT_ERROR.
+        The client sent MIGRATE_CONNECTED (C{ok}), MIGRATE_CONNECTED_SEAMLESS
+        (C{ok} and C{seamless}) or MIGRATE_CONNECT_ERROR.
         """
         if session.id not in self._waiting:
             if ok:
@@ -166,8 +191,12 @@ class SourceMigration:
             return
         self._waiting.discard(session.id)
         self.answers[session.id] = CONNECTED if ok else CONNECT_ERROR
+        if ok and seamless:
+            self._seamless.add(session.id)
         self.log.info("session {session}: {answer} to the migration target",
-                      session=session.id, answer="connected" if ok else "could not connect")
+                      session=session.id, answer=("connected seamlessly" if ok and seamless
+                                                  else "connected" if ok
+                                                  else "could not connect"))
         if not self._waiting:
             self._stopTimer("_connectTimer")
             self._finishConnect()
@@ -240,7 +269,11 @@ class SourceMigration:
         self._finishConnect()
         for session in sessions:
             answer = self.answers.get(session.id, NO_CAPABILITY)
-            if answer == CONNECTED:
+            if answer == CONNECTED and session.id in self._seamless:
+                # Each channel moves on its own, carrying its state.
+                for channel in list(session.channels.values()):
+                    channel.startMigration()
+            elif answer == CONNECTED:
                 session.main.sendMessage("MIGRATE_END")
             elif self.target is not None:
                 session.main.sendMessage("MIGRATE_SWITCH_HOST", **self.target.dstInfo())
@@ -280,6 +313,7 @@ class SourceMigration:
         self.target = None
         self._connectCalled = False
         self._waiting = set()
+        self._seamless = set()
 
     def _stopTimer(self, name):
         timer = getattr(self, name)

@@ -87,12 +87,14 @@ class SpiceServer:
     @param name: the VM name sent to clients that support it.
     @param uuid: a L{uuid.UUID} sent to clients that support it.
     @param keys: a L{KeyPool}; one is made by default.
+    @param seamless_migration: offer seamless migration, as QEMU's
+        C{seamless-migration=on}; semi-seamless otherwise.
     """
 
     log = Logger()
 
     def __init__(self, clock=None, password=None, disable_ticketing=False, name=None,
-                 uuid=None, keys=None):
+                 uuid=None, keys=None, seamless_migration=False):
         if clock is None:
             from twisted.internet import reactor as clock
         self.clock = clock
@@ -118,6 +120,7 @@ class SpiceServer:
         self.sourceMigration = SourceMigration(self)
         self.migrationArrivalTimeout = MIGRATION_ARRIVAL_TIMEOUT
         self.migrated = False
+        self.seamless = seamless_migration
         self.registry.register(ChannelType.MAIN, 0, MainChannel)
         self.registry.register(ChannelType.INPUTS, 0, InputsChannel)
 
@@ -228,7 +231,7 @@ class SpiceServer:
             if entry is None:
                 raise LinkRefused(LinkErr.CHANNEL_NOT_AVAILABLE, "no %s channel %d"
                                   % (info.channel_name, info.channel_id))
-            if session.migratingIn:
+            if session.migratingIn and not session.seamlessIn:
                 link.sendLinkResult(LinkErr.OK)
                 session.park(link, entry)
                 self.log.info("session {session}: {channel} channel {id} linked from "
@@ -373,6 +376,14 @@ class SpiceServer:
         L{migrate_info}; they reconnect there as new clients.
         """
         self.sourceMigration.switch()
+
+    def sessionArrived(self, session):
+        """
+        A client that migrated in has switched here.
+        """
+        if session.pendingBegin:
+            session.pendingBegin = False
+            self.sourceMigration.beginDeferred(session)
 
     def migrationEnded(self):
         self.migrated = True

@@ -26,6 +26,7 @@ class ClientSession:
         self.channels = {}
         self.ended = False
         self.migratingIn = migratingIn
+        self.seamlessIn = False
         self.pendingBegin = False
         self.parked = []
         self._arrivalTimer = None
@@ -83,6 +84,32 @@ class ClientSession:
                 link.transport.loseConnection()
                 continue
             self.server.startChannel(self, link, entry)
+
+    def acceptSeamless(self):
+        """
+        The target accepted a seamless migration (DST_DO_SEAMLESS): parked
+        channels start now, waiting for their migration data, and later
+        links start at once.
+        """
+        self.seamlessIn = True
+        parked, self.parked = self.parked, []
+        for link, entry in parked:
+            self.server.startChannel(self, link, entry)
+
+    def channelRestored(self, channel):
+        """
+        A channel got its migration data; once all have, the client is here.
+        """
+        waiting = [c for c in self.channels.values() if c.awaitingMigrationData]
+        if not waiting and self.seamlessIn:
+            self.seamlessIn = False
+            self.migratingIn = False
+            if self._arrivalTimer is not None and self._arrivalTimer.active():
+                self._arrivalTimer.cancel()
+            self._arrivalTimer = None
+            self.log.info("session {session}: client switched here seamlessly",
+                          session=self.id)
+            self.server.sessionArrived(self)
 
     def _arrivalTimedOut(self):
         self._arrivalTimer = None

@@ -324,3 +324,138 @@ class TargetTests(unittest.TestCase):
         self.assertEqual(main.names(), ["INIT", "MIGRATE_BEGIN"])
         main.send(MAIN_CLIENT["MIGRATE_CONNECTED"])
         self.assertEqual(self.successResultOf(d), {self.SESSION: "connected"})
+
+
+SEAMLESS = SEMI | {MainCap.SEAMLESS_MIGRATE, MainCap.AGENT_CONNECTED_TOKENS}
+
+
+class SeamlessSourceTests(unittest.TestCase):
+    def setUp(self):
+        self.server = makeTestServer(disable_ticketing=True, seamless_migration=True)
+        self.display = FakeDisplaySource()
+        self.server.addInterface(self.display)
+        self.main = TestClientChannel(self.server, ChannelType.MAIN, channel_caps=SEAMLESS)
+        self.session_id = self.main.next("INIT").session_id
+        self.main.take()
+        self.displayClient = TestClientChannel(self.server, ChannelType.DISPLAY,
+                                               connection_id=self.session_id)
+        self.displayClient.send(DISPLAY_CLIENT["INIT"], pixmap_cache_id=1,
+                                pixmap_cache_size=1, glz_dictionary_id=1,
+                                glz_dictionary_window_size=1)
+        self.cursorClient = TestClientChannel(self.server, ChannelType.CURSOR,
+                                              connection_id=self.session_id)
+        self.displayClient.take()
+        self.cursorClient.take()
+
+    def test_capabilityAdvertised(self):
+        self.assertIn(MainCap.SEAMLESS_MIGRATE, self.main.serverChannelCaps)
+        self.assertNotIn(MainCap.SEAMLESS_MIGRATE,
+                         TestClientChannel(makeTestServer(disable_ticketing=True),
+                                           ChannelType.MAIN).serverChannelCaps)
+
+    def test_beginSeamless(self):
+        self.server.migrate_connect("dst", 5930)
+        begin = self.main.next("MIGRATE_BEGIN_SEAMLESS")
+        self.assertEqual((begin.port, begin.host_data, begin.src_mig_version),
+                         (5930, b"dst\0", 1))
+
+    def test_semiSeamlessWithoutClientCaps(self):
+        other = TestClientChannel(makeTestServer(disable_ticketing=True,
+                                                 seamless_migration=True),
+                                  ChannelType.MAIN, channel_caps=SEMI)
+        other.take()
+        other.protocol.server.migrate_connect("dst", 5930)
+        self.assertEqual(other.names(), ["MIGRATE_BEGIN"])
+
+    def test_perChannelMigrate(self):
+        d = self.server.migrate_connect("dst", 5930)
+        self.main.send(MAIN_CLIENT["MIGRATE_CONNECTED_SEAMLESS"])
+        self.assertEqual(self.successResultOf(d), {self.session_id: "connected"})
+        self.main.take()
+        self.server.migrate_end(True)
+        self.assertEqual([(n, r.flags) for n, r in self.main.take()], [("MIGRATE", 3)])
+        self.assertEqual([(n, r.flags) for n, r in self.displayClient.take()],
+                         [("MIGRATE", 3)])
+        self.assertEqual([(n, r.flags) for n, r in self.cursorClient.take()],
+                         [("MIGRATE", 0)])
+        # Nothing but the data may follow MIGRATE.
+        self.display.fill((0, 0, 4, 4), (1, 2, 3, 0))
+        self.server.clock.advance(0)
+        self.assertEqual(self.displayClient.names(), [])
+        self.displayClient.send(COMMON_CLIENT["MIGRATE_FLUSH_MARK"])
+        messages = self.displayClient.take()
+        self.assertEqual([n for n, _ in messages], ["MIGRATE_DATA"])
+        self.assertEqual(messages[0][1].data[:4], b"SPSV")
+        self.display.fill((0, 0, 4, 4), (1, 2, 3, 0))
+        self.server.clock.advance(0)
+        self.assertEqual(self.displayClient.names(), [])
+
+
+class SeamlessTargetTests(unittest.TestCase):
+    SESSION = 0x4321
+
+    def setUp(self):
+        self.server = makeTestServer(disable_ticketing=True, seamless_migration=True)
+        self.display = FakeDisplaySource()
+        self.server.addInterface(self.display)
+        self.main = TestClientChannel(self.server, ChannelType.MAIN,
+                                      connection_id=self.SESSION, channel_caps=SEAMLESS)
+        self.displayClient = TestClientChannel(self.server, ChannelType.DISPLAY,
+                                               connection_id=self.SESSION)
+
+    def data(self, **fields):
+        from spicesrv.channel import packMigrationData
+        return packMigrationData(fields)
+
+    def test_ackStartsChannels(self):
+        self.assertIsNone(self.displayClient.channel)
+        self.main.send(MAIN_CLIENT["MIGRATE_DST_DO_SEAMLESS"], src_version=1)
+        self.assertEqual(self.main.names(), ["MIGRATE_DST_SEAMLESS_ACK"])
+        self.assertIsNotNone(self.displayClient.channel)
+        self.assertTrue(self.displayClient.channel.awaitingMigrationData)
+        inputs = TestClientChannel(self.server, ChannelType.INPUTS, connection_id=self.SESSION)
+        self.assertIsNotNone(inputs.channel)
+        self.assertEqual(inputs.names(), [])
+        session = self.server.sessions[self.SESSION]
+        self.main.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(serial=0, agent_tokens=5))
+        self.assertTrue(session.migratingIn)
+        self.displayClient.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(
+            serial=7, initialized=True, width=64, height=48, encoding="raw"))
+        self.assertEqual(self.displayClient.names(), ["SET_ACK", "DRAW_COPY"])
+        inputs.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(serial=0, motions=2))
+        self.assertFalse(session.migratingIn)
+        self.assertEqual(self.main.names(), [])  # no INIT on this path
+        self.assertEqual(self.main.channel.agentTokens, 5)
+        self.server.clock.advance(self.server.migrationArrivalTimeout)
+        self.assertFalse(self.main.transport.disconnecting)
+
+    def test_resizedSurfaceRecreated(self):
+        self.main.send(MAIN_CLIENT["MIGRATE_DST_DO_SEAMLESS"], src_version=1)
+        self.displayClient.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(
+            serial=0, initialized=True, width=800, height=600, encoding="raw"))
+        self.assertEqual(self.displayClient.names(),
+                         ["SET_ACK", "SURFACE_DESTROY", "SURFACE_CREATE", "DRAW_COPY"])
+
+    def test_newerVersionNacked(self):
+        self.main.send(MAIN_CLIENT["MIGRATE_DST_DO_SEAMLESS"], src_version=2)
+        self.assertEqual(self.main.names(), ["MIGRATE_DST_SEAMLESS_NACK"])
+        self.assertIsNone(self.displayClient.channel)
+
+    def test_offNacked(self):
+        server = makeTestServer(disable_ticketing=True)
+        main = TestClientChannel(server, ChannelType.MAIN, connection_id=9,
+                                 channel_caps=SEAMLESS)
+        main.send(MAIN_CLIENT["MIGRATE_DST_DO_SEAMLESS"], src_version=1)
+        self.assertEqual(main.names(), ["MIGRATE_DST_SEAMLESS_NACK"])
+
+    def test_badDataClosesChannel(self):
+        self.main.send(MAIN_CLIENT["MIGRATE_DST_DO_SEAMLESS"], src_version=1)
+        self.displayClient.send(COMMON_CLIENT["MIGRATE_DATA"], data=b"DCMD\1\0\0\0junk")
+        self.assertTrue(self.displayClient.transport.disconnecting)
+        self.assertFalse(self.main.transport.disconnecting)
+
+    def test_unexpectedData(self):
+        server = makeTestServer(disable_ticketing=True)
+        main = TestClientChannel(server, ChannelType.MAIN)
+        main.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(serial=1))
+        self.assertTrue(main.transport.disconnecting)

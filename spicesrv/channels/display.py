@@ -9,7 +9,7 @@ larger updates instead of an ever-growing backlog.
 
 from zope.interface import implementer
 
-from spicesrv.channel import ChannelProtocol
+from spicesrv.channel import MIGRATE_NEED_DATA_TRANSFER, MIGRATE_NEED_FLUSH, ChannelProtocol
 from spicesrv.display.encoders import encode_bitmap, encode_lz4, new_image_id
 from spicesrv.display.region import Damage
 from spicesrv.interfaces import IDisplayObserver
@@ -52,6 +52,7 @@ class DisplayChannel(ChannelProtocol):
     clientMessages = DISPLAY_CLIENT
     handlesAcks = True
     pingInterval = DISPLAY_PING_INTERVAL
+    migrateFlags = MIGRATE_NEED_FLUSH | MIGRATE_NEED_DATA_TRANSFER
 
     def __init__(self, server, session, info, source):
         ChannelProtocol.__init__(self, server, session, info)
@@ -86,6 +87,31 @@ class DisplayChannel(ChannelProtocol):
         self.source.addObserver(self)
         self._sendWholeSurface()
         self.sendMessage("MARK")
+
+    def migrationData(self):
+        return dict(ChannelProtocol.migrationData(self), initialized=self.initialized,
+                    width=self.damage.width, height=self.damage.height,
+                    encoding=self.encoding)
+
+    def restoreMigrationData(self, fields):
+        """
+        The client kept its surface across a seamless migration: refresh it
+        with this server's picture, re-creating it only if the size differs.
+        """
+        if not fields["initialized"]:
+            return
+        if fields.get("encoding") in (RAW, LZ4) and (fields["encoding"] == RAW
+                                                     or self.clientHasLz4):
+            self.encoding = fields["encoding"]
+        self.initialized = True
+        self.sendSetAck()
+        if (fields["width"], fields["height"]) != (self.source.width, self.source.height):
+            self.sendMessage("SURFACE_DESTROY", surface_id=PRIMARY_SURFACE)
+            self._createSurface()
+        else:
+            self.damage.resize(self.source.width, self.source.height)
+        self.source.addObserver(self)
+        self._sendWholeSurface()
 
     def channelDown(self):
         if self.initialized:

@@ -3,7 +3,7 @@ The inputs channel (type 3): keyboard scancodes, lock-key sync and the
 mouse, delivered to the server's keyboard, mouse and tablet devices.
 """
 
-from spicesrv.channel import ChannelProtocol
+from spicesrv.channel import MIGRATE_NEED_DATA_TRANSFER, MIGRATE_NEED_FLUSH, ChannelProtocol
 from spicesrv.wire.constants import (
     INPUT_MOTION_ACK_BUNCH, ChannelType, InputsCap, KeyModifier, MouseButton, MouseMode)
 from spicesrv.wire.messages import INPUTS_CLIENT, INPUTS_SERVER
@@ -36,6 +36,7 @@ class InputsChannel(ChannelProtocol):
     channelType = ChannelType.INPUTS
     serverMessages = INPUTS_SERVER
     clientMessages = INPUTS_CLIENT
+    migrateFlags = MIGRATE_NEED_FLUSH | MIGRATE_NEED_DATA_TRANSFER
 
     def __init__(self, server, session, info):
         ChannelProtocol.__init__(self, server, session, info)
@@ -48,9 +49,19 @@ class InputsChannel(ChannelProtocol):
 
     def channelUp(self):
         self._modifiers = self._leds()
+        if self.awaitingMigrationData:
+            return
         self.sendMessage("INIT", keyboard_modifiers=self._modifiers)
         if not self.info.secure and self.server.tlsAvailable and self.session.main:
             self.session.main.notify("keyboard channel is insecure")
+
+    def migrationData(self):
+        return dict(ChannelProtocol.migrationData(self),
+                    motions=self._motions % INPUT_MOTION_ACK_BUNCH)
+
+    def restoreMigrationData(self, fields):
+        self._motions = int(fields.get("motions", 0))
+        self.sendMessage("KEY_MODIFIERS", modifiers=self._modifiers)
 
     def _leds(self):
         keyboard = self.server.keyboard

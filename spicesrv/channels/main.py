@@ -3,7 +3,9 @@ The main channel (type 1): session setup, the channel list, mouse modes,
 name and UUID, multimedia time and agent token bookkeeping.
 """
 
-from spicesrv.channel import ChannelProtocol
+from spicesrv.channel import (
+    MIGRATE_NEED_DATA_TRANSFER, MIGRATE_NEED_FLUSH, ChannelProtocol)
+from spicesrv.migration import MIGRATION_PROTOCOL_VERSION
 from spicesrv.wire.constants import AGENT_TOKENS, ChannelType, MainCap
 from spicesrv.wire.messages import MAIN_CLIENT, MAIN_SERVER
 
@@ -21,9 +23,14 @@ class MainChannel(ChannelProtocol):
         self.channelsListSent = False
         self.agentTokens = 0
 
+    migrateFlags = MIGRATE_NEED_FLUSH | MIGRATE_NEED_DATA_TRANSFER
+
     @classmethod
     def capabilities(cls, server):
-        return {MainCap.SEMI_SEAMLESS_MIGRATE}
+        caps = {MainCap.SEMI_SEAMLESS_MIGRATE}
+        if server.seamless:
+            caps.add(MainCap.SEAMLESS_MIGRATE)
+        return caps
 
     @property
     def silent(self):
@@ -100,22 +107,52 @@ class MainChannel(ChannelProtocol):
         self.server.sourceMigration.clientAnswered(self.session, True)
 
     def msg_MIGRATE_CONNECTED_SEAMLESS(self, msg):
-        # Only sent after a seamless handshake this server does not offer;
-        # as good as a semi-seamless connect.
-        self.server.sourceMigration.clientAnswered(self.session, True)
+        self.server.sourceMigration.clientAnswered(self.session, True, seamless=True)
 
     def msg_MIGRATE_CONNECT_ERROR(self, msg):
         self.server.sourceMigration.clientAnswered(self.session, False)
 
     def msg_MIGRATE_DST_DO_SEAMLESS(self, msg):
-        self.log.info("{session} main: seamless migration is not offered; the client "
-                      "continues semi-seamless", session=self.session.id)
-        if self.silent:
-            # NACK is the one message allowed before INIT in this state.
-            ChannelProtocol.sendRaw(self, self.serverMessages["MIGRATE_DST_SEAMLESS_NACK"].number,
-                                    b"")
-        else:
-            self.sendMessage("MIGRATE_DST_SEAMLESS_NACK")
+        """
+        The client asks the target for a seamless migration (libspice's
+        section 5.7 step 3): ACK and start the parked channels waiting for
+        their data, or NACK and the client goes on semi-seamlessly.
+        """
+        why = None
+        if not self.session.migratingIn or self.session.seamlessIn:
+            why = "the client is not migrating in"
+        elif not self.server.seamless:
+            why = "seamless migration is off here (--seamless-migration)"
+        elif msg.src_version > MIGRATION_PROTOCOL_VERSION:
+            why = "the source speaks migration protocol %d, this server %d" % (
+                msg.src_version, MIGRATION_PROTOCOL_VERSION)
+        elif len([s for s in self.server.sessions.values() if s.migratingIn]) > 1:
+            why = "several clients are migrating in"
+        if why is not None:
+            self.log.info("{session} main: seamless migration refused ({why}); the client "
+                          "goes on semi-seamlessly", session=self.session.id, why=why)
+            self._sendAlways("MIGRATE_DST_SEAMLESS_NACK")
+            return
+        self.awaitingMigrationData = True
+        self.session.acceptSeamless()
+        self._sendAlways("MIGRATE_DST_SEAMLESS_ACK")
+        self.log.info("{session} main: seamless migration accepted", session=self.session.id)
+
+    def _sendAlways(self, name):
+        """
+        Send even while silent: the seamless answer is the one message a
+        client migrating in reads before it has switched.
+        """
+        message = self.serverMessages[name]
+        ChannelProtocol.sendRaw(self, message.number, message.pack())
+
+    def migrationData(self):
+        return dict(ChannelProtocol.migrationData(self), agent_tokens=self.agentTokens,
+                    mouse_mode=int(self.server.mouseMode))
+
+    def restoreMigrationData(self, fields):
+        self.agentTokens = int(fields.get("agent_tokens", 0))
+        self.channelsListSent = True
 
     def msg_MIGRATE_END(self, msg):
         """
@@ -136,9 +173,7 @@ class MainChannel(ChannelProtocol):
         self.session.arrived()
         self.log.info("session {session}: client switched here from the migration source",
                       session=self.session.id)
-        if self.session.pendingBegin:
-            self.session.pendingBegin = False
-            self.server.sourceMigration.beginDeferred(self.session)
+        self.server.sessionArrived(self.session)
 
     def sendMultiMediaTime(self):
         self.sendMessage("MULTI_MEDIA_TIME", time=self.server.mmTime())

@@ -23,9 +23,9 @@ class MigrationTests(unittest.TestCase):
         os.makedirs(self.tmp)
 
     @defer.inlineCallbacks
-    def twoServers(self):
-        source = RunningServer(self, password=PASSWORD)
-        target = RunningServer(self, password=PASSWORD)
+    def twoServers(self, **kwargs):
+        source = RunningServer(self, password=PASSWORD, **kwargs)
+        target = RunningServer(self, password=PASSWORD, **kwargs)
         sourcePort = yield source.listen()
         targetPort = yield target.listen()
         return source, sourcePort, target, targetPort
@@ -84,6 +84,37 @@ class MigrationTests(unittest.TestCase):
         yield self.waitFor(lambda: target.source.text == "hi")
         yield self.shows(client, target.source)
         self.assertEqual(source.source.text, "h")
+
+    @defer.inlineCallbacks
+    def test_seamless(self):
+        """
+        With seamless migration on both servers, each channel moves with its
+        state: no INIT on the target, the display is refreshed in place, and
+        the client types into the target afterwards.
+        """
+        source, sourcePort, target, targetPort = yield self.twoServers(
+            seamless_migration=True)
+        client = yield self.connect(sourcePort)
+        yield client.check("key_press_and_release", scancode=SCANCODES["h"])
+        yield self.shows(client, source.source)
+        (sessionId,) = source.server.sessions
+        answers = yield source.server.migrate_connect("127.0.0.1", targetPort, None, None)
+        self.assertEqual(answers, {sessionId: "connected"})
+        self.assertEqual(source.server.sourceMigration._seamless, {sessionId})
+        target.source.set_migration_state(source.source.get_migration_state())
+        since = len(client.events)
+        yield source.server.migrate_end(True)
+        yield self.waitFor(lambda: sessionId in target.server.sessions
+                           and not target.server.sessions[sessionId].migratingIn)
+        self.assertEqual(set(target.server.sessions[sessionId].channels),
+                         {(1, 0), (2, 0), (3, 0), (4, 0)})
+        self.assertNotIn("primary-destroy", [e.get("event") for e in client.events[since:]])
+        peers = yield self.peers(client)
+        self.assertEqual(set(peers.values()), {"127.0.0.1:%d" % targetPort})
+        yield self.shows(client, target.source)
+        yield client.check("key_press_and_release", scancode=SCANCODES["i"])
+        yield self.waitFor(lambda: target.source.text == "hi")
+        yield self.shows(client, target.source)
 
     @defer.inlineCallbacks
     def test_cancelKeepsClientOnSource(self):
