@@ -94,6 +94,7 @@ class ChannelProtocol(Protocol):
     handlesAcks = False
     pingInterval = PING_INTERVAL
     migrateFlags = 0
+    maxClientMessage = MAX_CLIENT_MESSAGE
 
     log = Logger()
 
@@ -182,9 +183,9 @@ class ChannelProtocol(Protocol):
                 msgType, size = header.unpack_from(self._buffer)
             else:
                 _serial, msgType, size, _subList = header.unpack_from(self._buffer)
-            if size > MAX_CLIENT_MESSAGE:
+            if size > self.maxClientMessage:
                 self.close("message type %d claims %d bytes, more than the %d allowed"
-                           % (msgType, size, MAX_CLIENT_MESSAGE))
+                           % (msgType, size, self.maxClientMessage))
                 return
             end = header.size + size
             if len(self._buffer) < end:

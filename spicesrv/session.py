@@ -128,11 +128,13 @@ class ClientSession:
         if self._arrivalTimer is not None and self._arrivalTimer.active():
             self._arrivalTimer.cancel()
         self._arrivalTimer = None
+        # Abort rather than close: a channel whose socket is full has paused
+        # its producer, and a polite close would wait for it forever.
         for link, _ in self.parked:
-            link.transport.loseConnection()
+            link.transport.abortConnection()
         self.parked = []
         for channel in list(self.channels.values()):
-            channel.transport.loseConnection()
+            channel.transport.abortConnection()
         self.server.sessionEnded(self)
         self.log.info("session {session} from {peer} ended", session=self.id, peer=self.peer)
 

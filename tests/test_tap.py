@@ -155,3 +155,36 @@ class ServiceTests(unittest.TestCase):
         from twisted.plugins import spice_plugin
         self.assertEqual(spice_plugin.spice.tapname, "spice")
         self.assertIs(spice_plugin.spice.options, tap.Options)
+
+
+class PluginOptionTests(unittest.TestCase):
+    def test_spiceport(self):
+        from spicesrv.channels.port import PortChannel
+        from spicesrv.wire.constants import ChannelType
+        config = parse("--spiceport", "org.qemu.console.serial.0=tcp:host=127.0.0.1:port=7000",
+                       "--spiceport", "com.example.b=unix:path=/tmp/b.sock")
+        top = tap.makeService(config, MemoryReactorClock())
+        registry = top.server.registry
+        first = registry.lookup(ChannelType.PORT, 0)
+        self.assertIs(first.factory, PortChannel)
+        self.assertEqual(first.kwargs["name"], "org.qemu.console.serial.0")
+        self.assertEqual(registry.lookup(ChannelType.PORT, 1).kwargs["name"], "com.example.b")
+
+    def test_badSpiceport(self):
+        config = parse("--spiceport", "noequals")
+        e = self.assertRaises(SystemExit, tap.makeService, config, MemoryReactorClock())
+        self.assertIn("--spiceport noequals", str(e.code))
+        self.assertNotIn("\n", str(e.code))
+
+    def test_demoSize(self):
+        top = tap.makeService(parse("--demo-size", "640x480"), MemoryReactorClock())
+        self.assertEqual((top.server.displays[0].width, top.server.displays[0].height),
+                         (640, 480))
+        e = self.assertRaises(SystemExit, tap.makeService, parse("--demo-size", "big"),
+                              MemoryReactorClock())
+        self.assertIn("WIDTHxHEIGHT", str(e.code))
+
+    def test_pluginsFound(self):
+        config = tap.Options()
+        self.assertEqual(sorted(config.sources), ["demo", "image"])
+        self.assertIn("port", [p.name for p in config.channels])

@@ -542,7 +542,9 @@ class Client(object):
         data = bytes.fromhex(c["hex"])
         seq = c.get("seq")
 
-        def done(obj, result, _):
+        # spice-gtk keeps only a pointer to the buffer until the message
+        # goes out later: the callback holds the bytes alive until then.
+        def done(obj, result, _, keep=data):
             try:
                 n = obj.write_finish(result)
                 emit({"event": "port-written", "seq": seq, "size": n})
