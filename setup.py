@@ -21,7 +21,7 @@ setup(
         "numpy>=1.24",
     ],
     extras_require={
-        "test": [],
+        "test": ["qemu.qmp>=0.0.3"],
         "docs": ["sphinx>=7"],
     },
     entry_points={},

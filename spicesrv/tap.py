@@ -14,7 +14,10 @@ from twisted.internet import endpoints
 from twisted.python.failure import Failure
 from twisted.python import usage
 
+from twisted.logger import Logger
+
 from spicesrv.link import SECURITY_NONE, SECURITY_SSL
+from spicesrv.migrator import Migrator
 from spicesrv.server import SpiceServer
 from spicesrv.ticket import Ticket
 
@@ -69,6 +72,11 @@ class BaseOptions(usage.Options):
         ["x509-key-password", None, None, "Password of an encrypted server key."],
         ["x509-dh-key-file", None, None, "Diffie-Hellman parameters file."],
         ["tls-ciphers", None, None, "OpenSSL cipher list for TLS."],
+        ["qmp", None, None, "Run a QMP-compatible monitor on this endpoint: unix:PATH or a "
+         "loopback tcp:PORT:interface=127.0.0.1 (it has no authentication)."],
+        ["incoming", None, None, "Be a migration target: wait for the device state on this "
+         "endpoint (tcp:HOST:PORT, tcp::PORT, unix:PATH, or tls:HOST:PORT with "
+         "--tls-port's certificates), as QEMU's -incoming."],
         ["addr", "a", DEFAULT_ADDR, "Address to listen on. Anything but loopback needs "
          "--password, --password-file or --disable-ticketing."],
         ["password", None, None, "The password clients must give (at most 60 bytes). "
@@ -81,6 +89,8 @@ class BaseOptions(usage.Options):
     ]
     optFlags = [
         ["disable-ticketing", None, "Accept clients without a password."],
+        ["seamless-migration", None, "Offer seamless migration (each channel moves with its "
+         "state), as QEMU's seamless-migration=on; semi-seamless otherwise."],
     ]
 
     sources = {}
@@ -153,6 +163,7 @@ class BaseOptions(usage.Options):
                 raise ConfigError("bad password: %s" % (e,))
         self._checkPorts()
         self._checkTls()
+        self._checkMigration()
         if self["password-lifetime"] < 0:
             raise ConfigError("--password-lifetime must be 0 (never) or a number of seconds")
         for description in self["listen"]:
@@ -225,6 +236,21 @@ class BaseOptions(usage.Options):
                 if name != "default" and name not in CHANNEL_NAMES:
                     raise ConfigError("--%s %s: unknown channel; use one of %s or default"
                                       % (option, name, ", ".join(CHANNEL_NAMES)))
+
+    def _checkMigration(self):
+        from spicesrv.control.qmp import monitorEndpoint
+        from spicesrv.transfer import incomingEndpoint
+        if self["qmp"] is not None:
+            try:
+                monitorEndpoint(None, self["qmp"])
+            except ValueError as e:
+                raise ConfigError("--qmp %s: %s" % (self["qmp"], e))
+        if self["incoming"] is not None:
+            try:
+                _endpoint, useTls = incomingEndpoint(None, self["incoming"],
+                                                     tlsOptions=self["tls"])
+            except ValueError as e:
+                raise ConfigError("--incoming %s: %s" % (self["incoming"], e))
 
     def listeners(self, reactor):
         """
@@ -348,7 +374,8 @@ def makeServer(config, reactor):
     secured = config["password"] is not None or config["disable-ticketing"]
     server = SpiceServer(clock=reactor, password=config["password"],
                          disable_ticketing=config["disable-ticketing"] or not secured,
-                         name=config["name"], uuid=config["uuid"])
+                         name=config["name"], uuid=config["uuid"],
+                         seamless_migration=config["seamless-migration"])
     if config["password"] is not None and config["password-lifetime"]:
         server.ticket.expire_in(config["password-lifetime"])
     if config["tls"] is not None:
@@ -377,6 +404,69 @@ def makeServer(config, reactor):
     return server, devices
 
 
+class _IncomingService(service.Service):
+    """
+    The migration target's wait for the device state (C{--incoming}).  A
+    target that fails to apply the state stops, as QEMU's does.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor, description, server, tlsOptions):
+        self.reactor = reactor
+        self.description = description
+        self.server = server
+        self.tlsOptions = tlsOptions
+        self.incoming = None
+
+    def privilegedStartService(self):
+        service.Service.privilegedStartService(self)
+        from spicesrv.transfer import IncomingState
+        self.incoming = IncomingState(lambda: self.server.migratable,
+                                      onComplete=self._complete, onFailure=self._failed,
+                                      clock=self.reactor)
+        outcome = []
+        self.incoming.listen(self.reactor, self.description,
+                             tlsOptions=self.tlsOptions).addBoth(outcome.append)
+        if outcome and isinstance(outcome[0], Failure):
+            raise SystemExit("twistd spice: cannot wait for a migration on --incoming %s: %s"
+                             % (self.description, outcome[0].getErrorMessage()))
+
+    def _complete(self):
+        self.log.info("migration state received; clients switch here as the source "
+                      "tells them")
+
+    def _failed(self, reason):
+        self.log.error("incoming migration failed: {reason}; stopping, as the target's "
+                       "state is incomplete", reason=reason)
+        self.reactor.stop()
+
+    def stopService(self):
+        service.Service.stopService(self)
+        if self.incoming is not None:
+            return self.incoming.stop()
+
+
+def _tlsOptionsFor(config):
+    """
+    Client TLS options for migrating to a tls: target: the target's
+    certificate must chain to our CA and name the target host.
+    """
+    if config["tls"] is None:
+        return None
+    from twisted.internet import ssl
+    caFile = config["tls"].cacert_file
+    if caFile is None:
+        return None
+    with open(caFile, "rb") as f:
+        authority = ssl.Certificate.loadPEM(f.read())
+
+    def optionsFor(host):
+        return ssl.optionsForClientTLS(host, trustRoot=authority)
+
+    return optionsFor
+
+
 def makeService(config, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
@@ -385,7 +475,22 @@ def makeService(config, reactor=None):
     _ServerService(server, devices).setServiceParent(top)
     for description, endpoint in config.listeners(reactor):
         _ListenService(description, endpoint, server.factory()).setServiceParent(top)
+    migrator = Migrator(server, reactor, tlsOptionsFor=_tlsOptionsFor(config))
+    if config["qmp"] is not None:
+        from spicesrv.control.backend import SpiceServerBackend
+        from spicesrv.control.qmp import QMPFactory, monitorEndpoint
+        backend = SpiceServerBackend(
+            server, migrator, ca_file=config["tls"].cacert_file if config["tls"] else None,
+            addresses={"host": config["addr"], "port": config["port"] or 0,
+                       "tls-port": config["tls-port"] or 0}, reactor=reactor)
+        factory = QMPFactory(backend, reactor, shutdown=reactor.stop)
+        _ListenService("--qmp %s" % config["qmp"], monitorEndpoint(reactor, config["qmp"]),
+                       factory).setServiceParent(top)
+    if config["incoming"] is not None:
+        _IncomingService(reactor, config["incoming"], server,
+                         config["tls"]).setServiceParent(top)
     top.server = server
+    top.migrator = migrator
     return top
 
 

@@ -188,3 +188,30 @@ class PluginOptionTests(unittest.TestCase):
         config = tap.Options()
         self.assertEqual(sorted(config.sources), ["demo", "image"])
         self.assertIn("port", [p.name for p in config.channels])
+
+
+class MigrationOptionTests(unittest.TestCase):
+    def test_qmpAndIncoming(self):
+        socket = self.mktemp()
+        config = parse("--qmp", "unix:" + socket, "--incoming", "tcp:127.0.0.1:4444",
+                       "--seamless-migration")
+        reactor = MemoryReactorClock()
+        top = tap.makeService(config, reactor)
+        top.privilegedStartService()
+        self.addCleanup(top.stopService)
+        self.assertEqual([u[0] for u in reactor.unixServers], [socket])
+        self.assertIn(4444, [t[0] for t in reactor.tcpServers])
+        self.assertTrue(top.server.seamless)
+
+    def test_publicMonitorRefused(self):
+        e = self.assertRaises(SystemExit, parse, "--qmp", "tcp:4444")
+        self.assertIn("--qmp", str(e.code))
+        self.assertNotIn("\n", str(e.code))
+
+    def test_badIncoming(self):
+        e = self.assertRaises(SystemExit, parse, "--incoming", "exec:cat")
+        self.assertIn("--incoming exec:cat", str(e.code))
+
+    def test_tlsIncomingNeedsCertificates(self):
+        e = self.assertRaises(SystemExit, parse, "--incoming", "tls:127.0.0.1:4444")
+        self.assertIn("--incoming", str(e.code))

@@ -1,0 +1,84 @@
+"""
+Tests for the source's migrate: status, events and the SPICE migration's
+end on success, failure and cancellation.
+"""
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.trial import unittest
+
+from spicesrv import migrator as migratormodule
+from spicesrv.migrator import Migrator
+from spicesrv.transfer import TransferError
+
+
+class FakeServer:
+    def __init__(self):
+        self.calls = []
+        self.migratable = []
+
+    def migrate_start(self):
+        self.calls.append("start")
+
+    def migrate_end(self, completed):
+        self.calls.append(("end", completed))
+        return defer.succeed(None)
+
+
+class MigratorTests(unittest.TestCase):
+    def setUp(self):
+        self.server = FakeServer()
+        self.clock = Clock()
+        self.transfers = []
+
+        def sendState(reactor, uri, devices, tlsOptions=None):
+            d = defer.Deferred()
+            self.transfers.append((uri, tlsOptions, d))
+            return d
+
+        self.patch(migratormodule, "sendState", sendState)
+        self.migrator = Migrator(self.server, self.clock)
+        self.events = []
+        self.migrator.addEventObserver(lambda name, data: self.events.append(data["status"]))
+
+    def test_success(self):
+        self.assertEqual(self.migrator.query(), {})
+        d = self.migrator.migrate("tcp:127.0.0.1:4444")
+        self.assertEqual(self.migrator.query()["status"], "active")
+        self.clock.advance(1.5)
+        self.transfers[0][2].callback({"bytes": 10, "seconds": 1.5, "keys": []})
+        self.assertEqual(self.successResultOf(d), "completed")
+        self.assertEqual(self.server.calls, ["start", ("end", True)])
+        self.assertEqual(self.events, ["setup", "active", "completed"])
+        self.assertEqual(self.migrator.query(), {"status": "completed", "total-time": 1500})
+
+    def test_failure(self):
+        d = self.migrator.migrate("tcp:127.0.0.1:4444")
+        self.transfers[0][2].errback(TransferError("cannot connect to the migration target"))
+        self.assertEqual(self.successResultOf(d), "failed")
+        self.assertEqual(self.server.calls, ["start", ("end", False)])
+        self.assertEqual(self.migrator.query()["error-desc"],
+                         "cannot connect to the migration target")
+
+    def test_cancel(self):
+        d = self.migrator.migrate("unix:/tmp/x")
+        self.migrator.cancel()
+        self.assertEqual(self.successResultOf(d), "cancelled")
+        self.assertEqual(self.server.calls, ["start", ("end", False)])
+        self.assertEqual(self.events, ["setup", "active", "cancelling", "cancelled"])
+
+    def test_oneAtATime(self):
+        self.migrator.migrate("tcp:127.0.0.1:4444")
+        e = self.assertRaises(ValueError, self.migrator.migrate, "tcp:127.0.0.1:4445")
+        self.assertIn("already in progress", str(e))
+
+    def test_badUri(self):
+        self.assertRaises(ValueError, self.migrator.migrate, "exec:cat")
+        self.assertEqual(self.server.calls, [])
+
+    def test_tlsNeedsCertificates(self):
+        e = self.assertRaises(ValueError, self.migrator.migrate, "tls:127.0.0.1:4444")
+        self.assertIn("--x509-dir", str(e))
+        migrator = Migrator(self.server, self.clock, tlsOptionsFor=lambda host: ("opts", host))
+        migrator.migrate("tls:dst:4444")
+        self.assertEqual(self.transfers[-1][1], ("opts", "dst"))
