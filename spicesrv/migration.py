@@ -168,6 +168,17 @@ class SourceMigration:
         else:
             session.main.sendMessage("MIGRATE_BEGIN", **self.target.dstInfo())
 
+    def whenAnswered(self):
+        """
+        A Deferred that fires once the clients have answered the pending
+        MIGRATE_BEGIN (or timed out); at once if nothing is pending.
+        """
+        if self._connected is None:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._connected.addBoth(lambda result: (d.callback(None), result)[1])
+        return d
+
     def beginDeferred(self, session):
         """
         A session that arrived here while a migration onwards was pending

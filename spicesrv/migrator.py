@@ -89,6 +89,12 @@ class Migrator:
         self.log.info("device state moved ({bytes} bytes in {seconds:.3f} s); "
                       "switching the clients", bytes=summary["bytes"],
                       seconds=summary["seconds"])
+        # Clients still pre-connecting to the target would fall back to a
+        # switch-host reconnection: give them until they answer (at most
+        # libspice's 10 s).  QEMU's RAM copy usually outlasts this wait.
+        return self.server.sourceMigration.whenAnswered().addCallback(self._switch)
+
+    def _switch(self, _):
         self._finished = self.reactor.seconds()
         self._setStatus(COMPLETED)
         self.server.migrate_end(True)
@@ -112,7 +118,7 @@ class Migrator:
         self._setStatus(FAILED)
         return FAILED
 
-    def cancel(self):
+    def migrate_cancel(self):
         """
         Cancel a running migration (QEMU's C{migrate_cancel}); nothing
         happens when none is running.
@@ -121,7 +127,7 @@ class Migrator:
             self._setStatus(CANCELLING)
             self._transfer.cancel()
 
-    def query(self):
+    def query_migrate(self):
         """
         QEMU's MigrationInfo for C{query-migrate}.
         """

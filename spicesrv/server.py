@@ -256,7 +256,8 @@ class SpiceServer:
                       id=info.channel_id, peer=info.peer,
                       tls=" over TLS" if info.secure else "")
         self.emit("SPICE_CONNECTED", self._eventData(info, initialized=False))
-        self.emit("SPICE_INITIALIZED", self._eventData(info, initialized=True))
+        self.emit("SPICE_INITIALIZED", self._eventData(info, initialized=True,
+                                                       session_id=session.id))
         link.flushToChannel()
         return channel
 
@@ -306,12 +307,12 @@ class SpiceServer:
             except Exception:
                 self.log.failure("event observer failed on {name}", name=name)
 
-    def _eventData(self, info, initialized):
+    def _eventData(self, info, initialized, session_id=0):
         server = dict(_addressInfo(info.host_address))
         client = dict(_addressInfo(info.peer_address))
         if initialized:
             server["auth"] = "none" if self.ticket.disabled else "spice"
-            client.update({"connection-id": info.connection_id,
+            client.update({"connection-id": session_id,
                            "channel-type": info.channel_type,
                            "channel-id": info.channel_id, "tls": info.secure})
         return {"server": server, "client": client}

@@ -357,7 +357,7 @@ class _ListenService(service.Service):
             error = outcome[0].value
             reason = getattr(error, "socketError", None) or error
             raise SystemExit("twistd spice: cannot listen on %s: %s; choose another "
-                             "--port or stop what uses it"
+                             "address or stop what uses it"
                              % (self.description, getattr(reason, "strerror", None) or reason))
         self.port = outcome[0]
 

@@ -12,10 +12,19 @@ from spicesrv.migrator import Migrator
 from spicesrv.transfer import TransferError
 
 
+class FakeSourceMigration:
+    def __init__(self):
+        self.pending = None
+
+    def whenAnswered(self):
+        return self.pending or defer.succeed(None)
+
+
 class FakeServer:
     def __init__(self):
         self.calls = []
         self.migratable = []
+        self.sourceMigration = FakeSourceMigration()
 
     def migrate_start(self):
         self.calls.append("start")
@@ -42,27 +51,37 @@ class MigratorTests(unittest.TestCase):
         self.migrator.addEventObserver(lambda name, data: self.events.append(data["status"]))
 
     def test_success(self):
-        self.assertEqual(self.migrator.query(), {})
+        self.assertEqual(self.migrator.query_migrate(), {})
         d = self.migrator.migrate("tcp:127.0.0.1:4444")
-        self.assertEqual(self.migrator.query()["status"], "active")
+        self.assertEqual(self.migrator.query_migrate()["status"], "active")
         self.clock.advance(1.5)
         self.transfers[0][2].callback({"bytes": 10, "seconds": 1.5, "keys": []})
         self.assertEqual(self.successResultOf(d), "completed")
         self.assertEqual(self.server.calls, ["start", ("end", True)])
         self.assertEqual(self.events, ["setup", "active", "completed"])
-        self.assertEqual(self.migrator.query(), {"status": "completed", "total-time": 1500})
+        self.assertEqual(self.migrator.query_migrate(), {"status": "completed", "total-time": 1500})
+
+    def test_waitsForClientAnswers(self):
+        self.server.sourceMigration.pending = defer.Deferred()
+        d = self.migrator.migrate("tcp:127.0.0.1:4444")
+        self.transfers[0][2].callback({"bytes": 10, "seconds": 0.1, "keys": []})
+        self.assertNoResult(d)
+        self.assertEqual(self.server.calls, ["start"])
+        self.server.sourceMigration.pending.callback(None)
+        self.assertEqual(self.successResultOf(d), "completed")
+        self.assertEqual(self.server.calls, ["start", ("end", True)])
 
     def test_failure(self):
         d = self.migrator.migrate("tcp:127.0.0.1:4444")
         self.transfers[0][2].errback(TransferError("cannot connect to the migration target"))
         self.assertEqual(self.successResultOf(d), "failed")
         self.assertEqual(self.server.calls, ["start", ("end", False)])
-        self.assertEqual(self.migrator.query()["error-desc"],
+        self.assertEqual(self.migrator.query_migrate()["error-desc"],
                          "cannot connect to the migration target")
 
     def test_cancel(self):
         d = self.migrator.migrate("unix:/tmp/x")
-        self.migrator.cancel()
+        self.migrator.migrate_cancel()
         self.assertEqual(self.successResultOf(d), "cancelled")
         self.assertEqual(self.server.calls, ["start", ("end", False)])
         self.assertEqual(self.events, ["setup", "active", "cancelling", "cancelled"])

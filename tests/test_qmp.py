@@ -698,7 +698,8 @@ class BackendInterfaceTests(unittest.TestCase):
 
 
 class FakeSession:
-    def __init__(self, channels):
+    def __init__(self, id, channels):
+        self.id = id
         self.channels = {(c.info.channel_type, c.info.channel_id): c for c in channels}
 
 
@@ -765,12 +766,12 @@ class SpiceServerBackendTests(unittest.TestCase):
         self.assertEqual((info["auth"], info["mouse-mode"]), ("none", "client"))
 
     def test_channels(self):
-        self.server.sessions[7] = FakeSession([
+        self.server.sessions[7] = FakeSession(7, [
             FakeChannel(connection_id=7, channel_type=2, secure=True, peer="10.0.0.2:4001"),
-            FakeChannel(connection_id=7, channel_type=1, peer="10.0.0.2:4000",
+            FakeChannel(connection_id=0, channel_type=1, peer="10.0.0.2:4000",
                         peer_address=IPv4Address("TCP", "10.0.0.2", 4000)),
         ])
-        self.server.sessions[3] = FakeSession([
+        self.server.sessions[3] = FakeSession(3, [
             FakeChannel(connection_id=3, channel_type=1, peer="::1:4100"),
             FakeChannel(connection_id=3, channel_type=4, peer="",
                         peer_address=UNIXAddress(b"/run/spice.sock")),

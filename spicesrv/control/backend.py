@@ -133,7 +133,8 @@ class SpiceServerBackend:
                     continue
                 entry = _basicInfo(getattr(link, "peer_address", None),
                                    getattr(link, "peer", ""))
-                entry.update({"connection-id": int(link.connection_id),
+                # The session's id: a main link carries 0 when it starts one.
+                entry.update({"connection-id": int(session.id),
                               "channel-type": int(link.channel_type),
                               "channel-id": int(link.channel_id),
                               "tls": bool(link.secure)})

@@ -1,0 +1,184 @@
+"""
+Migration as an operator runs it: two ``twistd spice`` processes, the
+target started with ``--incoming``, both driven through their QMP monitors
+by QEMU's own client library, and a real spice-gtk client that ends on the
+target with the picture it had (the demo's drawing and text moved with the
+state) and types into the target afterwards.
+"""
+
+import os
+import shutil
+import tempfile
+
+import numpy
+from twisted.internet import defer, reactor
+from twisted.trial import unittest
+
+from tests.interop import harness
+from tests.interop.processes import Twistd, freePort, qmpSteps, requireQMPLibrary
+from tests.interop.test_foundation import SCANCODES
+
+PASSWORD = "mig-s3cret"
+# Rows below the demo's title bar (its clock ticks on both servers).
+BELOW_TITLE = slice(30, None)
+
+
+class OperatorMigrationTests(unittest.TestCase):
+    timeout = 180
+
+    def setUp(self):
+        harness.requireRealClient(self)
+        requireQMPLibrary(self)
+        self.tmp = os.path.abspath(self.mktemp())
+        os.makedirs(self.tmp)
+        self.passwordFile = os.path.join(self.tmp, "password")
+        with open(self.passwordFile, "w") as f:
+            f.write(PASSWORD + "\n")
+
+    @defer.inlineCallbacks
+    def startPair(self, sourceArgs=(), targetArgs=(), startTarget=True):
+        self.sourcePort, self.targetPort, self.incomingPort = freePort(), freePort(), freePort()
+        # UNIX socket paths must be short: keep them out of _trial_temp.
+        sockets = tempfile.mkdtemp(prefix="spicesrv-")
+        self.addCleanup(shutil.rmtree, sockets, True)
+        self.sourceQmp = os.path.join(sockets, "source.qmp")
+        self.targetQmp = os.path.join(sockets, "target.qmp")
+        self.source = Twistd(self, "--port", str(self.sourcePort), "--password-file",
+                             self.passwordFile, "--qmp", "unix:" + self.sourceQmp,
+                             *sourceArgs)
+        if startTarget:
+            self.target = Twistd(self, "--port", str(self.targetPort), "--password-file",
+                                 self.passwordFile, "--qmp", "unix:" + self.targetQmp,
+                                 "--incoming", "tcp:127.0.0.1:%d" % self.incomingPort,
+                                 *targetArgs)
+            yield self.target.waitForPorts(self.targetPort, self.incomingPort)
+            yield self.target.waitForPath(self.targetQmp)
+        yield self.source.waitForPorts(self.sourcePort)
+        yield self.source.waitForPath(self.sourceQmp)
+
+    @defer.inlineCallbacks
+    def connectClient(self):
+        client = yield harness.GtkClient.start(reactor, "127.0.0.1", self.sourcePort,
+                                               password=PASSWORD)
+        self.addCleanup(client.stop)
+        yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=20)
+        yield client.waitForEvent({"event": "mouse-mode", "mode": 2}, timeout=20)
+        return client
+
+    @defer.inlineCallbacks
+    def draw(self, client):
+        """
+        Type 'h' and paint a stroke, and wait until the client shows both.
+        """
+        before = yield self.pixels(client)
+        yield client.check("key_press_and_release", scancode=SCANCODES["h"])
+        yield client.check("position", x=200, y=300, display=0, buttons=0)
+        yield client.check("button_press", button=1, buttons=1)
+        for x in range(220, 600, 40):
+            yield client.check("position", x=x, y=300, display=0, buttons=1)
+        yield client.check("button_release", button=1, buttons=0)
+        yield client.waitForPrimary(
+            lambda r: r.get("ok") and not numpy.array_equal(
+                harness.loadPrimary(r)[300, 400], before[300, 400]),
+            timeout=20, dump=os.path.join(self.tmp, "poll.raw"))
+
+    @defer.inlineCallbacks
+    def pixels(self, client, name="shot"):
+        path = os.path.join(self.tmp, name + ".raw")
+        reply = yield client.check("primary", dump=path)
+        return harness.loadPrimary(reply).copy()
+
+    @defer.inlineCallbacks
+    def test_migrateThroughQMP(self):
+        yield self.startPair()
+        client = yield self.connectClient()
+        yield self.draw(client)
+        drawn = yield self.pixels(client, "drawn")
+        results = yield qmpSteps(self, [
+            {"monitor": self.sourceQmp, "execute": "query-spice"},
+            {"monitor": self.sourceQmp, "execute": "client_migrate_info",
+             "arguments": {"protocol": "spice", "hostname": "127.0.0.1",
+                           "port": self.targetPort}},
+            {"monitor": self.sourceQmp, "execute": "migrate",
+             "arguments": {"uri": "tcp:127.0.0.1:%d" % self.incomingPort}},
+            {"monitor": self.sourceQmp, "event": "MIGRATION", "match": {"status": "completed"}},
+            {"monitor": self.sourceQmp, "event": "SPICE_MIGRATE_COMPLETED"},
+            {"monitor": self.sourceQmp, "execute": "query-migrate"},
+            {"monitor": self.sourceQmp, "execute": "query-spice"},
+            {"monitor": self.targetQmp, "execute": "query-spice"},
+        ])
+        before, _, _, completed, spiceDone, migrateInfo, sourceAfter, targetAfter = results
+        self.assertEqual(len(before["channels"]), 4)
+        sessionId = before["channels"][0]["connection-id"]
+        self.assertNotIn("error", completed)
+        self.assertNotIn("error", spiceDone)
+        self.assertEqual(migrateInfo["status"], "completed")
+        self.assertTrue(sourceAfter["migrated"])
+        self.assertEqual(sourceAfter["channels"], [])
+        self.assertEqual(sorted(c["channel-type"] for c in targetAfter["channels"]),
+                         [1, 2, 3, 4])
+        self.assertEqual({c["connection-id"] for c in targetAfter["channels"]}, {sessionId})
+        # The client is on the target, showing the drawing made on the source.
+        reply = yield client.check("channels")
+        self.assertEqual({c["peer"] for c in reply["channels"]},
+                         {"127.0.0.1:%d" % self.targetPort})
+        self.assertNotIn("disconnected", [e.get("event") for e in client.events])
+        yield client.waitForPrimary(
+            lambda r: r.get("ok") and numpy.array_equal(
+                harness.loadPrimary(r)[BELOW_TITLE], drawn[BELOW_TITLE]),
+            timeout=20, dump=os.path.join(self.tmp, "poll.raw"))
+        # Typing now reaches the target.
+        yield client.check("key_press_and_release", scancode=SCANCODES["i"])
+        yield client.waitForPrimary(
+            lambda r: r.get("ok") and not numpy.array_equal(
+                harness.loadPrimary(r)[BELOW_TITLE], drawn[BELOW_TITLE]),
+            timeout=20, dump=os.path.join(self.tmp, "poll.raw"))
+
+    @defer.inlineCallbacks
+    def test_targetNotRunning(self):
+        """
+        No target: the pre-connect fails, migrate fails with a clear
+        error-desc, and the client stays on the source and keeps working.
+        """
+        yield self.startPair(startTarget=False)
+        client = yield self.connectClient()
+        results = yield qmpSteps(self, [
+            {"monitor": self.sourceQmp, "execute": "client_migrate_info",
+             "arguments": {"protocol": "spice", "hostname": "127.0.0.1",
+                           "port": self.targetPort}},
+            {"monitor": self.sourceQmp, "execute": "migrate",
+             "arguments": {"uri": "tcp:127.0.0.1:%d" % self.incomingPort}},
+            {"monitor": self.sourceQmp, "event": "MIGRATION", "match": {"status": "failed"}},
+            {"monitor": self.sourceQmp, "execute": "query-migrate"},
+            {"monitor": self.sourceQmp, "execute": "query-spice"},
+        ])
+        info, spice = results[3], results[4]
+        self.assertEqual(info["status"], "failed")
+        self.assertIn("cannot connect to the migration target", info["error-desc"])
+        self.assertFalse(spice["migrated"])
+        self.assertEqual(len(spice["channels"]), 4)
+        yield self.draw(client)
+
+    @defer.inlineCallbacks
+    def test_cancel(self):
+        """
+        migrate_cancel right after migrate: the client stays on the source
+        (either the transfer was cancelled or it had already completed; the
+        test accepts only the cancelled outcome when it was cancelled).
+        """
+        yield self.startPair()
+        client = yield self.connectClient()
+        results = yield qmpSteps(self, [
+            {"monitor": self.sourceQmp, "execute": "client_migrate_info",
+             "arguments": {"protocol": "spice", "hostname": "127.0.0.1",
+                           "port": self.targetPort}},
+            {"monitor": self.sourceQmp, "execute": "migrate",
+             "arguments": {"uri": "unix:" + os.path.join(os.path.dirname(self.sourceQmp),
+                                                           "nowhere")}},
+            {"monitor": self.sourceQmp, "event": "MIGRATION", "match": {"status": "failed"}},
+            {"monitor": self.sourceQmp, "execute": "query-spice"},
+            {"monitor": self.targetQmp, "execute": "query-spice"},
+        ])
+        self.assertEqual(len(results[3]["channels"]), 4)
+        self.assertFalse(results[3]["migrated"])
+        yield self.draw(client)
