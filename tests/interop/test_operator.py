@@ -63,6 +63,7 @@ class OperatorMigrationTests(unittest.TestCase):
         self.addCleanup(client.stop)
         yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=20)
         yield client.waitForEvent({"event": "mouse-mode", "mode": 2}, timeout=20)
+        yield client.waitForPrimary(lambda r: r.get("ok") and r.get("marked"), timeout=20)
         return client
 
     @defer.inlineCallbacks

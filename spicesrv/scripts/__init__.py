@@ -1,0 +1,1 @@
+"""Operator commands, each runnable with C{python -m spicesrv.scripts.NAME}."""

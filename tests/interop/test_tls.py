@@ -1,0 +1,205 @@
+"""
+TLS with the real spice-gtk client: every channel over TLS with the right
+CA and certificate subject, TLS errors for a wrong subject or an untrusted
+CA, per-channel policy with the client switching a channel to the TLS port
+on NEED_SECURED, and migration to a TLS target with a cert subject.
+"""
+
+import os
+
+from twisted.internet import defer, endpoints, reactor
+from twisted.trial import unittest
+
+from spicesrv import tls
+from spicesrv.link import SECURITY_SSL
+from spicesrv.wire.constants import ChannelType
+from tests.interop import harness
+from tests.interop.test_foundation import PASSWORD, RunningServer, pixelsEqual
+
+SUBJECT = "C=XX,L=City,O=spicesrv tests\\, inc.,OU=one,OU=two,CN=localhost"
+
+
+class TLSServer(RunningServer):
+    """
+    A RunningServer that also listens with TLS.
+    """
+
+    def __init__(self, testcase, certs, plain=True, **kwargs):
+        RunningServer.__init__(self, testcase, **kwargs)
+        self.server.tlsAvailable = True
+        self.certs = certs
+        self.plain = plain
+
+    @defer.inlineCallbacks
+    def listen(self):
+        context = tls.load_server_tls(x509_dir=self.certs)
+        endpoint = endpoints.SSL4ServerEndpoint(reactor, 0, context, interface="127.0.0.1")
+        self.tlsListening = yield endpoint.listen(self.server.factory())
+        self.testcase.addCleanup(self.tlsListening.stopListening)
+        self.tlsPort = self.tlsListening.getHost().port
+        if self.plain:
+            port = yield RunningServer.listen(self)
+            return port
+        self.port = self.tlsListening
+        return None
+
+
+def makeCerts(testcase, subject=SUBJECT, name="certs"):
+    directory = os.path.abspath(testcase.mktemp())
+    written = tls.write_dev_certs(directory, subject=subject,
+                                  sans=("DNS:localhost", "IP:127.0.0.1"))
+    return directory, written
+
+
+class TLSTests(unittest.TestCase):
+    timeout = 120
+
+    def setUp(self):
+        harness.requireRealClient(self)
+        self.certs, self.written = makeCerts(self)
+        self.ca = os.path.join(self.certs, "ca-cert.pem")
+        self.tmp = self.mktemp()
+        os.makedirs(self.tmp)
+
+    @defer.inlineCallbacks
+    def start(self, running, port, **kwargs):
+        client = yield harness.GtkClient.start(reactor, "127.0.0.1", port,
+                                               password=PASSWORD, tls_port=running.tlsPort,
+                                               ca_file=self.ca, **kwargs)
+        self.addCleanup(client.stop)
+        return client
+
+    @defer.inlineCallbacks
+    def shows(self, client, source):
+        path = os.path.join(self.tmp, "poll.raw")
+        yield client.waitForPrimary(
+            lambda r: r.get("ok") and pixelsEqual(harness.loadPrimary(r), source.framebuffer()),
+            timeout=20, dump=path)
+
+    @defer.inlineCallbacks
+    def test_everythingEncrypted(self):
+        """
+        Only a TLS port and tls-channel=default: with the right CA and the
+        certificate's formatted subject, every channel links over TLS and
+        the picture arrives.
+        """
+        running = TLSServer(self, self.certs, plain=False, password=PASSWORD)
+        running.server.setChannelSecurity("default", SECURITY_SSL)
+        yield running.listen()
+        subject = tls.format_subject(tls.load_server_tls(x509_dir=self.certs).certificate)
+        self.assertEqual(subject, SUBJECT)
+        client = yield self.start(running, None, cert_subject=subject)
+        yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=20)
+        yield self.shows(client, running.source)
+        (session,) = running.server.sessions.values()
+        self.assertEqual({c.info.secure for c in session.channels.values()}, {True})
+
+    @defer.inlineCallbacks
+    def test_wrongSubject(self):
+        running = TLSServer(self, self.certs, plain=False, password=PASSWORD)
+        yield running.listen()
+        client = yield self.start(running, None, cert_subject="C=XX,CN=someone else")
+        event = yield client.waitForEvent({"event": "channel-event", "type": 1}, timeout=20)
+        self.assertEqual(event["what"], "SPICE_CHANNEL_ERROR_TLS")
+        self.assertEqual(running.server.sessions, {})
+
+    @defer.inlineCallbacks
+    def test_untrustedCA(self):
+        otherCerts, _ = makeCerts(self, name="other")
+        running = TLSServer(self, otherCerts, plain=False, password=PASSWORD)
+        yield running.listen()
+        client = yield self.start(running, None, cert_subject=SUBJECT)
+        event = yield client.waitForEvent({"event": "channel-event", "type": 1}, timeout=20)
+        self.assertEqual(event["what"], "SPICE_CHANNEL_ERROR_TLS")
+
+    @defer.inlineCallbacks
+    def test_mainOnTlsOthersPlain(self):
+        """
+        tls-channel=main with a plain port: the client tries main on the
+        plain port, gets NEED_SECURED, switches it to TLS by itself; the
+        other channels stay plain.
+        """
+        running = TLSServer(self, self.certs, password=PASSWORD)
+        running.server.setChannelSecurity("main", SECURITY_SSL)
+        port = yield running.listen()
+        client = yield self.start(running, port, cert_subject=SUBJECT)
+        yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=20)
+        yield self.shows(client, running.source)
+        (session,) = running.server.sessions.values()
+        secure = {key: c.info.secure for key, c in session.channels.items()}
+        self.assertEqual(secure, {(1, 0): True, (2, 0): False, (3, 0): False, (4, 0): False})
+        reply = yield client.check("channels")
+        peers = {c["type"]: c["peer"] for c in reply["channels"]}
+        self.assertEqual(peers[1], "127.0.0.1:%d" % running.tlsPort)
+        self.assertEqual(peers[2], "127.0.0.1:%d" % port)
+
+    @defer.inlineCallbacks
+    def test_migrateToTlsTargetWithSubject(self):
+        """
+        A client migrates to a target that only speaks TLS, told the
+        target's subject; it ends there with every channel encrypted.
+        """
+        source = RunningServer(self, password=PASSWORD)
+        sourcePort = yield source.listen()
+        targetCerts, written = makeCerts(self, subject="C=XX,O=target,CN=localhost",
+                                         name="target")
+        # The client trusts one CA: the target's certificate must chain to it.
+        target = TLSServer(self, self.certs, plain=False, password=PASSWORD)
+        target.server.setChannelSecurity("default", SECURITY_SSL)
+        yield target.listen()
+        client = yield harness.GtkClient.start(reactor, "127.0.0.1", sourcePort,
+                                               password=PASSWORD, ca_file=self.ca)
+        self.addCleanup(client.stop)
+        yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=20)
+        (sessionId,) = source.server.sessions
+        ok, reason = yield tls.check_target_identity(reactor, "127.0.0.1", target.tlsPort,
+                                                     self.ca, cert_subject=SUBJECT)
+        self.assertTrue(ok, reason)
+        answers = yield source.server.migrate_connect("127.0.0.1", None, target.tlsPort,
+                                                      SUBJECT)
+        self.assertEqual(answers, {sessionId: "connected"})
+        yield source.server.migrate_end(True)
+        yield self.waitFor(lambda: sessionId in target.server.sessions
+                           and len(target.server.sessions[sessionId].channels) == 4
+                           and not target.server.sessions[sessionId].migratingIn)
+        session = target.server.sessions[sessionId]
+        self.assertEqual({c.info.secure for c in session.channels.values()}, {True})
+        yield self.shows(client, target.source)
+
+    @defer.inlineCallbacks
+    def test_migrateWrongSubjectFailsToConnect(self):
+        """
+        With a subject the target's certificate does not have, the client
+        cannot pre-connect: it answers CONNECT_ERROR and stays on the source.
+        """
+        source = RunningServer(self, password=PASSWORD)
+        sourcePort = yield source.listen()
+        target = TLSServer(self, self.certs, plain=False, password=PASSWORD)
+        yield target.listen()
+        client = yield harness.GtkClient.start(reactor, "127.0.0.1", sourcePort,
+                                               password=PASSWORD, ca_file=self.ca)
+        self.addCleanup(client.stop)
+        yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=20)
+        (sessionId,) = source.server.sessions
+        ok, reason = yield tls.check_target_identity(reactor, "127.0.0.1", target.tlsPort,
+                                                     self.ca, cert_subject="C=XX,CN=wrong")
+        self.assertFalse(ok)
+        self.assertIn("CN=wrong", reason)
+        answers = yield source.server.migrate_connect("127.0.0.1", None, target.tlsPort,
+                                                      "C=XX,CN=wrong")
+        self.assertEqual(answers, {sessionId: "connect-error"})
+        yield source.server.migrate_end(False)
+        self.assertEqual(list(source.server.sessions), [sessionId])
+
+    def waitFor(self, condition, timeout=20):
+        from twisted.internet import task
+        deadline = reactor.seconds() + timeout
+
+        @defer.inlineCallbacks
+        def poll():
+            while not condition():
+                if reactor.seconds() > deadline:
+                    self.fail("condition not met within %s seconds" % timeout)
+                yield task.deferLater(reactor, 0.02, lambda: None)
+
+        return poll()
