@@ -65,6 +65,12 @@ class TargetInfo:
             raise MigrationError("a migration target needs a port or a tls-port")
         if "\0" in host or (cert_subject and "\0" in cert_subject):
             raise MigrationError("host and cert-subject cannot contain NUL")
+        if cert_subject:
+            from spicesrv.tls import validate_subject
+            try:
+                validate_subject(cert_subject)
+            except ValueError as e:
+                raise MigrationError("cert-subject %r: %s" % (cert_subject, e))
         return cls(host, ports[0], ports[1], cert_subject or "")
 
     def dstInfo(self):

@@ -247,8 +247,7 @@ class BaseOptions(usage.Options):
                 raise ConfigError("--qmp %s: %s" % (self["qmp"], e))
         if self["incoming"] is not None:
             try:
-                _endpoint, useTls = incomingEndpoint(None, self["incoming"],
-                                                     tlsOptions=self["tls"])
+                incomingEndpoint(None, self["incoming"], tlsOptions=self["tls"])
             except ValueError as e:
                 raise ConfigError("--incoming %s: %s" % (self["incoming"], e))
 
@@ -487,8 +486,11 @@ def makeService(config, reactor=None):
         _ListenService("--qmp %s" % config["qmp"], monitorEndpoint(reactor, config["qmp"]),
                        factory).setServiceParent(top)
     if config["incoming"] is not None:
+        # Only a tls: URI encrypts the state transfer; plain tcp: and unix:
+        # stay plain even when the SPICE server has certificates.
+        tlsOptions = config["tls"] if config["incoming"].startswith("tls:") else None
         _IncomingService(reactor, config["incoming"], server,
-                         config["tls"]).setServiceParent(top)
+                         tlsOptions).setServiceParent(top)
     top.server = server
     top.migrator = migrator
     return top

@@ -132,13 +132,19 @@ class TestClientChannel:
     The client end of one channel linked to an in-memory server through a
     L{StringTransport}.
 
+    @param serverMessages: the L{spicesrv.wire.schema.MessageTable} to read
+        the server's messages with.  By default the table of a built-in
+        channel type (L{SERVER_TABLES}), or only the common messages for
+        any other type; a plugin's channel passes its own table.
+
     @ivar protocol: the server's L{spicesrv.link.LinkProtocol}.
     @ivar transport: the transport it writes to.
     @ivar result: the link result the server sent.
     """
 
     def __init__(self, server, channel_type, channel_id=0, connection_id=0,
-                 password="", common_caps=CLIENT_COMMON_CAPS, channel_caps=()):
+                 password="", common_caps=CLIENT_COMMON_CAPS, channel_caps=(),
+                 serverMessages=None):
         self.protocol = server.factory().buildProtocol(None)
         self.transport = StringTransport()
         self.protocol.makeConnection(self.transport)
@@ -148,7 +154,9 @@ class TestClientChannel:
             self.transport.value())
         self.transport.clear()
         self.result = None
-        self.received = ServerMessages(SERVER_TABLES.get(channel_type, COMMON_SERVER),
+        if serverMessages is None:
+            serverMessages = SERVER_TABLES.get(channel_type, COMMON_SERVER)
+        self.received = ServerMessages(serverMessages,
                                        mini=CommonCap.MINI_HEADER in common_caps)
         self.mini = CommonCap.MINI_HEADER in common_caps
         self._serial = 0
@@ -210,6 +218,44 @@ class TestClientChannel:
         else:
             header = struct.pack("<QHII", self._serial, msgType, len(body), 0)
         self.protocol.dataReceived(header + body)
+
+
+def connectChannel(server, channel_type, channel_id=0, password="", main=None, **kwargs):
+    """
+    Link one channel of a client to an in-memory server, as a real client
+    does: a main channel first (it creates the session), then the others
+    with the session's id as their connection id.
+
+    For C{ChannelType.MAIN} this returns the new main channel's client.  For
+    any other type it links a main channel first, unless C{main} (a
+    L{TestClientChannel} of an earlier main link) says which session to
+    join, and returns the new channel's client with that main channel's
+    client as its C{main} attribute.  Other keyword arguments go to
+    L{TestClientChannel} (C{serverMessages} for a plugin's channel,
+    C{channel_caps}, ...).
+
+    @raise AssertionError: a link the server refused.
+    """
+    if channel_type == ChannelType.MAIN:
+        client = TestClientChannel(server, channel_type, channel_id, password=password,
+                                   **kwargs)
+        _checkLinked(client, channel_type, channel_id)
+        return client
+    if main is None:
+        main = connectChannel(server, ChannelType.MAIN, password=password)
+    client = TestClientChannel(server, channel_type, channel_id,
+                               connection_id=main.channel.session.id, password=password,
+                               **kwargs)
+    _checkLinked(client, channel_type, channel_id)
+    client.main = main
+    return client
+
+
+def _checkLinked(client, channel_type, channel_id):
+    if client.reply.error != LinkErr.OK or client.result != LinkErr.OK:
+        raise AssertionError("the server refused to link channel %d:%d (link reply %d, "
+                             "result %s)" % (channel_type, channel_id, client.reply.error,
+                                             client.result))
 
 
 def makeTestServer(clock=None, **kwargs):

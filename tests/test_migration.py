@@ -65,6 +65,9 @@ class SourceTests(unittest.TestCase):
         self.assertRaises(MigrationError, TargetInfo.make, "h", None, None)
         self.assertRaises(MigrationError, TargetInfo.make, "", 5900)
         self.assertRaises(MigrationError, TargetInfo.make, "h", 70000)
+        e = self.assertRaises(MigrationError, TargetInfo.make, "h", 5900, None, "C=XX,CN=")
+        self.assertIn("cert-subject", str(e))
+        self.assertRaises(MigrationError, TargetInfo.make, "h", 5900, None, "novalue")
 
     def test_connectedThenEnd(self):
         a = self.client()

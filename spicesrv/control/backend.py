@@ -145,11 +145,8 @@ class SpiceServerBackend:
     # -- client migration ------------------------------------------------------------
 
     def client_migrate_info(self, hostname, port, tls_port, cert_subject):
-        connect = getattr(self.server, "migrate_connect", None)
-        if connect is None:
-            return defer.fail(ValueError("this server cannot migrate clients"))
         try:
-            answered = connect(hostname, port, tls_port, cert_subject)
+            answered = self.server.migrate_connect(hostname, port, tls_port, cert_subject)
         except ValueError as e:
             return defer.fail(e)
         if isinstance(answered, defer.Deferred):
@@ -171,12 +168,7 @@ class SpiceServerBackend:
     def check_target(self, hostname, tls_port, cert_subject):
         if self.ca_file is None:
             return None
-        try:
-            from spicesrv.tls import check_target_identity
-        except ImportError:
-            self.log.warn("cannot check the migration target: spicesrv.tls has no "
-                          "check_target_identity")
-            return None
+        from spicesrv.tls import check_target_identity
         return check_target_identity(self.reactor, hostname, tls_port, self.ca_file,
                                      cert_subject=cert_subject, hostname=hostname)
 

@@ -23,7 +23,11 @@ PASSWORD = "mig-s3cret"
 BELOW_TITLE = slice(30, None)
 
 
-class OperatorMigrationTests(unittest.TestCase):
+class OperatorBase(unittest.TestCase):
+    """
+    Two twistd spice processes, their monitors and a client.
+    """
+
     timeout = 180
 
     def setUp(self):
@@ -89,6 +93,9 @@ class OperatorMigrationTests(unittest.TestCase):
         reply = yield client.check("primary", dump=path)
         return harness.loadPrimary(reply).copy()
 
+
+
+class OperatorMigrationTests(OperatorBase):
     @defer.inlineCallbacks
     def test_migrateThroughQMP(self):
         yield self.startPair()
@@ -161,11 +168,10 @@ class OperatorMigrationTests(unittest.TestCase):
         yield self.draw(client)
 
     @defer.inlineCallbacks
-    def test_cancel(self):
+    def test_unreachableIncoming(self):
         """
-        migrate_cancel right after migrate: the client stays on the source
-        (either the transfer was cancelled or it had already completed; the
-        test accepts only the cancelled outcome when it was cancelled).
+        migrate to an address where no target waits: migrate fails, the
+        pre-connected client gets MIGRATE_CANCEL and stays on the source.
         """
         yield self.startPair()
         client = yield self.connectClient()
@@ -183,3 +189,91 @@ class OperatorMigrationTests(unittest.TestCase):
         self.assertEqual(len(results[3]["channels"]), 4)
         self.assertFalse(results[3]["migrated"])
         yield self.draw(client)
+
+
+class OperatorTLSMigrationTests(OperatorBase):
+    """
+    The same over TLS: both servers serve only TLS with certificates from
+    one CA; the source checks the target's certificate against the
+    cert-subject before telling any client.
+    """
+
+    def setUp(self):
+        OperatorBase.setUp(self)
+        from spicesrv import tls
+        self.certs = os.path.join(self.tmp, "certs")
+        self.subject = tls.write_dev_certs(
+            self.certs, subject="C=XX,O=spicesrv,CN=localhost",
+            sans=("DNS:localhost", "IP:127.0.0.1")).subject
+        self.ca = os.path.join(self.certs, "ca-cert.pem")
+
+    @defer.inlineCallbacks
+    def startTlsPair(self, targetCerts=None):
+        self.sourceTls, self.targetTls = freePort(), freePort()
+        yield self.startPair(
+            sourceArgs=["--tls-port", str(self.sourceTls), "--x509-dir", self.certs,
+                        "--tls-channel", "default"],
+            targetArgs=["--tls-port", str(self.targetTls), "--x509-dir",
+                        targetCerts or self.certs, "--tls-channel", "default"])
+
+    @defer.inlineCallbacks
+    def connectTlsClient(self):
+        client = yield harness.GtkClient.start(reactor, "127.0.0.1", None,
+                                               password=PASSWORD, tls_port=self.sourceTls,
+                                               ca_file=self.ca, cert_subject=self.subject)
+        self.addCleanup(client.stop)
+        yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=20)
+        yield client.waitForPrimary(lambda r: r.get("ok") and r.get("marked"), timeout=20)
+        return client
+
+    @defer.inlineCallbacks
+    def test_migrateThroughQMP(self):
+        yield self.startTlsPair()
+        client = yield self.connectTlsClient()
+        results = yield qmpSteps(self, [
+            {"monitor": self.sourceQmp, "execute": "client_migrate_info",
+             "arguments": {"protocol": "spice", "hostname": "127.0.0.1",
+                           "tls-port": self.targetTls, "cert-subject": self.subject}},
+            {"monitor": self.sourceQmp, "execute": "migrate",
+             "arguments": {"uri": "tcp:127.0.0.1:%d" % self.incomingPort}},
+            {"monitor": self.sourceQmp, "event": "SPICE_MIGRATE_COMPLETED"},
+            {"monitor": self.targetQmp, "execute": "query-spice"},
+            {"monitor": self.sourceQmp, "execute": "query-migrate"},
+        ])
+        self.assertEqual(results[0], {})
+        self.assertNotIn("error", results[2], (results[4], self.source.text()[-2000:],
+                                               self.target.text()[-2000:]))
+        channels = results[3]["channels"]
+        self.assertEqual(sorted(c["channel-type"] for c in channels), [1, 2, 3, 4])
+        self.assertEqual({c["tls"] for c in channels}, {True})
+        reply = yield client.check("channels")
+        self.assertEqual({c["peer"] for c in reply["channels"]},
+                         {"127.0.0.1:%d" % self.targetTls})
+
+    @defer.inlineCallbacks
+    def test_wrongCertificateRefused(self):
+        """
+        A target whose certificate is not from the clients' CA: the source
+        refuses client_migrate_info with a clear QMP error, and the client
+        never hears of the migration.
+        """
+        from spicesrv import tls
+        otherCerts = os.path.join(self.tmp, "other")
+        tls.write_dev_certs(otherCerts, subject="C=XX,O=spicesrv,CN=localhost",
+                            sans=("DNS:localhost", "IP:127.0.0.1"))
+        yield self.startTlsPair(targetCerts=otherCerts)
+        client = yield self.connectTlsClient()
+        results = yield qmpSteps(self, [
+            {"monitor": self.sourceQmp, "execute": "client_migrate_info",
+             "arguments": {"protocol": "spice", "hostname": "127.0.0.1",
+                           "tls-port": self.targetTls, "cert-subject": self.subject}},
+            {"monitor": self.sourceQmp, "execute": "client_migrate_info",
+             "arguments": {"protocol": "spice", "hostname": "127.0.0.1",
+                           "tls-port": self.targetTls, "cert-subject": "C=XX,CN=other"}},
+            {"monitor": self.sourceQmp, "execute": "query-spice"},
+        ])
+        self.assertEqual(results[0]["error"]["class"], "GenericError")
+        self.assertIn("not signed by the CA", results[0]["error"]["desc"])
+        self.assertIn("error", results[1])
+        self.assertFalse(results[2]["migrated"])
+        self.assertNotIn("migration-started", [e.get("event") for e in client.events])
