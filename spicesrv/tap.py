@@ -107,23 +107,15 @@ class BaseOptions(usage.Options):
         self["tls"] = None
 
     def opt_tls_channel(self, name):
-        """
-        This channel (main, display, inputs, cursor, ... or default) must use
-        the TLS port (repeatable).
-        """
+        """This channel (main, display, inputs, cursor, ... or default) must use the TLS port (repeatable)."""
         self["tls-channel"].append(name)
 
     def opt_plaintext_channel(self, name):
-        """
-        This channel (or default) must use the plain port (repeatable).
-        """
+        """This channel (or default) must use the plain port (repeatable)."""
         self["plaintext-channel"].append(name)
 
     def opt_listen(self, description):
-        """
-        Also listen on this Twisted endpoint, e.g. unix:/run/spice.sock or
-        tcp:5930:interface=127.0.0.1 (repeatable).
-        """
+        """Also listen on this Twisted endpoint, e.g. unix:/run/spice.sock or tcp:5930:interface=127.0.0.1 (repeatable)."""
         self["listen"].append(description)
 
     def pluginValues(self, plugin):
@@ -133,6 +125,7 @@ class BaseOptions(usage.Options):
         return {option.name: self[option.name] for option in plugin.options}
 
     def opt_version(self):
+        """Print the spicesrv version and exit."""
         from spicesrv import __version__
         print("spicesrv %s" % __version__)
         sys.exit(0)
