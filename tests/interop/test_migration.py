@@ -5,22 +5,12 @@ MIGRATE_END without its session closing, shows the target's picture and
 types into the target.
 """
 
-import os
+from twisted.internet import defer
 
-from twisted.internet import defer, reactor
-from twisted.trial import unittest
-
-from tests.interop import harness
-from tests.interop.test_foundation import PASSWORD, SCANCODES, RunningServer, pixelsEqual
+from tests.interop.common import PASSWORD, SCANCODES, InteropTestCase, RunningServer
 
 
-class MigrationTests(unittest.TestCase):
-    timeout = 120
-
-    def setUp(self):
-        harness.requireRealClient(self)
-        self.tmp = self.mktemp()
-        os.makedirs(self.tmp)
+class MigrationTests(InteropTestCase):
 
     @defer.inlineCallbacks
     def twoServers(self, **kwargs):
@@ -32,22 +22,9 @@ class MigrationTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def connect(self, port):
-        client = yield harness.GtkClient.start(reactor, "127.0.0.1", port, password=PASSWORD)
-        self.addCleanup(client.stop)
+        client = yield self.startClient(port)
         yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=20)
         return client
-
-    @defer.inlineCallbacks
-    def shows(self, client, source, timeout=20):
-        path = os.path.join(self.tmp, "poll.raw")
-        yield client.waitForPrimary(
-            lambda r: r.get("ok") and pixelsEqual(harness.loadPrimary(r), source.framebuffer()),
-            timeout=timeout, dump=path)
-
-    @defer.inlineCallbacks
-    def peers(self, client):
-        reply = yield client.check("channels")
-        return {(c["type"], c["id"]): c["peer"] for c in reply["channels"]}
 
     @defer.inlineCallbacks
     def test_semiSeamless(self):
@@ -56,7 +33,7 @@ class MigrationTests(unittest.TestCase):
         # Something typed on the source, carried to the target as the VM
         # state would be.
         yield client.check("key_press_and_release", scancode=SCANCODES["h"])
-        yield self.shows(client, source.source)
+        yield self.waitForSamePicture(client, source.source)
         (sessionId,) = source.server.sessions
         answers = yield source.server.migrate_connect("127.0.0.1", targetPort, None, None)
         self.assertEqual(answers, {sessionId: "connected"})
@@ -70,7 +47,7 @@ class MigrationTests(unittest.TestCase):
         self.assertTrue(source.server.migrated)
         # spice-gtk swaps each channel onto its pre-connected twin: no new
         # channel opens, the target's session simply comes alive.
-        yield self.waitFor(lambda: sessionId in target.server.sessions
+        yield self.waitUntil(lambda: sessionId in target.server.sessions
                            and set(target.server.sessions[sessionId].channels)
                            == {(1, 0), (2, 0), (3, 0), (4, 0)})
         self.assertFalse(target.server.sessions[sessionId].migratingIn)
@@ -79,10 +56,10 @@ class MigrationTests(unittest.TestCase):
         self.assertNotIn({"event": "disconnected"}, [
             {"event": e.get("event")} for e in client.events[since:]])
         self.assertEqual(target.source.text, "h")
-        yield self.shows(client, target.source)
+        yield self.waitForSamePicture(client, target.source)
         yield client.check("key_press_and_release", scancode=SCANCODES["i"])
-        yield self.waitFor(lambda: target.source.text == "hi")
-        yield self.shows(client, target.source)
+        yield self.waitUntil(lambda: target.source.text == "hi")
+        yield self.waitForSamePicture(client, target.source)
         self.assertEqual(source.source.text, "h")
 
     @defer.inlineCallbacks
@@ -96,7 +73,7 @@ class MigrationTests(unittest.TestCase):
             seamless_migration=True)
         client = yield self.connect(sourcePort)
         yield client.check("key_press_and_release", scancode=SCANCODES["h"])
-        yield self.shows(client, source.source)
+        yield self.waitForSamePicture(client, source.source)
         (sessionId,) = source.server.sessions
         answers = yield source.server.migrate_connect("127.0.0.1", targetPort, None, None)
         self.assertEqual(answers, {sessionId: "connected"})
@@ -104,17 +81,17 @@ class MigrationTests(unittest.TestCase):
         target.source.set_migration_state(source.source.get_migration_state())
         since = len(client.events)
         yield source.server.migrate_end(True)
-        yield self.waitFor(lambda: sessionId in target.server.sessions
+        yield self.waitUntil(lambda: sessionId in target.server.sessions
                            and not target.server.sessions[sessionId].migratingIn)
         self.assertEqual(set(target.server.sessions[sessionId].channels),
                          {(1, 0), (2, 0), (3, 0), (4, 0)})
         self.assertNotIn("primary-destroy", [e.get("event") for e in client.events[since:]])
         peers = yield self.peers(client)
         self.assertEqual(set(peers.values()), {"127.0.0.1:%d" % targetPort})
-        yield self.shows(client, target.source)
+        yield self.waitForSamePicture(client, target.source)
         yield client.check("key_press_and_release", scancode=SCANCODES["i"])
-        yield self.waitFor(lambda: target.source.text == "hi")
-        yield self.shows(client, target.source)
+        yield self.waitUntil(lambda: target.source.text == "hi")
+        yield self.waitForSamePicture(client, target.source)
 
     @defer.inlineCallbacks
     def test_cancelKeepsClientOnSource(self):
@@ -124,10 +101,10 @@ class MigrationTests(unittest.TestCase):
         answers = yield source.server.migrate_connect("127.0.0.1", targetPort, None, None)
         self.assertEqual(answers, {sessionId: "connected"})
         yield source.server.migrate_end(False)
-        yield self.waitFor(lambda: not target.server.sessions)
+        yield self.waitUntil(lambda: not target.server.sessions)
         yield client.check("key_press_and_release", scancode=SCANCODES["i"])
-        yield self.waitFor(lambda: source.source.text == "i")
-        yield self.shows(client, source.source)
+        yield self.waitUntil(lambda: source.source.text == "i")
+        yield self.waitForSamePicture(client, source.source)
         self.assertEqual(list(source.server.sessions), [sessionId])
 
     @defer.inlineCallbacks
@@ -144,17 +121,4 @@ class MigrationTests(unittest.TestCase):
         answers = yield source.server.migrate_connect("127.0.0.1", targetPort, None, None)
         self.assertEqual(answers, {sessionId: "connect-error"})
         yield client.check("key_press_and_release", scancode=SCANCODES["h"])
-        yield self.waitFor(lambda: source.source.text == "h")
-
-    def waitFor(self, condition, timeout=20):
-        from twisted.internet import task
-        deadline = reactor.seconds() + timeout
-
-        @defer.inlineCallbacks
-        def poll():
-            while not condition():
-                if reactor.seconds() > deadline:
-                    self.fail("condition not met within %s seconds" % timeout)
-                yield task.deferLater(reactor, 0.02, lambda: None)
-
-        return poll()
+        yield self.waitUntil(lambda: source.source.text == "h")

@@ -11,19 +11,17 @@ import shutil
 import tempfile
 
 import numpy
-from twisted.internet import defer, reactor
-from twisted.trial import unittest
+from twisted.internet import defer
 
-from tests.interop import harness
+from tests.interop.common import SCANCODES, InteropTestCase
 from tests.interop.processes import Twistd, freePort, qmpSteps, requireQMPLibrary
-from tests.interop.test_foundation import SCANCODES
 
 PASSWORD = "mig-s3cret"
 # Rows below the demo's title bar (its clock ticks on both servers).
 BELOW_TITLE = slice(30, None)
 
 
-class OperatorBase(unittest.TestCase):
+class OperatorBase(InteropTestCase):
     """
     Two twistd spice processes, their monitors and a client.
     """
@@ -31,10 +29,8 @@ class OperatorBase(unittest.TestCase):
     timeout = 180
 
     def setUp(self):
-        harness.requireRealClient(self)
+        InteropTestCase.setUp(self)
         requireQMPLibrary(self)
-        self.tmp = os.path.abspath(self.mktemp())
-        os.makedirs(self.tmp)
         self.passwordFile = os.path.join(self.tmp, "password")
         with open(self.passwordFile, "w") as f:
             f.write(PASSWORD + "\n")
@@ -62,9 +58,7 @@ class OperatorBase(unittest.TestCase):
 
     @defer.inlineCallbacks
     def connectClient(self):
-        client = yield harness.GtkClient.start(reactor, "127.0.0.1", self.sourcePort,
-                                               password=PASSWORD)
-        self.addCleanup(client.stop)
+        client = yield self.startClient(self.sourcePort, password=PASSWORD)
         yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=20)
         yield client.waitForEvent({"event": "mouse-mode", "mode": 2}, timeout=20)
         yield client.waitForPrimary(lambda r: r.get("ok") and r.get("marked"), timeout=20)
@@ -75,24 +69,11 @@ class OperatorBase(unittest.TestCase):
         """
         Type 'h' and paint a stroke, and wait until the client shows both.
         """
-        before = yield self.pixels(client)
+        before = yield self.clientPixels(client)
         yield client.check("key_press_and_release", scancode=SCANCODES["h"])
-        yield client.check("position", x=200, y=300, display=0, buttons=0)
-        yield client.check("button_press", button=1, buttons=1)
-        for x in range(220, 600, 40):
-            yield client.check("position", x=x, y=300, display=0, buttons=1)
-        yield client.check("button_release", button=1, buttons=0)
-        yield client.waitForPrimary(
-            lambda r: r.get("ok") and not numpy.array_equal(
-                harness.loadPrimary(r)[300, 400], before[300, 400]),
-            timeout=20, dump=os.path.join(self.tmp, "poll.raw"))
-
-    @defer.inlineCallbacks
-    def pixels(self, client, name="shot"):
-        path = os.path.join(self.tmp, name + ".raw")
-        reply = yield client.check("primary", dump=path)
-        return harness.loadPrimary(reply).copy()
-
+        yield self.drag(client, 300, 200, 600)
+        yield self.waitForPixels(
+            client, lambda pixels: not numpy.array_equal(pixels[300, 400], before[300, 400]))
 
 
 class OperatorMigrationTests(OperatorBase):
@@ -101,7 +82,7 @@ class OperatorMigrationTests(OperatorBase):
         yield self.startPair()
         client = yield self.connectClient()
         yield self.draw(client)
-        drawn = yield self.pixels(client, "drawn")
+        drawn = yield self.clientPixels(client, "drawn")
         results = yield qmpSteps(self, [
             {"monitor": self.sourceQmp, "execute": "query-spice"},
             {"monitor": self.sourceQmp, "execute": "client_migrate_info",
@@ -127,20 +108,16 @@ class OperatorMigrationTests(OperatorBase):
                          [1, 2, 3, 4])
         self.assertEqual({c["connection-id"] for c in targetAfter["channels"]}, {sessionId})
         # The client is on the target, showing the drawing made on the source.
-        reply = yield client.check("channels")
-        self.assertEqual({c["peer"] for c in reply["channels"]},
-                         {"127.0.0.1:%d" % self.targetPort})
+        peers = yield self.peers(client)
+        self.assertEqual(set(peers.values()), {"127.0.0.1:%d" % self.targetPort})
         self.assertNotIn("disconnected", [e.get("event") for e in client.events])
-        yield client.waitForPrimary(
-            lambda r: r.get("ok") and numpy.array_equal(
-                harness.loadPrimary(r)[BELOW_TITLE], drawn[BELOW_TITLE]),
-            timeout=20, dump=os.path.join(self.tmp, "poll.raw"))
+        yield self.waitForPixels(
+            client, lambda pixels: numpy.array_equal(pixels[BELOW_TITLE], drawn[BELOW_TITLE]))
         # Typing now reaches the target.
         yield client.check("key_press_and_release", scancode=SCANCODES["i"])
-        yield client.waitForPrimary(
-            lambda r: r.get("ok") and not numpy.array_equal(
-                harness.loadPrimary(r)[BELOW_TITLE], drawn[BELOW_TITLE]),
-            timeout=20, dump=os.path.join(self.tmp, "poll.raw"))
+        yield self.waitForPixels(
+            client, lambda pixels: not numpy.array_equal(pixels[BELOW_TITLE],
+                                                         drawn[BELOW_TITLE]))
 
     @defer.inlineCallbacks
     def test_targetNotRunning(self):
@@ -218,10 +195,8 @@ class OperatorTLSMigrationTests(OperatorBase):
 
     @defer.inlineCallbacks
     def connectTlsClient(self):
-        client = yield harness.GtkClient.start(reactor, "127.0.0.1", None,
-                                               password=PASSWORD, tls_port=self.sourceTls,
-                                               ca_file=self.ca, cert_subject=self.subject)
-        self.addCleanup(client.stop)
+        client = yield self.startClient(None, password=PASSWORD, tls_port=self.sourceTls,
+                                        ca_file=self.ca, cert_subject=self.subject)
         yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=20)
         yield client.waitForPrimary(lambda r: r.get("ok") and r.get("marked"), timeout=20)
         return client
@@ -246,9 +221,8 @@ class OperatorTLSMigrationTests(OperatorBase):
         channels = results[3]["channels"]
         self.assertEqual(sorted(c["channel-type"] for c in channels), [1, 2, 3, 4])
         self.assertEqual({c["tls"] for c in channels}, {True})
-        reply = yield client.check("channels")
-        self.assertEqual({c["peer"] for c in reply["channels"]},
-                         {"127.0.0.1:%d" % self.targetTls})
+        peers = yield self.peers(client)
+        self.assertEqual(set(peers.values()), {"127.0.0.1:%d" % self.targetTls})
 
     @defer.inlineCallbacks
     def test_wrongCertificateRefused(self):

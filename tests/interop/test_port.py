@@ -21,7 +21,7 @@ from twisted.trial import unittest
 from spicesrv.channels.port import PortChannel, portBackend
 from spicesrv.wire.constants import ChannelType
 from tests.interop import harness
-from tests.interop.test_foundation import PASSWORD, RunningServer
+from tests.interop.common import PASSWORD, RunningServer
 
 ECHO = "com.example.echo"
 SERIAL = "org.qemu.console.serial.0"

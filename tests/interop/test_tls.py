@@ -8,13 +8,11 @@ on NEED_SECURED, and migration to a TLS target with a cert subject.
 import os
 
 from twisted.internet import defer, endpoints, reactor
-from twisted.trial import unittest
 
 from spicesrv import tls
 from spicesrv.link import SECURITY_SSL
-from spicesrv.wire.constants import ChannelType
 from tests.interop import harness
-from tests.interop.test_foundation import PASSWORD, RunningServer, pixelsEqual
+from tests.interop.common import PASSWORD, InteropTestCase, RunningServer
 
 SUBJECT = "C=XX,L=City,O=spicesrv tests\\, inc.,OU=one,OU=two,CN=localhost"
 
@@ -51,15 +49,11 @@ def makeCerts(testcase, subject=SUBJECT, name="certs"):
     return directory, written
 
 
-class TLSTests(unittest.TestCase):
-    timeout = 120
-
+class TLSTests(InteropTestCase):
     def setUp(self):
-        harness.requireRealClient(self)
+        InteropTestCase.setUp(self)
         self.certs, self.written = makeCerts(self)
         self.ca = os.path.join(self.certs, "ca-cert.pem")
-        self.tmp = self.mktemp()
-        os.makedirs(self.tmp)
 
     @defer.inlineCallbacks
     def start(self, running, port, **kwargs):
@@ -68,13 +62,6 @@ class TLSTests(unittest.TestCase):
                                                ca_file=self.ca, **kwargs)
         self.addCleanup(client.stop)
         return client
-
-    @defer.inlineCallbacks
-    def shows(self, client, source):
-        path = os.path.join(self.tmp, "poll.raw")
-        yield client.waitForPrimary(
-            lambda r: r.get("ok") and pixelsEqual(harness.loadPrimary(r), source.framebuffer()),
-            timeout=20, dump=path)
 
     @defer.inlineCallbacks
     def test_everythingEncrypted(self):
@@ -90,7 +77,7 @@ class TLSTests(unittest.TestCase):
         self.assertEqual(subject, SUBJECT)
         client = yield self.start(running, None, cert_subject=subject)
         yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=20)
-        yield self.shows(client, running.source)
+        yield self.waitForSamePicture(client, running.source)
         (session,) = running.server.sessions.values()
         self.assertEqual({c.info.secure for c in session.channels.values()}, {True})
 
@@ -124,14 +111,13 @@ class TLSTests(unittest.TestCase):
         port = yield running.listen()
         client = yield self.start(running, port, cert_subject=SUBJECT)
         yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=20)
-        yield self.shows(client, running.source)
+        yield self.waitForSamePicture(client, running.source)
         (session,) = running.server.sessions.values()
         secure = {key: c.info.secure for key, c in session.channels.items()}
         self.assertEqual(secure, {(1, 0): True, (2, 0): False, (3, 0): False, (4, 0): False})
-        reply = yield client.check("channels")
-        peers = {c["type"]: c["peer"] for c in reply["channels"]}
-        self.assertEqual(peers[1], "127.0.0.1:%d" % running.tlsPort)
-        self.assertEqual(peers[2], "127.0.0.1:%d" % port)
+        peers = yield self.peers(client)
+        self.assertEqual(peers[(1, 0)], "127.0.0.1:%d" % running.tlsPort)
+        self.assertEqual(peers[(2, 0)], "127.0.0.1:%d" % port)
 
     @defer.inlineCallbacks
     def test_migrateToTlsTargetWithSubject(self):
@@ -147,9 +133,7 @@ class TLSTests(unittest.TestCase):
         target = TLSServer(self, self.certs, plain=False, password=PASSWORD)
         target.server.setChannelSecurity("default", SECURITY_SSL)
         yield target.listen()
-        client = yield harness.GtkClient.start(reactor, "127.0.0.1", sourcePort,
-                                               password=PASSWORD, ca_file=self.ca)
-        self.addCleanup(client.stop)
+        client = yield self.startClient(sourcePort, ca_file=self.ca)
         yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=20)
         (sessionId,) = source.server.sessions
         ok, reason = yield tls.check_target_identity(reactor, "127.0.0.1", target.tlsPort,
@@ -159,12 +143,12 @@ class TLSTests(unittest.TestCase):
                                                       SUBJECT)
         self.assertEqual(answers, {sessionId: "connected"})
         yield source.server.migrate_end(True)
-        yield self.waitFor(lambda: sessionId in target.server.sessions
+        yield self.waitUntil(lambda: sessionId in target.server.sessions
                            and len(target.server.sessions[sessionId].channels) == 4
                            and not target.server.sessions[sessionId].migratingIn)
         session = target.server.sessions[sessionId]
         self.assertEqual({c.info.secure for c in session.channels.values()}, {True})
-        yield self.shows(client, target.source)
+        yield self.waitForSamePicture(client, target.source)
 
     @defer.inlineCallbacks
     def test_migrateWrongSubjectFailsToConnect(self):
@@ -176,9 +160,7 @@ class TLSTests(unittest.TestCase):
         sourcePort = yield source.listen()
         target = TLSServer(self, self.certs, plain=False, password=PASSWORD)
         yield target.listen()
-        client = yield harness.GtkClient.start(reactor, "127.0.0.1", sourcePort,
-                                               password=PASSWORD, ca_file=self.ca)
-        self.addCleanup(client.stop)
+        client = yield self.startClient(sourcePort, ca_file=self.ca)
         yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=20)
         (sessionId,) = source.server.sessions
         ok, reason = yield tls.check_target_identity(reactor, "127.0.0.1", target.tlsPort,
@@ -190,16 +172,3 @@ class TLSTests(unittest.TestCase):
         self.assertEqual(answers, {sessionId: "connect-error"})
         yield source.server.migrate_end(False)
         self.assertEqual(list(source.server.sessions), [sessionId])
-
-    def waitFor(self, condition, timeout=20):
-        from twisted.internet import task
-        deadline = reactor.seconds() + timeout
-
-        @defer.inlineCallbacks
-        def poll():
-            while not condition():
-                if reactor.seconds() > deadline:
-                    self.fail("condition not met within %s seconds" % timeout)
-                yield task.deferLater(reactor, 0.02, lambda: None)
-
-        return poll()

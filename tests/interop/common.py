@@ -1,0 +1,148 @@
+"""
+What the interop tests share: an in-process server on loopback, a test case
+base that needs the real client, and the waits for what a user would see.
+"""
+
+import os
+
+import numpy
+from twisted.internet import defer, endpoints, reactor, task
+from twisted.trial import unittest
+
+from spicesrv.server import SpiceServer
+from spicesrv.sources.demo import DemoSource
+from tests.interop import harness
+
+PASSWORD = "s3cret"
+
+# PC/XT set-1 make codes.
+SCANCODES = {"h": 0x23, "i": 0x17, "space": 0x39}
+
+
+def pixelsEqual(client, source):
+    """
+    Whether the client's primary (B, G, R, X) shows the source's frame; the
+    unused X byte is not compared.
+    """
+    return (client.shape == source.shape
+            and numpy.array_equal(client[:, :, :3], source[:, :, :3]))
+
+
+class RunningServer:
+    """
+    A spicesrv server listening on a free loopback port in this process,
+    showing a demo screen whose clock is frozen (so pictures are exact).
+    """
+
+    def __init__(self, testcase, **kwargs):
+        self.clock = task.Clock()
+        self.clock.advance(3600)
+        self.source = DemoSource(clock=self.clock)
+        self.server = SpiceServer(clock=reactor, **kwargs)
+        self.server.startService()
+        for device in self.source.devices():
+            self.server.addInterface(device)
+        self.testcase = testcase
+
+    @defer.inlineCallbacks
+    def listen(self):
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        self.port = yield endpoint.listen(self.server.factory())
+        self.testcase.addCleanup(self.stop)
+        return self.port.getHost().port
+
+    def stop(self):
+        for session in list(self.server.sessions.values()):
+            session.end()
+        return self.port.stopListening()
+
+    def channel(self, channel_type, channel_id=0):
+        (session,) = self.server.sessions.values()
+        return session.channels[(channel_type, channel_id)]
+
+
+class InteropTestCase(unittest.TestCase):
+    """
+    A test with the real spice-gtk client: missing, it fails under CI.
+    """
+
+    timeout = 120
+
+    def setUp(self):
+        harness.requireRealClient(self)
+        self.tmp = os.path.abspath(self.mktemp())
+        os.makedirs(self.tmp)
+
+    @defer.inlineCallbacks
+    def startClient(self, port, password=PASSWORD, **kwargs):
+        client = yield harness.GtkClient.start(reactor, "127.0.0.1", port, password=password,
+                                               **kwargs)
+        self.addCleanup(client.stop)
+        return client
+
+    @defer.inlineCallbacks
+    def clientPixels(self, client, name="primary"):
+        path = os.path.join(self.tmp, name + ".raw")
+        reply = yield client.check("primary", dump=path)
+        return harness.loadPrimary(reply).copy()
+
+    @defer.inlineCallbacks
+    def waitForSamePicture(self, client, source, timeout=20):
+        """
+        Poll the client until its primary equals the source's frame.
+        """
+        path = os.path.join(self.tmp, "poll.raw")
+
+        def same(reply):
+            return reply.get("ok") and pixelsEqual(harness.loadPrimary(reply),
+                                                   source.framebuffer())
+
+        try:
+            yield client.waitForPrimary(same, timeout=timeout, dump=path)
+        except harness.HarnessTimeout:
+            shown = harness.loadPrimary(path) if os.path.exists(path) else None
+            differing = (None if shown is None or shown.shape != source.framebuffer().shape
+                         else int((shown[:, :, :3] != source.framebuffer()[:, :, :3])
+                                  .any(axis=2).sum()))
+            self.fail("the client never showed the source's picture (%s pixels differ)"
+                      % (differing,))
+
+    def waitForPixels(self, client, predicate, timeout=20):
+        """
+        Poll the client until C{predicate(pixels)} holds for its primary.
+        """
+        return client.waitForPrimary(
+            lambda r: r.get("ok") and predicate(harness.loadPrimary(r)),
+            timeout=timeout, dump=os.path.join(self.tmp, "poll.raw"))
+
+    @defer.inlineCallbacks
+    def drag(self, client, y, x0, x1):
+        """
+        A left-button drag along row C{y} in client mouse mode.
+        """
+        yield client.check("position", x=x0, y=y, display=0, buttons=0)
+        yield client.check("button_press", button=1, buttons=1)
+        for x in range(x0 + 20, x1, 40):
+            yield client.check("position", x=x, y=y, display=0, buttons=1)
+        yield client.check("button_release", button=1, buttons=0)
+
+    @defer.inlineCallbacks
+    def peers(self, client):
+        """
+        Where each of the client's channels is connected: (type, id) ->
+        "host:port".
+        """
+        reply = yield client.check("channels")
+        return {(c["type"], c["id"]): c["peer"] for c in reply["channels"]}
+
+    def waitUntil(self, condition, timeout=20, interval=0.02):
+        deadline = reactor.seconds() + timeout
+
+        @defer.inlineCallbacks
+        def poll():
+            while not condition():
+                if reactor.seconds() > deadline:
+                    self.fail("condition not met within %s seconds" % timeout)
+                yield task.deferLater(reactor, interval, lambda: None)
+
+        return poll()
