@@ -27,8 +27,12 @@ class MigrationTests(InteropTestCase):
         return client
 
     @defer.inlineCallbacks
-    def test_semiSeamless(self):
-        source, sourcePort, target, targetPort = yield self.twoServers()
+    def typeAndPreconnect(self, **kwargs):
+        """
+        Two servers, a client on the source that typed 'h', pre-connected to
+        the target.
+        """
+        source, sourcePort, target, targetPort = yield self.twoServers(**kwargs)
         client = yield self.connect(sourcePort)
         # Something typed on the source, carried to the target as the VM
         # state would be.
@@ -37,6 +41,11 @@ class MigrationTests(InteropTestCase):
         (sessionId,) = source.server.sessions
         answers = yield source.server.migrate_connect("127.0.0.1", targetPort, None, None)
         self.assertEqual(answers, {sessionId: "connected"})
+        return source, target, targetPort, client, sessionId
+
+    @defer.inlineCallbacks
+    def test_semiSeamless(self):
+        source, target, targetPort, client, sessionId = yield self.typeAndPreconnect()
         self.assertEqual(list(target.server.sessions), [sessionId])
         self.assertTrue(target.server.sessions[sessionId].migratingIn)
         target.source.set_migration_state(source.source.get_migration_state())
@@ -69,14 +78,8 @@ class MigrationTests(InteropTestCase):
         state: no INIT on the target, the display is refreshed in place, and
         the client types into the target afterwards.
         """
-        source, sourcePort, target, targetPort = yield self.twoServers(
+        source, target, targetPort, client, sessionId = yield self.typeAndPreconnect(
             seamless_migration=True)
-        client = yield self.connect(sourcePort)
-        yield client.check("key_press_and_release", scancode=SCANCODES["h"])
-        yield self.waitForSamePicture(client, source.source)
-        (sessionId,) = source.server.sessions
-        answers = yield source.server.migrate_connect("127.0.0.1", targetPort, None, None)
-        self.assertEqual(answers, {sessionId: "connected"})
         self.assertEqual(source.server.sourceMigration._seamless, {sessionId})
         target.source.set_migration_state(source.source.get_migration_state())
         since = len(client.events)

@@ -56,6 +56,18 @@ class OperatorBase(InteropTestCase):
         yield self.source.waitForPorts(self.sourcePort)
         yield self.source.waitForPath(self.sourceQmp)
 
+    def migrateSteps(self, uri=None):
+        """
+        QMP steps on the source: client_migrate_info to the target's plain
+        port, then migrate to its --incoming endpoint (or C{uri}).
+        """
+        return [
+            {"monitor": self.sourceQmp, "execute": "client_migrate_info",
+             "arguments": {"protocol": "spice", "hostname": "127.0.0.1",
+                           "port": self.targetPort}},
+            {"monitor": self.sourceQmp, "execute": "migrate",
+             "arguments": {"uri": uri or "tcp:127.0.0.1:%d" % self.incomingPort}}]
+
     @defer.inlineCallbacks
     def connectClient(self):
         client = yield self.startClient(self.sourcePort, password=PASSWORD)
@@ -85,11 +97,7 @@ class OperatorMigrationTests(OperatorBase):
         drawn = yield self.clientPixels(client, "drawn")
         results = yield qmpSteps(self, [
             {"monitor": self.sourceQmp, "execute": "query-spice"},
-            {"monitor": self.sourceQmp, "execute": "client_migrate_info",
-             "arguments": {"protocol": "spice", "hostname": "127.0.0.1",
-                           "port": self.targetPort}},
-            {"monitor": self.sourceQmp, "execute": "migrate",
-             "arguments": {"uri": "tcp:127.0.0.1:%d" % self.incomingPort}},
+            *self.migrateSteps(),
             {"monitor": self.sourceQmp, "event": "MIGRATION", "match": {"status": "completed"}},
             {"monitor": self.sourceQmp, "event": "SPICE_MIGRATE_COMPLETED"},
             {"monitor": self.sourceQmp, "execute": "query-migrate"},
@@ -128,11 +136,7 @@ class OperatorMigrationTests(OperatorBase):
         yield self.startPair(startTarget=False)
         client = yield self.connectClient()
         results = yield qmpSteps(self, [
-            {"monitor": self.sourceQmp, "execute": "client_migrate_info",
-             "arguments": {"protocol": "spice", "hostname": "127.0.0.1",
-                           "port": self.targetPort}},
-            {"monitor": self.sourceQmp, "execute": "migrate",
-             "arguments": {"uri": "tcp:127.0.0.1:%d" % self.incomingPort}},
+            *self.migrateSteps(),
             {"monitor": self.sourceQmp, "event": "MIGRATION", "match": {"status": "failed"}},
             {"monitor": self.sourceQmp, "execute": "query-migrate"},
             {"monitor": self.sourceQmp, "execute": "query-spice"},
@@ -153,9 +157,7 @@ class OperatorMigrationTests(OperatorBase):
         yield self.startPair()
         client = yield self.connectClient()
         results = yield qmpSteps(self, [
-            {"monitor": self.sourceQmp, "execute": "client_migrate_info",
-             "arguments": {"protocol": "spice", "hostname": "127.0.0.1",
-                           "port": self.targetPort}},
+            self.migrateSteps()[0],
             {"monitor": self.sourceQmp, "execute": "migrate",
              "arguments": {"uri": "unix:" + os.path.join(os.path.dirname(self.sourceQmp),
                                                            "nowhere")}},
