@@ -215,3 +215,53 @@ class MigrationOptionTests(unittest.TestCase):
     def test_tlsIncomingNeedsCertificates(self):
         e = self.assertRaises(SystemExit, parse, "--incoming", "tls:127.0.0.1:4444")
         self.assertIn("--incoming", str(e.code))
+
+
+class PluginProviderTests(unittest.TestCase):
+    def test_builtinPluginsVerified(self):
+        from zope.interface.verify import verifyObject
+        from spicesrv.interfaces import IChannelPlugin, IPluginOption, ISourcePlugin
+        config = tap.Options()
+        for plugin in config.sources.values():
+            verifyObject(ISourcePlugin, plugin)
+            for option in plugin.options:
+                verifyObject(IPluginOption, option)
+        for plugin in config.channels:
+            verifyObject(IChannelPlugin, plugin)
+            for option in plugin.options:
+                verifyObject(IPluginOption, option)
+
+
+class TLSOptionTests(unittest.TestCase):
+    def test_missingDirectoryIsOneLine(self):
+        e = self.assertRaises(SystemExit, parse, "--tls-port", "5901", "--x509-dir",
+                              "/nonexistent/certs")
+        self.assertIn("/nonexistent/certs", str(e.code))
+        self.assertNotIn("\n", str(e.code))
+
+    def test_tlsListener(self):
+        from spicesrv import tls
+        directory = self.mktemp()
+        tls.write_dev_certs(directory)
+        config = parse("--tls-port", "5901", "--x509-dir", directory, "--tls-channel", "main",
+                       "--plaintext-channel", "display")
+        self.assertEqual(config["port"], 0)
+        reactor = MemoryReactorClock()
+        top = tap.makeService(config, reactor)
+        top.privilegedStartService()
+        self.addCleanup(top.stopService)
+        self.assertEqual([(p[0], p[4]) for p in reactor.sslServers], [(5901, "127.0.0.1")])
+        self.assertEqual(reactor.tcpServers, [])
+        from spicesrv.link import SECURITY_NONE, SECURITY_SSL
+        from spicesrv.wire.constants import ChannelType
+        self.assertEqual(top.server.channelSecurity(ChannelType.MAIN), SECURITY_SSL)
+        self.assertEqual(top.server.channelSecurity(ChannelType.DISPLAY), SECURITY_NONE)
+        self.assertTrue(top.server.tlsAvailable)
+
+    def test_unknownTlsChannel(self):
+        from spicesrv import tls
+        directory = self.mktemp()
+        tls.write_dev_certs(directory)
+        e = self.assertRaises(SystemExit, parse, "--tls-port", "5901", "--x509-dir", directory,
+                              "--tls-channel", "bogus")
+        self.assertIn("bogus", str(e.code))

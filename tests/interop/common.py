@@ -135,6 +135,24 @@ class InteropTestCase(unittest.TestCase):
         reply = yield client.check("channels")
         return {(c["type"], c["id"]): c["peer"] for c in reply["channels"]}
 
+    @defer.inlineCallbacks
+    def waitForPeers(self, client, port, timeout=20):
+        """
+        Wait until every channel of the client is connected to C{port} on
+        loopback (after a migration spice-gtk swaps channels one by one, in
+        idle callbacks).
+        """
+        expected = {"127.0.0.1:%d" % port}
+        deadline = reactor.seconds() + timeout
+        while True:
+            peers = yield self.peers(client)
+            if set(peers.values()) == expected:
+                return peers
+            if reactor.seconds() > deadline:
+                self.fail("the client's channels are connected to %r, not %r"
+                          % (peers, expected))
+            yield task.deferLater(reactor, 0.05, lambda: None)
+
     def waitUntil(self, condition, timeout=20, interval=0.02):
         deadline = reactor.seconds() + timeout
 

@@ -13,9 +13,10 @@ from tests.interop.common import PASSWORD, SCANCODES, InteropTestCase, RunningSe
 class MigrationTests(InteropTestCase):
 
     @defer.inlineCallbacks
-    def twoServers(self, **kwargs):
+    def twoServers(self, targetKwargs=None, **kwargs):
         source = RunningServer(self, password=PASSWORD, **kwargs)
-        target = RunningServer(self, password=PASSWORD, **kwargs)
+        target = RunningServer(self, password=PASSWORD,
+                               **(kwargs if targetKwargs is None else targetKwargs))
         sourcePort = yield source.listen()
         targetPort = yield target.listen()
         return source, sourcePort, target, targetPort
@@ -60,8 +61,7 @@ class MigrationTests(InteropTestCase):
                            and set(target.server.sessions[sessionId].channels)
                            == {(1, 0), (2, 0), (3, 0), (4, 0)})
         self.assertFalse(target.server.sessions[sessionId].migratingIn)
-        peers = yield self.peers(client)
-        self.assertEqual(set(peers.values()), {"127.0.0.1:%d" % targetPort})
+        yield self.waitForPeers(client, targetPort)
         self.assertNotIn({"event": "disconnected"}, [
             {"event": e.get("event")} for e in client.events[since:]])
         self.assertEqual(target.source.text, "h")
@@ -89,11 +89,28 @@ class MigrationTests(InteropTestCase):
         self.assertEqual(set(target.server.sessions[sessionId].channels),
                          {(1, 0), (2, 0), (3, 0), (4, 0)})
         self.assertNotIn("primary-destroy", [e.get("event") for e in client.events[since:]])
-        peers = yield self.peers(client)
-        self.assertEqual(set(peers.values()), {"127.0.0.1:%d" % targetPort})
+        yield self.waitForPeers(client, targetPort)
         yield self.waitForSamePicture(client, target.source)
         yield client.check("key_press_and_release", scancode=SCANCODES["i"])
         yield self.waitUntil(lambda: target.source.text == "hi")
+        yield self.waitForSamePicture(client, target.source)
+
+    @defer.inlineCallbacks
+    def test_seamlessRefusedFallsBack(self):
+        """
+        A source offering seamless migration and a target without it: the
+        target NACKs DST_DO_SEAMLESS, and the client goes on semi-seamlessly
+        to the same end.
+        """
+        source, target, targetPort, client, sessionId = yield self.typeAndPreconnect(
+            seamless_migration=True, targetKwargs={})
+        self.assertEqual(source.server.sourceMigration._seamless, set())
+        target.source.set_migration_state(source.source.get_migration_state())
+        yield source.server.migrate_end(True)
+        yield self.waitUntil(lambda: sessionId in target.server.sessions
+                             and len(target.server.sessions[sessionId].channels) == 4
+                             and not target.server.sessions[sessionId].migratingIn)
+        yield self.waitForPeers(client, targetPort)
         yield self.waitForSamePicture(client, target.source)
 
     @defer.inlineCallbacks

@@ -116,8 +116,7 @@ class OperatorMigrationTests(OperatorBase):
                          [1, 2, 3, 4])
         self.assertEqual({c["connection-id"] for c in targetAfter["channels"]}, {sessionId})
         # The client is on the target, showing the drawing made on the source.
-        peers = yield self.peers(client)
-        self.assertEqual(set(peers.values()), {"127.0.0.1:%d" % self.targetPort})
+        yield self.waitForPeers(client, self.targetPort)
         self.assertNotIn("disconnected", [e.get("event") for e in client.events])
         yield self.waitForPixels(
             client, lambda pixels: numpy.array_equal(pixels[BELOW_TITLE], drawn[BELOW_TITLE]))
@@ -223,8 +222,7 @@ class OperatorTLSMigrationTests(OperatorBase):
         channels = results[3]["channels"]
         self.assertEqual(sorted(c["channel-type"] for c in channels), [1, 2, 3, 4])
         self.assertEqual({c["tls"] for c in channels}, {True})
-        peers = yield self.peers(client)
-        self.assertEqual(set(peers.values()), {"127.0.0.1:%d" % self.targetTls})
+        yield self.waitForPeers(client, self.targetTls)
 
     @defer.inlineCallbacks
     def test_wrongCertificateRefused(self):
