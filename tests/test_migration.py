@@ -462,3 +462,63 @@ class SeamlessTargetTests(unittest.TestCase):
         main = TestClientChannel(server, ChannelType.MAIN)
         main.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(serial=1))
         self.assertTrue(main.transport.disconnecting)
+
+
+class ChoreographyTests(unittest.TestCase):
+    """
+    Source, target and a scripted client together, in memory, on one clock:
+    the whole semi-seamless dance of protocol.md 5.9.
+    """
+
+    def setUp(self):
+        from twisted.internet.task import Clock
+        self.clock = Clock()
+        self.source = makeTestServer(clock=self.clock, password="pw")
+        self.target = makeTestServer(clock=self.clock, password="pw")
+        self.callbacks = Callbacks()
+        self.source.addInterface(self.callbacks)
+        self.sourceDisplay = FakeDisplaySource()
+        self.targetDisplay = FakeDisplaySource()
+        self.source.addInterface(self.sourceDisplay)
+        self.target.addInterface(self.targetDisplay)
+
+    def linkAll(self, server, session_id=0):
+        main = TestClientChannel(server, ChannelType.MAIN, connection_id=session_id,
+                                 password="pw", channel_caps=SEMI)
+        if not session_id:
+            session_id = main.next("INIT").session_id
+        others = {t: TestClientChannel(server, t, connection_id=session_id, password="pw")
+                  for t in (ChannelType.DISPLAY, ChannelType.INPUTS, ChannelType.CURSOR)}
+        return main, others, session_id
+
+    def test_semiSeamlessDance(self):
+        from spicesrv.testing import ClientSurface
+        import numpy
+        main, others, sid = self.linkAll(self.source)
+        self.sourceDisplay.fill((0, 0, 8, 8), (1, 2, 3, 0))
+        self.targetDisplay.fill((0, 0, 8, 8), (9, 8, 7, 0))
+        connected = self.source.migrate_connect("target.example", 5930, None, None)
+        begin = main.next("MIGRATE_BEGIN")
+        self.assertEqual(begin.host_data, b"target.example\0")
+        # The client pre-connects every channel to the target with its id.
+        tmain, tothers, _ = self.linkAll(self.target, sid)
+        self.assertTrue(all(c.result == LinkErr.OK for c in [tmain, *tothers.values()]))
+        self.assertEqual(tmain.names(), [])
+        main.send(MAIN_CLIENT["MIGRATE_CONNECTED"])
+        self.assertEqual(self.successResultOf(connected), {sid: "connected"})
+        ended = self.source.migrate_end(True)
+        self.assertIn("MIGRATE_END", main.names())
+        # The client drops the source and tells the target it has switched.
+        for client in [main, *others.values()]:
+            client.protocol.connectionLost(None)
+        self.successResultOf(ended)
+        self.assertEqual(self.callbacks.calls, ["connect_complete", "end_complete"])
+        tmain.send(MAIN_CLIENT["MIGRATE_END"])
+        self.assertEqual(tmain.next("INIT").session_id, sid)
+        display = tothers[ChannelType.DISPLAY]
+        display.send(DISPLAY_CLIENT["INIT"], pixmap_cache_id=1, pixmap_cache_size=1,
+                     glz_dictionary_id=1, glz_dictionary_window_size=1)
+        surface = ClientSurface().applyAll(display.take())
+        numpy.testing.assert_array_equal(surface.pixels, self.targetDisplay.frame)
+        self.assertEqual(self.source.sessions, {})
+        self.assertEqual(list(self.target.sessions), [sid])
