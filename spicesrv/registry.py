@@ -33,6 +33,13 @@ class ChannelRegistry:
         self._observers = []
 
     def register(self, channel_type, channel_id, factory, **kwargs):
+        """
+        Offer channel C{(channel_type, channel_id)}, served by
+        C{factory(server, session, info, **kwargs)}; connected clients are
+        told about it.
+
+        @raise ValueError: the channel is already registered.
+        """
         key = (int(channel_type), channel_id)
         if key in self._entries:
             raise ValueError("channel %d:%d is already registered" % key)
@@ -43,17 +50,32 @@ class ChannelRegistry:
         return entry
 
     def unregister(self, channel_type, channel_id):
+        """
+        Stop offering a channel; links already made are not affected.
+        """
         del self._entries[(int(channel_type), channel_id)]
 
     def lookup(self, channel_type, channel_id):
+        """
+        The L{ChannelEntry} of a channel, or L{None}.
+        """
         return self._entries.get((channel_type, channel_id))
 
     def nextId(self, channel_type):
+        """
+        The lowest unused id above every registered one of C{channel_type}.
+        """
         ids = [cid for (ctype, cid) in self._entries if ctype == channel_type]
         return max(ids) + 1 if ids else 0
 
     def entries(self):
+        """
+        Every registered channel, by type and id.
+        """
         return sorted(self._entries.values(), key=lambda e: (e.channel_type, e.channel_id))
 
     def observe(self, callback):
+        """
+        Call C{callback(entry)} for each channel registered from now on.
+        """
         self._observers.append(callback)

@@ -125,6 +125,10 @@ class SpiceServer:
         self.registry.register(ChannelType.INPUTS, 0, InputsChannel)
 
     def startService(self):
+        """
+        Start generating link keys ahead of need; call it once the reactor
+        may run threads (``twistd spice`` does it with its service).
+        """
         self.keys.start()
 
     def factory(self):
@@ -189,10 +193,18 @@ class SpiceServer:
     # -- channels and sessions ---------------------------------------------------
 
     def channelClass(self, channel_type, channel_id):
+        """
+        The channel protocol class serving C{(channel_type, channel_id)}, or
+        L{None} if the server does not offer that channel.
+        """
         entry = self.registry.lookup(channel_type, channel_id)
         return entry.factory if entry is not None else None
 
     def channelSecurity(self, channel_type):
+        """
+        Which ports a channel type may link on: SECURITY_NONE, SECURITY_SSL
+        or both.
+        """
         return self._security.get(channel_type, self._defaultSecurity)
 
     def setChannelSecurity(self, name, flags):
@@ -281,11 +293,17 @@ class SpiceServer:
         return session
 
     def sessionEnded(self, session):
+        """
+        A client's session is over (its main channel closed).
+        """
         if self.sessions.get(session.id) is session:
             del self.sessions[session.id]
         self.sourceMigration.sessionGone(session)
 
     def channelClosed(self, channel):
+        """
+        A channel connection closed.
+        """
         self.emit("SPICE_DISCONNECTED", self._eventData(channel.info, initialized=False))
 
     # -- events, as QEMU's QMP reports them ------------------------------------
@@ -323,6 +341,9 @@ class SpiceServer:
                 session.main.channelAdded(entry)
 
     def broadcast(self, method, *args):
+        """
+        Call C{method(*args)} on every channel of every session that has it.
+        """
         for session in list(self.sessions.values()):
             session.broadcast(method, *args)
 

@@ -203,8 +203,9 @@ class BaseOptions(usage.Options):
         files = ["x509-dir", "x509-cert-file", "x509-key-file", "x509-cacert-file",
                  "x509-key-password", "x509-dh-key-file", "tls-ciphers"]
         if self["tls-port"] is None:
-            if self["tls-channel"]:
-                raise ConfigError("--tls-channel %s needs --tls-port" % self["tls-channel"][0])
+            for option in ("tls-channel", "plaintext-channel"):
+                if self[option]:
+                    raise ConfigError("--%s %s needs --tls-port" % (option, self[option][0]))
             given = [f for f in files if self[f] is not None]
             if given:
                 raise ConfigError("--%s needs --tls-port" % given[0])

@@ -24,9 +24,11 @@ from spicesrv.wire.constants import (
     CommonCap, KeyModifier, LinkErr)
 from spicesrv.wire.messages import (
     CURSOR_SERVER, DISPLAY_SERVER, INPUTS_SERVER, MAIN_SERVER, LinkHeader, LinkMess, LinkReply,
-    COMMON_SERVER)
+    COMMON_SERVER, DISPLAY_CLIENT)
 from spicesrv.wire.port import PORT_SERVER
 
+#: The server message table of each built-in channel type, which
+#: L{TestClientChannel} reads the server's messages with.
 SERVER_TABLES = {
     ChannelType.MAIN: MAIN_SERVER,
     ChannelType.DISPLAY: DISPLAY_SERVER,
@@ -35,6 +37,8 @@ SERVER_TABLES = {
     ChannelType.PORT: PORT_SERVER,
 }
 
+#: The common capabilities a test client announces: auth selection, SPICE
+#: auth and the mini header, as spice-gtk does.
 CLIENT_COMMON_CAPS = {CommonCap.PROTOCOL_AUTH_SELECTION, CommonCap.AUTH_SPICE,
                       CommonCap.MINI_HEADER}
 
@@ -101,6 +105,15 @@ def ticketBytes(reply, password=""):
 class ServerMessages:
     """
     Reads the server's messages of one channel from bytes as they arrive.
+
+    @param table: the L{spicesrv.wire.schema.MessageTable} of the channel's
+        server messages.
+    @param mini: whether the channel uses the mini header (the client and
+        server both announced C{MINI_HEADER}).
+
+    @ivar messages: C{(name, record)} pairs in arrival order, C{record}
+        being the parsed message (a named tuple); a message number the
+        table does not know gives C{(number, body bytes)}.
     """
 
     def __init__(self, table, mini=True):
@@ -110,6 +123,10 @@ class ServerMessages:
         self.messages = []
 
     def feed(self, data):
+        """
+        Add bytes from the server; every complete message is parsed and
+        appended to C{messages}.
+        """
         self.buffer += data
         header = 6 if self.mini else 18
         while len(self.buffer) >= header:
@@ -169,6 +186,10 @@ class TestClientChannel:
 
     @property
     def channel(self):
+        """
+        The server's channel protocol of this link (a
+        L{spicesrv.channel.ChannelProtocol}), once linked.
+        """
         return self.protocol.channel
 
     def poll(self):
@@ -212,6 +233,10 @@ class TestClientChannel:
         self.sendRaw(message.number, message.pack(**fields))
 
     def sendRaw(self, msgType, body):
+        """
+        Send a client message of type number C{msgType} with the bytes
+        C{body}, for messages no table declares.
+        """
         self._serial += 1
         if self.mini:
             header = struct.pack("<HI", msgType, len(body))
@@ -251,6 +276,18 @@ def connectChannel(server, channel_type, channel_id=0, password="", main=None, *
     return client
 
 
+def initDisplayChannel(client, cacheSize=20 * 1024 * 1024):
+    """
+    Send a display channel's INIT, as a client does right after linking it:
+    the server waits for it before creating the surface and sending the
+    first picture.
+
+    @param client: the L{TestClientChannel} of a display channel.
+    """
+    client.send(DISPLAY_CLIENT["INIT"], pixmap_cache_id=1, pixmap_cache_size=cacheSize,
+                glz_dictionary_id=1, glz_dictionary_window_size=1 << 22)
+
+
 def _checkLinked(client, channel_type, channel_id):
     if client.reply.error != LinkErr.OK or client.result != LinkErr.OK:
         raise AssertionError("the server refused to link channel %d:%d (link reply %d, "
@@ -260,7 +297,10 @@ def _checkLinked(client, channel_type, channel_id):
 
 def makeTestServer(clock=None, **kwargs):
     """
-    A L{SpiceServer} on a L{Clock} with the shared test key.
+    A L{SpiceServer} on a L{Clock} with the shared test key.  Other keyword
+    arguments go to L{SpiceServer}; give C{password} or
+    C{disable_ticketing=True}, as a server with neither refuses every
+    client.
     """
     from spicesrv.server import SpiceServer
     if clock is None:
@@ -282,6 +322,10 @@ def _base(iface, description):
 class FakeDisplaySource:
     """
     A display source whose framebuffer a test paints directly.
+
+    @ivar frame: the framebuffer, a C{(height, width, 4)} uint8 array.
+    @ivar observers: the registered L{spicesrv.interfaces.IDisplayObserver}s.
+    @ivar position: the cursor position.
     """
 
     def __init__(self, width=64, height=48, cursor=None):
@@ -320,17 +364,28 @@ class FakeDisplaySource:
             observer.damaged([rect])
 
     def resize(self, width, height):
+        """
+        Change the framebuffer's size (it becomes black) and tell the
+        observers.
+        """
         self.width, self.height = width, height
         self.frame = numpy.zeros((height, width, 4), dtype=numpy.uint8)
         for observer in list(self.observers):
             observer.surface_changed(width, height)
 
     def setCursor(self, cursor):
+        """
+        Show another L{spicesrv.display.cursor.Cursor} (or L{None} for none)
+        and tell the observers.
+        """
         self._cursor = cursor
         for observer in list(self.observers):
             observer.cursor_changed(cursor)
 
     def moveCursor(self, x, y):
+        """
+        Move the cursor to (C{x}, C{y}) and tell the observers.
+        """
         self.position = (x, y)
         for observer in list(self.observers):
             observer.cursor_moved(x, y)
@@ -341,6 +396,9 @@ class RecordingKeyboard:
     """
     A keyboard that records the scancode bytes it receives and toggles its
     lock LEDs like a PC keyboard.
+
+    @ivar scancodes: every byte received, in order.
+    @ivar leds: the lock LEDs, as SPICE modifier flags.
     """
 
     LOCKS = {0x46: KeyModifier.SCROLL_LOCK, 0x45: KeyModifier.NUM_LOCK,
@@ -370,6 +428,8 @@ class RecordingMouse:
     """
     A mouse that records C{("motion", dx, dy, dz, buttons)} and
     C{("buttons", buttons)} events.
+
+    @ivar events: the events, in order.
     """
 
     def __init__(self):
@@ -436,6 +496,13 @@ def decodeImage(data):
 class ClientSurface:
     """
     What a client's primary surface shows, built from display messages.
+
+    @ivar pixels: the surface, a C{(height, width, 4)} uint8 array (B, G,
+        R, X), or L{None} before SURFACE_CREATE.
+    @ivar marked: whether the server sent MARK (the surface is ready to
+        show).
+    @ivar imageTypes: the SPICE image type of every DRAW_COPY (0 raw
+        bitmap, 109 LZ4).
     """
 
     def __init__(self):
@@ -444,6 +511,10 @@ class ClientSurface:
         self.imageTypes = []
 
     def apply(self, name, record):
+        """
+        Apply one display message, as named and parsed by
+        L{TestClientChannel}.
+        """
         if name == "SURFACE_CREATE":
             self.pixels = numpy.zeros((record.height, record.width, 4), numpy.uint8)
         elif name == "SURFACE_DESTROY":
@@ -459,6 +530,10 @@ class ClientSurface:
                 image[area.top:area.bottom, area.left:area.right]
 
     def applyAll(self, messages):
+        """
+        Apply C{(name, record)} pairs in order (what
+        L{TestClientChannel.take} returns); returns this surface.
+        """
         for name, record in messages:
             self.apply(name, record)
         return self

@@ -177,7 +177,9 @@ class SpiceServerBackend:
     def migrate(self, uri):
         if self.migrator is None:
             raise ValueError(NO_MIGRATION)
-        return self.migrator.migrate(uri)
+        # As QEMU: answer once the migration has started; its progress is
+        # query-migrate's and the MIGRATION events'.
+        self.migrator.migrate(uri)
 
     def migrate_cancel(self):
         if self.migrator is not None:
