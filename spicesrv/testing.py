@@ -17,6 +17,7 @@ from twisted.internet.testing import StringTransport
 
 from spicesrv import keys
 from spicesrv.display.cursor import Cursor
+from spicesrv.sources.base import FramebufferSource
 from spicesrv.interfaces import IDisplaySource, IKeyboard, IMouse, ITablet
 from spicesrv.wire import caps as capwords
 from spicesrv.wire.constants import (
@@ -319,7 +320,7 @@ def _base(iface, description):
 
 
 @implementer(IDisplaySource)
-class FakeDisplaySource:
+class FakeDisplaySource(FramebufferSource):
     """
     A display source whose framebuffer a test paints directly.
 
@@ -328,30 +329,24 @@ class FakeDisplaySource:
     @ivar position: the cursor position.
     """
 
+    description = "fake display"
+
     def __init__(self, width=64, height=48, cursor=None):
-        self.__dict__.update(_base(IDisplaySource, "fake display"))
-        self.width = width
-        self.height = height
-        self.frame = numpy.zeros((height, width, 4), dtype=numpy.uint8)
-        self.observers = []
-        self._cursor = cursor if cursor is not None else Cursor(
-            2, 2, 0, 0, b"\xff\xff\xff\xff" * 4)
+        FramebufferSource.__init__(self, width, height, cursor=cursor if cursor is not None
+                                   else Cursor(2, 2, 0, 0, b"\xff\xff\xff\xff" * 4))
         self.position = (0, 0)
 
-    def framebuffer(self):
-        return self.frame
+    @property
+    def observers(self):
+        return self._observers
 
-    def cursor(self):
-        return self._cursor
+    @property
+    def position(self):
+        return self._position
 
-    def cursor_position(self):
-        return self.position
-
-    def addObserver(self, observer):
-        self.observers.append(observer)
-
-    def removeObserver(self, observer):
-        self.observers.remove(observer)
+    @position.setter
+    def position(self, value):
+        self._position = value
 
     def fill(self, rect, bgrx):
         """
@@ -360,35 +355,14 @@ class FakeDisplaySource:
         """
         left, top, right, bottom = rect
         self.frame[top:bottom, left:right] = bgrx
-        for observer in list(self.observers):
-            observer.damaged([rect])
+        self.damage([rect])
 
     def resize(self, width, height):
         """
         Change the framebuffer's size (it becomes black) and tell the
         observers.
         """
-        self.width, self.height = width, height
-        self.frame = numpy.zeros((height, width, 4), dtype=numpy.uint8)
-        for observer in list(self.observers):
-            observer.surface_changed(width, height)
-
-    def setCursor(self, cursor):
-        """
-        Show another L{spicesrv.display.cursor.Cursor} (or L{None} for none)
-        and tell the observers.
-        """
-        self._cursor = cursor
-        for observer in list(self.observers):
-            observer.cursor_changed(cursor)
-
-    def moveCursor(self, x, y):
-        """
-        Move the cursor to (C{x}, C{y}) and tell the observers.
-        """
-        self.position = (x, y)
-        for observer in list(self.observers):
-            observer.cursor_moved(x, y)
+        self.setFrame(numpy.zeros((height, width, 4), dtype=numpy.uint8))
 
 
 @implementer(IKeyboard)

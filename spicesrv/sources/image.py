@@ -8,8 +8,8 @@ import numpy as np
 from PIL import Image
 from zope.interface import implementer
 
-from spicesrv.display.arrow import arrow_cursor
-from spicesrv.interfaces import IDisplaySource, IMigratableState
+from spicesrv.interfaces import IMigratableState
+from spicesrv.sources.base import FramebufferSource
 
 
 def _load(source, name):
@@ -38,51 +38,24 @@ def _bgrx(picture):
     return frame
 
 
-@implementer(IDisplaySource, IMigratableState)
-class ImageSource:
+@implementer(IMigratableState)
+class ImageSource(FramebufferSource):
     """
     Shows the picture in the file at C{path}, which any format Pillow
     opens may hold.  A missing or unreadable file raises L{ValueError}.
     """
 
-    type = IDisplaySource.getTaggedValue("type")
-    major_version = IDisplaySource.getTaggedValue("major_version")
-    minor_version = IDisplaySource.getTaggedValue("minor_version")
     migration_key = "display.image"
 
     def __init__(self, path):
+        picture = _load(path, path)
+        FramebufferSource.__init__(self, *picture.size)
         self.description = "picture %s" % (path,)
-        self._observers = []
-        self._cursor = arrow_cursor()
-        self._show(_load(path, path))
-
-    def devices(self):
-        """
-        Return everything to register with the server: this source.
-        """
-        return [self]
+        self._show(picture)
 
     def _show(self, picture):
         self._picture = picture
-        self._frame = _bgrx(picture)
-        self.width, self.height = picture.size
-
-    # IDisplaySource
-
-    def framebuffer(self):
-        return self._frame
-
-    def cursor(self):
-        return self._cursor
-
-    def cursor_position(self):
-        return (self.width // 2, self.height // 2)
-
-    def addObserver(self, observer):
-        self._observers.append(observer)
-
-    def removeObserver(self, observer):
-        self._observers.remove(observer)
+        self.setFrame(_bgrx(picture))
 
     # IMigratableState
 
@@ -92,10 +65,4 @@ class ImageSource:
         return png.getvalue()
 
     def set_migration_state(self, data):
-        old_size = (self.width, self.height)
         self._show(_load(io.BytesIO(data), "the migrated picture"))
-        for observer in list(self._observers):
-            if (self.width, self.height) != old_size:
-                observer.surface_changed(self.width, self.height)
-            else:
-                observer.damaged([(0, 0, self.width, self.height)])

@@ -23,9 +23,9 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from spicesrv.channel import ChannelProtocol
-from spicesrv.display.arrow import arrow_cursor
-from spicesrv.interfaces import IChannelPlugin, IDisplaySource, ISourcePlugin
+from spicesrv.interfaces import IChannelPlugin, ISourcePlugin
 from spicesrv.plugin import Option
+from spicesrv.sources.base import FramebufferSource
 from spicesrv.wire.messages import COMMON_CLIENT, COMMON_SERVER
 from spicesrv.wire.schema import U32, Bytes, Message, Rest
 
@@ -109,37 +109,24 @@ WIDTH, HEIGHT = 320, 240
 FRAME_INTERVAL = 0.1
 
 
-@implementer(IDisplaySource)
-class GradientSource:
+class GradientSource(FramebufferSource):
     """
     A colour gradient that moves C{speed} pixels to the left every
-    L{FRAME_INTERVAL} seconds while started.
+    L{FRAME_INTERVAL} seconds while started.  L{FramebufferSource} keeps the
+    observers and the cursor; this class only draws.
 
     @param clock: the C{IReactorTime} whose timers move the gradient.
     """
 
-    type = IDisplaySource.getTaggedValue("type")
-    major_version = IDisplaySource.getTaggedValue("major_version")
-    minor_version = IDisplaySource.getTaggedValue("minor_version")
     description = "moving gradient"
 
     def __init__(self, clock, speed=4, width=WIDTH, height=HEIGHT):
-        self.width = width
-        self.height = height
+        FramebufferSource.__init__(self, width, height)
         self.speed = speed
         self.offset = 0
-        self._observers = []
-        self._cursor = arrow_cursor()
         self._ticker = LoopingCall(self.tick)
         self._ticker.clock = clock
-        self._frame = self._draw()
-
-    def devices(self):
-        """
-        Everything to register with the server: this source (it has no
-        keyboard or mouse).
-        """
-        return [self]
+        self.frame = self._draw()
 
     def start(self):
         if not self._ticker.running:
@@ -154,9 +141,8 @@ class GradientSource:
         Move the gradient and tell the observers the whole frame changed.
         """
         self.offset = (self.offset + self.speed) % self.width
-        self._frame = self._draw()
-        for observer in list(self._observers):
-            observer.damaged([(0, 0, self.width, self.height)])
+        self.frame = self._draw()
+        self.damage([(0, 0, self.width, self.height)])
 
     def _draw(self):
         x = (numpy.arange(self.width) + self.offset) % self.width
@@ -167,23 +153,6 @@ class GradientSource:
         frame[..., 0] = 255 - frame[..., 2]                                     # blue
         frame[..., 3] = 255
         return frame
-
-    # IDisplaySource
-
-    def framebuffer(self):
-        return self._frame
-
-    def cursor(self):
-        return self._cursor
-
-    def cursor_position(self):
-        return (self.width // 2, self.height // 2)
-
-    def addObserver(self, observer):
-        self._observers.append(observer)
-
-    def removeObserver(self, observer):
-        self._observers.remove(observer)
 
 
 @implementer(IPlugin, ISourcePlugin)
