@@ -265,3 +265,28 @@ class TLSOptionTests(unittest.TestCase):
         e = self.assertRaises(SystemExit, parse, "--tls-port", "5901", "--x509-dir", directory,
                               "--tls-channel", "bogus")
         self.assertIn("bogus", str(e.code))
+
+
+class InstalledCommandTests(unittest.TestCase):
+    """
+    The README's command: the twistd installed beside this Python finds the
+    spice plugin with no PYTHONPATH and from any directory.
+    """
+
+    def test_twistdFindsPlugin(self):
+        import os
+        import subprocess
+        import sys
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        installed = subprocess.run([sys.executable, "-c", "import spicesrv"], cwd="/",
+                                   env=env, capture_output=True).returncode == 0
+        if not installed:
+            message = "spicesrv is not installed in %s (./dev installs it)" % sys.executable
+            if os.environ.get("CI") == "true":
+                self.fail(message)
+            raise unittest.SkipTest(message)
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        result = subprocess.run([twistd, "spice", "--help"], cwd="/", env=env,
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn("--tls-port", result.stdout)
