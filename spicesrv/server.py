@@ -210,12 +210,15 @@ class SpiceServer:
     def setChannelSecurity(self, name, flags):
         """
         Set which ports a channel type may link on, as
-        C{spice_server_set_channel_security}: C{name} is a channel name or
-        L{None} for the default; C{flags} combines SECURITY_NONE and
-        SECURITY_SSL.
+        C{spice_server_set_channel_security}: C{name} is a channel name (or
+        a channel type number, for channels plugins add), or L{None} for the
+        default; C{flags} combines SECURITY_NONE and SECURITY_SSL.
         """
         if name is None or name == "default":
             self._defaultSecurity = flags
+            return
+        if isinstance(name, int):
+            self._security[name] = flags
             return
         try:
             self._security[CHANNEL_NAMES[name]] = flags

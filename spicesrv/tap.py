@@ -224,12 +224,23 @@ class BaseOptions(usage.Options):
                 ciphers=self["tls-ciphers"])
         except tls.TLSConfigError as e:
             raise ConfigError(str(e))
-        from spicesrv.server import CHANNEL_NAMES
+        names = self.channelNames()
         for option in ("tls-channel", "plaintext-channel"):
             for name in self[option]:
-                if name != "default" and name not in CHANNEL_NAMES:
+                if name != "default" and name not in names:
                     raise ConfigError("--%s %s: unknown channel; use one of %s or default"
-                                      % (option, name, ", ".join(CHANNEL_NAMES)))
+                                      % (option, name, ", ".join(names)))
+
+    def channelNames(self):
+        """
+        Channel names for --tls-channel and --plaintext-channel: SPICE's own
+        and the channel plugins' names.
+        """
+        from spicesrv.server import CHANNEL_NAMES
+        names = dict(CHANNEL_NAMES)
+        for plugin in self.channels:
+            names.setdefault(plugin.name, plugin.channel_type)
+        return names
 
     def _checkMigration(self):
         from spicesrv.control.qmp import monitorEndpoint
@@ -373,10 +384,11 @@ def makeServer(config, reactor):
         server.ticket.expire_in(config["password-lifetime"])
     if config["tls"] is not None:
         server.tlsAvailable = True
-        for name in config["tls-channel"]:
-            server.setChannelSecurity(name, SECURITY_SSL)
-        for name in config["plaintext-channel"]:
-            server.setChannelSecurity(name, SECURITY_NONE)
+        names = config.channelNames()
+        for option, flags in (("tls-channel", SECURITY_SSL), ("plaintext-channel", SECURITY_NONE)):
+            for name in config[option]:
+                server.setChannelSecurity("default" if name == "default" else int(names[name]),
+                                          flags)
     name, _, args = config["source"].partition(":")
     plugin = config.sources[name]
     try:

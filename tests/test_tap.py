@@ -258,6 +258,15 @@ class TLSOptionTests(unittest.TestCase):
         self.assertEqual(top.server.channelSecurity(ChannelType.DISPLAY), SECURITY_NONE)
         self.assertTrue(top.server.tlsAvailable)
 
+    def test_pluginChannelName(self):
+        from spicesrv import tls
+        from spicesrv.link import SECURITY_SSL
+        directory = self.mktemp()
+        tls.write_dev_certs(directory)
+        config = parse("--tls-port", "5901", "--x509-dir", directory, "--tls-channel", "port")
+        top = tap.makeService(config, MemoryReactorClock())
+        self.assertEqual(top.server.channelSecurity(10), SECURITY_SSL)
+
     def test_unknownTlsChannel(self):
         from spicesrv import tls
         directory = self.mktemp()
