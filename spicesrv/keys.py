@@ -64,14 +64,15 @@ class KeyPool:
     """
     A few RSA keys generated ahead of need.
 
-    @param size: how many keys to keep ready.
+    @param size: how many keys to keep ready: two clients' worth (four
+        channels each) by default.
     @param generate: makes one key; called in a worker thread unless
         C{inThread} is false (tests pass a fast, deterministic generator).
     """
 
     log = Logger()
 
-    def __init__(self, size=4, generate=generate_key, inThread=True):
+    def __init__(self, size=8, generate=generate_key, inThread=True):
         self._size = size
         self._generate = generate
         self._inThread = inThread
