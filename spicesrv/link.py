@@ -120,6 +120,13 @@ class LinkProtocol(Protocol, TimeoutMixin):
     # -- transport events ----------------------------------------------------
 
     def connectionMade(self):
+        # As libspice-server: no Nagle delay.  A large update's last small
+        # segment would otherwise wait for the client's delayed ACK (about
+        # 40 ms on Linux).
+        try:
+            self.transport.setTcpNoDelay(True)
+        except (AttributeError, NotImplementedError, OSError):
+            pass  # not TCP (a UNIX socket, a test transport)
         peer = self.transport.getPeer()
         self.peer = "%s:%s" % (getattr(peer, "host", peer), getattr(peer, "port", ""))
         self.secure = ISSLTransport.providedBy(self.transport)

@@ -107,6 +107,9 @@ class SourceMigration:
         self._leaving = set()
         self._endTimer = None
         self._ended = None
+        # Clients that had to be disconnected because they did not leave
+        # after the migration (for operators and tests).
+        self.forcedDisconnects = 0
 
     # -- migrate_connect -----------------------------------------------------
 
@@ -315,6 +318,7 @@ class SourceMigration:
         leaving, self._leaving = self._leaving, set()
         self.log.warn("{n} client(s) did not leave within {t} s after the migration; "
                       "disconnecting them", n=len(leaving), t=MIGRATE_TIMEOUT)
+        self.forcedDisconnects += len(leaving)
         for session in leaving:
             session.end()
         self._finishEnd()

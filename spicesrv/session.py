@@ -109,6 +109,11 @@ class ClientSession:
             self._arrivalTimer = None
             self.log.info("session {session}: client switched here seamlessly",
                           session=self.id)
+            # The first message on the new main, as libspice's target sends
+            # after the migration data: until something arrives there,
+            # spice-gtk keeps its old main connection to the source open.
+            if self.main is not None:
+                self.main.sendMultiMediaTime()
             self.server.sessionArrived(self)
 
     def _arrivalTimedOut(self):

@@ -182,6 +182,7 @@ class SourceTests(unittest.TestCase):
         self.clock.advance(MIGRATE_TIMEOUT)
         self.successResultOf(ended)
         self.assertTrue(a.transport.disconnecting)
+        self.assertEqual(self.server.sourceMigration.forcedDisconnects, 1)
         self.assertEqual(self.server.sessions, {})
 
     def test_noClients(self):
@@ -394,7 +395,12 @@ class SeamlessSourceTests(unittest.TestCase):
         self.assertEqual(self.displayClient.names(), [])
 
 
-class SeamlessTargetTests(unittest.TestCase):
+class SeamlessTargetSetup:
+    """
+    A seamless-capable target with a client migrating in (main and display
+    linked).
+    """
+
     SESSION = 0x4321
 
     def setUp(self):
@@ -410,6 +416,8 @@ class SeamlessTargetTests(unittest.TestCase):
         from spicesrv.channel import packMigrationData
         return packMigrationData(fields)
 
+
+class SeamlessTargetTests(SeamlessTargetSetup, unittest.TestCase):
     def test_ackStartsChannels(self):
         self.assertIsNone(self.displayClient.channel)
         self.main.send(MAIN_CLIENT["MIGRATE_DST_DO_SEAMLESS"], src_version=1)
@@ -427,7 +435,7 @@ class SeamlessTargetTests(unittest.TestCase):
         self.assertEqual(self.displayClient.names(), ["SET_ACK", "DRAW_COPY"])
         inputs.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(serial=0, motions=2))
         self.assertFalse(session.migratingIn)
-        self.assertEqual(self.main.names(), [])  # no INIT on this path
+        self.assertEqual(self.main.names(), ["MULTI_MEDIA_TIME"])  # no INIT on this path
         self.assertEqual(self.main.channel.agentTokens, 5)
         self.server.clock.advance(self.server.migrationArrivalTimeout)
         self.assertFalse(self.main.transport.disconnecting)
@@ -522,3 +530,42 @@ class ChoreographyTests(unittest.TestCase):
         numpy.testing.assert_array_equal(surface.pixels, self.targetDisplay.frame)
         self.assertEqual(self.source.sessions, {})
         self.assertEqual(list(self.target.sessions), [sid])
+
+
+class SeamlessArrivalTests(SeamlessTargetSetup, unittest.TestCase):
+    def test_firstMainMessageAfterArrival(self):
+        """
+        Once every channel has its data, the target speaks first on main
+        (MULTI_MEDIA_TIME), or spice-gtk would keep its source connection.
+        """
+        self.main.send(MAIN_CLIENT["MIGRATE_DST_DO_SEAMLESS"], src_version=1)
+        self.main.take()
+        self.main.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(serial=0))
+        self.assertEqual(self.main.names(), [])
+        self.displayClient.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(
+            serial=0, initialized=True, width=64, height=48, encoding="raw"))
+        self.assertEqual(self.main.names(), ["MULTI_MEDIA_TIME"])
+
+    def test_noCursorInit(self):
+        self.main.send(MAIN_CLIENT["MIGRATE_DST_DO_SEAMLESS"], src_version=1)
+        cursor = TestClientChannel(self.server, ChannelType.CURSOR, connection_id=self.SESSION)
+        self.assertEqual(cursor.names(), ["SET_ACK"])
+        self.display.setCursor(None)
+        self.assertEqual(cursor.names(), ["HIDE"])
+
+
+class NoDelayTests(unittest.TestCase):
+    def test_linksSetTcpNoDelay(self):
+        from twisted.internet.testing import StringTransport
+
+        class TCPTransport(StringTransport):
+            nodelay = False
+
+            def setTcpNoDelay(self, enabled):
+                self.nodelay = enabled
+
+        server = makeTestServer(disable_ticketing=True)
+        protocol = server.factory().buildProtocol(None)
+        transport = TCPTransport()
+        protocol.makeConnection(transport)
+        self.assertTrue(transport.nodelay)

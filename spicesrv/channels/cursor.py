@@ -25,11 +25,15 @@ class CursorChannel(ChannelProtocol):
 
     def channelUp(self):
         self.sendSetAck()
+        self.source.addObserver(self)
+        if self.session.seamlessIn:
+            # The client keeps its cursor across a seamless migration and
+            # refuses a second CURSOR_INIT (libspice does not send one).
+            return
         cursor = self.source.cursor()
         x, y = self.source.cursor_position()
         self.sendMessage("INIT", position=dict(x=x, y=y), trail_length=0,
                          trail_frequency=0, visible=int(cursor is not None), cursor=cursor)
-        self.source.addObserver(self)
 
     def channelDown(self):
         self.source.removeObserver(self)

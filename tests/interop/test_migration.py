@@ -53,6 +53,7 @@ class MigrationTests(InteropTestCase):
         since = len(client.events)
         ended = source.server.migrate_end(True)
         yield ended
+        self.assertEqual(source.server.sourceMigration.forcedDisconnects, 0)
         self.assertEqual(source.server.sessions, {})
         self.assertTrue(source.server.migrated)
         # spice-gtk swaps each channel onto its pre-connected twin: no new
@@ -84,8 +85,10 @@ class MigrationTests(InteropTestCase):
         target.source.set_migration_state(source.source.get_migration_state())
         since = len(client.events)
         yield source.server.migrate_end(True)
+        # The client left the source by itself, not at the 10 s timeout.
+        self.assertEqual(source.server.sourceMigration.forcedDisconnects, 0)
         yield self.waitUntil(lambda: sessionId in target.server.sessions
-                           and not target.server.sessions[sessionId].migratingIn)
+                             and not target.server.sessions[sessionId].migratingIn)
         self.assertEqual(set(target.server.sessions[sessionId].channels),
                          {(1, 0), (2, 0), (3, 0), (4, 0)})
         self.assertNotIn("primary-destroy", [e.get("event") for e in client.events[since:]])
