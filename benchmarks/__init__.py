@@ -5,7 +5,8 @@ installed.
 
 Run them all from the checkout with::
 
-    python3 -m benchmarks.run            # every benchmark, 15 runs each
+    python3 -m benchmarks.run            # every benchmark
+    python3 -m benchmarks.run migration  # one of them
     python3 -m benchmarks.run --runs 5   # quicker, rougher
 
 Each benchmark is a module of this package listed in L{BENCHMARKS}.  It
@@ -21,7 +22,7 @@ See C{benchmarks/README.md} for what each measures and the latest figures.
 
 #: Module names (in this package) that C{python3 -m benchmarks.run} runs,
 #: in order.
-BENCHMARKS = ["connect"]
+BENCHMARKS = ["connect", "migration"]
 
 
 class BenchmarkError(Exception):

@@ -3,12 +3,13 @@ Run the benchmarks and print their tables.
 
     python3 -m benchmarks.run [NAME ...] [--runs N] [--warmup N] [options]
 
-With no NAME every module listed in L{benchmarks.BENCHMARKS} runs, in order.
+With no NAME every module listed in L{BENCHMARKS} runs, in order.
 Run it from the checkout (the directory holding C{spicesrv/} and
 C{tests/}) with the Python that has spicesrv's dependencies.
 """
 
 import argparse
+import copy
 import importlib
 import os
 import platform
@@ -26,6 +27,13 @@ from benchmarks import BenchmarkError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+#: Every benchmark, in the order they run by default.
+BENCHMARKS = list(benchmarks.BENCHMARKS)
+
+#: Measured runs per variant when --runs is not given and the module has no
+#: DEFAULT_RUNS of its own.
+DEFAULT_RUNS = 15
+
 
 def loadModules(names):
     return [importlib.import_module("benchmarks." + name) for name in names]
@@ -39,11 +47,13 @@ def buildParser(modules):
     parser.add_argument(
         "names", nargs="*", metavar="NAME",
         help="benchmarks to run (default: all: %s)"
-        % (", ".join(benchmarks.BENCHMARKS),))
+        % (", ".join(BENCHMARKS),))
     parser.add_argument(
-        "--runs", type=int, default=15, metavar="N",
-        help="measured runs per variant (default: 15); each run is a fresh "
-        "client process")
+        "--runs", type=int, default=None, metavar="N",
+        help="measured runs per variant (default: %s); each run is a fresh "
+        "client process" % (", ".join(
+            "%d for %s" % (getattr(m, "DEFAULT_RUNS", DEFAULT_RUNS), m.NAME)
+            for m in modules),))
     parser.add_argument(
         "--warmup", type=int, default=1, metavar="N",
         help="runs per variant done first and not counted (default: 1)")
@@ -117,7 +127,7 @@ def _main(reactor, modules, args, argv, interrupted):
     for module in modules:
         started = time.monotonic()
         try:
-            yield module.run(reactor, args)
+            yield module.run(reactor, moduleArgs(module, args))
         except Exception as e:
             if interrupted:
                 print("\ninterrupted: every server and client is stopped",
@@ -139,19 +149,28 @@ def _main(reactor, modules, args, argv, interrupted):
     print("figures produced by: %s" % (commandLine(argv),))
 
 
+def moduleArgs(module, args):
+    """The options for one module: --runs defaults to the module's own."""
+    if args.runs is not None:
+        return args
+    args = copy.copy(args)
+    args.runs = getattr(module, "DEFAULT_RUNS", DEFAULT_RUNS)
+    return args
+
+
 def main(argv=None):
     if argv is None:
         argv = sys.argv[1:]
     # Parse once loosely to know which modules contribute options.
     names = [a for a in argv if not a.startswith("-")
-             and a in benchmarks.BENCHMARKS] or list(benchmarks.BENCHMARKS)
+             and a in BENCHMARKS] or list(BENCHMARKS)
     modules = loadModules(names)
     args = buildParser(modules).parse_args(argv)
-    unknown = [n for n in args.names if n not in benchmarks.BENCHMARKS]
+    unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
         raise SystemExit("unknown benchmark %s; choose from %s" % (
-            ", ".join(unknown), ", ".join(benchmarks.BENCHMARKS)))
-    if args.runs < 1:
+            ", ".join(unknown), ", ".join(BENCHMARKS)))
+    if args.runs is not None and args.runs < 1:
         raise SystemExit("--runs must be at least 1")
     if args.warmup < 0:
         raise SystemExit("--warmup cannot be negative")
