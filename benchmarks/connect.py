@@ -996,5 +996,5 @@ def _run(reactor, args, qemu, qemuSkipped, tmpdir, children):
 
 
 if __name__ == "__main__":
-    from benchmarks import run as _run
-    _run.main([NAME] + sys.argv[1:])
+    from benchmarks import run as runner
+    runner.main([NAME] + sys.argv[1:])
