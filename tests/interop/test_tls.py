@@ -82,6 +82,27 @@ class TLSTests(InteropTestCase):
         self.assertEqual({c.info.secure for c in session.channels.values()}, {True})
 
     @defer.inlineCallbacks
+    def test_awkwardSubject(self):
+        """
+        A backslash, an emailAddress and non-ASCII text: the formatted
+        subject still links with the real client.
+        """
+        certs, written = makeCerts(
+            self, subject="C=XX,O=back\\\\slash,OU=Zürich,CN=localhost,"
+                          "emailAddress=ops@example.com", name="awkward")
+        ca = os.path.join(certs, "ca-cert.pem")
+        running = TLSServer(self, certs, plain=False, password=PASSWORD)
+        yield running.listen()
+        subject = tls.format_subject(tls.load_server_tls(x509_dir=certs).certificate)
+        self.assertEqual(subject, written.subject)
+        self.assertIn("\\\\", subject)
+        client = yield harness.GtkClient.start(reactor, "127.0.0.1", None, password=PASSWORD,
+                                               tls_port=running.tlsPort, ca_file=ca,
+                                               cert_subject=subject)
+        self.addCleanup(client.stop)
+        yield client.waitForChannelsOpened((1, 2), timeout=20)
+
+    @defer.inlineCallbacks
     def test_wrongSubject(self):
         running = TLSServer(self, self.certs, plain=False, password=PASSWORD)
         yield running.listen()
