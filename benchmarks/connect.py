@@ -902,6 +902,17 @@ def run(reactor, args):
     Run the benchmark and print its table; fire when done and every server
     and client has stopped.
     """
+    return startBenchmark(reactor, args, NAME, "spicesrv-bench-connect-", _run)
+
+
+def startBenchmark(reactor, args, name, tmpPrefix, body):
+    """
+    What every benchmark does around its measurements: check that the real
+    client is there, find QEMU (the reference) unless told not to, make a
+    temporary directory, and stop every child process and remove the
+    directory at the end, on error and on Ctrl-C.  C{body(reactor, args,
+    qemu, qemuSkipped, tmpdir, children)} measures and prints.
+    """
     if harness.findGtkClient() is None:
         return defer.fail(BenchmarkError(
             "the real client (spice-gtk's GLib library for %s) is missing: "
@@ -918,11 +929,10 @@ def run(reactor, args):
             qemuSkipped = ("QEMU not installed, skipped" if args.qemu is None
                            else "QEMU not found at %s, skipped" % (args.qemu,))
             qemu = None
-
-    tmpdir = tempfile.mkdtemp(prefix="spicesrv-bench-connect-")
+    # A short path: it may hold QMP monitors' UNIX sockets.
+    tmpdir = tempfile.mkdtemp(prefix=tmpPrefix)
     children = Children()
     atexit.register(children.killNow)
-
     cleaning = []
 
     def cleanup(fromShutdown=False):
@@ -942,11 +952,11 @@ def run(reactor, args):
         return d.addBoth(removeTemp)
     trigger = reactor.addSystemEventTrigger("before", "shutdown", cleanup,
                                             True)
-    print("connect benchmark: %d run(s) per variant, temporary files in %s"
-          % (args.runs, tmpdir))
+    print("%s benchmark: %d run(s) per variant, temporary files in %s"
+          % (name, args.runs, tmpdir))
     sys.stdout.flush()
-    return afterwards(_run(reactor, args, qemu, qemuSkipped, tmpdir,
-                           children), cleanup)
+    return afterwards(body(reactor, args, qemu, qemuSkipped, tmpdir, children),
+                      cleanup)
 
 
 @defer.inlineCallbacks

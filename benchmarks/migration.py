@@ -87,14 +87,11 @@ its boot-menu prompt (720x400 text mode).
 """
 
 import argparse
-import atexit
 import json
 import os
 import re
-import shutil
 import statistics
 import sys
-import tempfile
 
 import numpy as np
 from PIL import Image
@@ -104,7 +101,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 from benchmarks import BenchmarkError
 from benchmarks import connect
 from benchmarks.connect import (
-    BIG, BIOS, HOST, Children, KnownPicture, ServerProcess, afterwards,
+    BIG, BIOS, HOST, KnownPicture, ServerProcess, afterwards,
     compareFrames, freePort, ms, primaryRGB, qemuVersion, sleep, twistdPath)
 from tests.interop import harness
 
@@ -1123,50 +1120,7 @@ def run(reactor, args):
     Run the benchmark and print its tables; fire when done and every server
     and client has stopped.
     """
-    if harness.findGtkClient() is None:
-        return defer.fail(BenchmarkError(
-            "the real client (spice-gtk's GLib library for %s) is missing: "
-            "apt-get install -y %s" % (
-                os.environ.get("SPICESRV_GTK_PYTHON", harness.DEFAULT_PYTHON),
-                harness.APT_PACKAGES)))
-    qemu = None
-    qemuSkipped = None
-    if args.no_qemu:
-        qemuSkipped = "skipped (--no-qemu)"
-    else:
-        qemu = args.qemu or shutil.which(connect.QEMU_BINARY)
-        if qemu is None or not os.access(qemu, os.X_OK):
-            qemuSkipped = ("QEMU not installed, skipped" if args.qemu is None
-                           else "QEMU not found at %s, skipped" % (args.qemu,))
-            qemu = None
-    # A short path: it holds the QMP monitors' UNIX sockets.
-    tmpdir = tempfile.mkdtemp(prefix="spicesrv-mig-")
-    children = Children()
-    atexit.register(children.killNow)
-    cleaning = []
-
-    def cleanup(fromShutdown=False):
-        # At the end, on error, or on reactor shutdown (Ctrl-C): once.
-        if cleaning:
-            return None
-        cleaning.append(True)
-        if not fromShutdown:
-            reactor.removeSystemEventTrigger(trigger)
-        d = children.stopAll(reactor)
-
-        def removeTemp(_):
-            if args.keep_temp:
-                print("kept %s" % (tmpdir,))
-            else:
-                shutil.rmtree(tmpdir, ignore_errors=True)
-        return d.addBoth(removeTemp)
-    trigger = reactor.addSystemEventTrigger("before", "shutdown", cleanup,
-                                            True)
-    print("migration benchmark: %d run(s) per variant, temporary files in %s"
-          % (args.runs, tmpdir))
-    sys.stdout.flush()
-    return afterwards(_run(reactor, args, qemu, qemuSkipped, tmpdir,
-                           children), cleanup)
+    return connect.startBenchmark(reactor, args, NAME, "spicesrv-mig-", _run)
 
 
 @defer.inlineCallbacks
