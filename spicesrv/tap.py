@@ -54,6 +54,21 @@ def endpoint_is_local(description):
     return match is not None and is_loopback(match.group(1).replace("\\:", ":"))
 
 
+def _incomingAsEndpoint(description):
+    """
+    An C{--incoming} address in Twisted's endpoint syntax, to judge whether
+    it is local: QEMU's C{tcp:HOST:PORT} becomes C{tcp:PORT:interface=HOST}.
+    """
+    from spicesrv.transfer import parseMigrationURI
+    try:
+        kind, host, port = parseMigrationURI(description, incoming=True)
+    except ValueError:
+        return description
+    if kind == "unix":
+        return "unix:" + host
+    return "tcp:%d:interface=%s" % (port, host.replace(":", "\\:")) if host else "tcp:%d" % port
+
+
 class BaseOptions(usage.Options):
     synopsis = "[options]"
     longdesc = ("Run a SPICE server. By default it listens on 127.0.0.1:5900 and shows "
@@ -255,6 +270,12 @@ class BaseOptions(usage.Options):
                 incomingEndpoint(None, self["incoming"], tlsOptions=self["tls"])
             except ValueError as e:
                 raise ConfigError("--incoming %s: %s" % (self["incoming"], e))
+            if not self["incoming"].startswith("tls:") and not endpoint_is_local(
+                    _incomingAsEndpoint(self["incoming"])):
+                raise ConfigError("--incoming %s would take migration state from other "
+                                  "machines unencrypted; use a loopback address, a unix: "
+                                  "socket, or tls:HOST:PORT with --tls-port's certificates"
+                                  % (self["incoming"],))
 
     def listeners(self, reactor):
         """

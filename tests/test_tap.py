@@ -212,6 +212,14 @@ class MigrationOptionTests(unittest.TestCase):
         e = self.assertRaises(SystemExit, parse, "--incoming", "exec:cat")
         self.assertIn("--incoming exec:cat", str(e.code))
 
+    def test_openIncomingRefused(self):
+        for description in ("tcp::4444", "tcp:0.0.0.0:4444", "tcp:4444"):
+            e = self.assertRaises(SystemExit, parse, "--incoming", description)
+            self.assertIn("unencrypted", str(e.code))
+        parse("--incoming", "tcp:[::1]:4444")
+        parse("--incoming", "unix:/tmp/incoming.sock")
+        parse("--incoming", "tcp:4444:interface=127.0.0.1")
+
     def test_tlsIncomingNeedsCertificates(self):
         e = self.assertRaises(SystemExit, parse, "--incoming", "tls:127.0.0.1:4444")
         self.assertIn("--incoming", str(e.code))
