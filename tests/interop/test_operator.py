@@ -36,7 +36,7 @@ class OperatorBase(InteropTestCase):
             f.write(PASSWORD + "\n")
 
     @defer.inlineCallbacks
-    def startPair(self, sourceArgs=(), targetArgs=(), startTarget=True):
+    def startPair(self, sourceArgs=(), targetArgs=(), startTarget=True, incoming="tcp"):
         self.sourcePort, self.targetPort, self.incomingPort = freePort(), freePort(), freePort()
         # UNIX socket paths must be short: keep them out of _trial_temp.
         sockets = tempfile.mkdtemp(prefix="spicesrv-")
@@ -49,7 +49,7 @@ class OperatorBase(InteropTestCase):
         if startTarget:
             self.target = Twistd(self, "--port", str(self.targetPort), "--password-file",
                                  self.passwordFile, "--qmp", "unix:" + self.targetQmp,
-                                 "--incoming", "tcp:127.0.0.1:%d" % self.incomingPort,
+                                 "--incoming", "%s:127.0.0.1:%d" % (incoming, self.incomingPort),
                                  *targetArgs)
             yield self.target.waitForPorts(self.targetPort, self.incomingPort)
             yield self.target.waitForPath(self.targetQmp)
@@ -186,9 +186,9 @@ class OperatorTLSMigrationTests(OperatorBase):
         self.ca = os.path.join(self.certs, "ca-cert.pem")
 
     @defer.inlineCallbacks
-    def startTlsPair(self, targetCerts=None):
+    def startTlsPair(self, targetCerts=None, incoming="tcp"):
         self.sourceTls, self.targetTls = freePort(), freePort()
-        yield self.startPair(
+        yield self.startPair(incoming=incoming,
             sourceArgs=["--tls-port", str(self.sourceTls), "--x509-dir", self.certs,
                         "--tls-channel", "default"],
             targetArgs=["--tls-port", str(self.targetTls), "--x509-dir",
@@ -204,14 +204,18 @@ class OperatorTLSMigrationTests(OperatorBase):
 
     @defer.inlineCallbacks
     def test_migrateThroughQMP(self):
-        yield self.startTlsPair()
+        """
+        Everything encrypted: the clients' channels, and the state transfer
+        (a tls: --incoming, the source checking the target's certificate).
+        """
+        yield self.startTlsPair(incoming="tls")
         client = yield self.connectTlsClient()
         results = yield qmpSteps(self, [
             {"monitor": self.sourceQmp, "execute": "client_migrate_info",
              "arguments": {"protocol": "spice", "hostname": "127.0.0.1",
                            "tls-port": self.targetTls, "cert-subject": self.subject}},
             {"monitor": self.sourceQmp, "execute": "migrate",
-             "arguments": {"uri": "tcp:127.0.0.1:%d" % self.incomingPort}},
+             "arguments": {"uri": "tls:127.0.0.1:%d" % self.incomingPort}},
             {"monitor": self.sourceQmp, "event": "SPICE_MIGRATE_COMPLETED"},
             {"monitor": self.targetQmp, "execute": "query-spice"},
             {"monitor": self.sourceQmp, "execute": "query-migrate"},
