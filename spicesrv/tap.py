@@ -268,6 +268,8 @@ class BaseOptions(usage.Options):
         if self["incoming"] is not None:
             try:
                 incomingEndpoint(None, self["incoming"], tlsOptions=self["tls"])
+                if self["incoming"].startswith("tls:"):
+                    self["tls"].requiringClientCertificates()
             except ValueError as e:
                 raise ConfigError("--incoming %s: %s" % (self["incoming"], e))
             if not self["incoming"].startswith("tls:") and not endpoint_is_local(
@@ -476,21 +478,12 @@ class _IncomingService(service.Service):
 def _tlsOptionsFor(config):
     """
     Client TLS options for migrating to a tls: target: the target's
-    certificate must chain to our CA and name the target host.
+    certificate must chain to our CA and name the target host, and we show
+    ours so the target knows its source.
     """
-    if config["tls"] is None:
+    if config["tls"] is None or config["tls"].cacert_file is None:
         return None
-    from twisted.internet import ssl
-    caFile = config["tls"].cacert_file
-    if caFile is None:
-        return None
-    with open(caFile, "rb") as f:
-        authority = ssl.Certificate.loadPEM(f.read())
-
-    def optionsFor(host):
-        return ssl.optionsForClientTLS(host, trustRoot=authority)
-
-    return optionsFor
+    return config["tls"].clientOptions
 
 
 def makeService(config, reactor=None):
@@ -513,9 +506,11 @@ def makeService(config, reactor=None):
         _ListenService("--qmp %s" % config["qmp"], monitorEndpoint(reactor, config["qmp"]),
                        factory).setServiceParent(top)
     if config["incoming"] is not None:
-        # Only a tls: URI encrypts the state transfer; plain tcp: and unix:
-        # stay plain even when the SPICE server has certificates.
-        tlsOptions = config["tls"] if config["incoming"].startswith("tls:") else None
+        # Only a tls: URI encrypts the state transfer (and then the source
+        # must show a certificate of our CA); plain tcp: and unix: stay plain
+        # even when the SPICE server has certificates.
+        tlsOptions = (config["tls"].requiringClientCertificates()
+                      if config["incoming"].startswith("tls:") else None)
         _IncomingService(reactor, config["incoming"], server,
                          tlsOptions).setServiceParent(top)
     top.server = server

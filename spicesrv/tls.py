@@ -861,6 +861,20 @@ def _publicBytes(key):
                             serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+# OpenSSL's X509_V_ERR_INVALID_PURPOSE.
+_INVALID_PURPOSE = 26
+
+
+def _verifyPeerServer(connection, certificate, errno, depth, ok):
+    """
+    Accept a peer whose chain verifies against our CA.  The peer is another
+    server (the migration source), whose certificate may be issued for
+    serverAuth only: that purpose mismatch on the leaf is not a reason to
+    refuse it.
+    """
+    return bool(ok) or (errno == _INVALID_PURPOSE and depth == 0)
+
+
 @implementer(IOpenSSLServerConnectionCreator)
 class ServerTLS(object):
     """
@@ -900,9 +914,46 @@ class ServerTLS(object):
         except ValueError as e:
             self.subject = None
             self.subject_error = str(e)
+        self._privateKey = private_key
         self._context = self._makeContext(private_key)
 
-    def _makeContext(self, private_key):
+    def requiringClientCertificates(self):
+        """
+        The same server settings, but a peer must present a certificate
+        signed by the CA (for the migration state transfer, where the peer
+        is the source server, not a SPICE client).
+
+        @raise TLSConfigError: there is no CA file to check peers against.
+        """
+        if self.cacert_file is None:
+            raise TLSConfigError("checking the migration source needs a CA certificate "
+                                 "(ca-cert.pem in the x509 dir, or x509-cacert-file)")
+        other = object.__new__(ServerTLS)
+        other.__dict__.update(self.__dict__)
+        other._context = self._makeContext(self._privateKey, verifyClients=True)
+        return other
+
+    def clientOptions(self, hostname):
+        """
+        Client TLS options for connecting to another server of this CA (the
+        migration target): its certificate must chain to our CA and match
+        C{hostname}, and we present our own certificate.
+        """
+        from twisted.internet import ssl
+        from OpenSSL import crypto
+        if self.cacert_file is None:
+            raise TLSConfigError("checking the migration target needs a CA certificate "
+                                 "(ca-cert.pem in the x509 dir, or x509-cacert-file)")
+        authority = ssl.trustRootFromCertificates(
+            [ssl.Certificate(crypto.X509.from_cryptography(ca))
+             for ca in self.ca_certificates])
+        mine = ssl.PrivateCertificate.fromCertificateAndKeyPair(
+            ssl.Certificate(crypto.X509.from_cryptography(self.certificate)),
+            ssl.KeyPair(crypto.PKey.from_cryptography_key(self._privateKey)))
+        return ssl.optionsForClientTLS(hostname, trustRoot=authority,
+                                       clientCertificate=mine)
+
+    def _makeContext(self, private_key, verifyClients=False):
         ctx = SSL.Context(SSL.TLS_METHOD)
         ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
         ctx.set_options(SSL.OP_NO_SSLv2 | SSL.OP_NO_SSLv3 | SSL.OP_NO_TLSv1
@@ -941,7 +992,11 @@ class ServerTLS(object):
                  % (self.dh_file, self.dh_file), ctx.load_tmp_dh,
                  self.dh_file)
         ctx.set_session_id(b"SPICE")
-        ctx.set_verify(SSL.VERIFY_NONE)
+        if verifyClients:
+            ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
+                           _verifyPeerServer)
+        else:
+            ctx.set_verify(SSL.VERIFY_NONE)
         if self.ciphers is not None:
             # Last: pyOpenSSL checks the list with a throw-away Connection,
             # after which the context can no longer be changed.
@@ -1444,7 +1499,10 @@ def write_dev_certs(directory, subject="CN=localhost",
                    key_agreement=False, key_cert_sign=False, crl_sign=False,
                    encipher_only=False, decipher_only=False), critical=True)
                .add_extension(x509.ExtendedKeyUsage(
-                   [ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                   # clientAuth too: a server shows it to the target it
+                   # migrates to (a tls: --incoming checks its source).
+                   [ExtendedKeyUsageOID.SERVER_AUTH,
+                    ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
                .add_extension(x509.SubjectKeyIdentifier.from_public_key(
                    serverKey.public_key()), critical=False)
                .add_extension(

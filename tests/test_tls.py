@@ -1010,7 +1010,7 @@ class WriteDevCertsTests(unittest.TestCase):
         self.assertFalse(server.extensions.get_extension_for_class(
             x509.BasicConstraints).value.ca)
         self.assertEqual(list(server.extensions.get_extension_for_class(
-            x509.ExtendedKeyUsage).value), [ExtendedKeyUsageOID.SERVER_AUTH])
+            x509.ExtendedKeyUsage).value), [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
         san = server.extensions.get_extension_for_class(
             x509.SubjectAlternativeName).value
         self.assertEqual(san.get_values_for_type(x509.DNSName), ["srv"])

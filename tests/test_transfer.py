@@ -852,3 +852,70 @@ class TLSTests(unittest.TestCase):
         self.assertEqual(str(e), "TLS with the migration target at %s failed: its "
                                  "certificate is not valid for dst.example" % (uri,))
         self.assertEqual(fresh.applied, [])
+
+
+class MutualTLSTests(unittest.TestCase):
+    """
+    A tls: --incoming as twistd spice sets it up: the target shows its
+    certificate and asks the source for one of the same CA
+    (L{spicesrv.tls.ServerTLS.requiringClientCertificates} and
+    L{spicesrv.tls.ServerTLS.clientOptions}).
+    """
+
+    def serverTLS(self, **kwargs):
+        from spicesrv import tls
+        directory = self.mktemp()
+        tls.write_dev_certs(directory, **kwargs)
+        return tls.load_server_tls(x509_dir=directory)
+
+    @defer.inlineCallbacks
+    def start(self, targetTLS, fresh):
+        target = IncomingState(lambda: fresh, clock=reactor)
+        self.addCleanup(target.stop)
+        port = yield target.listen(reactor, "tls:127.0.0.1:0",
+                                   targetTLS.requiringClientCertificates())
+        defer.returnValue((target, "tls:127.0.0.1:%d" % (port.getHost().port,)))
+
+    @defer.inlineCallbacks
+    def test_sourceOfTheSameCA(self):
+        """
+        Source and target share the x509 dir (one CA): the transfer works.
+        """
+        tls = self.serverTLS()
+        fresh = Blob("a")
+        target, uri = yield self.start(tls, [fresh])
+        yield sendState(reactor, uri, [Blob("a", b"state")],
+                        tlsOptions=tls.clientOptions("127.0.0.1"))
+        self.assertEqual(fresh.applied, [b"state"])
+
+    @defer.inlineCallbacks
+    def test_sourceWithoutCertificate(self):
+        tls = self.serverTLS()
+        fresh = Blob("a")
+        target, uri = yield self.start(tls, [fresh])
+        authority = ssl.Certificate.loadPEM(open(tls.cacert_file, "rb").read())
+        options = ssl.optionsForClientTLS("127.0.0.1", trustRoot=authority)
+        yield self.assertFailure(sendState(reactor, uri, [Blob("a", b"1")],
+                                           tlsOptions=options), TransferError)
+        self.assertEqual(fresh.applied, [])
+
+    @defer.inlineCallbacks
+    def test_sourceOfAnotherCA(self):
+        """
+        A source whose certificate comes from another CA is refused, even
+        though it trusts the target.
+        """
+        targetTLS = self.serverTLS()
+        sourceTLS = self.serverTLS()
+        fresh = Blob("a")
+        target, uri = yield self.start(targetTLS, [fresh])
+        from OpenSSL import crypto
+        mine = ssl.PrivateCertificate.fromCertificateAndKeyPair(
+            ssl.Certificate(crypto.X509.from_cryptography(sourceTLS.certificate)),
+            ssl.KeyPair(crypto.PKey.from_cryptography_key(sourceTLS._privateKey)))
+        authority = ssl.Certificate.loadPEM(open(targetTLS.cacert_file, "rb").read())
+        options = ssl.optionsForClientTLS("127.0.0.1", trustRoot=authority,
+                                          clientCertificate=mine)
+        yield self.assertFailure(sendState(reactor, uri, [Blob("a", b"1")],
+                                           tlsOptions=options), TransferError)
+        self.assertEqual(fresh.applied, [])
