@@ -1271,7 +1271,8 @@ def _checkTarget(reactor, host, port, ca_file, cert_subject, hostname,
     caName = os.path.basename(ca_file)
     try:
         with open(ca_file, "rb") as f:
-            cas = x509.load_pem_x509_certificates(f.read())
+            # Only to report an unreadable CA file clearly; OpenSSL loads it.
+            x509.load_pem_x509_certificates(f.read())
     except OSError as e:
         return defer.succeed((False, "cannot read the CA file %s (%s)"
                               % (ca_file, e.strerror or e)))
