@@ -18,8 +18,8 @@ from spicesrv.wire.constants import ACK_WINDOW, Notify
 from spicesrv.wire.messages import COMMON_CLIENT, COMMON_SERVER, DataHeader, MiniDataHeader
 from spicesrv.wire.schema import WireError
 
-FULL_HEADER = struct.Struct("<QHII")
-MINI_HEADER = struct.Struct("<HI")
+FULL_HEADER = DataHeader.compiled()
+MINI_HEADER = MiniDataHeader.compiled()
 
 # Client messages are small (agent data is chunked at 2 KiB); anything
 # bigger than this is a broken or hostile peer.

@@ -23,10 +23,10 @@ from spicesrv.channels.display import DisplayChannel
 from spicesrv.channels.inputs import InputsChannel
 from spicesrv.channels.main import MainChannel
 from spicesrv.interfaces import (
-    IDisplaySource, IKeyboard, IMigratableState, IMigration, IMouse, ISpiceBase, ITablet)
+    IDisplaySource, IKeyboard, IMigratableState, IMigration, IMouse, ITablet)
 from spicesrv.keys import KeyPool
 from spicesrv.link import LinkProtocol, LinkRefused, SECURITY_NONE, SECURITY_SSL
-from spicesrv.migration import MigrationError, SourceMigration, TargetInfo
+from spicesrv.migration import SourceMigration, TargetInfo
 from spicesrv.registry import ChannelRegistry
 from spicesrv.session import ClientSession
 from spicesrv.ticket import Ticket

@@ -16,6 +16,7 @@ from zope.interface import implementer
 from twisted.internet.testing import StringTransport
 
 from spicesrv import keys
+from spicesrv.channel import FULL_HEADER, MINI_HEADER
 from spicesrv.display.cursor import Cursor
 from spicesrv.sources.base import FramebufferSource
 from spicesrv.interfaces import IDisplaySource, IKeyboard, IMouse, ITablet
@@ -129,12 +130,12 @@ class ServerMessages:
         appended to C{messages}.
         """
         self.buffer += data
-        header = 6 if self.mini else 18
+        header = (MINI_HEADER if self.mini else FULL_HEADER).size
         while len(self.buffer) >= header:
             if self.mini:
-                msgType, size = struct.unpack_from("<HI", self.buffer)
+                msgType, size = MINI_HEADER.unpack_from(self.buffer)
             else:
-                _, msgType, size, _ = struct.unpack_from("<QHII", self.buffer)
+                _, msgType, size, _ = FULL_HEADER.unpack_from(self.buffer)
             if len(self.buffer) < header + size:
                 break
             body = self.buffer[header:header + size]
@@ -240,9 +241,9 @@ class TestClientChannel:
         """
         self._serial += 1
         if self.mini:
-            header = struct.pack("<HI", msgType, len(body))
+            header = MINI_HEADER.pack(msgType, len(body))
         else:
-            header = struct.pack("<QHII", self._serial, msgType, len(body), 0)
+            header = FULL_HEADER.pack(self._serial, msgType, len(body), 0)
         self.protocol.dataReceived(header + body)
 
 

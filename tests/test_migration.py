@@ -5,8 +5,6 @@ main, parked links, INIT on MIGRATE_END), every branch of protocol.md
 section 5.
 """
 
-import struct
-
 from twisted.trial import unittest
 from zope.interface import implementer
 
