@@ -73,9 +73,23 @@ class ClientSession:
         every parked channel as a fresh one.
         """
         self.migratingIn = False
-        if self._arrivalTimer is not None and self._arrivalTimer.active():
-            self._arrivalTimer.cancel()
-        self._arrivalTimer = None
+        self._stopArrivalTimer()
+        self._startParked()
+
+    def acceptSeamless(self):
+        """
+        The target accepted a seamless migration (DST_DO_SEAMLESS): parked
+        channels start now, waiting for their migration data, and later
+        links start at once.
+        """
+        self.seamlessIn = True
+        self._startParked()
+
+    def _startParked(self):
+        """
+        Start every parked link as a channel, dropping those whose channel
+        the server no longer offers.
+        """
         parked, self.parked = self.parked, []
         for link, entry in parked:
             if self.server.registry.lookup(entry.channel_type, entry.channel_id) is None:
@@ -85,16 +99,10 @@ class ClientSession:
                 continue
             self.server.startChannel(self, link, entry)
 
-    def acceptSeamless(self):
-        """
-        The target accepted a seamless migration (DST_DO_SEAMLESS): parked
-        channels start now, waiting for their migration data, and later
-        links start at once.
-        """
-        self.seamlessIn = True
-        parked, self.parked = self.parked, []
-        for link, entry in parked:
-            self.server.startChannel(self, link, entry)
+    def _stopArrivalTimer(self):
+        if self._arrivalTimer is not None and self._arrivalTimer.active():
+            self._arrivalTimer.cancel()
+        self._arrivalTimer = None
 
     def channelRestored(self, channel):
         """
@@ -104,9 +112,7 @@ class ClientSession:
         if not waiting and self.seamlessIn:
             self.seamlessIn = False
             self.migratingIn = False
-            if self._arrivalTimer is not None and self._arrivalTimer.active():
-                self._arrivalTimer.cancel()
-            self._arrivalTimer = None
+            self._stopArrivalTimer()
             self.log.info("session {session}: client switched here seamlessly",
                           session=self.id)
             # The first message on the new main, as libspice's target sends
@@ -130,9 +136,7 @@ class ClientSession:
         if self.ended:
             return
         self.ended = True
-        if self._arrivalTimer is not None and self._arrivalTimer.active():
-            self._arrivalTimer.cancel()
-        self._arrivalTimer = None
+        self._stopArrivalTimer()
         # Abort rather than close: a channel whose socket is full has paused
         # its producer, and a polite close would wait for it forever.
         for link, _ in self.parked:
