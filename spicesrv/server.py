@@ -25,7 +25,7 @@ from spicesrv.channels.main import MainChannel
 from spicesrv.interfaces import (
     IDisplaySource, IKeyboard, IMigratableState, IMigration, IMouse, ITablet)
 from spicesrv.keys import KeyPool
-from spicesrv.link import LinkProtocol, LinkRefused, SECURITY_NONE, SECURITY_SSL
+from spicesrv.link import LinkProtocol, LinkRefused, SECURITY_NONE, SECURITY_SSL, basicInfo
 from spicesrv.migration import SourceMigration, TargetInfo
 from spicesrv.registry import ChannelRegistry
 from spicesrv.session import ClientSession
@@ -61,17 +61,6 @@ class PasswordError(ValueError):
     """
     A password change the server refuses; the message says why.
     """
-
-
-def _addressInfo(address):
-    """
-    QEMU's SpiceBasicInfo of an address: host, port (a string) and family.
-    """
-    host = getattr(address, "host", None)
-    if host is None:
-        return {"host": getattr(address, "name", "") or "", "port": "", "family": "unix"}
-    return {"host": host, "port": str(address.port),
-            "family": "ipv6" if ":" in host else "ipv4"}
 
 
 class SpiceServer:
@@ -329,8 +318,8 @@ class SpiceServer:
                 self.log.failure("event observer failed on {name}", name=name)
 
     def _eventData(self, info, initialized, session_id=0):
-        server = dict(_addressInfo(info.host_address))
-        client = dict(_addressInfo(info.peer_address))
+        server = basicInfo(info.host_address)
+        client = basicInfo(info.peer_address)
         if initialized:
             server["auth"] = "none" if self.ticket.disabled else "spice"
             client.update({"connection-id": session_id,

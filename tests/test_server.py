@@ -188,3 +188,22 @@ class PasswordTests(unittest.TestCase):
         server = makeTestServer(disable_ticketing=True)
         server.set_password("pw")
         self.assertFalse(server.ticket.check(b"\0")[0])
+
+
+class EventDataTests(unittest.TestCase):
+    def test_unixAddressIsText(self):
+        """
+        QMP events carry JSON: a UNIX socket's path is text, not bytes.
+        """
+        import json
+        from twisted.internet.address import UNIXAddress
+        from spicesrv.link import LinkInfo
+        info = LinkInfo(connection_id=0, channel_type=1, channel_id=0,
+                        common_caps=frozenset(), channel_caps=frozenset(), secure=False,
+                        peer_address=UNIXAddress(None),
+                        host_address=UNIXAddress(b"/run/spice.sock"))
+        data = makeTestServer()._eventData(info, initialized=True, session_id=7)
+        self.assertEqual(data["server"]["host"], "/run/spice.sock")
+        self.assertEqual(data["server"]["family"], "unix")
+        self.assertEqual(data["client"]["connection-id"], 7)
+        json.dumps(data)

@@ -15,6 +15,7 @@ from zope.interface import implementer
 
 import spicesrv
 from spicesrv.control.qmp import IMonitorBackend
+from spicesrv.link import basicInfo
 from spicesrv.wire.constants import MouseMode
 
 __all__ = ["SpiceServerBackend"]
@@ -22,27 +23,6 @@ __all__ = ["SpiceServerBackend"]
 NO_MIGRATION = ("migration is not available: this server was started without a migrator "
                 "(start the target with --incoming and the source with its migration "
                 "options)")
-
-
-def _basicInfo(address=None, peer=""):
-    """
-    QEMU's C{SpiceBasicInfo} (host, port as a string, family) of an
-    C{IAddress}, or else of a C{"host:port"} string.
-    """
-    if address is not None:
-        host = getattr(address, "host", None)
-        if host is None:
-            name = getattr(address, "name", None) or ""
-            if isinstance(name, bytes):
-                name = name.decode("utf-8", "replace")
-            return {"host": name, "port": "", "family": "unix"}
-        return {"host": host, "port": str(address.port),
-                "family": "ipv6" if ":" in host else "ipv4"}
-    host, sep, port = (peer or "").rpartition(":")
-    if not sep or not port.isdigit():
-        return {"host": peer or "", "port": "", "family": "unix"}
-    host = host.strip("[]")
-    return {"host": host, "port": port, "family": "ipv6" if ":" in host else "ipv4"}
 
 
 @implementer(IMonitorBackend)
@@ -131,7 +111,7 @@ class SpiceServerBackend:
                 link = getattr(channel, "info", None)
                 if link is None:
                     continue
-                entry = _basicInfo(getattr(link, "peer_address", None),
+                entry = basicInfo(getattr(link, "peer_address", None),
                                    getattr(link, "peer", ""))
                 # The session's id: a main link carries 0 when it starts one.
                 entry.update({"connection-id": int(session.id),
