@@ -361,6 +361,25 @@ class _ServerService(service.Service):
                 stop()
 
 
+def listenAtOnce(listening, description):
+    """
+    The port of a listen that has already happened (TCP and UNIX endpoints
+    listen at once); a failure stops twistd with one line instead of a
+    traceback.
+    """
+    outcome = []
+    listening.addBoth(outcome.append)
+    if not outcome:
+        raise SystemExit("twistd spice: %s did not start listening at once" % (description,))
+    if isinstance(outcome[0], Failure):
+        error = outcome[0].value
+        reason = getattr(error, "socketError", None) or error
+        raise SystemExit("twistd spice: cannot listen on %s: %s; choose another "
+                         "address or stop what uses it"
+                         % (description, getattr(reason, "strerror", None) or reason))
+    return outcome[0]
+
+
 class _ListenService(service.Service):
     """
     Listens on one endpoint before the reactor starts, so that a port in use
@@ -375,18 +394,7 @@ class _ListenService(service.Service):
 
     def privilegedStartService(self):
         service.Service.privilegedStartService(self)
-        outcome = []
-        self.endpoint.listen(self.factory).addBoth(outcome.append)
-        if not outcome:
-            raise SystemExit("twistd spice: endpoint %r did not start listening at once"
-                             % (self.description,))
-        if isinstance(outcome[0], Failure):
-            error = outcome[0].value
-            reason = getattr(error, "socketError", None) or error
-            raise SystemExit("twistd spice: cannot listen on %s: %s; choose another "
-                             "address or stop what uses it"
-                             % (self.description, getattr(reason, "strerror", None) or reason))
-        self.port = outcome[0]
+        self.port = listenAtOnce(self.endpoint.listen(self.factory), self.description)
 
     def stopService(self):
         service.Service.stopService(self)
@@ -453,12 +461,9 @@ class _IncomingService(service.Service):
         self.incoming = IncomingState(lambda: self.server.migratable,
                                       onComplete=self._complete, onFailure=self._failed,
                                       clock=self.reactor)
-        outcome = []
-        self.incoming.listen(self.reactor, self.description,
-                             tlsOptions=self.tlsOptions).addBoth(outcome.append)
-        if outcome and isinstance(outcome[0], Failure):
-            raise SystemExit("twistd spice: cannot wait for a migration on --incoming %s: %s"
-                             % (self.description, outcome[0].getErrorMessage()))
+        listenAtOnce(self.incoming.listen(self.reactor, self.description,
+                                          tlsOptions=self.tlsOptions),
+                     "--incoming %s" % (self.description,))
 
     def _complete(self):
         self.log.info("migration state received; clients switch here as the source "

@@ -151,6 +151,23 @@ class ServiceTests(unittest.TestCase):
         self.assertIn("Address already in use", str(e.code))
         self.assertNotIn("\n", str(e.code))
 
+    def test_incomingPortInUseIsOneLine(self):
+        reactor = MemoryReactorClock()
+        listenTCP = reactor.listenTCP
+
+        def refuse(port, *args, **kwargs):
+            from twisted.internet.error import CannotListenError
+            if port == 4444:
+                raise CannotListenError("127.0.0.1", 4444,
+                                        OSError(98, "Address already in use"))
+            return listenTCP(port, *args, **kwargs)
+
+        reactor.listenTCP = refuse
+        top = tap.makeService(parse("--incoming", "tcp:127.0.0.1:4444"), reactor)
+        e = self.assertRaises(SystemExit, top.privilegedStartService)
+        self.assertIn("--incoming tcp:127.0.0.1:4444: Address already in use", str(e.code))
+        self.assertNotIn("\n", str(e.code))
+
     def test_plugin(self):
         from twisted.plugins import spice_plugin
         self.assertEqual(spice_plugin.spice.tapname, "spice")
