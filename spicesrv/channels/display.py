@@ -34,13 +34,13 @@ RAW = "raw"
 LZ4 = "lz4"
 
 
-def strips(rect, width_bytes_per_pixel=4):
+def strips(rect, bytes_per_pixel=4):
     """
     Split C{(left, top, right, bottom)} into horizontal strips of at most
     L{MAX_IMAGE_BYTES} of pixels each.
     """
     left, top, right, bottom = rect
-    rows = max(1, MAX_IMAGE_BYTES // max(1, (right - left) * width_bytes_per_pixel))
+    rows = max(1, MAX_IMAGE_BYTES // max(1, (right - left) * bytes_per_pixel))
     for y in range(top, bottom, rows):
         yield (left, y, right, min(bottom, y + rows))
 
@@ -62,7 +62,6 @@ class DisplayChannel(ChannelProtocol):
         self.encoding = LZ4 if self.clientHasLz4 else RAW
         self._flushCall = None
         self._paused = False
-        self.imagesSent = 0
 
     @classmethod
     def capabilities(cls, server):
@@ -221,4 +220,3 @@ class DisplayChannel(ChannelProtocol):
             src_area=dict(top=0, left=0, bottom=bottom - top, right=right - left),
             rop_descriptor=ROPD_OP_PUT, scale_mode=SCALE_MODE_NEAREST,
             mask=dict(flags=0, pos=dict(x=0, y=0), bitmap=0))
-        self.imagesSent += 1

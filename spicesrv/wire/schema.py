@@ -198,7 +198,7 @@ class Ptr:
             return
         target = _Writer()
         self.target.write(value, target)
-        w.pointers.append((len(w.buf), bytes(target.finish())))
+        w.pointers.append((len(w.buf), target.finish()))
         w.buf += b"\0\0\0\0"
 
     def parse(self, ctx, offset):
