@@ -54,19 +54,18 @@ def endpoint_is_local(description):
     return match is not None and is_loopback(match.group(1).replace("\\:", ":"))
 
 
-def _incomingAsEndpoint(description):
+def incoming_is_local(description):
     """
-    An C{--incoming} address in Twisted's endpoint syntax, to judge whether
-    it is local: QEMU's C{tcp:HOST:PORT} becomes C{tcp:PORT:interface=HOST}.
+    Whether an C{--incoming} address only takes connections from this
+    machine: QEMU's C{tcp:HOST:PORT} with a loopback host, C{unix:PATH}, or
+    a local Twisted endpoint string.
     """
     from spicesrv.transfer import parseMigrationURI
     try:
-        kind, host, port = parseMigrationURI(description, incoming=True)
+        kind, host, _port = parseMigrationURI(description, incoming=True)
     except ValueError:
-        return description
-    if kind == "unix":
-        return "unix:" + host
-    return "tcp:%d:interface=%s" % (port, host.replace(":", "\\:")) if host else "tcp:%d" % port
+        return endpoint_is_local(description)
+    return kind == "unix" or (bool(host) and is_loopback(host))
 
 
 class BaseOptions(usage.Options):
@@ -272,8 +271,8 @@ class BaseOptions(usage.Options):
                     self["tls"].requiringClientCertificates()
             except ValueError as e:
                 raise ConfigError("--incoming %s: %s" % (self["incoming"], e))
-            if not self["incoming"].startswith("tls:") and not endpoint_is_local(
-                    _incomingAsEndpoint(self["incoming"])):
+            if (not self["incoming"].startswith("tls:")
+                    and not incoming_is_local(self["incoming"])):
                 raise ConfigError("--incoming %s would take migration state from other "
                                   "machines unencrypted; use a loopback address, a unix: "
                                   "socket, or tls:HOST:PORT with --tls-port's certificates"
@@ -406,9 +405,10 @@ def makeServer(config, reactor):
     """
     Build the L{SpiceServer} and its devices described by C{config}.
     """
-    secured = config["password"] is not None or config["disable-ticketing"]
+    # Without a password the options only allow loopback, where any local
+    # client is accepted.
     server = SpiceServer(clock=reactor, password=config["password"],
-                         disable_ticketing=config["disable-ticketing"] or not secured,
+                         disable_ticketing=config["password"] is None,
                          name=config["name"], uuid=config["uuid"],
                          seamless_migration=config["seamless-migration"])
     if config["password"] is not None and config["password-lifetime"]:
