@@ -185,7 +185,12 @@ class SourceMigration:
         if self._connected is None:
             return defer.succeed(None)
         d = defer.Deferred()
-        self._connected.addBoth(lambda result: (d.callback(None), result)[1])
+
+        def answered(result):
+            d.callback(None)
+            return result
+
+        self._connected.addBoth(answered)
         return d
 
     def beginDeferred(self, session):
