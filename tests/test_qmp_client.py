@@ -8,23 +8,20 @@ object with what it saw.  Without ``qemu.qmp`` the test is skipped, or fails
 under C{CI=true} (the rule of L{tests.interop.harness.requireRealClient}).
 """
 
-import importlib.util
 import json
 import os
 import sys
-import unittest as pyunittest
 
-from twisted.internet import defer, endpoints, reactor, task, utils
+from twisted.internet import defer, reactor, utils
 from twisted.trial import unittest
 
 from spicesrv.control.backend import SpiceServerBackend
 from spicesrv.control.qmp import QMPFactory, monitorEndpoint
-from spicesrv.server import SpiceServer
-from spicesrv.sources.demo import DemoSource
+from tests.interop.common import RunningServer
+from tests.interop.processes import requireQMPLibrary
 
 PASSWORD = "old-s3cret"
 NEW_PASSWORD = "n3w-s3cret"
-PIP_REQUIREMENT = "qemu.qmp>=0.0.3"
 
 # Run by the child: connect with qemu.qmp's QMPClient, exercise the monitor,
 # print the results as one JSON object.
@@ -72,23 +69,6 @@ async def main(path, password):
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))
 '''
-
-
-def requireQMPLibrary(testcase):
-    """
-    Stop C{testcase} unless C{qemu.qmp} can be imported: under C{CI=true}
-    it fails, elsewhere it is skipped.
-    """
-    try:
-        found = importlib.util.find_spec("qemu.qmp") is not None
-    except ImportError:
-        found = False
-    if not found:
-        msg = ("the QMP client library qemu.qmp is not installed; install it with: "
-               "%s -m pip install '%s'" % (sys.executable, PIP_REQUIREMENT))
-        if os.environ.get("CI") == "true":
-            testcase.fail(msg)
-        raise pyunittest.SkipTest(msg)
 
 
 class SteppingMigrator:
@@ -140,13 +120,10 @@ class QMPClientTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def startServer(self):
-        self.server = SpiceServer(clock=reactor, password=PASSWORD)
-        self.server.startService()
-        for device in DemoSource(clock=task.Clock()).devices():
-            self.server.addInterface(device)
-        spicePort = yield endpoints.TCP4ServerEndpoint(
-            reactor, 0, interface="127.0.0.1").listen(self.server.factory())
-        self.addCleanup(spicePort.stopListening)
+        running = RunningServer(self, password=PASSWORD)
+        self.server = running.server
+        yield running.listen()
+        spicePort = running.port
         self.migrator = SteppingMigrator(reactor)
         self.addCleanup(self.migrator.stop)
         backend = SpiceServerBackend(

@@ -89,15 +89,19 @@ def qmpSteps(testcase, steps):
 
 def requireQMPLibrary(testcase):
     """
-    qemu.qmp is a test dependency: missing, it fails under CI and skips
-    otherwise.
+    qemu.qmp is a test dependency: missing, it fails under C{CI=true} and
+    skips otherwise.
     """
     import importlib.util
     import unittest
-    if importlib.util.find_spec("qemu") is not None and \
-            importlib.util.find_spec("qemu.qmp") is not None:
+    try:
+        found = importlib.util.find_spec("qemu.qmp") is not None
+    except ImportError:
+        found = False
+    if found:
         return
-    message = "the QMP client library is missing: pip install 'qemu.qmp>=0.0.3'"
+    message = ("the QMP client library qemu.qmp is not installed; install it with: "
+               "%s -m pip install 'qemu.qmp>=0.0.3'" % (sys.executable,))
     if os.environ.get("CI") == "true":
         testcase.fail(message)
     raise unittest.SkipTest(message)
