@@ -58,13 +58,19 @@ class FramebufferSource:
 
     # -- for subclasses ------------------------------------------------------------
 
+    def _notify(self, method, *args):
+        """
+        Call C{method} of every observer (an L{IDisplayObserver} method).
+        """
+        for observer in list(self._observers):
+            getattr(observer, method)(*args)
+
     def damage(self, rects):
         """
         Tell the observers that C{rects} (C{(left, top, right, bottom)}
         each) of L{frame} changed.
         """
-        for observer in list(self._observers):
-            observer.damaged(list(rects))
+        self._notify("damaged", list(rects))
 
     def setFrame(self, frame):
         """
@@ -75,24 +81,21 @@ class FramebufferSource:
         resized = (width, height) != (self.width, self.height)
         self.frame = frame
         self.width, self.height = width, height
-        for observer in list(self._observers):
-            if resized:
-                observer.surface_changed(width, height)
-            else:
-                observer.damaged([(0, 0, width, height)])
+        if resized:
+            self._notify("surface_changed", width, height)
+        else:
+            self.damage([(0, 0, width, height)])
 
     def setCursor(self, cursor):
         """
         Show another cursor shape, or none (L{None}).
         """
         self._cursor = cursor
-        for observer in list(self._observers):
-            observer.cursor_changed(cursor)
+        self._notify("cursor_changed", cursor)
 
     def moveCursor(self, x, y):
         """
         Move the cursor (what clients show in server mouse mode).
         """
         self._position = (x, y)
-        for observer in list(self._observers):
-            observer.cursor_moved(x, y)
+        self._notify("cursor_moved", x, y)

@@ -24,8 +24,8 @@ from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
 from spicesrv.display.arrow import arrow_cursor
-from spicesrv.interfaces import (
-    IDisplaySource, IKeyboard, IMigratableState, IMouse, ITablet)
+from spicesrv.interfaces import IKeyboard, IMigratableState, IMouse, ITablet
+from spicesrv.sources.base import FramebufferSource
 
 # SPICE button mask bits and lock-key flags (protocol.md section 7).
 BUTTON_LEFT = 1
@@ -221,17 +221,17 @@ class DemoTablet:
         self._source.move_pointer_to(x, y, 0, buttons_state)
 
 
-@implementer(IDisplaySource, IMigratableState)
-class DemoSource:
+@implementer(IMigratableState)
+class DemoSource(FramebufferSource):
     """
-    The demo screen, with its keyboard, mouse and tablet.
+    The demo screen, with its keyboard, mouse and tablet.  Its cursor and
+    cursor position follow the chosen colour and the pointer.
 
     @ivar keyboard: the L{DemoKeyboard}.
     @ivar mouse: the L{DemoMouse}.
     @ivar tablet: the L{DemoTablet}.
     """
 
-    type, major_version, minor_version = _base_attributes(IDisplaySource)
     description = "spicesrv demo screen"
     migration_key = "display.demo"
 
@@ -243,12 +243,10 @@ class DemoSource:
         if clock is None:
             from twisted.internet import reactor as clock
         _check_size(width, height)
-        self.width = width
-        self.height = height
+        FramebufferSource.__init__(self, width, height)
         self._clock = clock
         self._ticker = LoopingCall(self._tick)
         self._ticker.clock = clock
-        self._observers = []
         self._font = ImageFont.load_default()
         self._line_height = self._font.getbbox("Hgjy_|")[3] + 3
         self._char_widths = {}
@@ -296,20 +294,11 @@ class DemoSource:
 
     # IDisplaySource
 
-    def framebuffer(self):
-        return self._fb
-
     def cursor(self):
         return self._cursors[self._colour]
 
     def cursor_position(self):
         return (self._x, self._y)
-
-    def addObserver(self, observer):
-        self._observers.append(observer)
-
-    def removeObserver(self, observer):
-        self._observers.remove(observer)
 
     def resize(self, width, height):
         """
@@ -323,8 +312,7 @@ class DemoSource:
         self._x = min(self._x, width - 1)
         self._y = min(self._y, height - 1)
         self._build(self._canvas)
-        for observer in list(self._observers):
-            observer.surface_changed(width, height)
+        self._notify("surface_changed", width, height)
 
     # IMigratableState
 
@@ -359,10 +347,8 @@ class DemoSource:
         self._build(canvas)
         self._damaged([(0, 0, self.width, self.height)])
         if self.cursor() is not old_cursor:
-            for observer in list(self._observers):
-                observer.cursor_changed(self.cursor())
-        for observer in list(self._observers):
-            observer.cursor_moved(self._x, self._y)
+            self._notify("cursor_changed", self.cursor())
+        self._notify("cursor_moved", self._x, self._y)
 
     # Input, from the devices
 
@@ -374,8 +360,7 @@ class DemoSource:
         old_position = self.cursor_position()
         self.move_pointer_to(self._x + dx, self._y + dy, dz, buttons_state)
         if self.cursor_position() != old_position:
-            for observer in list(self._observers):
-                observer.cursor_moved(self._x, self._y)
+            self._notify("cursor_moved", self._x, self._y)
 
     def move_pointer_to(self, x, y, dz, buttons_state):
         """
@@ -390,8 +375,7 @@ class DemoSource:
         damage = []
         if pressed & BUTTON_RIGHT:
             self._colour = (self._colour + 1) % len(PALETTE)
-            for observer in list(self._observers):
-                observer.cursor_changed(self.cursor())
+            self._notify("cursor_changed", self.cursor())
         if pressed & BUTTON_MIDDLE:
             self._canvas_draw.rectangle(
                 (0, 0) + self._canvas.size, fill=CANVAS_BACKGROUND)
@@ -443,8 +427,8 @@ class DemoSource:
         left of the new canvas.
         """
         width = self.width
-        self._fb = np.zeros((self.height, width, 4), np.uint8)
-        self._fb[..., 3] = 255
+        self.frame = np.zeros((self.height, width, 4), np.uint8)
+        self.frame[..., 3] = 255
         self._title = Image.new("RGB", (width, TITLE_HEIGHT), TITLE_BACKGROUND)
         self._hint = Image.new("RGB", (width, HINT_HEIGHT), HINT_BACKGROUND)
         self._canvas = Image.new(
@@ -481,7 +465,7 @@ class DemoSource:
         if right <= left or lower <= upper:
             return None
         rgb = np.asarray(panel.crop((left, upper, right, lower)))
-        self._fb[top + upper:top + lower, left:right, :3] = rgb[..., ::-1]
+        self.frame[top + upper:top + lower, left:right, :3] = rgb[..., ::-1]
         return (left, top + upper, right, top + lower)
 
     def _draw_clock(self):
@@ -592,8 +576,7 @@ class DemoSource:
     def _damaged(self, rects):
         rects = [rect for rect in rects if rect is not None]
         if rects:
-            for observer in list(self._observers):
-                observer.damaged(rects)
+            self.damage(rects)
 
 
 def _check_size(width, height):
