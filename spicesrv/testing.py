@@ -19,7 +19,7 @@ from spicesrv import keys
 from spicesrv.channel import FULL_HEADER, MINI_HEADER
 from spicesrv.display.cursor import Cursor
 from spicesrv.sources.base import FramebufferSource
-from spicesrv.interfaces import IDisplaySource, IKeyboard, IMouse, ITablet
+from spicesrv.interfaces import IDisplayObserver, IKeyboard, IMouse, ITablet
 from spicesrv.wire import caps as capwords
 from spicesrv.wire.constants import (
     LINK_REPLY_SIZE, MAGIC, VERSION_MAJOR, VERSION_MINOR, AuthMechanism, ChannelType,
@@ -320,7 +320,6 @@ def _base(iface, description):
                 minor_version=iface.getTaggedValue("minor_version"))
 
 
-@implementer(IDisplaySource)
 class FakeDisplaySource(FramebufferSource):
     """
     A display source whose framebuffer a test paints directly.
@@ -364,6 +363,42 @@ class FakeDisplaySource(FramebufferSource):
         observers.
         """
         self.setFrame(numpy.zeros((height, width, 4), dtype=numpy.uint8))
+
+
+@implementer(IDisplayObserver)
+class RecordingObserver:
+    """
+    An L{IDisplayObserver} that records what a display source tells it, as
+    C{(method name, arguments...)} tuples in L{events}.
+    """
+
+    def __init__(self):
+        self.events = []
+
+    def surface_changed(self, width, height):
+        self.events.append(("surface_changed", width, height))
+
+    def damaged(self, rects):
+        self.events.append(("damaged", list(rects)))
+
+    def cursor_changed(self, cursor):
+        self.events.append(("cursor_changed", cursor))
+
+    def cursor_moved(self, x, y):
+        self.events.append(("cursor_moved", x, y))
+
+    def rects(self):
+        """
+        Every damaged rectangle reported, in order.
+        """
+        return [rect for event in self.events if event[0] == "damaged"
+                for rect in event[1]]
+
+    def of(self, name):
+        """
+        The arguments of every call of observer method C{name}.
+        """
+        return [event[1:] for event in self.events if event[0] == name]
 
 
 @implementer(IKeyboard)

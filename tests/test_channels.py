@@ -13,7 +13,8 @@ from zope.interface.verify import verifyObject
 from spicesrv.display.cursor import Cursor
 from spicesrv.interfaces import IDisplayObserver, IDisplaySource, IKeyboard, IMouse, ITablet
 from spicesrv.testing import (
-    ClientSurface, FakeDisplaySource, RecordingKeyboard, RecordingMouse, RecordingTablet,
+    ClientSurface, FakeDisplaySource, RecordingKeyboard, RecordingMouse, RecordingObserver,
+    RecordingTablet,
     TestClientChannel, makeTestServer)
 from spicesrv.wire.constants import ChannelType, DisplayCap, LinkErr, MainCap, MouseMode
 from spicesrv.wire.messages import (
@@ -54,6 +55,7 @@ class Setup:
 class FakesTests(unittest.TestCase):
     def test_verified(self):
         verifyObject(IDisplaySource, FakeDisplaySource())
+        verifyObject(IDisplayObserver, RecordingObserver())
         verifyObject(IKeyboard, RecordingKeyboard())
         verifyObject(IMouse, RecordingMouse())
         verifyObject(ITablet, RecordingTablet())

@@ -5,7 +5,6 @@ Tests for L{spicesrv.sources.demo}.
 import numpy as np
 from twisted.internet.task import Clock
 from twisted.trial import unittest
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from spicesrv.display.cursor import Cursor
@@ -14,6 +13,7 @@ from spicesrv.interfaces import (
     ITablet)
 from spicesrv.sources import demo
 from spicesrv.sources.demo import DemoSource
+from spicesrv.testing import RecordingObserver
 
 LEFT, MIDDLE, RIGHT = 1, 2, 4
 # Scancodes, set 1.
@@ -21,35 +21,6 @@ H, I, A, B = 0x23, 0x17, 0x1E, 0x30
 LSHIFT, BACKSPACE, ENTER, SPACE = 0x2A, 0x0E, 0x1C, 0x39
 CAPS, NUM, SCROLL = 0x3A, 0x45, 0x46
 RELEASE = 0x80
-
-
-@implementer(IDisplayObserver)
-class RecordingObserver:
-    """
-    Records what a display source tells it.
-    """
-
-    def __init__(self):
-        self.events = []
-
-    def surface_changed(self, width, height):
-        self.events.append(("surface_changed", width, height))
-
-    def damaged(self, rects):
-        self.events.append(("damaged", list(rects)))
-
-    def cursor_changed(self, cursor):
-        self.events.append(("cursor_changed", cursor))
-
-    def cursor_moved(self, x, y):
-        self.events.append(("cursor_moved", x, y))
-
-    def rects(self):
-        return [rect for event in self.events if event[0] == "damaged"
-                for rect in event[1]]
-
-    def of(self, name):
-        return [event[1:] for event in self.events if event[0] == name]
 
 
 def press(keyboard, *codes):

@@ -13,7 +13,7 @@ from zope.interface.verify import verifyObject
 from spicesrv.display.cursor import Cursor
 from spicesrv.interfaces import IDisplaySource, IMigratableState
 from spicesrv.sources.image import ImageSource
-from tests.test_sources_demo import RecordingObserver
+from spicesrv.testing import RecordingObserver
 
 
 def picture(width, height):

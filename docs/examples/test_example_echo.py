@@ -33,8 +33,9 @@ import spicesrv
 from spicesrv.interfaces import (
     IChannelPlugin, IDisplaySource, IPluginOption, ISourcePlugin)
 from spicesrv.testing import (
-    ClientSurface, FakeDisplaySource, RecordingKeyboard, ServerMessages, connectChannel,
-    initDisplayChannel, linkMessage, makeTestServer, parseLinkReply, ticketBytes)
+    ClientSurface, FakeDisplaySource, RecordingKeyboard, RecordingObserver, ServerMessages,
+    connectChannel, initDisplayChannel, linkMessage, makeTestServer, parseLinkReply,
+    ticketBytes)
 from spicesrv.wire.constants import LINK_REPLY_SIZE, ChannelType, CommonCap, LinkErr
 from spicesrv.wire.messages import INPUTS_CLIENT, MAIN_CLIENT, MAIN_SERVER
 
@@ -57,27 +58,6 @@ def loadExample():
 
 
 example = loadExample()
-
-
-class DamageRecorder:
-    """
-    An L{spicesrv.interfaces.IDisplayObserver} that keeps what it is told.
-    """
-
-    def __init__(self):
-        self.damage = []
-
-    def surface_changed(self, width, height):
-        self.damage.append(("surface", width, height))
-
-    def damaged(self, rects):
-        self.damage.extend(rects)
-
-    def cursor_changed(self, cursor):
-        pass
-
-    def cursor_moved(self, x, y):
-        pass
 
 
 class PluginInterfaceTests(unittest.TestCase):
@@ -155,7 +135,7 @@ class GradientSourceTests(unittest.TestCase):
     def setUp(self):
         self.clock = Clock()
         self.source = example.gradient.makeSource("8", {}, self.clock)
-        self.observer = DamageRecorder()
+        self.observer = RecordingObserver()
         self.source.addObserver(self.observer)
 
     def test_frame(self):
@@ -172,14 +152,14 @@ class GradientSourceTests(unittest.TestCase):
         self.assertFalse((before == after).all())
         # Moved 8 pixels to the left.
         self.assertTrue((after[:, :-8] == before[:, 8:]).all())
-        self.assertEqual(self.observer.damage,
-                         [(0, 0, self.source.width, self.source.height)])
+        self.assertEqual(self.observer.events,
+                         [("damaged", [(0, 0, self.source.width, self.source.height)])])
 
     def test_stop(self):
         self.source.start()
         self.source.stop()
         self.clock.advance(1)
-        self.assertEqual(self.observer.damage, [])
+        self.assertEqual(self.observer.events, [])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_cursor(self):
@@ -190,7 +170,7 @@ class GradientSourceTests(unittest.TestCase):
     def test_removeObserver(self):
         self.source.removeObserver(self.observer)
         self.source.tick()
-        self.assertEqual(self.observer.damage, [])
+        self.assertEqual(self.observer.events, [])
 
 
 class ClientViewTests(unittest.TestCase):
