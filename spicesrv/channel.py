@@ -8,12 +8,11 @@ capabilities and its handlers.  It never sees link bytes: L{LinkProtocol}
 hands it the connection once the link is done.
 """
 
-import json
-import struct
-
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 
+from spicesrv.migration.seamless import (
+    MSG_MIGRATE_DATA, MigrationDataError, packMigrationData, unpackMigrationData)
 from spicesrv.wire.constants import ACK_WINDOW, Notify
 from spicesrv.wire.messages import COMMON_CLIENT, COMMON_SERVER, DataHeader, MiniDataHeader
 from spicesrv.wire.schema import WireError
@@ -35,46 +34,6 @@ ACK_WINDOW_FACTOR = 2
 # SPICE_MSG_MIGRATE flags.
 MIGRATE_NEED_FLUSH = 1
 MIGRATE_NEED_DATA_TRANSFER = 2
-
-# Seamless migration data between two spicesrv servers: the client relays it
-# without looking, so the format is spicesrv's own (protocol.md 5.8): a
-# magic, a version, then JSON.
-MIGRATION_DATA_MAGIC = b"SPSV"
-MIGRATION_DATA_VERSION = 1
-MIGRATION_DATA_HEADER = struct.Struct("<4sI")
-MSG_MIGRATE_DATA = COMMON_SERVER["MIGRATE_DATA"].number
-
-
-class MigrationDataError(ValueError):
-    """
-    Seamless migration data this server cannot take.
-    """
-
-
-def packMigrationData(fields):
-    return (MIGRATION_DATA_HEADER.pack(MIGRATION_DATA_MAGIC, MIGRATION_DATA_VERSION)
-            + json.dumps(fields, sort_keys=True).encode("utf-8"))
-
-
-def unpackMigrationData(data):
-    if len(data) < MIGRATION_DATA_HEADER.size:
-        raise MigrationDataError("%d bytes are too short for migration data" % len(data))
-    magic, version = MIGRATION_DATA_HEADER.unpack_from(data)
-    if magic != MIGRATION_DATA_MAGIC:
-        raise MigrationDataError("migration data with magic %r, not spicesrv's %r (the "
-                                 "source is not a spicesrv server)"
-                                 % (magic, MIGRATION_DATA_MAGIC))
-    if version > MIGRATION_DATA_VERSION:
-        raise MigrationDataError("migration data version %d is newer than this server's %d"
-                                 % (version, MIGRATION_DATA_VERSION))
-    try:
-        fields = json.loads(data[MIGRATION_DATA_HEADER.size:].decode("utf-8"))
-    except ValueError as e:
-        raise MigrationDataError("unreadable migration data: %s" % (e,))
-    if not isinstance(fields, dict):
-        raise MigrationDataError("migration data is not an object")
-    return fields
-
 
 class ChannelProtocol(Protocol):
     """

@@ -26,7 +26,7 @@ from spicesrv.interfaces import (
     IDisplaySource, IKeyboard, IMigratableState, IMigration, IMouse, ITablet)
 from spicesrv.keys import KeyPool
 from spicesrv.link import LinkProtocol, LinkRefused, SECURITY_NONE, SECURITY_SSL, basicInfo
-from spicesrv.migration import SourceMigration, TargetInfo
+from spicesrv.migration.source import SourceMigration, TargetInfo
 from spicesrv.registry import ChannelRegistry
 from spicesrv.session import ClientSession
 from spicesrv.ticket import Ticket

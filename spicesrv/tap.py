@@ -17,7 +17,7 @@ from twisted.python import usage
 from twisted.logger import Logger
 
 from spicesrv.link import SECURITY_NONE, SECURITY_SSL
-from spicesrv.migrator import Migrator
+from spicesrv.migration.command import Migrator
 from spicesrv.server import SpiceServer
 from spicesrv.ticket import Ticket
 
@@ -60,7 +60,7 @@ def incoming_is_local(description):
     machine: QEMU's C{tcp:HOST:PORT} with a loopback host, C{unix:PATH}, or
     a local Twisted endpoint string.
     """
-    from spicesrv.transfer import parseMigrationURI
+    from spicesrv.migration.uri import parseMigrationURI
     try:
         kind, host, _port = parseMigrationURI(description, incoming=True)
     except ValueError:
@@ -258,7 +258,7 @@ class BaseOptions(usage.Options):
 
     def _checkMigration(self):
         from spicesrv.control.qmp import monitorEndpoint
-        from spicesrv.transfer import incomingEndpoint
+        from spicesrv.migration.uri import incomingEndpoint
         if self["qmp"] is not None:
             try:
                 monitorEndpoint(None, self["qmp"])
@@ -457,7 +457,7 @@ class _IncomingService(service.Service):
 
     def privilegedStartService(self):
         service.Service.privilegedStartService(self)
-        from spicesrv.transfer import IncomingState
+        from spicesrv.migration.incoming import IncomingState
         self.incoming = IncomingState(lambda: self.server.migratable,
                                       onComplete=self._complete, onFailure=self._failed,
                                       clock=self.reactor)

@@ -9,7 +9,7 @@ from twisted.trial import unittest
 from zope.interface import implementer
 
 from spicesrv.interfaces import IMigration
-from spicesrv.migration import MIGRATE_TIMEOUT, MigrationError, TargetInfo
+from spicesrv.migration.source import MIGRATE_TIMEOUT, MigrationError, TargetInfo
 from spicesrv.testing import (
     FakeDisplaySource, RecordingKeyboard, TestClientChannel, makeTestServer)
 from spicesrv.wire.constants import ChannelType, LinkErr, MainCap
@@ -411,7 +411,7 @@ class SeamlessTargetSetup:
                                                connection_id=self.SESSION)
 
     def data(self, **fields):
-        from spicesrv.channel import packMigrationData
+        from spicesrv.migration.seamless import packMigrationData
         return packMigrationData(fields)
 
 

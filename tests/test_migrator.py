@@ -7,9 +7,9 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from spicesrv import migrator as migratormodule
-from spicesrv.migrator import Migrator
-from spicesrv.transfer import TransferError
+from spicesrv.migration import command as migratormodule
+from spicesrv.migration.command import Migrator
+from spicesrv.migration.statewire import TransferError
 
 
 class FakeSourceMigration:

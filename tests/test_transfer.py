@@ -1,5 +1,7 @@
 """
-Tests for L{spicesrv.transfer}: device state moving from a source server to
+Tests for the device-state transfer (L{spicesrv.migration.statewire},
+L{spicesrv.migration.outgoing}, L{spicesrv.migration.incoming},
+L{spicesrv.migration.uri}): device state moving from a source server to
 a target server over AMP, in memory (L{twisted.test.iosim}) and over real
 loopback TCP, UNIX and TLS sockets.
 """
@@ -26,9 +28,10 @@ from zope.interface.verify import verifyObject
 from spicesrv.interfaces import IMigratableState
 from spicesrv.sources.demo import DemoSource
 from spicesrv.sources.image import ImageSource
-from spicesrv.transfer import (
-    CHUNK_SIZE, Commit, Hello, IncomingState, State, TransferError, incomingEndpoint,
-    listenIncoming, parseMigrationURI, sendState)
+from spicesrv.migration.incoming import IncomingState, listenIncoming
+from spicesrv.migration.outgoing import sendState
+from spicesrv.migration.statewire import CHUNK_SIZE, Commit, Hello, State, TransferError
+from spicesrv.migration.uri import incomingEndpoint, parseMigrationURI
 
 
 @implementer(IMigratableState)
@@ -467,7 +470,7 @@ class MemoryTransferTests(unittest.TestCase):
             pump.flush()
         self.successResultOf(d)
         lines = [formatEvent(e) for e in events
-                 if e.get("log_namespace") == "spicesrv.transfer"
+                 if e.get("log_namespace") == "spicesrv.migration.incoming"
                  and "incoming migration" in e["log_format"]]
         self.assertEqual(len(lines), 1)
         self.assertRegex(lines[0], r"^incoming migration from 10\.0\.0\.1:40000: 2 devices, "

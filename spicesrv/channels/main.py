@@ -5,7 +5,7 @@ name and UUID, multimedia time and agent token bookkeeping.
 
 from spicesrv.channel import (
     MIGRATE_NEED_DATA_TRANSFER, MIGRATE_NEED_FLUSH, ChannelProtocol)
-from spicesrv.migration import MIGRATION_PROTOCOL_VERSION
+from spicesrv.migration.source import MIGRATION_PROTOCOL_VERSION
 from spicesrv.wire.constants import AGENT_TOKENS, ChannelType, MainCap
 from spicesrv.wire.messages import MAIN_CLIENT, MAIN_SERVER
 

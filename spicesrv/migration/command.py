@@ -10,7 +10,9 @@ intact.
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from spicesrv.transfer import TransferError, parseMigrationURI, sendState
+from spicesrv.migration.outgoing import sendState
+from spicesrv.migration.statewire import TransferError
+from spicesrv.migration.uri import parseMigrationURI
 
 NONE = "none"
 SETUP = "setup"
