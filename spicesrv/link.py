@@ -83,28 +83,6 @@ class LinkInfo:
             return "type%d" % self.channel_type
 
 
-def basicInfo(address=None, peer=""):
-    """
-    QEMU's C{SpiceBasicInfo} (host, port as a string, family) of an
-    C{IAddress}, or else of a C{"host:port"} string, for QMP replies and
-    events.
-    """
-    if address is not None:
-        host = getattr(address, "host", None)
-        if host is None:
-            name = getattr(address, "name", None) or ""
-            if isinstance(name, bytes):
-                name = name.decode("utf-8", "replace")
-            return {"host": name, "port": "", "family": "unix"}
-        return {"host": host, "port": str(address.port),
-                "family": "ipv6" if ":" in host else "ipv4"}
-    host, sep, port = (peer or "").rpartition(":")
-    if not sep or not port.isdigit():
-        return {"host": peer or "", "port": "", "family": "unix"}
-    host = host.strip("[]")
-    return {"host": host, "port": port, "family": "ipv6" if ":" in host else "ipv4"}
-
-
 def error_reply(error):
     """
     The bytes of a link header plus a SpiceLinkReply with only C{error}

@@ -22,10 +22,11 @@ from spicesrv.channels.cursor import CursorChannel
 from spicesrv.channels.display import DisplayChannel
 from spicesrv.channels.inputs import InputsChannel
 from spicesrv.channels.main import MainChannel
+from spicesrv.control.events import channelEventData
 from spicesrv.interfaces import (
     IDisplaySource, IKeyboard, IMigratableState, IMigration, IMouse, ITablet)
 from spicesrv.keys import KeyPool
-from spicesrv.link import LinkProtocol, LinkRefused, SECURITY_NONE, SECURITY_SSL, basicInfo
+from spicesrv.link import LinkProtocol, LinkRefused, SECURITY_NONE, SECURITY_SSL
 from spicesrv.migration.source import SourceMigration, TargetInfo
 from spicesrv.registry import ChannelRegistry
 from spicesrv.session import ClientSession
@@ -259,9 +260,9 @@ class SpiceServer:
                       "{tls}", session=session.id, channel=info.channel_name,
                       id=info.channel_id, peer=info.peer,
                       tls=" over TLS" if info.secure else "")
-        self.emit("SPICE_CONNECTED", self._eventData(info, initialized=False))
-        self.emit("SPICE_INITIALIZED", self._eventData(info, initialized=True,
-                                                       session_id=session.id))
+        self.emit("SPICE_CONNECTED", channelEventData(info))
+        self.emit("SPICE_INITIALIZED", channelEventData(
+            info, auth="none" if self.ticket.disabled else "spice", session_id=session.id))
         link.flushToChannel()
         return channel
 
@@ -296,7 +297,7 @@ class SpiceServer:
         """
         A channel connection closed.
         """
-        self.emit("SPICE_DISCONNECTED", self._eventData(channel.info, initialized=False))
+        self.emit("SPICE_DISCONNECTED", channelEventData(channel.info))
 
     # -- events, as QEMU's QMP reports them ------------------------------------
 
@@ -316,16 +317,6 @@ class SpiceServer:
                 observer(name, data)
             except Exception:
                 self.log.failure("event observer failed on {name}", name=name)
-
-    def _eventData(self, info, initialized, session_id=0):
-        server = basicInfo(info.host_address)
-        client = basicInfo(info.peer_address)
-        if initialized:
-            server["auth"] = "none" if self.ticket.disabled else "spice"
-            client.update({"connection-id": session_id,
-                           "channel-type": info.channel_type,
-                           "channel-id": info.channel_id, "tls": info.secure})
-        return {"server": server, "client": client}
 
     def _channelAdded(self, entry):
         for session in list(self.sessions.values()):

@@ -197,12 +197,13 @@ class EventDataTests(unittest.TestCase):
         """
         import json
         from twisted.internet.address import UNIXAddress
+        from spicesrv.control.events import channelEventData
         from spicesrv.link import LinkInfo
         info = LinkInfo(connection_id=0, channel_type=1, channel_id=0,
                         common_caps=frozenset(), channel_caps=frozenset(), secure=False,
                         peer_address=UNIXAddress(None),
                         host_address=UNIXAddress(b"/run/spice.sock"))
-        data = makeTestServer()._eventData(info, initialized=True, session_id=7)
+        data = channelEventData(info, auth="spice", session_id=7)
         self.assertEqual(data["server"]["host"], "/run/spice.sock")
         self.assertEqual(data["server"]["family"], "unix")
         self.assertEqual(data["client"]["connection-id"], 7)

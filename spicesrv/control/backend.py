@@ -15,7 +15,7 @@ from zope.interface import implementer
 
 import spicesrv
 from spicesrv.control.qmp import IMonitorBackend
-from spicesrv.link import basicInfo
+from spicesrv.control.events import basicInfo
 from spicesrv.wire.constants import MouseMode
 
 __all__ = ["SpiceServerBackend"]

@@ -1,0 +1,47 @@
+"""
+The shapes of the data QEMU's QMP reports about SPICE clients, for the
+monitor's replies (C{query-spice}) and the server's events
+(C{SPICE_CONNECTED}, C{SPICE_INITIALIZED}, C{SPICE_DISCONNECTED}): plain
+dictionaries built from a link's L{spicesrv.link.LinkInfo}, so the server
+and the monitor agree on them and neither the link nor the server knows
+QMP's field names.
+"""
+
+
+def basicInfo(address=None, peer=""):
+    """
+    QEMU's C{SpiceBasicInfo} (host, port as a string, family) of an
+    C{IAddress}, or else of a C{"host:port"} string, for QMP replies and
+    events.
+    """
+    if address is not None:
+        host = getattr(address, "host", None)
+        if host is None:
+            name = getattr(address, "name", None) or ""
+            if isinstance(name, bytes):
+                name = name.decode("utf-8", "replace")
+            return {"host": name, "port": "", "family": "unix"}
+        return {"host": host, "port": str(address.port),
+                "family": "ipv6" if ":" in host else "ipv4"}
+    host, sep, port = (peer or "").rpartition(":")
+    if not sep or not port.isdigit():
+        return {"host": peer or "", "port": "", "family": "unix"}
+    host = host.strip("[]")
+    return {"host": host, "port": port, "family": "ipv6" if ":" in host else "ipv4"}
+
+
+def channelEventData(info, auth=None, session_id=None):
+    """
+    The data of a SPICE_CONNECTED or SPICE_DISCONNECTED event (C{auth} and
+    C{session_id} L{None}), or of a SPICE_INITIALIZED event (C{auth}
+    C{"none"} or C{"spice"}, and the session's id), for the channel link
+    C{info}.
+    """
+    server = basicInfo(info.host_address)
+    client = basicInfo(info.peer_address)
+    if auth is not None:
+        server["auth"] = auth
+        client.update({"connection-id": session_id,
+                       "channel-type": info.channel_type,
+                       "channel-id": info.channel_id, "tls": info.secure})
+    return {"server": server, "client": client}
