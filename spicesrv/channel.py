@@ -5,7 +5,10 @@ methods.
 
 A channel subclass declares its type, the two message tables, its
 capabilities and its handlers.  It never sees link bytes: L{LinkProtocol}
-hands it the connection once the link is done.
+hands it the connection once the link is done.  It never sees the server
+either: it has its client's session (C{self.session}) and the server's
+L{spicesrv.context.ChannelContext} (C{self.context}: devices, mouse mode,
+clock, ...).
 """
 
 from twisted.internet.protocol import Protocol
@@ -45,6 +48,9 @@ class ChannelProtocol(Protocol):
     @cvar handlesAcks: whether the ACK window limits what is sent (display
         and cursor, as in libspice).
     @cvar pingInterval: seconds between latency probes.
+
+    @param session: the client's L{spicesrv.session.ClientSession}.
+    @param info: the L{spicesrv.link.LinkInfo} of this link.
     """
 
     channelType = None
@@ -57,11 +63,11 @@ class ChannelProtocol(Protocol):
 
     log = Logger()
 
-    def __init__(self, server, session, info):
-        self.server = server
+    def __init__(self, session, info):
         self.session = session
+        self.context = session.context
         self.info = info
-        self.clock = server.clock
+        self.clock = self.context.clock
         self.mini = info.mini_header
         self._buffer = bytearray()
         self._serial = 0
@@ -79,13 +85,15 @@ class ChannelProtocol(Protocol):
         # channel's migration data has arrived.
         self.migratedAway = False
         self.migrationStarted = False
-        self.awaitingMigrationData = (session.seamlessIn
-                                      and bool(self.migrateFlags & MIGRATE_NEED_DATA_TRANSFER))
+        self.awaitingMigrationData = False
+        if session.restoringSeamlessly:
+            self.awaitMigrationData()
 
     @classmethod
-    def capabilities(cls, server):
+    def capabilities(cls, context):
         """
-        The channel capabilities the server advertises in the link reply.
+        The channel capabilities the server advertises in the link reply;
+        C{context} is the server's L{spicesrv.context.ChannelContext}.
         """
         return set()
 
@@ -117,7 +125,6 @@ class ChannelProtocol(Protocol):
         self._pingCall = None
         self.channelDown()
         self.session.channelLost(self)
-        self.server.channelClosed(self)
 
     def channelDown(self):
         """
@@ -281,6 +288,13 @@ class ChannelProtocol(Protocol):
             return
         self.awaitingMigrationData = False
         self.session.channelRestored(self)
+
+    def awaitMigrationData(self):
+        """
+        The target's half: this channel continues a seamless migration and
+        waits for its MIGRATE_DATA, if its type carries any.
+        """
+        self.awaitingMigrationData = bool(self.migrateFlags & MIGRATE_NEED_DATA_TRANSFER)
 
     def restoreMigrationData(self, fields):
         """

@@ -3,9 +3,10 @@ The link handshake: the first bytes of every SPICE connection.
 
 L{LinkProtocol} owns the transport.  It reads the client's link header and
 SpiceLinkMess, answers with a SpiceLinkReply carrying a fresh RSA public key,
-reads the auth mechanism and the encrypted ticket, and, once the server has
-accepted the link, hands the connection to a channel protocol and forwards
-every later byte to it.
+reads the auth mechanism and the encrypted ticket, then asks the server
+what to do with the link (L{Start} a channel, L{Park} it for a client
+migrating in, or L{Refuse} it), does it, and forwards every later byte to
+the channel.
 
 The order of checks and the error sent for each follow libspice-server
 (``reds.cpp``): errors before authentication are a full link header plus
@@ -42,16 +43,39 @@ LINK_TIMEOUT = 30
 MAX_PARKED_BYTES = 64 * 1024
 
 
-class LinkRefused(Exception):
+@dataclass(frozen=True)
+class Start:
     """
-    The server refuses a link after authentication; C{error} is the
-    L{LinkErr} to send.
+    The server's decision: send the link result OK and run C{channel} (a
+    L{spicesrv.channel.ChannelProtocol}, made and added to its session) on
+    this connection.
     """
 
-    def __init__(self, error, reason):
-        Exception.__init__(self, reason)
-        self.error = error
-        self.reason = reason
+    channel: object
+
+
+@dataclass(frozen=True)
+class Park:
+    """
+    The server's decision for a channel of a client migrating in: send the
+    link result OK, then hand the link to C{arrival} (a
+    L{spicesrv.migration.arrival.Arrival}), which runs a channel on it once
+    the client has switched here (L{LinkProtocol.runChannel}).
+    """
+
+    arrival: object
+    entry: object
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """
+    The server's decision: send C{error} (a L{LinkErr}) as the link result
+    and close; C{reason} is logged.
+    """
+
+    error: int
+    reason: str
 
 
 @dataclass
@@ -145,18 +169,18 @@ class LinkProtocol(Protocol, TimeoutMixin):
         while not self._closed and self.channel is None and len(self._buffer) >= self._need:
             chunk, self._buffer = self._buffer[:self._need], self._buffer[self._need:]
             getattr(self, "_got_" + self._state)(chunk)
-        self.flushToChannel()
 
-    def flushToChannel(self):
+    def runChannel(self, channel):
         """
-        Hand bytes that arrived before the channel existed to it.
+        Hand this connection to C{channel}, with the bytes that arrived
+        before it existed.
         """
-        if self.channel is None:
-            return
         self.parkedIn = None
-        if self._buffer:
+        self.channel = channel
+        channel.makeConnection(self.transport)
+        if self._buffer and self.channel is channel:
             rest, self._buffer = self._buffer, b""
-            self.channel.dataReceived(rest)
+            channel.dataReceived(rest)
 
     def connectionLost(self, reason):
         self.setTimeout(None)
@@ -230,7 +254,8 @@ class LinkProtocol(Protocol, TimeoutMixin):
             self._refuse(LinkErr.NEED_SECURED, "the %s channel must use TLS"
                          % self.info.channel_name)
             return
-        self.info.server_channel_caps = frozenset(channelClass.capabilities(self.server))
+        self.info.server_channel_caps = frozenset(
+            channelClass.capabilities(self.server.context))
         self._state, self._need = "key", float("inf")
         request = self._keyRequest = self.server.keys.take()
         request.addCallback(self._sendReply)
@@ -275,11 +300,16 @@ class LinkProtocol(Protocol, TimeoutMixin):
             self._result(LinkErr.PERMISSION_DENIED, why)
             return
         self._state, self._need = "linked", float("inf")
-        try:
-            self.server.attach(self.info, self)
-        except LinkRefused as refused:
-            self._result(refused.error, refused.reason)
+        decision = self.server.attach(self.info)
+        if isinstance(decision, Refuse):
+            self._result(decision.error, decision.reason)
             return
+        self.sendLinkResult(LinkErr.OK)
+        if isinstance(decision, Park):
+            self.parkedIn = decision.arrival
+            decision.arrival.park(self, decision.entry)
+        else:
+            self.runChannel(decision.channel)
 
     # -- endings -------------------------------------------------------------
 

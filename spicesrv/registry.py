@@ -35,7 +35,7 @@ class ChannelRegistry:
     def register(self, channel_type, channel_id, factory, **kwargs):
         """
         Offer channel C{(channel_type, channel_id)}, served by
-        C{factory(server, session, info, **kwargs)}; connected clients are
+        C{factory(session, info, **kwargs)}; connected clients are
         told about it.
 
         @raise ValueError: the channel is already registered.

@@ -22,11 +22,12 @@ from spicesrv.channels.cursor import CursorChannel
 from spicesrv.channels.display import DisplayChannel
 from spicesrv.channels.inputs import InputsChannel
 from spicesrv.channels.main import MainChannel
+from spicesrv.context import ChannelContext
 from spicesrv.control.events import channelEventData
 from spicesrv.interfaces import (
     IDisplaySource, IKeyboard, IMigratableState, IMigration, IMouse, ITablet)
 from spicesrv.keys import KeyPool
-from spicesrv.link import LinkProtocol, LinkRefused, SECURITY_NONE, SECURITY_SSL
+from spicesrv.link import LinkProtocol, Park, Refuse, SECURITY_NONE, SECURITY_SSL, Start
 from spicesrv.migration.source import SourceMigration, TargetInfo
 from spicesrv.registry import ChannelRegistry
 from spicesrv.session import ClientSession
@@ -88,6 +89,7 @@ class SpiceServer:
         if clock is None:
             from twisted.internet import reactor as clock
         self.clock = clock
+        self.context = ChannelContext(self)
         self.ticket = Ticket(clock, password=password, disabled=disable_ticketing)
         self.name = name
         self.uuid = uuid
@@ -109,7 +111,6 @@ class SpiceServer:
         self._eventObservers = []
         self.sourceMigration = SourceMigration(self)
         self.migrationArrivalTimeout = MIGRATION_ARRIVAL_TIMEOUT
-        self.migrated = False
         self.seamless = seamless_migration
         self.registry.register(ChannelType.MAIN, 0, MainChannel)
         self.registry.register(ChannelType.INPUTS, 0, InputsChannel)
@@ -216,46 +217,39 @@ class SpiceServer:
             raise ValueError("unknown channel %r; use one of %s or default"
                              % (name, ", ".join(CHANNEL_NAMES)))
 
-    def attach(self, info, link):
+    def attach(self, info):
         """
-        Called by the link protocol once the ticket is accepted: create the
-        channel, send the link result and hand it the connection.  Returns
-        the channel, or L{None} for a channel of a client that is migrating
-        in, which stays parked until the client switches here.
+        Called by the link protocol once the ticket is accepted: decide what
+        becomes of the link, which the link then does.
 
-        @raise LinkRefused: with the error to send.
+        @return: L{Start} with the new channel (in its session, not yet
+            connected), L{Park} for a channel of a client that is migrating
+            in (it waits for the client to switch here), or L{Refuse} with
+            the link error to send.
         """
         entry = self.registry.lookup(info.channel_type, info.channel_id)
         if info.channel_type == ChannelType.MAIN:
             session = self._newSession(info)
+            if isinstance(session, Refuse):
+                return session
         else:
             session = self.sessions.get(info.connection_id)
             if session is None:
-                raise LinkRefused(LinkErr.BAD_CONNECTION_ID,
-                                  "no session %d" % info.connection_id)
+                return Refuse(LinkErr.BAD_CONNECTION_ID, "no session %d" % info.connection_id)
             if entry is None:
-                raise LinkRefused(LinkErr.CHANNEL_NOT_AVAILABLE, "no %s channel %d"
-                                  % (info.channel_name, info.channel_id))
-            if session.migratingIn and not session.seamlessIn:
-                link.sendLinkResult(LinkErr.OK)
-                session.park(link, entry)
-                self.log.info("session {session}: {channel} channel {id} linked from "
-                              "{peer}; parked until the client switches here",
-                              session=session.id, channel=info.channel_name,
-                              id=info.channel_id, peer=info.peer)
-                return None
-        link.sendLinkResult(LinkErr.OK)
-        return self.startChannel(session, link, entry)
+                return Refuse(LinkErr.CHANNEL_NOT_AVAILABLE, "no %s channel %d"
+                              % (info.channel_name, info.channel_id))
+            if session.arrival is not None and session.arrival.parksLinks:
+                return Park(session.arrival, entry)
+        return Start(self.newChannel(session, info, entry))
 
-    def startChannel(self, session, link, entry):
+    def newChannel(self, session, info, entry):
         """
-        Create the channel protocol for a linked connection and start it.
+        Make the channel protocol for a linked connection and add it to its
+        session; the link runs it.
         """
-        info = link.info
-        channel = entry.factory(self, session, info, **entry.kwargs)
+        channel = entry.factory(session, info, **entry.kwargs)
         session.add(channel)
-        link.channel = channel
-        channel.makeConnection(link.transport)
         self.log.info("session {session}: {channel} channel {id} linked from {peer}"
                       "{tls}", session=session.id, channel=info.channel_name,
                       id=info.channel_id, peer=info.peer,
@@ -263,7 +257,6 @@ class SpiceServer:
         self.emit("SPICE_CONNECTED", channelEventData(info))
         self.emit("SPICE_INITIALIZED", channelEventData(
             info, auth="none" if self.ticket.disabled else "spice", session_id=session.id))
-        link.flushToChannel()
         return channel
 
     def _newSession(self, info):
@@ -271,8 +264,8 @@ class SpiceServer:
             # A non-zero id on a main link is a client migrating in from
             # another server; it keeps its session id (libspice's T1).
             if info.connection_id in self.sessions:
-                raise LinkRefused(LinkErr.BAD_CONNECTION_ID, "session %d already exists "
-                                  "here" % info.connection_id)
+                return Refuse(LinkErr.BAD_CONNECTION_ID, "session %d already exists "
+                              "here" % info.connection_id)
             session = ClientSession(self, info.connection_id, info.peer, migratingIn=True)
             self.sessions[session.id] = session
             self.log.info("session {session}: client migrating in from {peer}",
@@ -346,7 +339,6 @@ class SpiceServer:
 
         @raise MigrationError: no host, or neither port.
         """
-        self.migrated = False
         return self.sourceMigration.connect(
             TargetInfo.make(host, port, tls_port, cert_subject))
 
@@ -386,12 +378,18 @@ class SpiceServer:
         """
         A client that migrated in has switched here.
         """
-        if session.pendingBegin:
-            session.pendingBegin = False
-            self.sourceMigration.beginDeferred(session)
+        self.sourceMigration.sessionArrived(session)
+
+    @property
+    def migrated(self):
+        """
+        Whether the clients have left for a migration target (C{query-spice}'s
+        C{migrated}): true from the end of a migration until the next
+        L{migrate_connect}.
+        """
+        return self.sourceMigration.completed
 
     def migrationEnded(self):
-        self.migrated = True
         if self.migration is not None:
             self.migration.migrate_end_complete()
         self.emit("SPICE_MIGRATE_COMPLETED", {})

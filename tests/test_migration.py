@@ -244,8 +244,8 @@ class TargetTests(unittest.TestCase):
         self.assertEqual(cursor.names(), [])
         self.assertIsNone(inputs.channel)
         session = self.server.sessions[self.SESSION]
-        self.assertTrue(session.migratingIn)
-        self.assertEqual(len(session.parked), 3)
+        self.assertTrue(session.arriving)
+        self.assertEqual(len(session.arrival.parked), 3)
         main.send(MAIN_CLIENT["ATTACH_CHANNELS"])
         self.assertEqual(main.names(), [])
 
@@ -261,7 +261,7 @@ class TargetTests(unittest.TestCase):
         display.send(DISPLAY_CLIENT["INIT"], pixmap_cache_id=1, pixmap_cache_size=1,
                      glz_dictionary_id=1, glz_dictionary_window_size=1)
         self.assertIn("SURFACE_CREATE", display.names())
-        self.assertFalse(self.server.sessions[self.SESSION].migratingIn)
+        self.assertFalse(self.server.sessions[self.SESSION].arriving)
 
     def test_bytesSentWhileParkedAreKept(self):
         main, inputs, display, cursor = self.arrive()
@@ -288,7 +288,7 @@ class TargetTests(unittest.TestCase):
         main, inputs, display, cursor = self.arrive()
         inputs.protocol.connectionLost(None)
         session = self.server.sessions[self.SESSION]
-        self.assertEqual(len(session.parked), 2)
+        self.assertEqual(len(session.arrival.parked), 2)
         main.send(MAIN_CLIENT["MIGRATE_END"])
         self.assertEqual(set(session.channels), {(1, 0), (2, 0), (4, 0)})
 
@@ -302,7 +302,7 @@ class TargetTests(unittest.TestCase):
         main = self.link(ChannelType.MAIN)
         main.send(MAIN_CLIENT["MIGRATE_END"])
         self.assertEqual(main.names(), [])
-        self.assertTrue(self.server.sessions[self.SESSION].migratingIn)
+        self.assertTrue(self.server.sessions[self.SESSION].arriving)
 
     def test_seamlessRequestNacked(self):
         main = self.link(ChannelType.MAIN, channel_caps=SEMI | {MainCap.SEAMLESS_MIGRATE})
@@ -427,12 +427,12 @@ class SeamlessTargetTests(SeamlessTargetSetup, unittest.TestCase):
         self.assertEqual(inputs.names(), [])
         session = self.server.sessions[self.SESSION]
         self.main.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(serial=0, agent_tokens=5))
-        self.assertTrue(session.migratingIn)
+        self.assertTrue(session.arriving)
         self.displayClient.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(
             serial=7, initialized=True, width=64, height=48, encoding="raw"))
         self.assertEqual(self.displayClient.names(), ["SET_ACK", "DRAW_COPY"])
         inputs.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(serial=0, motions=2))
-        self.assertFalse(session.migratingIn)
+        self.assertFalse(session.arriving)
         self.assertEqual(self.main.names(), ["MULTI_MEDIA_TIME"])  # no INIT on this path
         self.assertEqual(self.main.channel.agentTokens, 5)
         self.server.clock.advance(self.server.migrationArrivalTimeout)

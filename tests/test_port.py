@@ -281,7 +281,7 @@ class OpenTests(Setup, unittest.TestCase):
         self.assertEqual((out, names), (b"0123456789abcdefghij-", ["DATA"] * 3))
 
     def test_maxMessageValidated(self):
-        self.assertRaises(ValueError, PortChannel, self.server, None, None, name="x",
+        self.assertRaises(ValueError, PortChannel, None, None, name="x",
                           endpoint=None, maxMessage=0)
 
     def test_bytesWhileConnectingQueued(self):

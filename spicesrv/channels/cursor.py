@@ -18,15 +18,15 @@ class CursorChannel(ChannelProtocol):
     clientMessages = COMMON_CLIENT
     handlesAcks = True
 
-    def __init__(self, server, session, info, source):
-        ChannelProtocol.__init__(self, server, session, info)
+    def __init__(self, session, info, source):
+        ChannelProtocol.__init__(self, session, info)
         self.source = source
         self._pendingMove = None
 
     def channelUp(self):
         self.sendSetAck()
         self.source.addObserver(self)
-        if self.session.seamlessIn:
+        if self.session.restoringSeamlessly:
             # The client keeps its cursor across a seamless migration and
             # refuses a second CURSOR_INIT (libspice does not send one).
             return
@@ -52,7 +52,7 @@ class CursorChannel(ChannelProtocol):
         self.sendMessage("SET", position=dict(x=x, y=y), visible=1, cursor=cursor)
 
     def cursor_moved(self, x, y):
-        if self.server.mouseMode != MouseMode.SERVER:
+        if self.context.mouseMode != MouseMode.SERVER:
             return
         if self.canSend():
             self.sendMessage("MOVE", position=dict(x=x, y=y))

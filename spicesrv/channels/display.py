@@ -54,8 +54,8 @@ class DisplayChannel(ChannelProtocol):
     pingInterval = DISPLAY_PING_INTERVAL
     migrateFlags = MIGRATE_NEED_FLUSH | MIGRATE_NEED_DATA_TRANSFER
 
-    def __init__(self, server, session, info, source):
-        ChannelProtocol.__init__(self, server, session, info)
+    def __init__(self, session, info, source):
+        ChannelProtocol.__init__(self, session, info)
         self.source = source
         self.damage = Damage(source.width, source.height)
         self.initialized = False
@@ -64,7 +64,7 @@ class DisplayChannel(ChannelProtocol):
         self._paused = False
 
     @classmethod
-    def capabilities(cls, server):
+    def capabilities(cls, context):
         return {DisplayCap.PREF_COMPRESSION}
 
     @property

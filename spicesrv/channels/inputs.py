@@ -38,13 +38,13 @@ class InputsChannel(ChannelProtocol):
     clientMessages = INPUTS_CLIENT
     migrateFlags = MIGRATE_NEED_FLUSH | MIGRATE_NEED_DATA_TRANSFER
 
-    def __init__(self, server, session, info):
-        ChannelProtocol.__init__(self, server, session, info)
+    def __init__(self, session, info):
+        ChannelProtocol.__init__(self, session, info)
         self._motions = 0
         self._modifiers = None
 
     @classmethod
-    def capabilities(cls, server):
+    def capabilities(cls, context):
         return {InputsCap.KEY_SCANCODE}
 
     def channelUp(self):
@@ -52,7 +52,7 @@ class InputsChannel(ChannelProtocol):
         if self.awaitingMigrationData:
             return
         self.sendMessage("INIT", keyboard_modifiers=self._modifiers)
-        if not self.info.secure and self.server.tlsAvailable and self.session.main:
+        if not self.info.secure and self.context.tlsAvailable and self.session.main:
             self.session.main.notify("keyboard channel is insecure")
 
     def migrationData(self):
@@ -64,7 +64,7 @@ class InputsChannel(ChannelProtocol):
         self.sendMessage("KEY_MODIFIERS", modifiers=self._modifiers)
 
     def _leds(self):
-        keyboard = self.server.keyboard
+        keyboard = self.context.keyboard
         return int(keyboard.get_leds()) if keyboard is not None else 0
 
     def ledsChanged(self):
@@ -79,12 +79,12 @@ class InputsChannel(ChannelProtocol):
     # -- keyboard --------------------------------------------------------------
 
     def _push(self, scancodes):
-        keyboard = self.server.keyboard
+        keyboard = self.context.keyboard
         if keyboard is None:
             return
         for byte in scancodes:
             keyboard.push_scan_freg(byte)
-        self.server.keyboardLedsMayHaveChanged()
+        self.context.keyboardLedsMayHaveChanged()
 
     def msg_KEY_DOWN(self, msg):
         self._push(code_bytes(msg.code))
@@ -116,28 +116,28 @@ class InputsChannel(ChannelProtocol):
 
     def msg_MOUSE_MOTION(self, msg):
         self._motionReceived()
-        mouse = self.server.mouse
-        if self.server.mouseMode == MouseMode.SERVER and mouse is not None:
+        mouse = self.context.mouse
+        if self.context.mouseMode == MouseMode.SERVER and mouse is not None:
             mouse.motion(msg.dx, msg.dy, 0, msg.buttons_state)
 
     def msg_MOUSE_POSITION(self, msg):
         self._motionReceived()
-        tablet = self.server.tablet
-        if self.server.mouseMode == MouseMode.CLIENT and tablet is not None:
+        tablet = self.context.tablet
+        if self.context.mouseMode == MouseMode.CLIENT and tablet is not None:
             tablet.position(msg.x, msg.y, msg.buttons_state)
 
     def _button(self, msg):
         dz = WHEEL.get(msg.button, 0)
-        if self.server.mouseMode == MouseMode.CLIENT and self.server.tablet is not None:
+        if self.context.mouseMode == MouseMode.CLIENT and self.context.tablet is not None:
             if dz:
-                self.server.tablet.wheel(dz, msg.buttons_state)
+                self.context.tablet.wheel(dz, msg.buttons_state)
             else:
-                self.server.tablet.buttons(msg.buttons_state)
-        elif self.server.mouse is not None:
+                self.context.tablet.buttons(msg.buttons_state)
+        elif self.context.mouse is not None:
             if dz:
-                self.server.mouse.motion(0, 0, dz, msg.buttons_state)
+                self.context.mouse.motion(0, 0, dz, msg.buttons_state)
             else:
-                self.server.mouse.buttons(msg.buttons_state)
+                self.context.mouse.buttons(msg.buttons_state)
 
     def msg_MOUSE_PRESS(self, msg):
         self._button(msg)

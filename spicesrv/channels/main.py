@@ -1,6 +1,15 @@
 """
 The main channel (type 1): session setup, the channel list, mouse modes,
-name and UUID, multimedia time and agent token bookkeeping.
+name and UUID, multimedia time and agent token bookkeeping, and the
+migration messages.
+
+Migration code drives it with verbs (L{MainChannel.beginMigration},
+L{MainChannel.endMigration}, L{MainChannel.cancelMigration},
+L{MainChannel.switchHost} on the source; L{MainChannel.welcomeMigrated},
+L{MainChannel.answerSeamless} on the target), never with message names.  A
+client migrating in is followed by its session's
+L{spicesrv.migration.arrival.Arrival}, to which this channel hands the
+client's MIGRATE_END and DST_DO_SEAMLESS.
 """
 
 from spicesrv.channel import (
@@ -18,17 +27,17 @@ class MainChannel(ChannelProtocol):
     serverMessages = MAIN_SERVER
     clientMessages = MAIN_CLIENT
 
-    def __init__(self, server, session, info):
-        ChannelProtocol.__init__(self, server, session, info)
+    def __init__(self, session, info):
+        ChannelProtocol.__init__(self, session, info)
         self.channelsListSent = False
         self.agentTokens = 0
 
     migrateFlags = MIGRATE_NEED_FLUSH | MIGRATE_NEED_DATA_TRANSFER
 
     @classmethod
-    def capabilities(cls, server):
+    def capabilities(cls, context):
         caps = {MainCap.SEMI_SEAMLESS_MIGRATE}
-        if server.seamless:
+        if context.seamless:
             caps.add(MainCap.SEAMLESS_MIGRATE)
         return caps
 
@@ -38,7 +47,7 @@ class MainChannel(ChannelProtocol):
         A client migrating in is not reading this socket yet: nothing may be
         sent before INIT (libspice-server drops such messages too).
         """
-        return self.session.migratingIn
+        return self.session.arriving
 
     def sendRaw(self, msgType, body, counted=True):
         if self.silent:
@@ -50,19 +59,19 @@ class MainChannel(ChannelProtocol):
             return
         self.sendInit()
         if MainCap.NAME_AND_UUID in self.info.channel_caps:
-            if self.server.name is not None:
-                self.sendMessage("NAME", name=self.server.name.encode("utf-8") + b"\0")
-            if self.server.uuid is not None:
-                self.sendMessage("UUID", uuid=self.server.uuid.bytes)
+            if self.context.name is not None:
+                self.sendMessage("NAME", name=self.context.name.encode("utf-8") + b"\0")
+            if self.context.uuid is not None:
+                self.sendMessage("UUID", uuid=self.context.uuid.bytes)
 
     def sendInit(self):
         self.sendMessage(
             "INIT", session_id=self.session.id,
-            display_channels_hint=max(1, len(self.server.displays)),
-            supported_mouse_modes=self.server.supportedMouseModes,
-            current_mouse_mode=self.server.mouseMode,
+            display_channels_hint=max(1, len(self.context.displays)),
+            supported_mouse_modes=self.context.supportedMouseModes,
+            current_mouse_mode=self.context.mouseMode,
             agent_connected=0, agent_tokens=AGENT_TOKENS,
-            multi_media_time=self.server.mmTime(), ram_hint=RAM_HINT)
+            multi_media_time=self.context.mmTime(), ram_hint=RAM_HINT)
 
     # -- client messages -----------------------------------------------------
 
@@ -71,7 +80,7 @@ class MainChannel(ChannelProtocol):
             self.log.warn("{session} main: ATTACH_CHANNELS while migrating in; ignored",
                           session=self.session.id)
             return
-        entries = [e for e in self.server.registry.entries()
+        entries = [e for e in self.context.channelEntries()
                    if e.channel_type != ChannelType.MAIN]
         self.sendMessage("CHANNELS_LIST", channels=[
             dict(type=e.channel_type, id=e.channel_id) for e in entries])
@@ -86,7 +95,7 @@ class MainChannel(ChannelProtocol):
                 dict(type=entry.channel_type, id=entry.channel_id)])
 
     def msg_MOUSE_MODE_REQUEST(self, msg):
-        self.server.requestMouseMode(msg.mode)
+        self.context.requestMouseMode(msg.mode)
 
     def mouseModeChanged(self, supported, current):
         self.sendMessage("MOUSE_MODE", supported_modes=supported, current_mode=current)
@@ -101,80 +110,102 @@ class MainChannel(ChannelProtocol):
         self.log.info("{session} main: no guest agent; dropping {size} bytes of agent data",
                       session=self.session.id, size=len(msg.data))
 
-    # -- migration -------------------------------------------------------------
+    def sendMultiMediaTime(self):
+        self.sendMessage("MULTI_MEDIA_TIME", time=self.context.mmTime())
+
+    # -- migration, the source's side -------------------------------------------
+
+    def beginMigration(self, target, seamless=False):
+        """
+        Tell the client to pre-connect to C{target} (a
+        L{spicesrv.migration.source.TargetInfo}): MIGRATE_BEGIN, or
+        MIGRATE_BEGIN_SEAMLESS when C{seamless}.
+        """
+        if seamless:
+            self.sendMessage("MIGRATE_BEGIN_SEAMLESS",
+                             src_mig_version=MIGRATION_PROTOCOL_VERSION, **target.dstInfo())
+        else:
+            self.sendMessage("MIGRATE_BEGIN", **target.dstInfo())
+
+    def endMigration(self):
+        """
+        The VM moved: the pre-connected client switches to the target
+        (MIGRATE_END).
+        """
+        self.sendMessage("MIGRATE_END")
+
+    def cancelMigration(self):
+        """
+        The client stays here and drops its connections to the target
+        (MIGRATE_CANCEL).
+        """
+        self.sendMessage("MIGRATE_CANCEL")
+
+    def switchHost(self, target):
+        """
+        The client reconnects to C{target} as a new client
+        (MIGRATE_SWITCH_HOST).
+        """
+        self.sendMessage("MIGRATE_SWITCH_HOST", **target.dstInfo())
 
     def msg_MIGRATE_CONNECTED(self, msg):
-        self.server.sourceMigration.clientAnswered(self.session, True)
+        self.context.migrationAnswered(self.session, True)
 
     def msg_MIGRATE_CONNECTED_SEAMLESS(self, msg):
-        self.server.sourceMigration.clientAnswered(self.session, True, seamless=True)
+        self.context.migrationAnswered(self.session, True, seamless=True)
 
     def msg_MIGRATE_CONNECT_ERROR(self, msg):
-        self.server.sourceMigration.clientAnswered(self.session, False)
-
-    def msg_MIGRATE_DST_DO_SEAMLESS(self, msg):
-        """
-        The client asks the target for a seamless migration (libspice's
-        section 5.7 step 3): ACK and start the parked channels waiting for
-        their data, or NACK and the client goes on semi-seamlessly.
-        """
-        why = None
-        if not self.session.migratingIn or self.session.seamlessIn:
-            why = "the client is not migrating in"
-        elif not self.server.seamless:
-            why = "seamless migration is off here (--seamless-migration)"
-        elif msg.src_version > MIGRATION_PROTOCOL_VERSION:
-            why = "the source speaks migration protocol %d, this server %d" % (
-                msg.src_version, MIGRATION_PROTOCOL_VERSION)
-        elif len([s for s in self.server.sessions.values() if s.migratingIn]) > 1:
-            why = "several clients are migrating in"
-        if why is not None:
-            self.log.info("{session} main: seamless migration refused ({why}); the client "
-                          "goes on semi-seamlessly", session=self.session.id, why=why)
-            self._sendAlways("MIGRATE_DST_SEAMLESS_NACK")
-            return
-        self.awaitingMigrationData = True
-        self.session.acceptSeamless()
-        self._sendAlways("MIGRATE_DST_SEAMLESS_ACK")
-        self.log.info("{session} main: seamless migration accepted", session=self.session.id)
-
-    def _sendAlways(self, name):
-        """
-        Send even while silent: the seamless answer is the one message a
-        client migrating in reads before it has switched.
-        """
-        message = self.serverMessages[name]
-        ChannelProtocol.sendRaw(self, message.number, message.pack())
+        self.context.migrationAnswered(self.session, False)
 
     def migrationData(self):
         return dict(ChannelProtocol.migrationData(self), agent_tokens=self.agentTokens,
-                    mouse_mode=int(self.server.mouseMode))
+                    mouse_mode=int(self.context.mouseMode))
+
+    # -- migration, the target's side -------------------------------------------
+
+    def msg_MIGRATE_END(self, msg):
+        """
+        The client switched to this server (libspice's T4); its arrival
+        decides.
+        """
+        if self.session.arrival is None:
+            self.log.warn("{session} main: MIGRATE_END from a client that is not "
+                          "migrating in; ignored", session=self.session.id)
+            return
+        self.session.arrival.clientSwitched(self)
+
+    def welcomeMigrated(self):
+        """
+        The client has switched here: INIT with the session id it came
+        with.  It sends no ATTACH_CHANNELS; its channels come back by
+        themselves.
+        """
+        self.sendInit()
+        self.channelsListSent = True
+
+    def msg_MIGRATE_DST_DO_SEAMLESS(self, msg):
+        """
+        The client asks the target for a seamless migration (section 5.7
+        step 3); its arrival decides.
+        """
+        if self.session.arrival is None:
+            self.log.info("{session} main: seamless migration refused (the client is not "
+                          "migrating in); the client goes on semi-seamlessly",
+                          session=self.session.id)
+            self.answerSeamless(False)
+            return
+        self.session.arrival.seamlessRequested(self, msg.src_version)
+
+    def answerSeamless(self, accepted):
+        """
+        MIGRATE_DST_SEAMLESS_ACK or _NACK, sent even while silent: the
+        seamless answer is the one message a client migrating in reads
+        before it has switched.
+        """
+        message = self.serverMessages[
+            "MIGRATE_DST_SEAMLESS_ACK" if accepted else "MIGRATE_DST_SEAMLESS_NACK"]
+        ChannelProtocol.sendRaw(self, message.number, message.pack())
 
     def restoreMigrationData(self, fields):
         self.agentTokens = int(fields.get("agent_tokens", 0))
         self.channelsListSent = True
-
-    def msg_MIGRATE_END(self, msg):
-        """
-        The client switched to this server: send INIT with the session id it
-        came with and start its parked channels (libspice's T4).
-        """
-        if not self.session.migratingIn:
-            self.log.warn("{session} main: MIGRATE_END from a client that is not "
-                          "migrating in; ignored", session=self.session.id)
-            return
-        if MainCap.SEMI_SEAMLESS_MIGRATE not in self.info.channel_caps:
-            self.log.warn("{session} main: MIGRATE_END from a client without the "
-                          "semi-seamless capability; ignored", session=self.session.id)
-            return
-        self.session.migratingIn = False
-        self.sendInit()
-        self.channelsListSent = True
-        self.session.arrived()
-        self.log.info("session {session}: client switched here from the migration source",
-                      session=self.session.id)
-        self.server.sessionArrived(self.session)
-
-    def sendMultiMediaTime(self):
-        self.sendMessage("MULTI_MEDIA_TIME", time=self.server.mmTime())
-

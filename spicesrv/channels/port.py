@@ -213,7 +213,7 @@ class _BackendFactory(Factory):
 class PortChannel(ChannelProtocol):
     """
     A port channel bridged to a backend endpoint.  The registry calls it as
-    C{PortChannel(server, session, info, name=..., endpoint=...)}.
+    C{PortChannel(session, info, name=..., endpoint=...)}.
 
     @param name: the port name sent in PORT_INIT (a L{str}, e.g.
         C{"org.qemu.console.serial.0"}).
@@ -232,10 +232,10 @@ class PortChannel(ChannelProtocol):
     # spice-gtk sends each write as one DATA message, however large.
     maxClientMessage = 16 * 1024 * 1024
 
-    def __init__(self, server, session, info, name, endpoint, maxMessage=MAX_MESSAGE):
+    def __init__(self, session, info, name, endpoint, maxMessage=MAX_MESSAGE):
         if maxMessage < 1:
             raise ValueError("maxMessage must be at least 1, not %r" % (maxMessage,))
-        ChannelProtocol.__init__(self, server, session, info)
+        ChannelProtocol.__init__(self, session, info)
         if isinstance(name, bytes):
             name = name.decode("utf-8")
         self.portName = name
@@ -253,7 +253,7 @@ class PortChannel(ChannelProtocol):
         self._producing = False
 
     @classmethod
-    def capabilities(cls, server):
+    def capabilities(cls, context):
         return {SpicevmcCap.DATA_COMPRESS_LZ4}
 
     @property

@@ -8,6 +8,8 @@ One module per job:
  - L{spicesrv.migration.source}: the source server's client migration
    (MIGRATE_BEGIN, the clients' answers, MIGRATE_END, SWITCH_HOST or
    CANCEL, the wait for them to leave).
+ - L{spicesrv.migration.arrival}: the target server's side, one arriving
+   client from its main link to the moment it works here.
  - L{spicesrv.migration.seamless}: the MIGRATE_DATA a channel carries in a
    seamless migration.
  - L{spicesrv.migration.command}: the source's C{migrate} command, which

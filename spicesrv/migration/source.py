@@ -1,14 +1,14 @@
 """
-Client migration between two SPICE servers, as libspice-server does it
-(protocol.md section 5).
+The source server's side of a client migration between two SPICE servers,
+as libspice-server does it (protocol.md section 5.2): L{SourceMigration}
+sends MIGRATE_BEGIN to the clients that can pre-connect to the target,
+waits for their answers with a timeout, then sends MIGRATE_END,
+MIGRATE_SWITCH_HOST or MIGRATE_CANCEL, and waits for the clients to leave.
+It talks to each client through its main channel's verbs
+(L{spicesrv.channels.main.MainChannel.beginMigration} and the others).
 
-L{SourceMigration} is the source server's side: MIGRATE_BEGIN to the clients
-that can pre-connect to the target, their answers with a timeout, then
-MIGRATE_END, MIGRATE_SWITCH_HOST or MIGRATE_CANCEL, and the wait for the
-clients to leave.  The target's side (a main link with a non-zero
-connection id, parked channel links, INIT on the client's MIGRATE_END) lives
-in L{spicesrv.session.ClientSession} and the main channel, because a
-migrating-in client is an ordinary session in a particular state.
+The target's side, one arriving client, is
+L{spicesrv.migration.arrival.Arrival}.
 """
 
 from dataclasses import dataclass
@@ -91,6 +91,8 @@ class SourceMigration:
     @ivar target: the L{TargetInfo} of the pending migration, or L{None}.
     @ivar answers: session id -> L{CONNECTED}, L{CONNECT_ERROR},
         L{TIMED_OUT} or L{NO_CAPABILITY}, for the current migrate_connect.
+    @ivar completed: whether the clients have left for the target (from the
+        end of a migration until the next L{connect}).
     """
 
     log = Logger()
@@ -107,6 +109,10 @@ class SourceMigration:
         self._leaving = set()
         self._endTimer = None
         self._ended = None
+        # Sessions still arriving here when the migration onwards began:
+        # they hear of it once they have arrived (libspice's T5).
+        self._deferredBegin = set()
+        self.completed = False
         # Clients that had to be disconnected because they did not leave
         # after the migration (for operators and tests).
         self.forcedDisconnects = 0
@@ -119,6 +125,7 @@ class SourceMigration:
         pre-connect.  Returns a Deferred that fires with L{answers} once
         every client has answered or timed out.
         """
+        self.completed = False
         if self.target is not None:
             self.log.info("a new migrate_connect cancels the pending one")
             self._cancelClients()
@@ -152,10 +159,10 @@ class SourceMigration:
             self.answers[session.id] = NO_CAPABILITY
             return
         self._waiting.add(session.id)
-        if session.migratingIn:
+        if session.arriving:
             # It is still arriving here; it hears of the next move once it
             # has (libspice's T5).
-            session.pendingBegin = True
+            self._deferredBegin.add(session.id)
             return
         self._sendBegin(session)
 
@@ -170,12 +177,7 @@ class SourceMigration:
                 and MainCap.AGENT_CONNECTED_TOKENS in caps)
 
     def _sendBegin(self, session):
-        if self._trySeamless(session):
-            session.main.sendMessage("MIGRATE_BEGIN_SEAMLESS",
-                                     src_mig_version=MIGRATION_PROTOCOL_VERSION,
-                                     **self.target.dstInfo())
-        else:
-            session.main.sendMessage("MIGRATE_BEGIN", **self.target.dstInfo())
+        session.main.beginMigration(self.target, seamless=self._trySeamless(session))
 
     def whenAnswered(self):
         """
@@ -193,11 +195,14 @@ class SourceMigration:
         self._connected.addBoth(answered)
         return d
 
-    def beginDeferred(self, session):
+    def sessionArrived(self, session):
         """
-        A session that arrived here while a migration onwards was pending
-        has finished arriving: send it the deferred MIGRATE_BEGIN.
+        A client that migrated in has switched here: if a migration onwards
+        began meanwhile, send it the deferred MIGRATE_BEGIN.
         """
+        if session.id not in self._deferredBegin:
+            return
+        self._deferredBegin.discard(session.id)
         if self.target is not None and session.id in self._waiting:
             self._sendBegin(session)
 
@@ -212,7 +217,7 @@ class SourceMigration:
                 # the client drop its connections to the target.
                 self.log.info("session {session}: late MIGRATE_CONNECTED; cancelling it",
                               session=session.id)
-                session.main.sendMessage("MIGRATE_CANCEL")
+                session.main.cancelMigration()
             return
         self._waiting.discard(session.id)
         self.answers[session.id] = CONNECTED if ok else CONNECT_ERROR
@@ -233,7 +238,7 @@ class SourceMigration:
             session = self.server.sessions.get(session_id)
             self.log.warn("session {session}: no answer to MIGRATE_BEGIN within {t} s",
                           session=session_id, t=MIGRATE_TIMEOUT)
-            if session is not None and session.migratingIn:
+            if session is not None and session.arriving:
                 session.end()
         self._waiting = set()
         self._finishConnect()
@@ -299,9 +304,9 @@ class SourceMigration:
                 for channel in list(session.channels.values()):
                     channel.startMigration()
             elif answer == CONNECTED:
-                session.main.sendMessage("MIGRATE_END")
+                session.main.endMigration()
             elif self.target is not None:
-                session.main.sendMessage("MIGRATE_SWITCH_HOST", **self.target.dstInfo())
+                session.main.switchHost(self.target)
             self._leaving.add(session)
         self._reset()
         if self._leaving:
@@ -315,8 +320,8 @@ class SourceMigration:
             answered = self.answers.get(session.id)
             if session.main is not None and (answered == CONNECTED
                                              or session.id in self._waiting):
-                session.main.sendMessage("MIGRATE_CANCEL")
-            session.pendingBegin = False
+                session.main.cancelMigration()
+        self._deferredBegin = set()
 
     def _endTimedOut(self):
         self._endTimer = None
@@ -332,6 +337,7 @@ class SourceMigration:
         if self._ended is None:
             return
         d, self._ended = self._ended, None
+        self.completed = True
         self.server.migrationEnded()
         d.callback(None)
 
@@ -364,5 +370,5 @@ class SourceMigration:
             raise MigrationError("no migration target: call migrate_info first")
         for session in list(self.server.sessions.values()):
             if session.main is not None:
-                session.main.sendMessage("MIGRATE_SWITCH_HOST", **self.target.dstInfo())
+                session.main.switchHost(self.target)
         self.target = None

@@ -48,7 +48,7 @@ class MigrationTests(InteropTestCase):
     def test_semiSeamless(self):
         source, target, targetPort, client, sessionId = yield self.typeAndPreconnect()
         self.assertEqual(list(target.server.sessions), [sessionId])
-        self.assertTrue(target.server.sessions[sessionId].migratingIn)
+        self.assertTrue(target.server.sessions[sessionId].arriving)
         target.source.set_migration_state(source.source.get_migration_state())
         since = len(client.events)
         ended = source.server.migrate_end(True)
@@ -61,7 +61,7 @@ class MigrationTests(InteropTestCase):
         yield self.waitUntil(lambda: sessionId in target.server.sessions
                            and set(target.server.sessions[sessionId].channels)
                            == {(1, 0), (2, 0), (3, 0), (4, 0)})
-        self.assertFalse(target.server.sessions[sessionId].migratingIn)
+        self.assertFalse(target.server.sessions[sessionId].arriving)
         yield self.waitForPeers(client, targetPort)
         self.assertNotIn({"event": "disconnected"}, [
             {"event": e.get("event")} for e in client.events[since:]])
@@ -88,7 +88,7 @@ class MigrationTests(InteropTestCase):
         # The client left the source by itself, not at the 10 s timeout.
         self.assertEqual(source.server.sourceMigration.forcedDisconnects, 0)
         yield self.waitUntil(lambda: sessionId in target.server.sessions
-                             and not target.server.sessions[sessionId].migratingIn)
+                             and not target.server.sessions[sessionId].arriving)
         self.assertEqual(set(target.server.sessions[sessionId].channels),
                          {(1, 0), (2, 0), (3, 0), (4, 0)})
         self.assertNotIn("primary-destroy", [e.get("event") for e in client.events[since:]])
@@ -112,7 +112,7 @@ class MigrationTests(InteropTestCase):
         yield source.server.migrate_end(True)
         yield self.waitUntil(lambda: sessionId in target.server.sessions
                              and len(target.server.sessions[sessionId].channels) == 4
-                             and not target.server.sessions[sessionId].migratingIn)
+                             and not target.server.sessions[sessionId].arriving)
         yield self.waitForPeers(client, targetPort)
         yield self.waitForSamePicture(client, target.source)
 

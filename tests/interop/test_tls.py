@@ -166,7 +166,7 @@ class TLSTests(InteropTestCase):
         yield source.server.migrate_end(True)
         yield self.waitUntil(lambda: sessionId in target.server.sessions
                            and len(target.server.sessions[sessionId].channels) == 4
-                           and not target.server.sessions[sessionId].migratingIn)
+                           and not target.server.sessions[sessionId].arriving)
         session = target.server.sessions[sessionId]
         self.assertEqual({c.info.secure for c in session.channels.values()}, {True})
         yield self.waitForSamePicture(client, target.source)

@@ -55,16 +55,15 @@ DEFAULT_GREETING = "Hello from the echo channel."
 class EchoChannel(ChannelProtocol):
     """
     Greets the client once linked and sends back every ECHO unchanged.  The
-    registry calls it as C{EchoChannel(server, session, info,
-    greeting=...)}.
+    registry calls it as C{EchoChannel(session, info, greeting=...)}.
     """
 
     channelType = ECHO_CHANNEL_TYPE
     serverMessages = ECHO_SERVER
     clientMessages = ECHO_CLIENT
 
-    def __init__(self, server, session, info, greeting=DEFAULT_GREETING):
-        ChannelProtocol.__init__(self, server, session, info)
+    def __init__(self, session, info, greeting=DEFAULT_GREETING):
+        ChannelProtocol.__init__(self, session, info)
         self.greeting = greeting
 
     def channelUp(self):
