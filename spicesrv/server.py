@@ -412,7 +412,9 @@ class SpiceServer:
         Set a new password, as QEMU's C{set_password} for SPICE: clients
         already connected are kept (C{"keep"}), disconnected
         (C{"disconnect"}), or the change is refused while any is connected
-        (C{"fail"}).  The expiry is reset to never, as QEMU does.
+        (C{"fail"}).  The expiry is reset to never, as QEMU does.  An empty
+        password is taken, as libspice-server takes it, and locks every new
+        client out until a real password is set; it never authenticates.
 
         @raise PasswordError: C{"fail"} with clients connected, or a bad
             password or C{connected} value.
@@ -429,8 +431,12 @@ class SpiceServer:
                                 % len(self.sessions))
         self.ticket.disabled = False
         self.ticket.set(password)
-        self.log.info("password changed (connected clients: {connected})",
-                      connected=connected)
+        if self.ticket.has_password:
+            self.log.info("password changed (connected clients: {connected})",
+                          connected=connected)
+        else:
+            self.log.warn("password set to empty: no client can link until a password is "
+                          "set (connected clients: {connected})", connected=connected)
         if connected == "disconnect":
             for session in list(self.sessions.values()):
                 session.end()

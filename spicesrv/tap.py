@@ -168,6 +168,16 @@ class BaseOptions(usage.Options):
                 Ticket.validate(self["password"])
             except ValueError as e:
                 raise ConfigError("bad password: %s" % (e,))
+            if not self["password"]:
+                # An empty password would authenticate nobody (and, before
+                # this check, passed the guard for listening beyond loopback).
+                if self["password-file"] is not None:
+                    raise ConfigError("--password-file %s: its first line is empty; write "
+                                      "the password there (or use --disable-ticketing to "
+                                      "accept every client)" % (self["password-file"],))
+                raise ConfigError("--password is empty; give a password, preferably with "
+                                  "--password-file FILE (or use --disable-ticketing to "
+                                  "accept every client)")
         self._checkPorts()
         self._checkTls()
         self._checkMigration()

@@ -74,6 +74,18 @@ class ConfigErrorTests(unittest.TestCase):
     def test_badEndpoint(self):
         self.assertOneLine(["--listen", "bogus:x"], "not a Twisted server endpoint")
 
+    def test_emptyPassword(self):
+        self.assertOneLine(["--password", ""], "--password is empty", "--password-file")
+        self.assertOneLine(["--addr", "0.0.0.0", "--password", ""], "--password is empty")
+
+    def test_emptyPasswordFile(self):
+        for content in (b"", b"\n", b"\r\nsecond line\n"):
+            path = self.mktemp()
+            with open(path, "wb") as f:
+                f.write(content)
+            self.assertOneLine(["--addr", "0.0.0.0", "--password-file", path],
+                               "--password-file %s" % path, "empty")
+
     def test_passwordTooLong(self):
         self.assertOneLine(["--password", "x" * 61], "at most 60")
 

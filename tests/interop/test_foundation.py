@@ -155,3 +155,21 @@ class TwistdCommandTests(unittest.TestCase):
         self.assertNotEqual(code, 0)
         self.assertEqual(len(output.strip().splitlines()), 1, output)
         self.assertIn("--password-file", output)
+
+    @defer.inlineCallbacks
+    def test_refusesEmptyPasswordFile(self):
+        """
+        An empty password file would authenticate nobody and must not pass
+        for a password: twistd stops with one line naming the option.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("\n")
+        process = Twistd(self, "--addr", "0.0.0.0", "--port", str(freePort()),
+                         "--password-file", path)
+        code = yield process.ended
+        output = process.text()
+        self.assertNotEqual(code, 0)
+        self.assertEqual(len(output.strip().splitlines()), 1, output)
+        self.assertIn("--password-file %s" % path, output)
+        self.assertNotIn("Traceback", output)
