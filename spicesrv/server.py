@@ -25,6 +25,7 @@ from spicesrv.channels.main import MainChannel
 from spicesrv.interfaces import (
     IDisplaySource, IKeyboard, IMigratableState, IMigration, IMouse, ITablet)
 from spicesrv.keys import KeyPool
+from spicesrv.limits import ConnectionCounter, Limits
 from spicesrv.link import LinkProtocol, LinkRefused, SECURITY_NONE, SECURITY_SSL, basicInfo
 from spicesrv.migration import SourceMigration, TargetInfo
 from spicesrv.registry import ChannelRegistry
@@ -91,6 +92,10 @@ class SpiceServer:
         self.name = name
         self.uuid = uuid
         self.keys = keys if keys is not None else KeyPool()
+        # Deadlines, caps and log rate limits (spicesrv.limits); change them
+        # before listening.
+        self.limits = Limits()
+        self.connections = ConnectionCounter(lambda: self.limits)
         self.registry = ChannelRegistry()
         self.registry.observe(self._channelAdded)
         self.sessions = {}
