@@ -84,6 +84,23 @@ class FoundationTests(InteropTestCase):
         self.assertEqual(running.server.sessions, {})
 
     @defer.inlineCallbacks
+    def test_emptyPasswordRefusesEveryone(self):
+        """
+        After C{set_password("")} (QMP's, through the same server call) the
+        real client is refused with an auth error, even with the old
+        password or an empty one, as libspice-server refuses it.
+        """
+        running = RunningServer(self, password=PASSWORD)
+        port = yield running.listen()
+        running.server.set_password("")
+        for offered in (PASSWORD, ""):
+            client = yield self.startClient(port, password=offered)
+            event = yield client.waitForEvent({"event": "channel-event", "type": 1},
+                                              timeout=20)
+            self.assertEqual(event["what"], "SPICE_CHANNEL_ERROR_AUTH")
+        self.assertEqual(running.server.sessions, {})
+
+    @defer.inlineCallbacks
     def test_rawBitmaps(self):
         """
         A client without LZ4 gets raw bitmaps and the same picture.
