@@ -14,6 +14,7 @@ clock, ...).
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 
+from spicesrv.limits import GracefulClose, LogLimiter
 from spicesrv.migration.seamless import (
     MSG_MIGRATE_DATA, MigrationDataError, packMigrationData, unpackMigrationData)
 from spicesrv.wire.constants import ACK_WINDOW, Notify
@@ -80,6 +81,13 @@ class ChannelProtocol(Protocol):
         self._pingCall = None
         self.latency = None
         self.connected = False
+        self.closing = False
+        self._graceful = GracefulClose(self.clock)
+        self._partialCall = None
+        # What the peer makes us log, at a bounded rate per connection.
+        self.peerLog = LogLimiter(self.clock, self.context.limits, self.log,
+                                  "{session} {channel}: ", session=session.id,
+                                  channel=self.name)
         # Seamless migration: on the source, set once the client has moved
         # this channel to the target; on the target, true until the
         # channel's migration data has arrived.
@@ -123,6 +131,9 @@ class ChannelProtocol(Protocol):
         if self._pingCall is not None and self._pingCall.active():
             self._pingCall.cancel()
         self._pingCall = None
+        self._stopPartialTimer()
+        self._graceful.connectionLost()
+        self.peerLog.flush()
         self.channelDown()
         self.session.channelLost(self)
 
@@ -133,18 +144,31 @@ class ChannelProtocol(Protocol):
 
     def close(self, reason):
         """
-        Log why, and close this one connection.
+        Log why, and close this one connection: what was already written
+        may still go out, but a client that does not take it within
+        C{server.limits.closeGrace} seconds has its connection aborted.
         """
+        if self.closing:
+            return
+        self.closing = True
         self.log.warn("{session} {channel}: closing: {reason}",
                       session=self.session.id, channel=self.name, reason=reason)
-        self.transport.loseConnection()
+        self._stopPartialTimer()
+        self._graceful.close(self.transport, self.context.limits.closeGrace, self._aborting)
+
+    def _aborting(self):
+        self.log.warn("{session} {channel}: the client did not take the last bytes within "
+                      "{grace} s of the close; aborting", session=self.session.id,
+                      channel=self.name, grace=self.context.limits.closeGrace)
 
     # -- receiving -----------------------------------------------------------
 
     def dataReceived(self, data):
+        if self.closing:
+            return
         self._buffer += data
         header = MINI_HEADER if self.mini else FULL_HEADER
-        while self.connected and len(self._buffer) >= header.size:
+        while self.connected and not self.closing and len(self._buffer) >= header.size:
             if self.mini:
                 msgType, size = header.unpack_from(self._buffer)
             else:
@@ -155,17 +179,36 @@ class ChannelProtocol(Protocol):
                 return
             end = header.size + size
             if len(self._buffer) < end:
-                return
+                break
             body = bytes(self._buffer[header.size:end])
             del self._buffer[:end]
+            # A message is complete: a partial one after it has its own time.
+            self._stopPartialTimer()
             self._dispatch(msgType, body)
+        if self._buffer and self.connected and not self.closing:
+            if self._partialCall is None:
+                self._partialCall = self.clock.callLater(
+                    self.context.limits.messageTimeout, self._partialExpired)
+        else:
+            self._stopPartialTimer()
+
+    def _partialExpired(self):
+        self._partialCall = None
+        self.close("a partial message (%d bytes so far) did not complete within %g seconds"
+                   % (len(self._buffer), self.context.limits.messageTimeout))
+
+    def _stopPartialTimer(self):
+        if self._partialCall is not None and self._partialCall.active():
+            self._partialCall.cancel()
+        self._partialCall = None
 
     def _dispatch(self, msgType, body):
         message = self.clientMessages.byNumber.get(msgType)
         if message is None:
-            self.log.info("{session} {channel}: ignoring unknown message type {type} "
-                          "({size} bytes)", session=self.session.id, channel=self.name,
-                          type=msgType, size=len(body))
+            self.peerLog.info("unknown message types",
+                              "{session} {channel}: ignoring unknown message type {type} "
+                              "({size} bytes)", session=self.session.id, channel=self.name,
+                              type=msgType, size=len(body))
             return
         try:
             record = message.unpack(body, exact=False)
@@ -174,8 +217,10 @@ class ChannelProtocol(Protocol):
             return
         handler = getattr(self, "msg_" + message.name, None)
         if handler is None:
-            self.log.info("{session} {channel}: ignoring {msgname}",
-                          session=self.session.id, channel=self.name, msgname=message.name)
+            self.peerLog.info("ignored " + message.name,
+                              "{session} {channel}: ignoring {msgname}",
+                              session=self.session.id, channel=self.name,
+                              msgname=message.name)
             return
         handler(record)
 
@@ -302,8 +347,9 @@ class ChannelProtocol(Protocol):
         """
 
     def msg_DISCONNECTING(self, msg):
-        self.log.info("{session} {channel}: client is disconnecting (reason {reason})",
-                      session=self.session.id, channel=self.name, reason=msg.reason)
+        self.peerLog.info("DISCONNECTING",
+                          "{session} {channel}: client is disconnecting (reason {reason})",
+                          session=self.session.id, channel=self.name, reason=msg.reason)
 
     # -- latency -------------------------------------------------------------
 

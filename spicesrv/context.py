@@ -24,6 +24,14 @@ class ChannelContext:
         self._server = server
         self.clock = server.clock
 
+    @property
+    def limits(self):
+        """
+        The server's L{spicesrv.limits.Limits}: deadlines, grace times and
+        log rates that bound what one client costs.
+        """
+        return self._server.limits
+
     # -- the machine ---------------------------------------------------------
 
     @property

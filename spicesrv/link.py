@@ -20,9 +20,9 @@ from twisted.internet import defer
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 
 from spicesrv import keys
+from spicesrv.limits import GracefulClose, setKeepalive
 from spicesrv.wire import caps as capwords
 from spicesrv.wire.constants import (
     LINK_MAX_SIZE, LINK_MESS_SIZE, LINK_REPLY_SIZE, MAGIC, MAX_CAPS_WORDS,
@@ -35,8 +35,6 @@ SECURITY_SSL = 2
 
 SERVER_COMMON_CAPS = frozenset([CommonCap.PROTOCOL_AUTH_SELECTION,
                                 CommonCap.AUTH_SPICE, CommonCap.MINI_HEADER])
-
-LINK_TIMEOUT = 30
 
 # A parked link (a channel of a client migrating in) carries nothing until
 # the client switches; this much is already suspicious.
@@ -118,10 +116,14 @@ def error_reply(error):
                              num_channel_caps=0, caps_offset=0))
 
 
-class LinkProtocol(Protocol, TimeoutMixin):
+class LinkProtocol(Protocol):
     """
     One client connection: the link stage, then a pass-through to the
     channel protocol the server attaches.
+
+    The connection counts against the server's connection caps from its
+    first moment to its last, and the whole handshake has one deadline
+    (C{server.limits.linkTimeout}) that bytes arriving do not restart.
 
     @ivar server: the L{spicesrv.server.SpiceServer}.
     """
@@ -130,7 +132,7 @@ class LinkProtocol(Protocol, TimeoutMixin):
 
     def __init__(self, server):
         self.server = server
-        self.callLater = server.clock.callLater
+        self.clock = server.clock
         self.channel = None
         self._buffer = b""
         self._state = "header"
@@ -140,10 +142,24 @@ class LinkProtocol(Protocol, TimeoutMixin):
         self.parkedIn = None
         self._closed = False
         self._keyRequest = None
+        self._deadline = None
+        self._admitted = None
+        self._closing = GracefulClose(self.clock)
 
     # -- transport events ----------------------------------------------------
 
     def connectionMade(self):
+        peer = self.transport.getPeer()
+        self.peer = "%s:%s" % (getattr(peer, "host", peer), getattr(peer, "port", ""))
+        self.secure = ISSLTransport.providedBy(self.transport)
+        limits = self.server.limits
+        refused = self.server.connections.admit(peer)
+        if refused is not None:
+            self.log.warn("connection from {peer} refused: {reason}", peer=self.peer,
+                          reason=refused)
+            self._close()
+            return
+        self._admitted = peer
         # As libspice-server: no Nagle delay.  A large update's last small
         # segment would otherwise wait for the client's delayed ACK (about
         # 40 ms on Linux).
@@ -151,16 +167,19 @@ class LinkProtocol(Protocol, TimeoutMixin):
             self.transport.setTcpNoDelay(True)
         except (AttributeError, NotImplementedError, OSError):
             pass  # not TCP (a UNIX socket, a test transport)
-        peer = self.transport.getPeer()
-        self.peer = "%s:%s" % (getattr(peer, "host", peer), getattr(peer, "port", ""))
-        self.secure = ISSLTransport.providedBy(self.transport)
-        self.setTimeout(LINK_TIMEOUT)
+        # As libspice-server: keepalive on every link, so a peer that
+        # vanished (power off, a dropped NAT entry) is noticed and its
+        # connection freed.
+        setKeepalive(self.transport, limits.keepaliveIdle)
+        self._linkTimeout = limits.linkTimeout
+        self._deadline = self.clock.callLater(limits.linkTimeout, self._linkExpired)
 
     def dataReceived(self, data):
         if self.channel is not None:
             self.channel.dataReceived(data)
             return
-        self.resetTimeout()
+        if self._closed:
+            return
         self._buffer += data
         if self.parkedIn is not None and len(self._buffer) > MAX_PARKED_BYTES:
             self._fail("the client sent %d bytes on a channel parked for migration"
@@ -183,8 +202,12 @@ class LinkProtocol(Protocol, TimeoutMixin):
             channel.dataReceived(rest)
 
     def connectionLost(self, reason):
-        self.setTimeout(None)
+        self._stopDeadline()
+        self._closing.connectionLost()
         self._closed = True
+        if self._admitted is not None:
+            self.server.connections.release(self._admitted)
+            self._admitted = None
         if self.parkedIn is not None:
             self.parkedIn.unpark(self)
             self.parkedIn = None
@@ -193,8 +216,15 @@ class LinkProtocol(Protocol, TimeoutMixin):
         if self.channel is not None:
             self.channel.connectionLost(reason)
 
-    def timeoutConnection(self):
-        self._fail("the client did not finish the link within %d seconds" % LINK_TIMEOUT)
+    def _linkExpired(self):
+        self._deadline = None
+        self._fail("the client did not finish the link within %g seconds"
+                   % (self._linkTimeout,))
+
+    def _stopDeadline(self):
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
 
     # -- states ----------------------------------------------------------------
 
@@ -288,7 +318,7 @@ class LinkProtocol(Protocol, TimeoutMixin):
         self._state, self._need = "ticket", TICKET_CIPHERTEXT_BYTES
 
     def _got_ticket(self, data):
-        self.setTimeout(None)
+        self._stopDeadline()
         key, self._key = self._key, None
         try:
             plaintext = keys.decrypt_ticket(key, data)
@@ -338,5 +368,10 @@ class LinkProtocol(Protocol, TimeoutMixin):
 
     def _close(self):
         self._closed = True
-        self.setTimeout(None)
-        self.transport.loseConnection()
+        self._stopDeadline()
+        self._closing.close(self.transport, self.server.limits.closeGrace, self._aborting)
+
+    def _aborting(self):
+        self.log.warn("link from {peer}: the client did not take the last bytes within "
+                      "{grace} s of the close; aborting", peer=self.peer,
+                      grace=self.server.limits.closeGrace)

@@ -27,6 +27,7 @@ from spicesrv.control.events import channelEventData
 from spicesrv.interfaces import (
     IDisplaySource, IKeyboard, IMigratableState, IMigration, IMouse, ITablet)
 from spicesrv.keys import KeyPool
+from spicesrv.limits import ConnectionCounter, Limits
 from spicesrv.link import LinkProtocol, Park, Refuse, SECURITY_NONE, SECURITY_SSL, Start
 from spicesrv.migration.source import SourceMigration, TargetInfo
 from spicesrv.registry import ChannelRegistry
@@ -94,6 +95,10 @@ class SpiceServer:
         self.name = name
         self.uuid = uuid
         self.keys = keys if keys is not None else KeyPool()
+        # Deadlines, caps and log rate limits (spicesrv.limits); change them
+        # before listening.
+        self.limits = Limits()
+        self.connections = ConnectionCounter(lambda: self.limits)
         self.registry = ChannelRegistry()
         self.registry.observe(self._channelAdded)
         self.sessions = {}
@@ -401,7 +406,9 @@ class SpiceServer:
         Set a new password, as QEMU's C{set_password} for SPICE: clients
         already connected are kept (C{"keep"}), disconnected
         (C{"disconnect"}), or the change is refused while any is connected
-        (C{"fail"}).  The expiry is reset to never, as QEMU does.
+        (C{"fail"}).  The expiry is reset to never, as QEMU does.  An empty
+        password is taken, as libspice-server takes it, and locks every new
+        client out until a real password is set; it never authenticates.
 
         @raise PasswordError: C{"fail"} with clients connected, or a bad
             password or C{connected} value.
@@ -418,8 +425,12 @@ class SpiceServer:
                                 % len(self.sessions))
         self.ticket.disabled = False
         self.ticket.set(password)
-        self.log.info("password changed (connected clients: {connected})",
-                      connected=connected)
+        if self.ticket.has_password:
+            self.log.info("password changed (connected clients: {connected})",
+                          connected=connected)
+        else:
+            self.log.warn("password set to empty: no client can link until a password is "
+                          "set (connected clients: {connected})", connected=connected)
         if connected == "disconnect":
             for session in list(self.sessions.values()):
                 session.end()

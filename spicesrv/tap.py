@@ -4,18 +4,23 @@
 Option names follow QEMU's ``-spice`` where one exists.
 """
 
+import grp
 import ipaddress
+import os
 import re
 import sys
 import uuid as uuidlib
 
 from twisted.application import service
 from twisted.internet import endpoints
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python.failure import Failure
 from twisted.python import usage
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
+from spicesrv.limits import Limits
 from spicesrv.link import SECURITY_NONE, SECURITY_SSL
 from spicesrv.migration.command import Migrator
 from spicesrv.server import SpiceServer
@@ -23,6 +28,15 @@ from spicesrv.ticket import Ticket
 
 DEFAULT_PORT = 5900
 DEFAULT_ADDR = "127.0.0.1"
+DEFAULT_LIMITS = Limits()
+# Twisted's default of 50 made a burst of connects (spice-gtk opens several
+# channels at once, many clients reconnect after a migration) wait for 1 s
+# SYN retries.  The kernel caps it at net.core.somaxconn.
+DEFAULT_BACKLOG = 512
+# UNIX sockets: only the server's user may connect, unless told otherwise
+# (then as libvirt's unix_sock_group / unix_sock_rw_perms).
+DEFAULT_UNIX_MODE = 0o600
+DEFAULT_UNIX_GROUP_MODE = 0o660
 
 
 class ConfigError(Exception):
@@ -99,6 +113,21 @@ class BaseOptions(usage.Options):
         ["password-lifetime", None, 0, "Seconds until the password expires (0 = never).",
          int],
         ["name", None, None, "Name of the machine, shown by clients."],
+        ["max-connections", None, DEFAULT_LIMITS.maxConnections, "Connections open at "
+         "once, all clients together (a spice-gtk session opens 4 to 13).", int],
+        ["max-connections-per-address", None, DEFAULT_LIMITS.maxConnectionsPerAddress,
+         "Connections open at once from one IP address.", int],
+        ["link-timeout", None, DEFAULT_LIMITS.linkTimeout, "Seconds a new connection has "
+         "to finish the SPICE link (password included).", float],
+        ["message-timeout", None, DEFAULT_LIMITS.messageTimeout, "Seconds a client may "
+         "take to send the rest of a message it started; then that channel is closed.",
+         float],
+        ["listen-backlog", None, DEFAULT_BACKLOG, "Connections the kernel queues for "
+         "each listening socket before the server accepts them.", int],
+        ["unix-socket-mode", None, None, "Permissions (octal) of --listen unix: sockets: "
+         "600 (only this user) by default, 660 with --unix-socket-group."],
+        ["unix-socket-group", None, None, "Give --listen unix: sockets to this group (name "
+         "or number), whose members may then connect."],
         ["uuid", None, None, "UUID of the machine, sent to clients."],
     ]
     optFlags = [
@@ -119,6 +148,7 @@ class BaseOptions(usage.Options):
         self["tls-channel"] = []
         self["plaintext-channel"] = []
         self["tls"] = None
+        self["unix-socket-gid"] = None
 
     def opt_tls_channel(self, name):
         """This channel (main, display, inputs, cursor, ... or default) must use the TLS port (repeatable)."""
@@ -168,7 +198,18 @@ class BaseOptions(usage.Options):
                 Ticket.validate(self["password"])
             except ValueError as e:
                 raise ConfigError("bad password: %s" % (e,))
+            if not self["password"]:
+                # An empty password would authenticate nobody (and, before
+                # this check, passed the guard for listening beyond loopback).
+                if self["password-file"] is not None:
+                    raise ConfigError("--password-file %s: its first line is empty; write "
+                                      "the password there (or use --disable-ticketing to "
+                                      "accept every client)" % (self["password-file"],))
+                raise ConfigError("--password is empty; give a password, preferably with "
+                                  "--password-file FILE (or use --disable-ticketing to "
+                                  "accept every client)")
         self._checkPorts()
+        self._checkLimits()
         self._checkTls()
         self._checkMigration()
         if self["password-lifetime"] < 0:
@@ -212,6 +253,51 @@ class BaseOptions(usage.Options):
             raise ConfigError("nothing to listen on: give --port, --tls-port or --listen")
         if self["port"] and self["port"] == self["tls-port"]:
             raise ConfigError("--port and --tls-port are both %d; use two ports" % self["port"])
+
+    def _checkLimits(self):
+        for option in ("max-connections", "max-connections-per-address", "listen-backlog"):
+            if self[option] < 1:
+                raise ConfigError("--%s %d: give a number of connections, at least 1"
+                                  % (option, self[option]))
+        for option in ("link-timeout", "message-timeout"):
+            if not 0 < self[option] < float("inf"):
+                raise ConfigError("--%s %s: give a number of seconds greater than 0"
+                                  % (option, self[option]))
+        group = self["unix-socket-group"]
+        unix = [l for l in self["listen"] if l.split(":", 1)[0] == "unix"]
+        for option in ("unix-socket-mode", "unix-socket-group"):
+            if self[option] is not None and not unix:
+                raise ConfigError("--%s is for --listen unix:PATH sockets, and none is given"
+                                  % (option,))
+        if group is not None:
+            try:
+                self["unix-socket-gid"] = (int(group) if group.isdigit()
+                                           else grp.getgrnam(group).gr_gid)
+            except KeyError:
+                raise ConfigError("--unix-socket-group %s: no such group" % (group,))
+        else:
+            self["unix-socket-gid"] = None
+        mode = self["unix-socket-mode"]
+        if mode is None:
+            self["unix-socket-mode"] = (DEFAULT_UNIX_MODE if group is None
+                                        else DEFAULT_UNIX_GROUP_MODE)
+        elif isinstance(mode, str):
+            try:
+                self["unix-socket-mode"] = int(mode, 8)
+            except ValueError:
+                self["unix-socket-mode"] = -1
+            if not 0 <= self["unix-socket-mode"] <= 0o777:
+                raise ConfigError("--unix-socket-mode %s is not an octal permission mode "
+                                  "such as 600 or 660" % (mode,))
+
+    def limits(self):
+        """
+        The L{Limits} the options ask for.
+        """
+        return Limits(maxConnections=self["max-connections"],
+                      maxConnectionsPerAddress=self["max-connections-per-address"],
+                      linkTimeout=self["link-timeout"],
+                      messageTimeout=self["message-timeout"])
 
     def _checkTls(self):
         files = ["x509-dir", "x509-cert-file", "x509-key-file", "x509-cacert-file",
@@ -280,22 +366,81 @@ class BaseOptions(usage.Options):
 
     def listeners(self, reactor):
         """
-        The endpoints to listen on, as C{(label, endpoint)} pairs.
+        The endpoints to listen on, as C{(label, endpoint)} pairs: with the
+        listen backlog, and UNIX sockets with their mode (and group).
         """
         host = self["addr"]
+        backlog = self["listen-backlog"]
         result = []
         if self["port"]:
             interface = host.replace(":", "\\:")
             kind = "tcp6" if ":" in host else "tcp"
             description = "%s:%d:interface=%s" % (kind, self["port"], interface)
-            result.append((description, endpoints.serverFromString(reactor, description)))
+            result.append((description, endpoints.serverFromString(
+                reactor, "%s:backlog=%d" % (description, backlog))))
         if self["tls-port"] is not None:
             result.append(("tls:%s:%d" % (host, self["tls-port"]),
                            endpoints.SSL4ServerEndpoint(reactor, self["tls-port"],
-                                                        self["tls"], interface=host)))
+                                                        self["tls"], backlog=backlog,
+                                                        interface=host)))
         for description in self["listen"]:
-            result.append((description, endpoints.serverFromString(reactor, description)))
+            result.append((description, self._listenEndpoint(reactor, description)))
         return result
+
+    def _listenEndpoint(self, reactor, description):
+        """
+        The endpoint of one C{--listen}: the backlog and a UNIX socket's
+        mode are added unless the description gives its own.
+        """
+        kind = description.split(":", 1)[0]
+        full = description
+        if kind in ("tcp", "tcp6", "ssl", "unix") and not _hasParameter(full, "backlog"):
+            full += ":backlog=%d" % self["listen-backlog"]
+        if kind != "unix":
+            return endpoints.serverFromString(reactor, full)
+        mode, gid = self["unix-socket-mode"], self["unix-socket-gid"]
+        if _hasParameter(full, "mode"):
+            # The operator's own mode= wins over --unix-socket-mode.
+            endpoint = endpoints.serverFromString(reactor, full)
+            mode = endpoint._mode
+        else:
+            # With a group, the socket is the owner's alone until it has
+            # been given to the group; then it gets its mode.
+            first = mode if gid is None else mode & 0o700
+            endpoint = endpoints.serverFromString(reactor, "%s:mode=%o" % (full, first))
+        if gid is None:
+            return endpoint
+        return _UnixSocketGroup(endpoint, gid, mode)
+
+
+def _hasParameter(description, name):
+    return re.search(r"(?:^|[^\\]):%s=" % (re.escape(name),), description) is not None
+
+
+@implementer(IStreamServerEndpoint)
+class _UnixSocketGroup:
+    """
+    A UNIX server endpoint whose socket is given to a group, with a mode,
+    once it listens (C{--unix-socket-group}).
+    """
+
+    def __init__(self, endpoint, gid, mode):
+        self.endpoint = endpoint
+        self.gid = gid
+        self.mode = mode
+
+    def listen(self, factory):
+        def chown(port):
+            path = port.getHost().name
+            try:
+                os.chown(path, -1, self.gid)
+                os.chmod(path, self.mode)
+            except OSError as e:
+                port.stopListening()
+                raise ValueError("cannot give the socket to group %d (--unix-socket-group): "
+                                 "%s" % (self.gid, e.strerror))
+            return port
+        return self.endpoint.listen(factory).addCallback(chown)
 
 
 def buildOptions(sources=None, channels=None):
@@ -411,6 +556,7 @@ def makeServer(config, reactor):
                          disable_ticketing=config["password"] is None,
                          name=config["name"], uuid=config["uuid"],
                          seamless_migration=config["seamless-migration"])
+    server.limits = config.limits()
     if config["password"] is not None and config["password-lifetime"]:
         server.ticket.expire_in(config["password-lifetime"])
     if config["tls"] is not None:

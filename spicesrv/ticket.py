@@ -4,8 +4,9 @@ check of a client's decrypted ticket.
 
 The semantics are libspice-server's ``spice_server_set_ticket`` and
 ``spice_server_set_noauth``: a password with a lifetime (0 = never expires),
-no password at all locking everyone out while ticketing is on, and
-ticketing disabled accepting any ticket.
+no password at all, or an empty one, locking everyone out while ticketing
+is on (libspice's ``reds_handle_ticket`` refuses every ticket while the
+password is empty), and ticketing disabled accepting any ticket.
 """
 
 import hmac
@@ -50,14 +51,15 @@ class Ticket:
     def set(self, password, lifetime=0):
         """
         Set a new password that expires C{lifetime} seconds from now (0 =
-        never).  C{None} clears it, which denies every client while
-        ticketing is enabled.
+        never).  C{None} or an empty password clears it, which denies every
+        client while ticketing is enabled: an empty password never
+        authenticates anyone.
         """
         if password is None:
             self._password = None
             self._expires = None
             return
-        self._password = self.validate(password)
+        self._password = self.validate(password) or None
         self.expire_in(lifetime)
 
     def expire_in(self, seconds):
@@ -80,7 +82,7 @@ class Ticket:
 
     @property
     def has_password(self):
-        return self._password is not None
+        return bool(self._password)
 
     def check(self, plaintext):
         """
@@ -90,7 +92,7 @@ class Ticket:
         """
         if self.disabled:
             return True, "ticketing disabled"
-        if self._password is None:
+        if not self._password:
             return False, "ticketing is enabled but no password is set"
         if self.expired:
             return False, "the password has expired"

@@ -61,6 +61,115 @@ class FakesTests(unittest.TestCase):
         verifyObject(ITablet, RecordingTablet())
 
 
+class ChannelLimitTests(Setup, unittest.TestCase):
+    """
+    What one client can make a channel hold or log is bounded, and a close
+    happens even when the client stopped reading.
+    """
+
+    def test_stalledPartialMessageClosesThatChannelOnly(self):
+        inputs = self.link(ChannelType.INPUTS)
+        timeout = self.server.limits.messageTimeout
+        inputs.protocol.dataReceived(b"\x65\x00\x04\x00\x00\x00\x1c")  # KEY_DOWN, 1 of 4
+        self.server.clock.advance(timeout * 0.9)
+        inputs.protocol.dataReceived(b"\x00")  # progress does not restart the time
+        self.assertFalse(inputs.transport.disconnecting)
+        self.server.clock.advance(timeout * 0.1)
+        self.assertTrue(inputs.transport.disconnecting)
+        self.assertFalse(self.main.transport.disconnecting)
+        self.assertIn("partial message (8 bytes so far) did not complete within", self.logText())
+        self.assertIn(self.session_id, self.server.sessions)
+
+    def test_completeMessagesKeepTheChannel(self):
+        """
+        Each message has its own time: a client that sends complete messages
+        slowly, one partial after another, stays.
+        """
+        timeout = self.server.limits.messageTimeout
+        ping = MAIN_CLIENT["CLIENT_INFO"]
+        body = ping.pack(cache_size=1)
+        message = ping.number.to_bytes(2, "little") + len(body).to_bytes(4, "little") + body
+        for _ in range(5):
+            self.main.protocol.dataReceived(message[:3])
+            self.server.clock.advance(timeout * 0.9)
+            self.main.protocol.dataReceived(message[3:])
+        self.server.clock.advance(timeout * 10)
+        self.assertFalse(self.main.transport.disconnecting)
+
+    def test_unknownMessageFloodIsRateLimited(self):
+        """
+        100000 unknown messages log a bounded number of lines and one
+        summary with the count.
+        """
+        limits = self.server.limits
+        before = len(self.logged)
+        self.main.protocol.dataReceived(
+            b"".join((999 + i % 7).to_bytes(2, "little") + b"\0\0\0\0" for i in range(100000)))
+        self.main.send(MAIN_CLIENT["CLIENT_INFO"], cache_size=5)
+        self.assertFalse(self.main.transport.disconnecting)
+        lines = [formatEvent(e) for e in self.logged[before:]]
+        self.assertEqual(len(lines), limits.logBurst)
+        self.server.clock.advance(limits.logInterval)
+        lines = [formatEvent(e) for e in self.logged[before:]]
+        self.assertEqual(len(lines), limits.logBurst + 1)
+        self.assertIn("%d more log lines suppressed" % (100000 + 1 - limits.logBurst),
+                      lines[-1])
+        self.assertIn("unknown message types: %d" % (100000 - limits.logBurst), lines[-1])
+        self.assertIn("ignored CLIENT_INFO: 1", lines[-1])
+        # A new window logs again.
+        self.main.sendRaw(999, b"")
+        self.assertEqual(len(self.logged[before:]), limits.logBurst + 2)
+
+    def test_suppressedLinesSummarisedAtClose(self):
+        limits = self.server.limits
+        inputs = self.link(ChannelType.INPUTS)
+        before = len(self.logged)
+        for _ in range(limits.logBurst + 3):
+            inputs.sendRaw(999, b"")
+        inputs.protocol.connectionLost(None)
+        lines = [formatEvent(e) for e in self.logged[before:]]
+        self.assertIn("3 more log lines suppressed", "\n".join(lines))
+
+    def test_linesAreLimitedPerConnection(self):
+        limits = self.server.limits
+        inputs = self.link(ChannelType.INPUTS)
+        for _ in range(limits.logBurst * 2):
+            inputs.sendRaw(999, b"")
+        before = len(self.logged)
+        self.main.sendRaw(999, b"")
+        self.assertEqual(len(self.logged), before + 1)
+
+    def test_closeAbortsAClientThatStoppedReading(self):
+        display = self.link(ChannelType.DISPLAY)
+        display.channel.close("test")
+        self.assertTrue(display.transport.disconnecting)
+        self.assertFalse(display.transport.disconnected)
+        self.server.clock.advance(self.server.limits.closeGrace * 0.99)
+        self.assertFalse(display.transport.disconnected)
+        self.server.clock.advance(self.server.limits.closeGrace * 0.01)
+        self.assertTrue(display.transport.disconnected)
+        self.assertIn("did not take the last bytes", self.logText())
+        self.assertFalse(self.main.transport.disconnecting)
+
+    def test_closeThatCompletesIsNotAborted(self):
+        display = self.link(ChannelType.DISPLAY)
+        display.channel.close("test")
+        display.protocol.connectionLost(None)
+        self.server.clock.advance(self.server.limits.closeGrace)
+        self.assertFalse(display.transport.disconnected)
+        self.assertNotIn("did not take the last bytes", self.logText())
+
+    def test_nothingDispatchedAfterClose(self):
+        """
+        Messages after the one that closed the channel are not handled.
+        """
+        inputs = self.link(ChannelType.INPUTS)
+        inputs.protocol.dataReceived(b"\x65\x00\x01\x00\x00\x00\x01"
+                                     + b"\x65\x00\x04\x00\x00\x00\x1c\x00\x00\x00")
+        self.assertTrue(inputs.transport.disconnecting)
+        self.assertEqual(self.keyboard.scancodes, [])
+
+
 class MainChannelTests(Setup, unittest.TestCase):
     def test_init(self):
         server = makeTestServer(disable_ticketing=True)

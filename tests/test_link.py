@@ -34,9 +34,9 @@ class Connection:
     A raw connection to the server's link protocol.
     """
 
-    def __init__(self, server):
+    def __init__(self, server, peer=None):
         self.protocol = server.factory().buildProtocol(None)
-        self.transport = StringTransport()
+        self.transport = StringTransport(peerAddress=peer)
         self.protocol.makeConnection(self.transport)
 
     def send(self, data):
@@ -205,9 +205,154 @@ class LinkErrorTests(unittest.TestCase):
         conn = Connection(self.server)
         conn.send(b"RE")
         self.server.clock.advance(31)
-        # TimeoutMixin uses the global reactor unless told otherwise; the link
-        # protocol must use the server's clock.
+        # The deadline runs on the server's clock, not the global reactor.
         self.assertTrue(conn.closed)
+
+
+class LinkDeadlineTests(unittest.TestCase):
+    """
+    The whole handshake has one deadline that bytes do not restart.
+    """
+
+    def setUp(self):
+        self.server = makeTestServer(password="secret")
+        self.clock = self.server.clock
+        self.log = LogCapture(self)
+
+    def test_slowDripClosedAtDeadline(self):
+        """
+        A client sending one byte every 25 seconds is closed when the
+        deadline from its first moment passes, with one log line.
+        """
+        conn = Connection(self.server)
+        message = linkMessage(ChannelType.MAIN)
+        for i in range(1, 3):
+            self.clock.advance(self.server.limits.linkTimeout * 25 / 30)
+            if conn.closed:
+                break
+            conn.send(message[i:i + 1])
+        self.assertTrue(conn.closed)
+        self.assertEqual(self.clock.seconds(), 2 * self.server.limits.linkTimeout * 25 / 30)
+        lines = [t for t in self.log.texts() if "did not finish the link" in t]
+        self.assertEqual(len(lines), 1, self.log.texts())
+        self.assertIn("within 30 seconds", lines[0])
+
+    def test_deadlineIsExact(self):
+        self.server.limits.linkTimeout = 7
+        conn = Connection(self.server)
+        conn.send(b"R")
+        self.clock.advance(6.9)
+        conn.send(b"E")
+        self.assertFalse(conn.closed)
+        self.clock.advance(0.1)
+        self.assertTrue(conn.closed)
+
+    def test_linkedConnectionHasNoDeadline(self):
+        client = TestClientChannel(self.server, ChannelType.MAIN, password="secret")
+        self.assertEqual(client.result, LinkErr.OK)
+        self.clock.advance(10 * self.server.limits.linkTimeout)
+        self.assertFalse(client.transport.disconnecting)
+
+    def test_closeAbortsAfterGrace(self):
+        """
+        A refused link is closed politely, and aborted if its peer has not
+        taken the error within the grace time.
+        """
+        conn = Connection(self.server)
+        conn.send(b"GET / HTTP/1.1\r\n")
+        self.assertTrue(conn.closed)
+        self.assertFalse(conn.transport.disconnected)
+        self.clock.advance(self.server.limits.closeGrace)
+        self.assertTrue(conn.transport.disconnected)
+        self.assertTrue(any("aborting" in t for t in self.log.texts()))
+
+    def test_closedInTimeIsNotAborted(self):
+        conn = Connection(self.server)
+        conn.send(b"GET / HTTP/1.1\r\n")
+        conn.protocol.connectionLost(None)
+        self.clock.advance(self.server.limits.closeGrace)
+        self.assertFalse(conn.transport.disconnected)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+def ipv4(host, port=40000):
+    from twisted.internet.address import IPv4Address
+    return IPv4Address("TCP", host, port)
+
+
+class ConnectionCapTests(unittest.TestCase):
+    """
+    Connections are capped per peer address and in total; the one over the
+    limit is closed with a log line and the others keep working.
+    """
+
+    def setUp(self):
+        self.server = makeTestServer(password="secret")
+        self.log = LogCapture(self)
+
+    def refusals(self):
+        return [t for t in self.log.texts() if "connection from" in t and "refused" in t]
+
+    def test_perAddress(self):
+        self.server.limits.maxConnectionsPerAddress = 2
+        main = TestClientChannel(self.server, ChannelType.MAIN, password="secret")
+        session_id = main.next("INIT").session_id
+        idle = Connection(self.server)
+        over = Connection(self.server)
+        self.assertTrue(over.closed)
+        self.assertEqual(over.take(), b"")
+        (line,) = self.refusals()
+        self.assertIn("192.168.1.1", line)
+        self.assertIn("--max-connections-per-address", line)
+        # Another address is still welcome, and the existing ones work.
+        other = Connection(self.server, peer=ipv4("10.0.0.9"))
+        self.assertFalse(other.closed)
+        self.assertFalse(main.transport.disconnecting)
+        self.assertFalse(idle.closed)
+        idle.send(linkMessage(ChannelType.MAIN))
+        self.assertEqual(parseLinkReply(idle.take())[0].error, LinkErr.OK)
+        # A connection that ends makes room for the next.
+        idle.protocol.connectionLost(None)
+        inputs = TestClientChannel(self.server, ChannelType.INPUTS, connection_id=session_id,
+                                   password="secret")
+        self.assertEqual(inputs.result, LinkErr.OK)
+        self.assertIn(session_id, self.server.sessions)
+
+    def test_total(self):
+        self.server.limits.maxConnections = 3
+        conns = [Connection(self.server, peer=ipv4("10.0.0.%d" % i)) for i in range(4)]
+        self.assertEqual([c.closed for c in conns], [False, False, False, True])
+        (line,) = self.refusals()
+        self.assertIn("--max-connections", line)
+        self.assertEqual(self.server.connections.total, 3)
+        conns[0].protocol.connectionLost(None)
+        self.assertEqual(self.server.connections.total, 2)
+        self.assertFalse(Connection(self.server, peer=ipv4("10.0.0.8")).closed)
+
+    def test_refusedIsNotCounted(self):
+        self.server.limits.maxConnections = 1
+        first = Connection(self.server)
+        over = Connection(self.server)
+        over.protocol.connectionLost(None)
+        self.assertEqual(self.server.connections.total, 1)
+        first.protocol.connectionLost(None)
+        self.assertEqual(self.server.connections.total, 0)
+        self.assertEqual(dict(self.server.connections.perAddress), {})
+
+    def test_unixPeersShareOnlyTheTotal(self):
+        from twisted.internet.address import UNIXAddress
+        self.server.limits.maxConnectionsPerAddress = 1
+        conns = [Connection(self.server, peer=UNIXAddress(None)) for _ in range(3)]
+        self.assertFalse(any(c.closed for c in conns))
+
+    def test_defaultsLeaveRoomForClients(self):
+        """
+        spice-gtk opens a main and up to a dozen other channels per session,
+        and a migrating client opens a second set on the target.
+        """
+        self.assertGreaterEqual(self.server.limits.maxConnectionsPerAddress, 4 * 13)
+        self.assertGreaterEqual(self.server.limits.maxConnections,
+                                self.server.limits.maxConnectionsPerAddress)
 
 
 class LinkSuccessTests(unittest.TestCase):

@@ -813,6 +813,29 @@ class SpiceServerBackendTests(unittest.TestCase):
         self.clock.advance(61)
         self.assertEqual(self.server.ticket.check(b"s3cret\0")[0], False)
 
+    def test_emptyPasswordThroughMonitorRefusesClients(self):
+        """
+        QMP C{set_password} with C{""} succeeds, as on QEMU, and then an
+        in-memory client is refused whatever it offers, until a real
+        password is set.
+        """
+        from spicesrv.testing import TestClientChannel, testKeyPool
+        from spicesrv.wire.constants import ChannelType, LinkErr
+        self.server.keys = testKeyPool()
+        factory = QMPFactory(SpiceServerBackend(self.server), self.clock)
+        client = Client(factory).negotiate()
+        self.assertEqual(client.execute("set_password", {"protocol": "spice",
+                                                         "password": ""}),
+                         {"return": {}})
+        for offered in ("", "old"):
+            link = TestClientChannel(self.server, ChannelType.MAIN, password=offered)
+            self.assertEqual(link.result, LinkErr.PERMISSION_DENIED)
+            self.assertTrue(link.transport.disconnecting)
+        self.assertEqual(self.server.sessions, {})
+        client.execute("set_password", {"protocol": "spice", "password": "n3w"})
+        self.assertEqual(TestClientChannel(self.server, ChannelType.MAIN,
+                                           password="n3w").result, LinkErr.OK)
+
     def test_clientMigrateInfo(self):
         calls = []
         answers = defer.Deferred()

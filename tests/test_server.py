@@ -16,7 +16,7 @@ from spicesrv.link import SECURITY_NONE, SECURITY_SSL
 from spicesrv.server import InterfaceError
 from spicesrv.testing import (
     FakeDisplaySource, RecordingKeyboard, RecordingTablet, makeTestServer, testKey)
-from spicesrv.wire.constants import ChannelType, MouseMode
+from spicesrv.wire.constants import ChannelType, LinkErr, MouseMode
 
 
 @implementer(IMigration)
@@ -183,6 +183,34 @@ class PasswordTests(unittest.TestCase):
         self.server.set_password("again")
         self.assertTrue(self.server.ticket.check(b"again\0")[0])
         self.assertRaises(PasswordError, self.server.expire_password, "tomorrow")
+
+    def test_emptyPasswordRefusesEveryone(self):
+        """
+        C{set_password("")} is taken, as libspice-server takes it, and from
+        then on no client links, not with an empty ticket nor the old
+        password, until a real password is set; clients already there stay.
+        """
+        from spicesrv.testing import TestClientChannel
+        self.server.set_password("")
+        self.assertFalse(self.client.transport.disconnecting)
+        for offered in ("", "old"):
+            self.assertEqual(TestClientChannel(self.server, ChannelType.MAIN,
+                                               password=offered).result,
+                             LinkErr.PERMISSION_DENIED)
+        self.server.set_password("new")
+        self.assertEqual(TestClientChannel(self.server, ChannelType.MAIN,
+                                           password="new").result, LinkErr.OK)
+
+    def test_emptyPasswordWithTicketingDisabled(self):
+        """
+        Setting an empty password turns ticketing on, so it locks out a
+        server that accepted everyone.
+        """
+        from spicesrv.testing import TestClientChannel
+        server = makeTestServer(disable_ticketing=True)
+        server.set_password("")
+        self.assertEqual(TestClientChannel(server, ChannelType.MAIN, password="").result,
+                         LinkErr.PERMISSION_DENIED)
 
     def test_enablesTicketing(self):
         server = makeTestServer(disable_ticketing=True)

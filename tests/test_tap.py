@@ -74,6 +74,18 @@ class ConfigErrorTests(unittest.TestCase):
     def test_badEndpoint(self):
         self.assertOneLine(["--listen", "bogus:x"], "not a Twisted server endpoint")
 
+    def test_emptyPassword(self):
+        self.assertOneLine(["--password", ""], "--password is empty", "--password-file")
+        self.assertOneLine(["--addr", "0.0.0.0", "--password", ""], "--password is empty")
+
+    def test_emptyPasswordFile(self):
+        for content in (b"", b"\n", b"\r\nsecond line\n"):
+            path = self.mktemp()
+            with open(path, "wb") as f:
+                f.write(content)
+            self.assertOneLine(["--addr", "0.0.0.0", "--password-file", path],
+                               "--password-file %s" % path, "empty")
+
     def test_passwordTooLong(self):
         self.assertOneLine(["--password", "x" * 61], "at most 60")
 
@@ -112,6 +124,105 @@ class ConfigErrorTests(unittest.TestCase):
         e = self.assertRaises(SystemExit, tap.makeService, config, MemoryReactorClock())
         self.assertIn("/nonexistent.png", str(e.code))
         self.assertNotIn("\n", str(e.code))
+
+
+class LimitOptionTests(unittest.TestCase):
+    """
+    The options of spicesrv.limits, the listen backlog and the mode of UNIX
+    sockets.
+    """
+
+    def test_limitDefaults(self):
+        top = tap.makeService(parse(), MemoryReactorClock())
+        limits = top.server.limits
+        self.assertEqual((limits.maxConnections, limits.maxConnectionsPerAddress,
+                          limits.linkTimeout, limits.messageTimeout), (256, 64, 30, 60))
+
+    def test_limitOptions(self):
+        config = parse("--max-connections", "20", "--max-connections-per-address", "7",
+                       "--link-timeout", "4.5", "--message-timeout", "9")
+        limits = tap.makeService(config, MemoryReactorClock()).server.limits
+        self.assertEqual((limits.maxConnections, limits.maxConnectionsPerAddress,
+                          limits.linkTimeout, limits.messageTimeout), (20, 7, 4.5, 9))
+
+    def listen(self, *args):
+        reactor = MemoryReactorClock()
+        config = parse(*args)
+        for _, endpoint in config.listeners(reactor):
+            endpoint.listen(None)
+        return reactor
+
+    def test_backlog(self):
+        reactor = self.listen("--listen", "tcp:5930:interface=127.0.0.1",
+                              "--listen", "tcp:5931:interface=127.0.0.1:backlog=7",
+                              "--listen", "unix:/tmp/spice-test.sock")
+        self.assertEqual([(port, backlog) for port, _, backlog, _ in reactor.tcpServers],
+                         [(5900, tap.DEFAULT_BACKLOG), (5930, tap.DEFAULT_BACKLOG),
+                          (5931, 7)])
+        self.assertEqual([backlog for _, _, backlog, _, _ in reactor.unixServers],
+                         [tap.DEFAULT_BACKLOG])
+        reactor = self.listen("--listen-backlog", "2048")
+        self.assertEqual(reactor.tcpServers[0][2], 2048)
+        self.assertGreater(tap.DEFAULT_BACKLOG, 50)
+
+    def test_unixSocketMode(self):
+        reactor = self.listen("--listen", "unix:/tmp/a.sock",
+                              "--listen", "unix:/tmp/b.sock:mode=640")
+        self.assertEqual([(path, mode) for path, _, _, mode, _ in reactor.unixServers],
+                         [("/tmp/a.sock", 0o600), ("/tmp/b.sock", 0o640)])
+        reactor = self.listen("--listen", "unix:/tmp/a.sock", "--unix-socket-mode", "0660")
+        self.assertEqual(reactor.unixServers[0][3], 0o660)
+
+    def test_unixSocketReallyIsPrivate(self):
+        """
+        A UNIX socket that twistd spice listens on is the user's alone.
+        """
+        import os
+        import stat
+        import tempfile
+        from twisted.internet import reactor
+        directory = tempfile.mkdtemp(prefix="spicesrv-")
+        self.addCleanup(os.rmdir, directory)
+        path = os.path.join(directory, "s.sock")
+        top = tap.makeService(parse("--port", "0", "--listen", "unix:" + path), reactor)
+        top.privilegedStartService()
+        self.addCleanup(top.stopService)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+
+    def test_unixSocketGroup(self):
+        import os
+        import stat
+        import tempfile
+        from twisted.internet import reactor
+        directory = tempfile.mkdtemp(prefix="spicesrv-")
+        self.addCleanup(os.rmdir, directory)
+        path = os.path.join(directory, "s.sock")
+        gid = os.getgid()
+        config = parse("--port", "0", "--listen", "unix:" + path,
+                       "--unix-socket-group", str(gid))
+        top = tap.makeService(config, reactor)
+        top.privilegedStartService()
+        self.addCleanup(top.stopService)
+        info = os.stat(path)
+        self.assertEqual((stat.S_IMODE(info.st_mode), info.st_gid), (0o660, gid))
+
+    def assertOneLine(self, args, *words):
+        ConfigErrorTests.assertOneLine(self, args, *words)
+
+    def test_badValues(self):
+        self.assertOneLine(["--max-connections", "0"], "--max-connections 0")
+        self.assertOneLine(["--max-connections-per-address", "-1"],
+                           "--max-connections-per-address")
+        self.assertOneLine(["--listen-backlog", "0"], "--listen-backlog")
+        self.assertOneLine(["--link-timeout", "0"], "--link-timeout")
+        self.assertOneLine(["--message-timeout", "-5"], "--message-timeout")
+        self.assertOneLine(["--listen", "unix:/tmp/x", "--unix-socket-mode", "rw"],
+                           "--unix-socket-mode rw", "octal")
+        self.assertOneLine(["--listen", "unix:/tmp/x", "--unix-socket-mode", "1777"],
+                           "--unix-socket-mode 1777")
+        self.assertOneLine(["--listen", "unix:/tmp/x", "--unix-socket-group",
+                            "no-such-group-spicesrv"], "no such group")
+        self.assertOneLine(["--unix-socket-mode", "600"], "--listen unix:PATH")
 
 
 class ServiceTests(unittest.TestCase):

@@ -26,6 +26,24 @@ class TicketTests(unittest.TestCase):
         ticket.set(None)
         self.assertFalse(ticket.check(b"pw\0")[0])
 
+    def test_emptyPasswordLocksOut(self):
+        """
+        An empty password authenticates nobody, not even an empty ticket,
+        as libspice-server refuses every client while its password is
+        empty.
+        """
+        for password in ("", b""):
+            ticket = Ticket(self.clock, password=password)
+            self.assertEqual(ticket.check(b"\0"),
+                             (False, "ticketing is enabled but no password is set"))
+            self.assertEqual(ticket.check(b""),
+                             (False, "ticketing is enabled but no password is set"))
+            self.assertFalse(ticket.has_password)
+        ticket = Ticket(self.clock, password="pw")
+        ticket.set("")
+        self.assertFalse(ticket.check(b"\0")[0])
+        self.assertFalse(ticket.check(b"pw\0")[0])
+
     def test_lifetime(self):
         ticket = Ticket(self.clock)
         ticket.set("pw", lifetime=5)

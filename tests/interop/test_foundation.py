@@ -84,6 +84,23 @@ class FoundationTests(InteropTestCase):
         self.assertEqual(running.server.sessions, {})
 
     @defer.inlineCallbacks
+    def test_emptyPasswordRefusesEveryone(self):
+        """
+        After C{set_password("")} (QMP's, through the same server call) the
+        real client is refused with an auth error, even with the old
+        password or an empty one, as libspice-server refuses it.
+        """
+        running = RunningServer(self, password=PASSWORD)
+        port = yield running.listen()
+        running.server.set_password("")
+        for offered in (PASSWORD, ""):
+            client = yield self.startClient(port, password=offered)
+            event = yield client.waitForEvent({"event": "channel-event", "type": 1},
+                                              timeout=20)
+            self.assertEqual(event["what"], "SPICE_CHANNEL_ERROR_AUTH")
+        self.assertEqual(running.server.sessions, {})
+
+    @defer.inlineCallbacks
     def test_rawBitmaps(self):
         """
         A client without LZ4 gets raw bitmaps and the same picture.
@@ -155,3 +172,21 @@ class TwistdCommandTests(unittest.TestCase):
         self.assertNotEqual(code, 0)
         self.assertEqual(len(output.strip().splitlines()), 1, output)
         self.assertIn("--password-file", output)
+
+    @defer.inlineCallbacks
+    def test_refusesEmptyPasswordFile(self):
+        """
+        An empty password file would authenticate nobody and must not pass
+        for a password: twistd stops with one line naming the option.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("\n")
+        process = Twistd(self, "--addr", "0.0.0.0", "--port", str(freePort()),
+                         "--password-file", path)
+        code = yield process.ended
+        output = process.text()
+        self.assertNotEqual(code, 0)
+        self.assertEqual(len(output.strip().splitlines()), 1, output)
+        self.assertIn("--password-file %s" % path, output)
+        self.assertNotIn("Traceback", output)
