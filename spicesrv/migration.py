@@ -66,7 +66,7 @@ class TargetInfo:
         if "\0" in host or (cert_subject and "\0" in cert_subject):
             raise MigrationError("host and cert-subject cannot contain NUL")
         if cert_subject:
-            from spicesrv.tls import validate_subject
+            from spicesrv.tls.subjects import validate_subject
             try:
                 validate_subject(cert_subject)
             except ValueError as e:

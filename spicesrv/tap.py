@@ -229,14 +229,14 @@ class BaseOptions(usage.Options):
             raise ConfigError("--tls-port needs certificates: give --x509-dir DIR (make one "
                               "with 'python -m spicesrv.scripts.certs dev DIR') or "
                               "--x509-cert-file and --x509-key-file")
-        from spicesrv import tls
+        from spicesrv.tls.context import TLSConfigError, load_server_tls
         try:
-            self["tls"] = tls.load_server_tls(
+            self["tls"] = load_server_tls(
                 x509_dir=self["x509-dir"], cert_file=self["x509-cert-file"],
                 key_file=self["x509-key-file"], cacert_file=self["x509-cacert-file"],
                 key_password=self["x509-key-password"], dh_file=self["x509-dh-key-file"],
                 ciphers=self["tls-ciphers"])
-        except tls.TLSConfigError as e:
+        except TLSConfigError as e:
             raise ConfigError(str(e))
         names = self.channelNames()
         for option in ("tls-channel", "plaintext-channel"):

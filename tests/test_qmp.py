@@ -4,8 +4,6 @@ backend (L{spicesrv.control.backend}), in memory with StringTransport.
 """
 
 import json
-import sys
-import types
 
 from twisted.internet import defer, endpoints, task
 from twisted.internet.address import IPv4Address, UNIXAddress
@@ -851,22 +849,13 @@ class SpiceServerBackendTests(unittest.TestCase):
             calls.append((reactor, host, port, ca_file, cert_subject, hostname))
             return defer.succeed((False, "wrong subject"))
 
-        fake = types.ModuleType("spicesrv.tls")
-        fake.check_target_identity = check_target_identity
-        saved = sys.modules.get("spicesrv.tls")
-        sys.modules["spicesrv.tls"] = fake
-        self.addCleanup(self._restoreModule, saved)
+        from spicesrv.tls import probe
+        self.patch(probe, "check_target_identity", check_target_identity)
         reactor = object()
         backend = SpiceServerBackend(self.server, ca_file="/ca.pem", reactor=reactor)
         result = self.successResultOf(backend.check_target("dst", 5901, "CN=dst"))
         self.assertEqual(result, (False, "wrong subject"))
         self.assertEqual(calls, [(reactor, "dst", 5901, "/ca.pem", "CN=dst", "dst")])
-
-    def _restoreModule(self, saved):
-        if saved is None:
-            sys.modules.pop("spicesrv.tls", None)
-        else:
-            sys.modules["spicesrv.tls"] = saved
 
     def test_migrationWithoutMigrator(self):
         backend = SpiceServerBackend(self.server)
