@@ -291,3 +291,83 @@ class ISourcePlugin(Interface):
         @raise ValueError: the arguments are wrong; the message is one line
             saying what to change.
         """
+
+
+class IMonitorBackend(Interface):
+    """
+    What the QMP monitor drives: one object that answers the SPICE and
+    migration commands.
+
+    Every method may return its result directly or as a Deferred.  A
+    refusal is a L{ValueError} (raised or as the Deferred's failure) whose
+    message becomes the command's C{GenericError} description, so it must
+    be one line for an operator and never contain a password.
+    """
+
+    def query_spice():
+        """
+        The C{SpiceInfo} of QEMU's C{query-spice}, as a dict: C{enabled},
+        C{migrated}, C{host}, C{port}, C{tls-port}, C{auth} (C{"spice"} or
+        C{"none"}), C{compiled-version}, C{mouse-mode} (C{"client"},
+        C{"server"} or C{"unknown"}) and C{channels}, a list of
+        C{SpiceChannel} dicts (C{host}, C{port} as strings, C{family},
+        C{connection-id}, C{channel-type}, C{channel-id}, C{tls}).  Members
+        QEMU leaves out when unset (a port of 0) are left out.
+        """
+
+    def client_migrate_info(hostname, port, tls_port, cert_subject):
+        """
+        Tell connected clients where they will migrate, as
+        C{spice_server_migrate_connect}: C{port} and C{tls_port} are ints
+        or L{None} (at least one is given), C{cert_subject} a string or
+        L{None}.  Returns (or fires) once the server has accepted the
+        target, without waiting for the clients' answers, as QEMU does.
+        """
+
+    def check_target(hostname, tls_port, cert_subject):
+        """
+        Check, before C{client_migrate_info} is passed on, that the target's
+        TLS port presents the identity clients will verify (C{cert_subject},
+        or C{hostname} when it is L{None}).  Returns a Deferred firing with
+        C{(ok, reason)}, or L{None} when this backend cannot check (then
+        the command goes ahead unchecked).
+        """
+
+    def migrate(uri):
+        """
+        Start migrating to C{uri}; returns once it has started (progress is
+        reported by C{query_migrate} and C{MIGRATION} events).
+        """
+
+    def migrate_cancel():
+        """
+        Cancel the running migration; nothing happens if none is running.
+        """
+
+    def query_migrate():
+        """
+        QEMU's C{MigrationInfo} as a dict: C{status} (C{"setup"},
+        C{"active"}, C{"completed"}, C{"failed"}, C{"cancelled"}, ...; left
+        out, or C{"none"}, before the first migration) and, on failure,
+        C{error-desc}.
+        """
+
+    def set_password(password, connected):
+        """
+        Set the SPICE password; C{connected} is C{"keep"}, C{"disconnect"}
+        or C{"fail"} (what happens to, or because of, connected clients).
+        """
+
+    def expire_password(time):
+        """
+        Set when the password expires: C{"now"}, C{"never"}, C{"+N"} (in N
+        seconds) or C{"N"} (at UNIX time N).
+        """
+
+    def addEventObserver(observer):
+        """
+        Call C{observer(name, data)} for every event to report to QMP
+        clients (C{SPICE_CONNECTED}, C{SPICE_INITIALIZED},
+        C{SPICE_DISCONNECTED}, C{SPICE_MIGRATE_COMPLETED}, C{MIGRATION},
+        ...), C{data} being the event's QEMU-shaped dict or L{None}.
+        """

@@ -19,7 +19,8 @@ from spicesrv import keys
 from spicesrv.channel import FULL_HEADER, MINI_HEADER
 from spicesrv.display.cursor import Cursor
 from spicesrv.sources.base import FramebufferSource
-from spicesrv.interfaces import IDisplayObserver, IKeyboard, IMouse, ITablet
+from spicesrv.interfaces import (
+    IDisplayObserver, IKeyboard, IMonitorBackend, IMouse, ITablet)
 from spicesrv.wire import caps as capwords
 from spicesrv.wire.constants import (
     LINK_REPLY_SIZE, MAGIC, VERSION_MAJOR, VERSION_MINOR, AuthMechanism, ChannelType,
@@ -474,6 +475,73 @@ class RecordingTablet:
 
     def buttons(self, buttons_state):
         self.events.append(("buttons", buttons_state))
+
+
+@implementer(IMonitorBackend)
+class RecordingMonitorBackend:
+    """
+    A QMP monitor backend that records calls, for testing the monitor
+    without a server.
+
+    @ivar calls: C{(method name, arguments...)} tuples, in order.
+    @ivar results: method name -> what it returns (or, for an exception
+        instance, raises).
+    @ivar spice: what C{query_spice} returns.
+    @ivar migration: what C{query_migrate} returns.
+    @ivar observers: the event observers; L{emit} calls them.
+    """
+
+    def __init__(self):
+        self.calls = []
+        self.observers = []
+        self.results = {}
+        self.spice = {"enabled": True, "migrated": False, "host": "*", "port": 5900,
+                      "auth": "spice", "compiled-version": "0.1.0", "mouse-mode": "client",
+                      "channels": []}
+        self.migration = {}
+
+    def _call(self, name, *args):
+        self.calls.append((name,) + args)
+        result = self.results.get(name)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def query_spice(self):
+        self._call("query_spice")
+        return self.spice
+
+    def client_migrate_info(self, hostname, port, tls_port, cert_subject):
+        return self._call("client_migrate_info", hostname, port, tls_port, cert_subject)
+
+    def check_target(self, hostname, tls_port, cert_subject):
+        return self._call("check_target", hostname, tls_port, cert_subject)
+
+    def migrate(self, uri):
+        return self._call("migrate", uri)
+
+    def migrate_cancel(self):
+        return self._call("migrate_cancel")
+
+    def query_migrate(self):
+        self._call("query_migrate")
+        return self.migration
+
+    def set_password(self, password, connected):
+        return self._call("set_password", password, connected)
+
+    def expire_password(self, time):
+        return self._call("expire_password", time)
+
+    def addEventObserver(self, observer):
+        self.observers.append(observer)
+
+    def emit(self, name, data=None):
+        """
+        Report the event C{name} with C{data} to the observers.
+        """
+        for observer in self.observers:
+            observer(name, data)
 
 
 def decodeImage(data):

@@ -14,7 +14,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 import spicesrv
-from spicesrv.control.qmp import IMonitorBackend
+from spicesrv.interfaces import IMonitorBackend
 from spicesrv.link import basicInfo
 from spicesrv.wire.constants import MouseMode
 
