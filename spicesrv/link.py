@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
 from spicesrv import keys
+from spicesrv.address import describe_peer
 from spicesrv.wire import caps as capwords
 from spicesrv.wire.constants import (
     LINK_MAX_SIZE, LINK_MESS_SIZE, LINK_REPLY_SIZE, MAGIC, MAX_CAPS_WORDS,
@@ -149,8 +150,7 @@ class LinkProtocol(Protocol, TimeoutMixin):
             self.transport.setTcpNoDelay(True)
         except (AttributeError, NotImplementedError, OSError):
             pass  # not TCP (a UNIX socket, a test transport)
-        peer = self.transport.getPeer()
-        self.peer = "%s:%s" % (getattr(peer, "host", peer), getattr(peer, "port", ""))
+        self.peer = describe_peer(self.transport.getPeer())
         self.secure = ISSLTransport.providedBy(self.transport)
         self.setTimeout(LINK_TIMEOUT)
 

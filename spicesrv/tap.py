@@ -4,7 +4,6 @@
 Option names follow QEMU's ``-spice`` where one exists.
 """
 
-import ipaddress
 import re
 import sys
 import uuid as uuidlib
@@ -16,6 +15,7 @@ from twisted.python import usage
 
 from twisted.logger import Logger
 
+from spicesrv.address import is_loopback, is_tcp_port
 from spicesrv.link import SECURITY_NONE, SECURITY_SSL
 from spicesrv.migrator import Migrator
 from spicesrv.server import SpiceServer
@@ -29,15 +29,6 @@ class ConfigError(Exception):
     """
     A configuration mistake; its message says what to change.
     """
-
-
-def is_loopback(host):
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def endpoint_is_local(description):
@@ -203,7 +194,7 @@ class BaseOptions(usage.Options):
             self["port"] = 0 if self["tls-port"] is not None else DEFAULT_PORT
         for option in ("port", "tls-port"):
             value = self[option]
-            if value is not None and not 0 <= value < 65536:
+            if value is not None and not is_tcp_port(value):
                 raise ConfigError("--%s %d is not a TCP port (1-65535, or 0 for none)"
                                   % (option, value))
         if self["tls-port"] == 0:
