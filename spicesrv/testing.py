@@ -17,6 +17,7 @@ from twisted.internet.testing import StringTransport
 
 from spicesrv import keys
 from spicesrv.channel import FULL_HEADER, MINI_HEADER
+from spicesrv.display import encoders as enc
 from spicesrv.display.cursor import Cursor
 from spicesrv.sources.base import FramebufferSource
 from spicesrv.interfaces import (
@@ -549,21 +550,26 @@ def decodeImage(data):
     Decode a SPICE Image as a client would: a 32-bit BITMAP or an LZ4
     image, to a C{(height, width, 4)} uint8 array.
     """
-    _id, kind, _flags, width, height = struct.unpack_from("<QBBII", data)
-    if kind == 0:
-        fmt, bflags, x, y, stride, palette = struct.unpack_from("<BBIIII", data, 18)
-        if (fmt, x, y, palette) != (8, width, height, 0):
+    _id, kind, _flags, width, height = enc.DESCRIPTOR.unpack_from(data)
+    if kind == enc.IMAGE_TYPE_BITMAP:
+        fmt, bflags, x, y, stride, palette = enc.BITMAP_HEADER.unpack_from(
+            data, enc.IMAGE_DESCRIPTOR_SIZE)
+        if (fmt, x, y, palette) != (enc.BITMAP_FMT_32BIT, width, height, 0):
             raise ValueError("unexpected bitmap header %r" % ((fmt, x, y, palette),))
-        rows = numpy.frombuffer(data, numpy.uint8, stride * y, 36).reshape(y, stride)
+        rows = numpy.frombuffer(data, numpy.uint8, stride * y,
+                                enc.BITMAP_IMAGE_HEADER_SIZE).reshape(y, stride)
         pixels = rows[:, :x * 4].reshape(y, x, 4)
-        return pixels if bflags & 4 else pixels[::-1]
-    if kind == 109:
-        size, top_down, fmt = struct.unpack_from("<IBB", data, 18)
-        offset, end, out = 24, 22 + size, b""
+        return pixels if bflags & enc.BITMAP_FLAG_TOP_DOWN else pixels[::-1]
+    if kind == enc.IMAGE_TYPE_LZ4:
+        size, top_down, fmt = enc.LZ4_HEADER.unpack_from(data, enc.IMAGE_DESCRIPTOR_SIZE)
+        # data_size counts from the end of its own u32.
+        offset = enc.LZ4_IMAGE_HEADER_SIZE
+        end, out = enc.IMAGE_DESCRIPTOR_SIZE + 4 + size, b""
+        length = enc.LZ4_BLOCK_LENGTH
         while offset < end:
-            (n,) = struct.unpack_from(">I", data, offset)
-            out += data[offset + 4:offset + 4 + n]
-            offset += 4 + n
+            (n,) = length.unpack_from(data, offset)
+            out += data[offset + length.size:offset + length.size + n]
+            offset += length.size + n
         import lz4.block
         raw = lz4.block.decompress(out, uncompressed_size=width * height * 4)
         pixels = numpy.frombuffer(raw, numpy.uint8).reshape(height, width, 4)
