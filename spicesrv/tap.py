@@ -16,6 +16,7 @@ from twisted.python import usage
 from twisted.logger import Logger
 
 from spicesrv.address import is_loopback, is_tcp_port
+from spicesrv.interfaces import ISource
 from spicesrv.link import SECURITY_NONE, SECURITY_SSL
 from spicesrv.migrator import Migrator
 from spicesrv.server import SpiceServer
@@ -328,27 +329,22 @@ def _appender(option):
 
 class _ServerService(service.Service):
     """
-    Starts the server's key pool and the devices' timers with the service.
+    Starts the server's key pool and the source (an L{ISource}) with the
+    service, and stops the source with it.
     """
 
-    def __init__(self, server, devices):
+    def __init__(self, server, source):
         self.server = server
-        self.devices = devices
+        self.source = source
 
     def startService(self):
         service.Service.startService(self)
         self.server.startService()
-        for device in self.devices:
-            start = getattr(device, "start", None)
-            if start is not None:
-                start()
+        self.source.start()
 
     def stopService(self):
         service.Service.stopService(self)
-        for device in self.devices:
-            stop = getattr(device, "stop", None)
-            if stop is not None:
-                stop()
+        self.source.stop()
 
 
 def listenAtOnce(listening, description):
@@ -395,6 +391,8 @@ class _ListenService(service.Service):
 def makeServer(config, reactor):
     """
     Build the L{SpiceServer} and its devices described by C{config}.
+
+    @return: the server and the L{ISource} that C{--source} made.
     """
     # Without a password the options only allow loopback, where any local
     # client is accepted.
@@ -417,8 +415,12 @@ def makeServer(config, reactor):
         source = plugin.makeSource(args, config.pluginValues(plugin), reactor)
     except ValueError as e:
         raise SystemExit("twistd spice: --source %s: %s" % (config["source"], e))
-    devices = list(source.devices())
-    for device in devices:
+    if not ISource.providedBy(source):
+        raise SystemExit("twistd spice: --source %s: the %s plugin made %r, which does not "
+                         "provide spicesrv.interfaces.ISource (devices, start, stop); "
+                         "derive it from spicesrv.sources.base.FramebufferSource or "
+                         "declare ISource" % (config["source"], name, source))
+    for device in source.devices():
         server.addInterface(device)
     for channelPlugin in config.channels:
         try:
@@ -427,8 +429,7 @@ def makeServer(config, reactor):
             raise SystemExit("twistd spice: %s" % (e,))
         for device in extra or ():
             server.addInterface(device)
-            devices.append(device)
-    return server, devices
+    return server, source
 
 
 class _IncomingService(service.Service):
@@ -485,9 +486,9 @@ def _tlsOptionsFor(config):
 def makeService(config, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
-    server, devices = makeServer(config, reactor)
+    server, source = makeServer(config, reactor)
     top = service.MultiService()
-    _ServerService(server, devices).setServiceParent(top)
+    _ServerService(server, source).setServiceParent(top)
     for description, endpoint in config.listeners(reactor):
         _ListenService(description, endpoint, server.factory()).setServiceParent(top)
     migrator = Migrator(server, reactor, tlsOptionsFor=_tlsOptionsFor(config))
