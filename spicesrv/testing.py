@@ -1,7 +1,8 @@
 """
 Helpers for testing spicesrv and code built on it without sockets: the
-client side of the link stage, a reader of server messages, and an
-in-memory server wired to a L{StringTransport}.
+client side of the link stage, a reader of server messages, an in-memory
+server wired to a L{StringTransport}, one capture of log events, and a
+verified fake of every interface in L{spicesrv.interfaces} (L{FAKES}).
 
     server = makeTestServer(password="pw")
     client = connectChannel(server, ChannelType.MAIN, password="pw")
@@ -14,6 +15,8 @@ import numpy
 from twisted.internet.task import Clock
 from zope.interface import implementer
 from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.plugin import IPlugin
 
 from spicesrv import keys
 from spicesrv.channel import FULL_HEADER, MINI_HEADER
@@ -21,7 +24,9 @@ from spicesrv.display import encoders as enc
 from spicesrv.display.cursor import Cursor
 from spicesrv.sources.base import FramebufferSource
 from spicesrv.interfaces import (
-    IDisplayObserver, IKeyboard, IMonitorBackend, IMouse, ITablet)
+    IChannelPlugin, IDisplayObserver, IDisplaySource, IKeyboard, IMigratableState, IMigration,
+    IMonitorBackend, IMouse, IPluginOption, ISource, ISourcePlugin, ISpiceBase, ITablet)
+from spicesrv.plugin import Option
 from spicesrv.wire import caps as capwords
 from spicesrv.wire.constants import (
     LINK_REPLY_SIZE, MAGIC, VERSION_MAJOR, VERSION_MINOR, AuthMechanism, ChannelType,
@@ -545,6 +550,144 @@ class RecordingMonitorBackend:
             observer(name, data)
 
 
+@implementer(IMigration)
+class RecordingMigration:
+    """
+    Migration callbacks that record their calls.
+
+    @ivar calls: C{"connect_complete"} and C{"end_complete"}, in the order
+        the server called them.
+    """
+
+    def __init__(self):
+        self.__dict__.update(_base(IMigration, "recording migration callbacks"))
+        self.calls = []
+
+    def migrate_connect_complete(self):
+        self.calls.append("connect_complete")
+
+    def migrate_end_complete(self):
+        self.calls.append("end_complete")
+
+
+@implementer(IMigratableState)
+class RecordingState:
+    """
+    A device whose migratable state is a byte string.
+
+    @ivar data: the state, which L{get_migration_state} returns.
+    @ivar applied: every state restored, in order.
+    @ivar reject: when not L{None}, restoring raises L{ValueError} with it.
+    """
+
+    def __init__(self, key="test.state", data=b"", reject=None):
+        self.migration_key = key
+        self.data = data
+        self.reject = reject
+        self.applied = []
+
+    def get_migration_state(self):
+        return self.data
+
+    def set_migration_state(self, data):
+        if self.reject is not None:
+            raise ValueError(self.reject)
+        self.applied.append(data)
+        self.data = data
+
+
+@implementer(IPlugin, ISourcePlugin)
+class FakeSourcePlugin:
+    """
+    A source plugin (C{--source fake[:WIDTHxHEIGHT]}) that makes
+    L{FakeDisplaySource}s and records them.
+
+    @ivar made: the sources it made, in order.
+    """
+
+    name = "fake"
+    description = "fake[:WIDTHxHEIGHT] a display a test paints (default 64x48)"
+
+    def __init__(self, options=(Option("fake-note", "A value the test reads back."),)):
+        self.options = tuple(options)
+        self.made = []
+
+    def makeSource(self, args, values, reactor):
+        try:
+            width, height = (int(n) for n in args.split("x")) if args else (64, 48)
+        except ValueError:
+            raise ValueError("give the size as WIDTHxHEIGHT, e.g. --source fake:320x200")
+        source = FakeDisplaySource(width, height)
+        self.made.append((source, args, values, reactor))
+        return source
+
+
+@implementer(IPlugin, IChannelPlugin)
+class FakeChannelPlugin:
+    """
+    A channel plugin that records its installs, registers C{channelClass}
+    (when given) for C{channel_type} on each server, and returns
+    C{devices}.
+
+    @ivar installs: C{(server, values, reactor)} for every install.
+    """
+
+    name = "fake-channel"
+    description = "a channel plugin a test controls"
+
+    def __init__(self, channel_type=ChannelType.PORT, channelClass=None, devices=(),
+                 options=()):
+        self.channel_type = channel_type
+        self.channelClass = channelClass
+        self.devices = list(devices)
+        self.options = tuple(options)
+        self.installs = []
+
+    def install(self, server, values, reactor):
+        self.installs.append((server, values, reactor))
+        if self.channelClass is not None:
+            server.registry.register(self.channel_type,
+                                     server.registry.nextId(self.channel_type),
+                                     self.channelClass)
+        return list(self.devices)
+
+
+class LogCapture:
+    """
+    The log events emitted during one test, from when it is made until the
+    test's cleanup.
+
+        log = LogCapture(self)
+        ...
+        self.assertIn("refused", log.text())
+
+    @ivar events: the events, as L{twisted.logger} dicts.
+    """
+
+    def __init__(self, testcase):
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        testcase.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def texts(self):
+        """
+        Every event formatted, one string each.
+        """
+        return [formatEvent(event) for event in self.events]
+
+    def text(self):
+        """
+        Every event formatted, one line each.
+        """
+        return "\n".join(self.texts())
+
+    def matching(self, text):
+        """
+        The formatted events that contain C{text}.
+        """
+        return [line for line in self.texts() if text in line]
+
+
 def decodeImage(data):
     """
     Decode a SPICE Image as a client would: a 32-bit BITMAP or an LZ4
@@ -621,3 +764,18 @@ class ClientSurface:
         for name, record in messages:
             self.apply(name, record)
         return self
+
+
+#: Every interface of L{spicesrv.interfaces} -> a callable that makes a
+#: fake provider of it with no arguments (for L{IPluginOption}, the real
+#: L{spicesrv.plugin.Option}, which is only data).  The tests check each
+#: with C{verifyObject}.
+FAKES = {
+    ISpiceBase: RecordingKeyboard, IKeyboard: RecordingKeyboard, IMouse: RecordingMouse,
+    ITablet: RecordingTablet, IDisplayObserver: RecordingObserver,
+    IDisplaySource: FakeDisplaySource, ISource: FakeDisplaySource,
+    IMigratableState: RecordingState, IMigration: RecordingMigration,
+    IPluginOption: lambda: Option("fake-option", "An option a test gives."),
+    IChannelPlugin: FakeChannelPlugin, ISourcePlugin: FakeSourcePlugin,
+    IMonitorBackend: RecordingMonitorBackend,
+}

@@ -6,16 +6,14 @@ the real link stage, with the verified fakes of spicesrv.testing.
 import uuid
 
 import numpy
-from twisted.logger import globalLogPublisher, formatEvent
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from spicesrv.display.cursor import Cursor
 from spicesrv.interfaces import IDisplayObserver, IDisplaySource, IKeyboard, IMouse, ITablet
 from spicesrv.testing import (
-    ClientSurface, FakeDisplaySource, RecordingKeyboard, RecordingMouse, RecordingObserver,
-    RecordingTablet,
-    TestClientChannel, makeTestServer)
+    ClientSurface, FakeDisplaySource, LogCapture, RecordingKeyboard, RecordingMouse,
+    RecordingObserver, RecordingTablet, TestClientChannel, makeTestServer)
 from spicesrv.wire.constants import ChannelType, DisplayCap, LinkErr, MainCap, MouseMode
 from spicesrv.wire.messages import (
     COMMON_CLIENT, DISPLAY_CLIENT, INPUTS_CLIENT, MAIN_CLIENT)
@@ -38,9 +36,7 @@ class Setup:
         self.main = TestClientChannel(self.server, ChannelType.MAIN,
                                       channel_caps={MainCap.NAME_AND_UUID})
         self.session_id = self.main.next("INIT").session_id
-        self.logged = []
-        globalLogPublisher.addObserver(self.logged.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+        self.log = LogCapture(self)
 
     def link(self, channel_type, channel_id=0, **kwargs):
         client = TestClientChannel(self.server, channel_type, channel_id,
@@ -49,7 +45,7 @@ class Setup:
         return client
 
     def logText(self):
-        return "\n".join(formatEvent(e) for e in self.logged)
+        return self.log.text()
 
 
 class FakesTests(unittest.TestCase):

@@ -10,7 +10,6 @@ from twisted.internet import defer, endpoints, task
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
@@ -22,7 +21,7 @@ from spicesrv.control.qmp import QMPFactory, monitorEndpoint
 from spicesrv.interfaces import IMonitorBackend
 from spicesrv.link import LinkInfo
 from spicesrv.server import PasswordError, SpiceServer
-from spicesrv.testing import RecordingMonitorBackend
+from spicesrv.testing import LogCapture, RecordingMonitorBackend
 from spicesrv.wire.constants import MouseMode
 
 SECRET = "Hunter2-xyzzy"
@@ -77,9 +76,7 @@ class MonitorTestCase(unittest.TestCase):
         self.shutdowns = []
         self.factory = QMPFactory(self.backend, self.clock,
                                   shutdown=lambda: self.shutdowns.append(True))
-        self.logged = []
-        globalLogPublisher.addObserver(self.logged.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+        self.log = LogCapture(self)
 
     def client(self, negotiate=True, **kwargs):
         client = Client(self.factory, **kwargs)
@@ -89,7 +86,7 @@ class MonitorTestCase(unittest.TestCase):
         self.assertEqual(reply.get("error"), {"class": errorClass, "desc": desc}, reply)
 
     def logText(self):
-        return "\n".join(formatEvent(event) for event in self.logged)
+        return self.log.text()
 
 
 class GreetingAndNegotiationTests(MonitorTestCase):
@@ -745,9 +742,9 @@ class PasswordTests(MonitorTestCase):
         self.backend.results["set_password"] = RuntimeError("crashed on %s" % SECRET)
         reply = client.execute("set_password", {"protocol": "spice", "password": SECRET})
         self.assertNotIn(SECRET, reply["error"]["desc"])
-        self.assertTrue(self.logged)
-        for event in self.logged:
-            self.assertNotIn(SECRET, formatEvent(event))
+        self.assertTrue(self.log.events)
+        for event, line in zip(self.log.events, self.log.texts()):
+            self.assertNotIn(SECRET, line)
             self.assertNotIn(SECRET, repr(event))
         self.assertIn("set_password", self.logText())
 
