@@ -38,7 +38,7 @@ html_title = "spicesrv %s" % (release,)
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"
 autoclass_content = "both"
-# Show default values as written (Notify.VISIBILITY_LOW, CLIENT_COMMON_CAPS),
+# Show default values as written (NotifyVisibility.LOW, CLIENT_COMMON_CAPS),
 # not as their reprs.
 autodoc_preserve_defaults = True
 # Objects named in the docstrings that are not documented here (Twisted's,

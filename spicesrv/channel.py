@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from spicesrv.limits import GracefulClose, LogLimiter
 from spicesrv.migration.seamless import (
     MSG_MIGRATE_DATA, MigrationDataError, packMigrationData, unpackMigrationData)
-from spicesrv.wire.constants import ACK_WINDOW, Notify
+from spicesrv.wire.constants import ACK_WINDOW, NotifySeverity, NotifyVisibility
 from spicesrv.wire.messages import COMMON_CLIENT, COMMON_SERVER, DataHeader, MiniDataHeader
 from spicesrv.wire.schema import WireError
 
@@ -267,7 +267,7 @@ class ChannelProtocol(Protocol):
         self.unacked = 0
         self.sendMessage("SET_ACK", generation=self._ackGeneration, window=self.ackWindow)
 
-    def notify(self, text, severity=Notify.SEVERITY_INFO, visibility=Notify.VISIBILITY_LOW,
+    def notify(self, text, severity=NotifySeverity.INFO, visibility=NotifyVisibility.LOW,
                what=0):
         """
         Send a NOTIFY with C{text}; the text is sent with a terminating NUL,

@@ -10,7 +10,9 @@ the one it implements and accepts any ``minor_version``.
 Each device interface carries its libspice type name and versions as tagged
 values: ``IKeyboard.getTaggedValue("type")`` is ``"keyboard"``, and
 ``getTaggedValue("major_version")`` is what a provider's ``major_version``
-must equal.  Interface methods never declare ``self``.
+must equal.  Interface methods never declare ``self``; each says what its
+parameters and result are, as ``twisted.internet.interfaces`` does.
+``spicesrv.testing`` has a verified fake of every interface here.
 """
 
 from zope.interface import Attribute, Interface, taggedValue
@@ -47,13 +49,16 @@ class IKeyboard(ISpiceBase):
         Receive one scancode byte.  An extended key arrives as two calls,
         C{0xE0} then the key byte; a release has bit C{0x80} set.
 
+        @param byte: the scancode byte.
         @type byte: L{int} in 0..255
         """
 
     def get_leds():
         """
-        Return the lock-key state as SPICE modifier flags: SCROLL_LOCK 1,
-        NUM_LOCK 2, CAPS_LOCK 4.
+        The lock-key state, which the server sends to clients.
+
+        @return: SPICE modifier flags: SCROLL_LOCK 1, NUM_LOCK 2, CAPS_LOCK 4.
+        @rtype: L{int}
         """
 
 
@@ -69,13 +74,26 @@ class IMouse(ISpiceBase):
 
     def motion(dx, dy, dz, buttons_state):
         """
-        Move by (C{dx}, C{dy}); C{dz} is the wheel (-1 up, +1 down).
-        C{buttons_state} is the SPICE button mask (LEFT 1, MIDDLE 2, RIGHT 4).
+        The mouse moved or its wheel turned.
+
+        @param dx: the horizontal motion in pixels, positive to the right.
+        @type dx: L{int}
+        @param dy: the vertical motion in pixels, positive downwards.
+        @type dy: L{int}
+        @param dz: the wheel: -1 up, +1 down, 0 none.
+        @type dz: L{int}
+        @param buttons_state: the buttons held, as the SPICE button mask
+            (LEFT 1, MIDDLE 2, RIGHT 4).
+        @type buttons_state: L{int}
         """
 
     def buttons(buttons_state):
         """
         The button mask changed without motion.
+
+        @param buttons_state: the buttons held now (LEFT 1, MIDDLE 2,
+            RIGHT 4).
+        @type buttons_state: L{int}
         """
 
 
@@ -93,21 +111,42 @@ class ITablet(ISpiceBase):
     def set_logical_size(width, height):
         """
         The size of the display that positions refer to.
+
+        @param width: its width in pixels.
+        @type width: L{int}
+        @param height: its height in pixels.
+        @type height: L{int}
         """
 
     def position(x, y, buttons_state):
         """
-        The pointer is at (C{x}, C{y}) in surface coordinates.
+        The pointer moved.
+
+        @param x: its column, in surface coordinates.
+        @type x: L{int}
+        @param y: its row, in surface coordinates.
+        @type y: L{int}
+        @param buttons_state: the buttons held (LEFT 1, MIDDLE 2, RIGHT 4).
+        @type buttons_state: L{int}
         """
 
     def wheel(wheel_motion, buttons_state):
         """
-        The wheel turned: -1 up, +1 down.
+        The wheel turned.
+
+        @param wheel_motion: -1 up, +1 down.
+        @type wheel_motion: L{int}
+        @param buttons_state: the buttons held (LEFT 1, MIDDLE 2, RIGHT 4).
+        @type buttons_state: L{int}
         """
 
     def buttons(buttons_state):
         """
         The button mask changed.
+
+        @param buttons_state: the buttons held now (LEFT 1, MIDDLE 2,
+            RIGHT 4).
+        @type buttons_state: L{int}
         """
 
 
@@ -120,6 +159,11 @@ class IDisplayObserver(Interface):
     def surface_changed(width, height):
         """
         The framebuffer has a new size; everything is damaged.
+
+        @param width: the new width in pixels.
+        @type width: L{int}
+        @param height: the new height in pixels.
+        @type height: L{int}
         """
 
     def damaged(rects):
@@ -134,12 +178,18 @@ class IDisplayObserver(Interface):
         """
         The cursor shape or visibility changed.
 
-        @type cursor: L{spicesrv.display.cursor.Cursor} or L{None} for hidden
+        @param cursor: the new cursor, or L{None} when it is hidden.
+        @type cursor: L{spicesrv.display.cursor.Cursor} or L{None}
         """
 
     def cursor_moved(x, y):
         """
-        The cursor moved to (C{x}, C{y}) (server mouse mode).
+        The cursor moved (server mouse mode).
+
+        @param x: its column, in surface coordinates.
+        @type x: L{int}
+        @param y: its row, in surface coordinates.
+        @type y: L{int}
         """
 
 
@@ -160,30 +210,76 @@ class IDisplaySource(ISpiceBase):
 
     def framebuffer():
         """
-        Return the current frame as a C-contiguous numpy array of shape
-        C{(height, width, 4)} and dtype uint8, bytes B, G, R, X per pixel,
-        top row first.  Callers must not modify it.
+        The current frame.  Callers must not modify it.
+
+        @return: a C-contiguous numpy array of shape C{(height, width, 4)}
+            and dtype uint8, bytes B, G, R, X per pixel, top row first.
+        @rtype: L{numpy.ndarray}
         """
 
     def cursor():
         """
-        Return the current L{spicesrv.display.cursor.Cursor}, or L{None} when
-        no cursor is shown.
+        The current cursor shape.
+
+        @return: the cursor, or L{None} when no cursor is shown.
+        @rtype: L{spicesrv.display.cursor.Cursor} or L{None}
         """
 
     def cursor_position():
         """
-        Return the cursor position C{(x, y)}.
+        The cursor position.
+
+        @return: C{(x, y)} in surface coordinates.
+        @rtype: L{tuple} of two L{int}s
         """
 
     def addObserver(observer):
         """
-        Start telling an L{IDisplayObserver} about changes.
+        Start telling an observer about changes.
+
+        @param observer: the observer.
+        @type observer: L{IDisplayObserver}
         """
 
     def removeObserver(observer):
         """
-        Stop telling an L{IDisplayObserver} about changes.
+        Stop telling an observer about changes.
+
+        @param observer: an observer given to L{addObserver}.
+        @type observer: L{IDisplayObserver}
+        @raise ValueError: it was not added.
+        """
+
+
+class ISource(Interface):
+    """
+    What C{--source} makes (L{ISourcePlugin.makeSource}): a display source
+    with the devices that come with it, started and stopped with the
+    server's service.  L{spicesrv.sources.base.FramebufferSource} provides
+    it, with a C{start} and C{stop} that do nothing.
+    """
+
+    def devices():
+        """
+        Everything to register with the server.
+
+        @return: the device providers to hand to
+            L{spicesrv.server.SpiceServer.addInterface}: the
+            L{IDisplaySource} (often this object) and the input devices
+            (L{IKeyboard}, L{IMouse}, L{ITablet}) it has, if any.
+        @rtype: a sequence
+        """
+
+    def start():
+        """
+        The server's service starts: start timers, open files or sockets.
+        No parameters, no result.
+        """
+
+    def stop():
+        """
+        The server's service stops: stop what L{start} started.  No
+        parameters, no result.
         """
 
 
@@ -198,12 +294,20 @@ class IMigratableState(Interface):
 
     def get_migration_state():
         """
-        Return this device's state as bytes.
+        This device's state, to restore on the target.
+
+        @rtype: L{bytes}
         """
 
     def set_migration_state(data):
         """
-        Restore state previously returned by L{get_migration_state}.
+        Restore the state another server's device of the same
+        C{migration_key} returned.
+
+        @param data: what L{get_migration_state} returned.
+        @type data: L{bytes}
+        @raise ValueError: the data cannot be restored (the device keeps its
+            state; the migration is not applied).
         """
 
 
@@ -219,13 +323,14 @@ class IMigration(ISpiceBase):
 
     def migrate_connect_complete():
         """
-        Every client has answered MIGRATE_BEGIN, or timed out.
+        Every client has answered MIGRATE_BEGIN, or timed out.  No
+        parameters, no result.
         """
 
     def migrate_end_complete():
         """
         The clients have left the source after a completed migration, or the
-        wait for them timed out.
+        wait for them timed out.  No parameters, no result.
         """
 
 
@@ -259,11 +364,16 @@ class IChannelPlugin(Interface):
     def install(server, values, reactor):
         """
         Register this plugin's channels on C{server} (through
-        C{server.registry.register}) as C{values} (option name -> value)
-        ask.  Return the devices it created that the server should know,
-        such as L{IMigratableState} providers whose state moves with a
-        migration; an empty list if none.
+        C{server.registry.register}) as the option values ask.
 
+        @param server: the server being built.
+        @type server: L{spicesrv.server.SpiceServer}
+        @param values: option name -> value, for this plugin's options.
+        @type values: L{dict}
+        @param reactor: the reactor the server runs on.
+        @return: the devices it created that the server should know, such as
+            L{IMigratableState} providers whose state moves with a
+            migration; an empty list if none.
         @raise ValueError: an option value is wrong; the message is one line
             saying what to change.
         """
@@ -281,13 +391,136 @@ class ISourcePlugin(Interface):
 
     def makeSource(args, values, reactor):
         """
-        Return a display source for C{--source NAME:ARGS} (C{args} is the
-        text after the colon, or C{''}).  The source provides
-        L{IDisplaySource}, and its C{devices()} method returns everything to
-        register with the server (itself, and input devices if it has any).
-        If it has C{start()} and C{stop()} methods they are called with the
-        service.
+        Make the display source for C{--source NAME:ARGS}.
 
+        @param args: the text after the colon, or C{''}.
+        @type args: L{str}
+        @param values: option name -> value, for this plugin's options.
+        @type values: L{dict}
+        @param reactor: the reactor the server runs on (for timers).
+        @return: an L{ISource} provider (which usually is the
+            L{IDisplaySource} itself).
         @raise ValueError: the arguments are wrong; the message is one line
             saying what to change.
+        """
+
+
+class IMonitorBackend(Interface):
+    """
+    What the QMP monitor drives: one object that answers the SPICE and
+    migration commands.
+
+    Every method may return its result directly or as a Deferred.  A
+    refusal is a L{ValueError} (raised or as the Deferred's failure) whose
+    message becomes the command's C{GenericError} description, so it must
+    be one line for an operator and never contain a password.
+    """
+
+    def query_spice():
+        """
+        The C{SpiceInfo} of QEMU's C{query-spice}, as a dict: C{enabled},
+        C{migrated}, C{host}, C{port}, C{tls-port}, C{auth} (C{"spice"} or
+        C{"none"}), C{compiled-version}, C{mouse-mode} (C{"client"},
+        C{"server"} or C{"unknown"}) and C{channels}, a list of
+        C{SpiceChannel} dicts (C{host}, C{port} as strings, C{family},
+        C{connection-id}, C{channel-type}, C{channel-id}, C{tls}).  Members
+        QEMU leaves out when unset (a port of 0) are left out.
+
+        @rtype: L{dict}, or a Deferred of one
+        """
+
+    def client_migrate_info(hostname, port, tls_port, cert_subject):
+        """
+        Tell connected clients where they will migrate, as
+        C{spice_server_migrate_connect}.  Returns (or fires) once the server
+        has accepted the target, without waiting for the clients' answers,
+        as QEMU does.
+
+        @param hostname: the target's host name or address.
+        @type hostname: L{str}
+        @param port: its plain SPICE port, or L{None}.
+        @type port: L{int} or L{None}
+        @param tls_port: its TLS port, or L{None} (one of the two is given).
+        @type tls_port: L{int} or L{None}
+        @param cert_subject: the subject its certificate must have, or
+            L{None} to check the host name.
+        @type cert_subject: L{str} or L{None}
+        @raise ValueError: the server refuses the target.
+        """
+
+    def check_target(hostname, tls_port, cert_subject):
+        """
+        Check, before C{client_migrate_info} is passed on, that the target's
+        TLS port presents the identity clients will verify.
+
+        @param hostname: the target's host name or address.
+        @type hostname: L{str}
+        @param tls_port: its TLS port.
+        @type tls_port: L{int}
+        @param cert_subject: the subject clients will expect, or L{None}
+            (then they check C{hostname}).
+        @type cert_subject: L{str} or L{None}
+        @return: a Deferred firing with C{(ok, reason)}, C{reason} a
+            sentence; or L{None} when this backend cannot check (then the
+            command goes ahead unchecked).
+        """
+
+    def migrate(uri):
+        """
+        Start migrating; returns once it has started (progress is reported
+        by C{query_migrate} and C{MIGRATION} events).
+
+        @param uri: QEMU's migration URI (C{tcp:HOST:PORT}, C{unix:PATH},
+            C{tls:HOST:PORT}).
+        @type uri: L{str}
+        @raise ValueError: a bad URI, or a migration is running already.
+        """
+
+    def migrate_cancel():
+        """
+        Cancel the running migration; nothing happens if none is running.
+        No parameters; the result is ignored.
+        """
+
+    def query_migrate():
+        """
+        QEMU's C{MigrationInfo} as a dict: C{status} (C{"setup"},
+        C{"active"}, C{"completed"}, C{"failed"}, C{"cancelled"}, ...; left
+        out, or C{"none"}, before the first migration) and, on failure,
+        C{error-desc}.
+
+        @rtype: L{dict}, or a Deferred of one
+        """
+
+    def set_password(password, connected):
+        """
+        Set the SPICE password.
+
+        @param password: the new password.
+        @type password: L{str}
+        @param connected: what happens to, or because of, connected clients:
+            C{"keep"}, C{"disconnect"} or C{"fail"}.
+        @type connected: L{str}
+        @raise ValueError: the password cannot be set (too long, or
+            C{"fail"} with clients connected).
+        """
+
+    def expire_password(time):
+        """
+        Set when the password expires.
+
+        @param time: C{"now"}, C{"never"}, C{"+N"} (in N seconds) or C{"N"}
+            (at UNIX time N).
+        @type time: L{str}
+        @raise ValueError: a time in another form.
+        """
+
+    def addEventObserver(observer):
+        """
+        Report events to QMP clients from now on.
+
+        @param observer: called as C{observer(name, data)} for every event
+            (C{SPICE_CONNECTED}, C{SPICE_INITIALIZED}, C{SPICE_DISCONNECTED},
+            C{SPICE_MIGRATE_COMPLETED}, C{MIGRATION}, ...), C{data} being
+            the event's QEMU-shaped dict or L{None}.
         """

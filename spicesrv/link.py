@@ -22,6 +22,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 
 from spicesrv import keys
+from spicesrv.address import describe_peer
 from spicesrv.limits import GracefulClose, setKeepalive
 from spicesrv.wire import caps as capwords
 from spicesrv.wire.constants import (
@@ -150,7 +151,7 @@ class LinkProtocol(Protocol):
 
     def connectionMade(self):
         peer = self.transport.getPeer()
-        self.peer = "%s:%s" % (getattr(peer, "host", peer), getattr(peer, "port", ""))
+        self.peer = describe_peer(peer)
         self.secure = ISSLTransport.providedBy(self.transport)
         limits = self.server.limits
         refused = self.server.connections.admit(peer)

@@ -44,14 +44,9 @@ MIGRATION_ARRIVAL_TIMEOUT = 300.0
 # The device interfaces addInterface knows, most specific first.
 DEVICE_INTERFACES = (IDisplaySource, IKeyboard, IMouse, ITablet, IMigration)
 
-CHANNEL_NAMES = {
-    "main": ChannelType.MAIN, "display": ChannelType.DISPLAY,
-    "inputs": ChannelType.INPUTS, "cursor": ChannelType.CURSOR,
-    "playback": ChannelType.PLAYBACK, "record": ChannelType.RECORD,
-    "tunnel": ChannelType.TUNNEL, "smartcard": ChannelType.SMARTCARD,
-    "usbredir": ChannelType.USBREDIR, "port": ChannelType.PORT,
-    "webdav": ChannelType.WEBDAV,
-}
+#: Channel names as QEMU's tls-channel and plaintext-channel options spell
+#: them ("main", "display", ...), to their types.
+CHANNEL_NAMES = {channel.name.lower(): channel for channel in ChannelType}
 
 
 class InterfaceError(ValueError):

@@ -5,7 +5,6 @@ Option names follow QEMU's ``-spice`` where one exists.
 """
 
 import grp
-import ipaddress
 import os
 import re
 import sys
@@ -20,6 +19,8 @@ from twisted.python import usage
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from spicesrv.address import is_loopback, is_tcp_port
+from spicesrv.interfaces import ISource
 from spicesrv.limits import Limits
 from spicesrv.link import SECURITY_NONE, SECURITY_SSL
 from spicesrv.migration.command import Migrator
@@ -43,15 +44,6 @@ class ConfigError(Exception):
     """
     A configuration mistake; its message says what to change.
     """
-
-
-def is_loopback(host):
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def endpoint_is_local(description):
@@ -244,7 +236,7 @@ class BaseOptions(usage.Options):
             self["port"] = 0 if self["tls-port"] is not None else DEFAULT_PORT
         for option in ("port", "tls-port"):
             value = self[option]
-            if value is not None and not 0 <= value < 65536:
+            if value is not None and not is_tcp_port(value):
                 raise ConfigError("--%s %d is not a TCP port (1-65535, or 0 for none)"
                                   % (option, value))
         if self["tls-port"] == 0:
@@ -315,14 +307,14 @@ class BaseOptions(usage.Options):
             raise ConfigError("--tls-port needs certificates: give --x509-dir DIR (make one "
                               "with 'python -m spicesrv.scripts.certs dev DIR') or "
                               "--x509-cert-file and --x509-key-file")
-        from spicesrv import tls
+        from spicesrv.tls.context import TLSConfigError, load_server_tls
         try:
-            self["tls"] = tls.load_server_tls(
+            self["tls"] = load_server_tls(
                 x509_dir=self["x509-dir"], cert_file=self["x509-cert-file"],
                 key_file=self["x509-key-file"], cacert_file=self["x509-cacert-file"],
                 key_password=self["x509-key-password"], dh_file=self["x509-dh-key-file"],
                 ciphers=self["tls-ciphers"])
-        except tls.TLSConfigError as e:
+        except TLSConfigError as e:
             raise ConfigError(str(e))
         names = self.channelNames()
         for option in ("tls-channel", "plaintext-channel"):
@@ -482,27 +474,22 @@ def _appender(option):
 
 class _ServerService(service.Service):
     """
-    Starts the server's key pool and the devices' timers with the service.
+    Starts the server's key pool and the source (an L{ISource}) with the
+    service, and stops the source with it.
     """
 
-    def __init__(self, server, devices):
+    def __init__(self, server, source):
         self.server = server
-        self.devices = devices
+        self.source = source
 
     def startService(self):
         service.Service.startService(self)
         self.server.startService()
-        for device in self.devices:
-            start = getattr(device, "start", None)
-            if start is not None:
-                start()
+        self.source.start()
 
     def stopService(self):
         service.Service.stopService(self)
-        for device in self.devices:
-            stop = getattr(device, "stop", None)
-            if stop is not None:
-                stop()
+        self.source.stop()
 
 
 def listenAtOnce(listening, description):
@@ -549,6 +536,8 @@ class _ListenService(service.Service):
 def makeServer(config, reactor):
     """
     Build the L{SpiceServer} and its devices described by C{config}.
+
+    @return: the server and the L{ISource} that C{--source} made.
     """
     # Without a password the options only allow loopback, where any local
     # client is accepted.
@@ -572,8 +561,12 @@ def makeServer(config, reactor):
         source = plugin.makeSource(args, config.pluginValues(plugin), reactor)
     except ValueError as e:
         raise SystemExit("twistd spice: --source %s: %s" % (config["source"], e))
-    devices = list(source.devices())
-    for device in devices:
+    if not ISource.providedBy(source):
+        raise SystemExit("twistd spice: --source %s: the %s plugin made %r, which does not "
+                         "provide spicesrv.interfaces.ISource (devices, start, stop); "
+                         "derive it from spicesrv.sources.base.FramebufferSource or "
+                         "declare ISource" % (config["source"], name, source))
+    for device in source.devices():
         server.addInterface(device)
     for channelPlugin in config.channels:
         try:
@@ -582,8 +575,7 @@ def makeServer(config, reactor):
             raise SystemExit("twistd spice: %s" % (e,))
         for device in extra or ():
             server.addInterface(device)
-            devices.append(device)
-    return server, devices
+    return server, source
 
 
 class _IncomingService(service.Service):
@@ -640,9 +632,9 @@ def _tlsOptionsFor(config):
 def makeService(config, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
-    server, devices = makeServer(config, reactor)
+    server, source = makeServer(config, reactor)
     top = service.MultiService()
-    _ServerService(server, devices).setServiceParent(top)
+    _ServerService(server, source).setServiceParent(top)
     for description, endpoint in config.listeners(reactor):
         _ListenService(description, endpoint, server.factory()).setServiceParent(top)
     migrator = Migrator(server, reactor, tlsOptionsFor=_tlsOptionsFor(config))

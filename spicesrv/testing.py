@@ -1,7 +1,8 @@
 """
 Helpers for testing spicesrv and code built on it without sockets: the
-client side of the link stage, a reader of server messages, and an
-in-memory server wired to a L{StringTransport}.
+client side of the link stage, a reader of server messages, an in-memory
+server wired to a L{StringTransport}, one capture of log events, and a
+verified fake of every interface in L{spicesrv.interfaces} (L{FAKES}).
 
     server = makeTestServer(password="pw")
     client = connectChannel(server, ChannelType.MAIN, password="pw")
@@ -14,12 +15,18 @@ import numpy
 from twisted.internet.task import Clock
 from zope.interface import implementer
 from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.plugin import IPlugin
 
 from spicesrv import keys
 from spicesrv.channel import FULL_HEADER, MINI_HEADER
+from spicesrv.display import encoders as enc
 from spicesrv.display.cursor import Cursor
 from spicesrv.sources.base import FramebufferSource
-from spicesrv.interfaces import IDisplayObserver, IKeyboard, IMouse, ITablet
+from spicesrv.interfaces import (
+    IChannelPlugin, IDisplayObserver, IDisplaySource, IKeyboard, IMigratableState, IMigration,
+    IMonitorBackend, IMouse, IPluginOption, ISource, ISourcePlugin, ISpiceBase, ITablet)
+from spicesrv.plugin import Option
 from spicesrv.wire import caps as capwords
 from spicesrv.wire.constants import (
     LINK_REPLY_SIZE, MAGIC, VERSION_MAJOR, VERSION_MINOR, AuthMechanism, ChannelType,
@@ -476,26 +483,236 @@ class RecordingTablet:
         self.events.append(("buttons", buttons_state))
 
 
+@implementer(IMonitorBackend)
+class RecordingMonitorBackend:
+    """
+    A QMP monitor backend that records calls, for testing the monitor
+    without a server.
+
+    @ivar calls: C{(method name, arguments...)} tuples, in order.
+    @ivar results: method name -> what it returns (or, for an exception
+        instance, raises).
+    @ivar spice: what C{query_spice} returns.
+    @ivar migration: what C{query_migrate} returns.
+    @ivar observers: the event observers; L{emit} calls them.
+    """
+
+    def __init__(self):
+        self.calls = []
+        self.observers = []
+        self.results = {}
+        self.spice = {"enabled": True, "migrated": False, "host": "*", "port": 5900,
+                      "auth": "spice", "compiled-version": "0.1.0", "mouse-mode": "client",
+                      "channels": []}
+        self.migration = {}
+
+    def _call(self, name, *args):
+        self.calls.append((name,) + args)
+        result = self.results.get(name)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def query_spice(self):
+        self._call("query_spice")
+        return self.spice
+
+    def client_migrate_info(self, hostname, port, tls_port, cert_subject):
+        return self._call("client_migrate_info", hostname, port, tls_port, cert_subject)
+
+    def check_target(self, hostname, tls_port, cert_subject):
+        return self._call("check_target", hostname, tls_port, cert_subject)
+
+    def migrate(self, uri):
+        return self._call("migrate", uri)
+
+    def migrate_cancel(self):
+        return self._call("migrate_cancel")
+
+    def query_migrate(self):
+        self._call("query_migrate")
+        return self.migration
+
+    def set_password(self, password, connected):
+        return self._call("set_password", password, connected)
+
+    def expire_password(self, time):
+        return self._call("expire_password", time)
+
+    def addEventObserver(self, observer):
+        self.observers.append(observer)
+
+    def emit(self, name, data=None):
+        """
+        Report the event C{name} with C{data} to the observers.
+        """
+        for observer in self.observers:
+            observer(name, data)
+
+
+@implementer(IMigration)
+class RecordingMigration:
+    """
+    Migration callbacks that record their calls.
+
+    @ivar calls: C{"connect_complete"} and C{"end_complete"}, in the order
+        the server called them.
+    """
+
+    def __init__(self):
+        self.__dict__.update(_base(IMigration, "recording migration callbacks"))
+        self.calls = []
+
+    def migrate_connect_complete(self):
+        self.calls.append("connect_complete")
+
+    def migrate_end_complete(self):
+        self.calls.append("end_complete")
+
+
+@implementer(IMigratableState)
+class RecordingState:
+    """
+    A device whose migratable state is a byte string.
+
+    @ivar data: the state, which L{get_migration_state} returns.
+    @ivar applied: every state restored, in order.
+    @ivar reject: when not L{None}, restoring raises L{ValueError} with it.
+    """
+
+    def __init__(self, key="test.state", data=b"", reject=None):
+        self.migration_key = key
+        self.data = data
+        self.reject = reject
+        self.applied = []
+
+    def get_migration_state(self):
+        return self.data
+
+    def set_migration_state(self, data):
+        if self.reject is not None:
+            raise ValueError(self.reject)
+        self.applied.append(data)
+        self.data = data
+
+
+@implementer(IPlugin, ISourcePlugin)
+class FakeSourcePlugin:
+    """
+    A source plugin (C{--source fake[:WIDTHxHEIGHT]}) that makes
+    L{FakeDisplaySource}s and records them.
+
+    @ivar made: the sources it made, in order.
+    """
+
+    name = "fake"
+    description = "fake[:WIDTHxHEIGHT] a display a test paints (default 64x48)"
+
+    def __init__(self, options=(Option("fake-note", "A value the test reads back."),)):
+        self.options = tuple(options)
+        self.made = []
+
+    def makeSource(self, args, values, reactor):
+        try:
+            width, height = (int(n) for n in args.split("x")) if args else (64, 48)
+        except ValueError:
+            raise ValueError("give the size as WIDTHxHEIGHT, e.g. --source fake:320x200")
+        source = FakeDisplaySource(width, height)
+        self.made.append((source, args, values, reactor))
+        return source
+
+
+@implementer(IPlugin, IChannelPlugin)
+class FakeChannelPlugin:
+    """
+    A channel plugin that records its installs, registers C{channelClass}
+    (when given) for C{channel_type} on each server, and returns
+    C{devices}.
+
+    @ivar installs: C{(server, values, reactor)} for every install.
+    """
+
+    name = "fake-channel"
+    description = "a channel plugin a test controls"
+
+    def __init__(self, channel_type=ChannelType.PORT, channelClass=None, devices=(),
+                 options=()):
+        self.channel_type = channel_type
+        self.channelClass = channelClass
+        self.devices = list(devices)
+        self.options = tuple(options)
+        self.installs = []
+
+    def install(self, server, values, reactor):
+        self.installs.append((server, values, reactor))
+        if self.channelClass is not None:
+            server.registry.register(self.channel_type,
+                                     server.registry.nextId(self.channel_type),
+                                     self.channelClass)
+        return list(self.devices)
+
+
+class LogCapture:
+    """
+    The log events emitted during one test, from when it is made until the
+    test's cleanup.
+
+        log = LogCapture(self)
+        ...
+        self.assertIn("refused", log.text())
+
+    @ivar events: the events, as L{twisted.logger} dicts.
+    """
+
+    def __init__(self, testcase):
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        testcase.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def texts(self):
+        """
+        Every event formatted, one string each.
+        """
+        return [formatEvent(event) for event in self.events]
+
+    def text(self):
+        """
+        Every event formatted, one line each.
+        """
+        return "\n".join(self.texts())
+
+    def matching(self, text):
+        """
+        The formatted events that contain C{text}.
+        """
+        return [line for line in self.texts() if text in line]
+
+
 def decodeImage(data):
     """
     Decode a SPICE Image as a client would: a 32-bit BITMAP or an LZ4
     image, to a C{(height, width, 4)} uint8 array.
     """
-    _id, kind, _flags, width, height = struct.unpack_from("<QBBII", data)
-    if kind == 0:
-        fmt, bflags, x, y, stride, palette = struct.unpack_from("<BBIIII", data, 18)
-        if (fmt, x, y, palette) != (8, width, height, 0):
+    _id, kind, _flags, width, height = enc.DESCRIPTOR.unpack_from(data)
+    if kind == enc.IMAGE_TYPE_BITMAP:
+        fmt, bflags, x, y, stride, palette = enc.BITMAP_HEADER.unpack_from(
+            data, enc.IMAGE_DESCRIPTOR_SIZE)
+        if (fmt, x, y, palette) != (enc.BITMAP_FMT_32BIT, width, height, 0):
             raise ValueError("unexpected bitmap header %r" % ((fmt, x, y, palette),))
-        rows = numpy.frombuffer(data, numpy.uint8, stride * y, 36).reshape(y, stride)
+        rows = numpy.frombuffer(data, numpy.uint8, stride * y,
+                                enc.BITMAP_IMAGE_HEADER_SIZE).reshape(y, stride)
         pixels = rows[:, :x * 4].reshape(y, x, 4)
-        return pixels if bflags & 4 else pixels[::-1]
-    if kind == 109:
-        size, top_down, fmt = struct.unpack_from("<IBB", data, 18)
-        offset, end, out = 24, 22 + size, b""
+        return pixels if bflags & enc.BITMAP_FLAG_TOP_DOWN else pixels[::-1]
+    if kind == enc.IMAGE_TYPE_LZ4:
+        size, top_down, fmt = enc.LZ4_HEADER.unpack_from(data, enc.IMAGE_DESCRIPTOR_SIZE)
+        # data_size counts from the end of its own u32.
+        offset = enc.LZ4_IMAGE_HEADER_SIZE
+        end, out = enc.IMAGE_DESCRIPTOR_SIZE + 4 + size, b""
+        length = enc.LZ4_BLOCK_LENGTH
         while offset < end:
-            (n,) = struct.unpack_from(">I", data, offset)
-            out += data[offset + 4:offset + 4 + n]
-            offset += 4 + n
+            (n,) = length.unpack_from(data, offset)
+            out += data[offset + length.size:offset + length.size + n]
+            offset += length.size + n
         import lz4.block
         raw = lz4.block.decompress(out, uncompressed_size=width * height * 4)
         pixels = numpy.frombuffer(raw, numpy.uint8).reshape(height, width, 4)
@@ -547,3 +764,18 @@ class ClientSurface:
         for name, record in messages:
             self.apply(name, record)
         return self
+
+
+#: Every interface of L{spicesrv.interfaces} -> a callable that makes a
+#: fake provider of it with no arguments (for L{IPluginOption}, the real
+#: L{spicesrv.plugin.Option}, which is only data).  The tests check each
+#: with C{verifyObject}.
+FAKES = {
+    ISpiceBase: RecordingKeyboard, IKeyboard: RecordingKeyboard, IMouse: RecordingMouse,
+    ITablet: RecordingTablet, IDisplayObserver: RecordingObserver,
+    IDisplaySource: FakeDisplaySource, ISource: FakeDisplaySource,
+    IMigratableState: RecordingState, IMigration: RecordingMigration,
+    IPluginOption: lambda: Option("fake-option", "An option a test gives."),
+    IChannelPlugin: FakeChannelPlugin, ISourcePlugin: FakeSourcePlugin,
+    IMonitorBackend: RecordingMonitorBackend,
+}

@@ -6,16 +6,14 @@ the real link stage, with the verified fakes of spicesrv.testing.
 import uuid
 
 import numpy
-from twisted.logger import globalLogPublisher, formatEvent
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from spicesrv.display.cursor import Cursor
 from spicesrv.interfaces import IDisplayObserver, IDisplaySource, IKeyboard, IMouse, ITablet
 from spicesrv.testing import (
-    ClientSurface, FakeDisplaySource, RecordingKeyboard, RecordingMouse, RecordingObserver,
-    RecordingTablet,
-    TestClientChannel, makeTestServer)
+    ClientSurface, FakeDisplaySource, LogCapture, RecordingKeyboard, RecordingMouse,
+    RecordingObserver, RecordingTablet, TestClientChannel, makeTestServer)
 from spicesrv.wire.constants import ChannelType, DisplayCap, LinkErr, MainCap, MouseMode
 from spicesrv.wire.messages import (
     COMMON_CLIENT, DISPLAY_CLIENT, INPUTS_CLIENT, MAIN_CLIENT)
@@ -38,9 +36,7 @@ class Setup:
         self.main = TestClientChannel(self.server, ChannelType.MAIN,
                                       channel_caps={MainCap.NAME_AND_UUID})
         self.session_id = self.main.next("INIT").session_id
-        self.logged = []
-        globalLogPublisher.addObserver(self.logged.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+        self.log = LogCapture(self)
 
     def link(self, channel_type, channel_id=0, **kwargs):
         client = TestClientChannel(self.server, channel_type, channel_id,
@@ -49,7 +45,7 @@ class Setup:
         return client
 
     def logText(self):
-        return "\n".join(formatEvent(e) for e in self.logged)
+        return self.log.text()
 
 
 class FakesTests(unittest.TestCase):
@@ -102,15 +98,15 @@ class ChannelLimitTests(Setup, unittest.TestCase):
         summary with the count.
         """
         limits = self.server.limits
-        before = len(self.logged)
+        before = len(self.log.events)
         self.main.protocol.dataReceived(
             b"".join((999 + i % 7).to_bytes(2, "little") + b"\0\0\0\0" for i in range(100000)))
         self.main.send(MAIN_CLIENT["CLIENT_INFO"], cache_size=5)
         self.assertFalse(self.main.transport.disconnecting)
-        lines = [formatEvent(e) for e in self.logged[before:]]
+        lines = self.log.texts()[before:]
         self.assertEqual(len(lines), limits.logBurst)
         self.server.clock.advance(limits.logInterval)
-        lines = [formatEvent(e) for e in self.logged[before:]]
+        lines = self.log.texts()[before:]
         self.assertEqual(len(lines), limits.logBurst + 1)
         self.assertIn("%d more log lines suppressed" % (100000 + 1 - limits.logBurst),
                       lines[-1])
@@ -118,16 +114,16 @@ class ChannelLimitTests(Setup, unittest.TestCase):
         self.assertIn("ignored CLIENT_INFO: 1", lines[-1])
         # A new window logs again.
         self.main.sendRaw(999, b"")
-        self.assertEqual(len(self.logged[before:]), limits.logBurst + 2)
+        self.assertEqual(len(self.log.events[before:]), limits.logBurst + 2)
 
     def test_suppressedLinesSummarisedAtClose(self):
         limits = self.server.limits
         inputs = self.link(ChannelType.INPUTS)
-        before = len(self.logged)
+        before = len(self.log.events)
         for _ in range(limits.logBurst + 3):
             inputs.sendRaw(999, b"")
         inputs.protocol.connectionLost(None)
-        lines = [formatEvent(e) for e in self.logged[before:]]
+        lines = self.log.texts()[before:]
         self.assertIn("3 more log lines suppressed", "\n".join(lines))
 
     def test_linesAreLimitedPerConnection(self):
@@ -135,9 +131,9 @@ class ChannelLimitTests(Setup, unittest.TestCase):
         inputs = self.link(ChannelType.INPUTS)
         for _ in range(limits.logBurst * 2):
             inputs.sendRaw(999, b"")
-        before = len(self.logged)
+        before = len(self.log.events)
         self.main.sendRaw(999, b"")
-        self.assertEqual(len(self.logged), before + 1)
+        self.assertEqual(len(self.log.events), before + 1)
 
     def test_closeAbortsAClientThatStoppedReading(self):
         display = self.link(ChannelType.DISPLAY)

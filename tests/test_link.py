@@ -7,26 +7,14 @@ import struct
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from spicesrv import keys
 from spicesrv.link import SECURITY_SSL, error_reply
 from spicesrv.testing import (
-    TestClientChannel, linkMessage, makeTestServer, parseLinkReply, testKey, ticketBytes)
+    LogCapture, TestClientChannel, linkMessage, makeTestServer, parseLinkReply, testKey, ticketBytes)
 from spicesrv.wire.constants import ChannelType, CommonCap, LinkErr, MainCap
 from spicesrv.wire.messages import LinkHeader, LinkMess
-
-
-class LogCapture:
-    def __init__(self, testcase):
-        self.events = []
-        globalLogPublisher.addObserver(self.events.append)
-        testcase.addCleanup(globalLogPublisher.removeObserver, self.events.append)
-
-    def texts(self):
-        from twisted.logger import formatEvent
-        return [formatEvent(e) for e in self.events]
 
 
 class Connection:

@@ -6,40 +6,22 @@ section 5.
 """
 
 from twisted.trial import unittest
-from zope.interface import implementer
 
-from spicesrv.interfaces import IMigration
 from spicesrv.migration.source import MIGRATE_TIMEOUT, MigrationError, TargetInfo
 from spicesrv.testing import (
-    FakeDisplaySource, RecordingKeyboard, TestClientChannel, makeTestServer)
+    FakeDisplaySource, RecordingKeyboard, RecordingMigration, TestClientChannel,
+    makeTestServer)
 from spicesrv.wire.constants import ChannelType, LinkErr, MainCap
 from spicesrv.wire.messages import COMMON_CLIENT, DISPLAY_CLIENT, MAIN_CLIENT
 
 SEMI = {MainCap.SEMI_SEAMLESS_MIGRATE}
 
 
-@implementer(IMigration)
-class Callbacks:
-    type = "migration"
-    description = "recording migration callbacks"
-    major_version = 1
-    minor_version = 1
-
-    def __init__(self):
-        self.calls = []
-
-    def migrate_connect_complete(self):
-        self.calls.append("connect_complete")
-
-    def migrate_end_complete(self):
-        self.calls.append("end_complete")
-
-
 class SourceTests(unittest.TestCase):
     def setUp(self):
         self.server = makeTestServer(disable_ticketing=True)
         self.server.addInterface(FakeDisplaySource())
-        self.callbacks = Callbacks()
+        self.callbacks = RecordingMigration()
         self.server.addInterface(self.callbacks)
         self.events = []
         self.server.addEventObserver(lambda name, data: self.events.append(name))
@@ -481,7 +463,7 @@ class ChoreographyTests(unittest.TestCase):
         self.clock = Clock()
         self.source = makeTestServer(clock=self.clock, password="pw")
         self.target = makeTestServer(clock=self.clock, password="pw")
-        self.callbacks = Callbacks()
+        self.callbacks = RecordingMigration()
         self.source.addInterface(self.callbacks)
         self.sourceDisplay = FakeDisplaySource()
         self.targetDisplay = FakeDisplaySource()

@@ -13,7 +13,6 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.testing import MemoryReactor, StringTransport
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 from zope.interface import implementer
@@ -22,7 +21,7 @@ from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
 
 from spicesrv.channels import port as portmodule
 from spicesrv.channels.port import PortBackend, PortChannel, parseSpiceport, portBackend
-from spicesrv.testing import ServerMessages, TestClientChannel, makeTestServer
+from spicesrv.testing import LogCapture, ServerMessages, TestClientChannel, makeTestServer
 from spicesrv.wire.constants import ChannelType, LinkErr
 from spicesrv.wire.port import (
     PORT_CLIENT, PORT_SERVER, SPICEVMC_CLIENT, SPICEVMC_SERVER, DataCompression, PortEvent,
@@ -141,9 +140,7 @@ class Setup:
                                       endpoint=portBackend(self.reactor, ENDPOINT))
         self.main = TestClientChannel(self.server, ChannelType.MAIN)
         self.session_id = self.main.next("INIT").session_id
-        self.logged = []
-        globalLogPublisher.addObserver(self.logged.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+        self.log = LogCapture(self)
 
     def link(self, channel_id=0, lz4=False):
         client = TestClientChannel(
@@ -213,10 +210,10 @@ class Setup:
         client.protocol.connectionLost(Failure(ConnectionDone()))
 
     def logText(self):
-        return "\n".join(formatEvent(e) for e in self.logged)
+        return self.log.text()
 
     def logLines(self, text):
-        return [formatEvent(e) for e in self.logged if text in formatEvent(e)]
+        return self.log.matching(text)
 
 
 class OpenTests(Setup, unittest.TestCase):

@@ -4,84 +4,27 @@ backend (L{spicesrv.control.backend}), in memory with StringTransport.
 """
 
 import json
-import sys
-import types
+import socket
 
 from twisted.internet import defer, endpoints, task
 from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 import spicesrv
-from spicesrv.control import qmp
 from spicesrv.control.backend import SpiceServerBackend
-from spicesrv.control.qmp import (
-    COMMANDS, IMonitorBackend, JSONSplitter, QMPFactory, monitorEndpoint)
+from spicesrv.control.commands import COMMANDS
+from spicesrv.control.jsonstream import MAX_NESTING, JSONSplitter
+from spicesrv.control.qmp import QMPFactory, monitorEndpoint
+from spicesrv.interfaces import IMonitorBackend
 from spicesrv.link import LinkInfo
 from spicesrv.server import PasswordError, SpiceServer
+from spicesrv.testing import LogCapture, RecordingMonitorBackend
 from spicesrv.wire.constants import MouseMode
 
 SECRET = "Hunter2-xyzzy"
-
-
-@implementer(IMonitorBackend)
-class FakeBackend:
-    """
-    A monitor backend that records calls; C{results} maps a method name to
-    what it returns (or, for an exception instance, raises).
-    """
-
-    def __init__(self):
-        self.calls = []
-        self.observers = []
-        self.results = {}
-        self.spice = {"enabled": True, "migrated": False, "host": "*", "port": 5900,
-                      "auth": "spice", "compiled-version": "0.1.0", "mouse-mode": "client",
-                      "channels": []}
-        self.migration = {}
-
-    def _call(self, name, *args):
-        self.calls.append((name,) + args)
-        result = self.results.get(name)
-        if isinstance(result, BaseException):
-            raise result
-        return result
-
-    def query_spice(self):
-        self._call("query_spice")
-        return self.spice
-
-    def client_migrate_info(self, hostname, port, tls_port, cert_subject):
-        return self._call("client_migrate_info", hostname, port, tls_port, cert_subject)
-
-    def check_target(self, hostname, tls_port, cert_subject):
-        return self._call("check_target", hostname, tls_port, cert_subject)
-
-    def migrate(self, uri):
-        return self._call("migrate", uri)
-
-    def migrate_cancel(self):
-        return self._call("migrate_cancel")
-
-    def query_migrate(self):
-        self._call("query_migrate")
-        return self.migration
-
-    def set_password(self, password, connected):
-        return self._call("set_password", password, connected)
-
-    def expire_password(self, time):
-        return self._call("expire_password", time)
-
-    def addEventObserver(self, observer):
-        self.observers.append(observer)
-
-    def emit(self, name, data=None):
-        for observer in self.observers:
-            observer(name, data)
 
 
 class Client:
@@ -89,9 +32,9 @@ class Client:
     One monitor connection over a StringTransport.
     """
 
-    def __init__(self, factory, peer=None):
+    def __init__(self, factory, peer=None, transport=None):
         self.protocol = factory.buildProtocol(None)
-        self.transport = StringTransport(peerAddress=peer)
+        self.transport = transport or StringTransport(peerAddress=peer)
         self.protocol.makeConnection(self.transport)
         self.greeting = self.messages()[0]
 
@@ -129,13 +72,11 @@ class MonitorTestCase(unittest.TestCase):
     def setUp(self):
         self.clock = task.Clock()
         self.clock.advance(1700000000.25)
-        self.backend = FakeBackend()
+        self.backend = RecordingMonitorBackend()
         self.shutdowns = []
         self.factory = QMPFactory(self.backend, self.clock,
                                   shutdown=lambda: self.shutdowns.append(True))
-        self.logged = []
-        globalLogPublisher.addObserver(self.logged.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+        self.log = LogCapture(self)
 
     def client(self, negotiate=True, **kwargs):
         client = Client(self.factory, **kwargs)
@@ -145,7 +86,7 @@ class MonitorTestCase(unittest.TestCase):
         self.assertEqual(reply.get("error"), {"class": errorClass, "desc": desc}, reply)
 
     def logText(self):
-        return "\n".join(formatEvent(event) for event in self.logged)
+        return self.log.text()
 
 
 class GreetingAndNegotiationTests(MonitorTestCase):
@@ -224,7 +165,7 @@ class GreetingAndNegotiationTests(MonitorTestCase):
         self.assertEqual(event["data"], {"guest": False, "reason": "host-qmp-quit"})
 
     def test_quitWithoutShutdown(self):
-        factory = QMPFactory(FakeBackend(), self.clock)
+        factory = QMPFactory(RecordingMonitorBackend(), self.clock)
         reply = Client(factory).negotiate().execute("quit")
         self.assertIn("quit is not available", reply["error"]["desc"])
 
@@ -326,7 +267,7 @@ class StreamTests(MonitorTestCase):
 
     def test_nestingLimit(self):
         client = self.client()
-        deep = b"[" * (qmp.MAX_NESTING + 10) + b"]" * (qmp.MAX_NESTING + 10)
+        deep = b"[" * (MAX_NESTING + 10) + b"]" * (MAX_NESTING + 10)
         replies = client.send(deep + b'{"execute": "query-status", "id": 1}')
         self.assertEqual(replies[0]["error"]["desc"], "JSON nesting depth limit exceeded")
         self.assertEqual(replies[1:], [{"return": {"running": True, "status": "running"},
@@ -412,6 +353,127 @@ class SplitterTests(unittest.TestCase):
         self.assertLess(len(splitter), 20)
         splitter.feed(b"]" * 1000 + b"[1]")
         self.assertEqual(self.items(splitter), [("value", [1])])
+
+
+class FillingTransport(StringTransport):
+    """
+    A transport whose send buffer holds C{size} bytes: past that it pauses
+    its producer, as a TCP transport does when the peer does not read;
+    L{drain} empties it and resumes the producer.
+    """
+
+    def __init__(self, size, **kwargs):
+        StringTransport.__init__(self, **kwargs)
+        self.size = size
+        self.full = False
+
+    def write(self, data):
+        StringTransport.write(self, data)
+        if not self.full and len(self.io.getvalue()) > self.size and self.producer:
+            self.full = True
+            self.producer.pauseProducing()
+
+    def drain(self):
+        data = self.value()
+        self.clear()
+        if self.full:
+            self.full = False
+            self.producer.resumeProducing()
+        return data
+
+
+class FlowControlTests(MonitorTestCase):
+    """
+    A client that does not read its answers is not read from while the
+    transport's send buffer is full (issue 8: a QMP client sending requests
+    and never reading grew the server by 747 MB in 15 s).
+    """
+
+    def test_registersAsStreamingProducer(self):
+        client = self.client()
+        self.assertIs(client.transport.producer, client.protocol)
+        self.assertTrue(client.transport.streaming)
+
+    def test_fullSendBufferStopsReading(self):
+        client = self.client()
+        client.protocol.pauseProducing()            # as the transport does
+        self.assertEqual(client.transport.producerState, "paused")
+        self.assertEqual(client.send(b'{"execute": "query-status", "id": 1}'
+                                     b'{"execute": "query-status", "id": 2}'), [])
+        client.protocol.resumeProducing()
+        self.assertEqual(client.transport.producerState, "producing")
+        self.assertEqual([r["id"] for r in client.messages()], [1, 2])
+
+    def test_fillingMidBatch(self):
+        """
+        Requests that arrived together are run only until the send buffer
+        fills; the rest wait, unanswered, until it drains.
+        """
+        transport = FillingTransport(1000)
+        client = Client(self.factory, transport=transport).negotiate()
+        request = b'{"execute": "query-commands"}\n'
+        client.protocol.dataReceived(request * 200)
+        answered = transport.value().count(b"\r\n")
+        self.assertLess(answered, 10)
+        self.assertEqual(transport.producerState, "paused")
+        self.assertLessEqual(len(client.protocol._splitter), len(request) * 200)
+        total = 0
+        for _ in range(200):
+            total += transport.drain().count(b"\r\n")
+            if total >= 200:
+                break
+        self.assertEqual(total, 200)
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_busyCommandAndFullBuffer(self):
+        """
+        A command that finishes while the buffer is full still answers,
+        and reading resumes only once the buffer has drained too.
+        """
+        running = self.backend.results["migrate"] = defer.Deferred()
+        client = self.client()
+        client.send({"execute": "migrate", "arguments": {"uri": "tcp:x:1"}, "id": 1})
+        self.assertEqual(client.transport.producerState, "paused")
+        client.protocol.pauseProducing()
+        running.callback(None)
+        self.assertEqual(client.messages(), [{"return": {}, "id": 1}])
+        self.assertEqual(client.transport.producerState, "paused")
+        client.protocol.resumeProducing()
+        self.assertEqual(client.transport.producerState, "producing")
+
+    def test_backlogLimit(self):
+        """
+        Events keep coming while the buffer is full; past the backlog limit
+        the client is disconnected instead of buffered without end.
+        """
+        self.factory.maxOutputBacklog = 1000
+        client = self.client()
+        other = self.client()
+        client.protocol.pauseProducing()
+        for _ in range(20):
+            self.backend.emit("MIGRATION", {"status": "active"})
+        self.assertTrue(client.transport.disconnecting)
+        self.assertTrue(client.transport.disconnected)      # aborted
+        self.assertLess(len(client.raw()), 1000 + 200)
+        self.assertIn("does not read", self.logText())
+        self.assertEqual(len(other.messages()), 20)
+        self.assertFalse(other.transport.disconnecting)
+
+    def test_backlogResetsWhenDrained(self):
+        self.factory.maxOutputBacklog = 1000
+        client = self.client()
+        for _ in range(5):
+            client.protocol.pauseProducing()
+            for _ in range(8):
+                self.backend.emit("MIGRATION", {"status": "active"})
+            client.protocol.resumeProducing()
+        self.assertFalse(client.transport.disconnecting)
+        self.assertEqual(len(client.messages()), 40)
+
+    def test_stopProducing(self):
+        client = self.client()
+        client.protocol.stopProducing()
+        self.assertEqual(client.send({"execute": "query-status"}), [])
 
 
 class EventTests(MonitorTestCase):
@@ -680,9 +742,9 @@ class PasswordTests(MonitorTestCase):
         self.backend.results["set_password"] = RuntimeError("crashed on %s" % SECRET)
         reply = client.execute("set_password", {"protocol": "spice", "password": SECRET})
         self.assertNotIn(SECRET, reply["error"]["desc"])
-        self.assertTrue(self.logged)
-        for event in self.logged:
-            self.assertNotIn(SECRET, formatEvent(event))
+        self.assertTrue(self.log.events)
+        for event, line in zip(self.log.events, self.log.texts()):
+            self.assertNotIn(SECRET, line)
             self.assertNotIn(SECRET, repr(event))
         self.assertIn("set_password", self.logText())
 
@@ -690,7 +752,7 @@ class PasswordTests(MonitorTestCase):
 class BackendInterfaceTests(unittest.TestCase):
 
     def test_fakeBackend(self):
-        self.assertTrue(verifyObject(IMonitorBackend, FakeBackend()))
+        self.assertTrue(verifyObject(IMonitorBackend, RecordingMonitorBackend()))
 
     def test_spiceServerBackend(self):
         server = SpiceServer(clock=task.Clock())
@@ -874,22 +936,13 @@ class SpiceServerBackendTests(unittest.TestCase):
             calls.append((reactor, host, port, ca_file, cert_subject, hostname))
             return defer.succeed((False, "wrong subject"))
 
-        fake = types.ModuleType("spicesrv.tls")
-        fake.check_target_identity = check_target_identity
-        saved = sys.modules.get("spicesrv.tls")
-        sys.modules["spicesrv.tls"] = fake
-        self.addCleanup(self._restoreModule, saved)
+        from spicesrv.tls import probe
+        self.patch(probe, "check_target_identity", check_target_identity)
         reactor = object()
         backend = SpiceServerBackend(self.server, ca_file="/ca.pem", reactor=reactor)
         result = self.successResultOf(backend.check_target("dst", 5901, "CN=dst"))
         self.assertEqual(result, (False, "wrong subject"))
         self.assertEqual(calls, [(reactor, "dst", 5901, "/ca.pem", "CN=dst", "dst")])
-
-    def _restoreModule(self, saved):
-        if saved is None:
-            sys.modules.pop("spicesrv.tls", None)
-        else:
-            sys.modules["spicesrv.tls"] = saved
 
     def test_migrationWithoutMigrator(self):
         backend = SpiceServerBackend(self.server)
@@ -960,3 +1013,102 @@ class EndpointTests(unittest.TestCase):
             self.assertNotIn("\n", str(e))
         e = self.assertRaises(ValueError, monitorEndpoint, self.reactor, "tcp:4444")
         self.assertIn("no authentication", str(e))
+
+
+class _LineCounter(Protocol):
+    """
+    A raw QMP client over a real socket: counts the CRLF-ended lines it
+    reads and keeps the last few.
+    """
+
+    def __init__(self):
+        self.lines = 0
+        self.last = []
+        self.partial = b""
+
+    def dataReceived(self, data):
+        *whole, self.partial = (self.partial + data).split(b"\r\n")
+        self.lines += len(whole)
+        self.last = (self.last + whole)[-5:]
+
+
+class NonReadingClientTests(unittest.TestCase):
+    """
+    Issue 8 at the user level: a client on a real loopback socket sends
+    many requests and never reads.  The monitor stops reading from it once
+    its send buffer is full, what it holds for that client stays bounded,
+    another client is still answered, and the first gets every answer
+    once it reads.
+    """
+
+    timeout = 120
+    REQUESTS = 5000         # 1.6 MB of answers: more than the (small) kernel buffers
+
+    def setUp(self):
+        from twisted.internet import reactor
+        self.reactor = reactor
+        self.factory = QMPFactory(RecordingMonitorBackend(), reactor)
+        self.protocols = []
+        build = self.factory.buildProtocol
+        self.factory.buildProtocol = lambda addr: self._keep(build(addr))
+
+    def _keep(self, protocol):
+        self.protocols.append(protocol)
+        return protocol
+
+    @defer.inlineCallbacks
+    def connect(self, address):
+        from twisted.internet.protocol import Factory
+        client = yield endpoints.TCP4ClientEndpoint(
+            self.reactor, address.host, address.port).connect(
+                Factory.forProtocol(_LineCounter))
+        self.addCleanup(client.transport.abortConnection)
+        return client
+
+    @defer.inlineCallbacks
+    def waitFor(self, condition, seconds=30):
+        for _ in range(int(seconds / 0.02)):
+            if condition():
+                return
+            yield task.deferLater(self.reactor, 0.02, lambda: None)
+        self.fail("timed out waiting")
+
+    @defer.inlineCallbacks
+    def test_nonReadingClientIsBounded(self):
+        port = yield monitorEndpoint(self.reactor, "tcp:0:interface=127.0.0.1").listen(
+            self.factory)
+        self.addCleanup(port.stopListening)
+        flooder = yield self.connect(port.getHost())
+        flooder.transport.pauseProducing()          # it never reads
+        # Small kernel buffers on both ends (Linux lets the server's grow to
+        # 4 MB), so that a few thousand answers fill them.
+        yield self.waitFor(lambda: self.protocols)
+        for handle, option in ((self.protocols[0].transport.getHandle(), socket.SO_SNDBUF),
+                               (flooder.transport.getHandle(), socket.SO_RCVBUF)):
+            handle.setsockopt(socket.SOL_SOCKET, option, 32768)
+        flooder.transport.write(b'{"execute": "qmp_capabilities"}'
+                                + b'{"execute": "query-commands"}' * self.REQUESTS)
+        yield self.waitFor(lambda: self.protocols[0]._outputPaused)
+        monitor = self.protocols[0]
+        # A while later it is still paused, no longer reading, and holds
+        # little: the transport's send buffer (64 KiB, then it pauses us)
+        # and at most one read of requests.
+        yield task.deferLater(self.reactor, 0.5, lambda: None)
+        self.assertTrue(monitor._outputPaused)
+        transport = monitor.transport
+        unsent = len(transport.dataBuffer) + transport._tempDataLen
+        self.assertLess(unsent, transport.bufferSize + 4096)
+        self.assertLess(len(monitor._splitter), 256 * 1024)
+        self.assertFalse(transport.disconnecting)
+
+        other = yield self.connect(port.getHost())
+        other.transport.write(b'{"execute": "qmp_capabilities"}'
+                              b'{"execute": "query-status", "id": "other"}')
+        yield self.waitFor(lambda: other.lines >= 3, 10)
+        self.assertEqual(json.loads(other.last[-1]),
+                         {"return": {"running": True, "status": "running"}, "id": "other"})
+
+        flooder.transport.resumeProducing()
+        yield self.waitFor(lambda: flooder.lines >= self.REQUESTS + 2, 60)
+        self.assertEqual(flooder.lines, self.REQUESTS + 2)
+        self.assertEqual(len(json.loads(flooder.last[-1])["return"]), len(COMMANDS))

@@ -15,22 +15,9 @@ from spicesrv.interfaces import IDisplayObserver, IKeyboard, IMigration
 from spicesrv.link import SECURITY_NONE, SECURITY_SSL
 from spicesrv.server import InterfaceError
 from spicesrv.testing import (
-    FakeDisplaySource, RecordingKeyboard, RecordingTablet, makeTestServer, testKey)
+    FakeDisplaySource, RecordingKeyboard, RecordingMigration, RecordingTablet, makeTestServer,
+    testKey)
 from spicesrv.wire.constants import ChannelType, LinkErr, MouseMode
-
-
-@implementer(IMigration)
-class Migration:
-    type = "migration"
-    description = "test migration callbacks"
-    major_version = 1
-    minor_version = 1
-
-    def migrate_connect_complete(self):
-        pass
-
-    def migrate_end_complete(self):
-        pass
 
 
 class AddInterfaceTests(unittest.TestCase):
@@ -86,7 +73,7 @@ class AddInterfaceTests(unittest.TestCase):
         self.assertEqual(tablet.events, [("size", 100, 50)])
 
     def test_migrationInterface(self):
-        migration = Migration()
+        migration = RecordingMigration()
         verifyObject(IMigration, migration)
         self.server.addInterface(migration)
         self.assertIs(self.server.migration, migration)

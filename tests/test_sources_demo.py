@@ -10,7 +10,7 @@ from zope.interface.verify import verifyObject
 from spicesrv.display.cursor import Cursor
 from spicesrv.interfaces import (
     IDisplayObserver, IDisplaySource, IKeyboard, IMigratableState, IMouse,
-    ITablet)
+    ISource, ITablet)
 from spicesrv.sources import demo
 from spicesrv.sources.demo import DemoSource
 from spicesrv.testing import RecordingObserver
@@ -73,6 +73,7 @@ class InterfaceTests(DemoTestCase):
     def test_source(self):
         self.assertTrue(verifyObject(IDisplaySource, self.demo))
         self.assertTrue(verifyObject(IMigratableState, self.demo))
+        self.assertTrue(verifyObject(ISource, self.demo))
         self.assertEqual(self.demo.type, "display")
         self.assertEqual(self.demo.major_version,
                          IDisplaySource.getTaggedValue("major_version"))

@@ -11,7 +11,7 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from spicesrv.display.cursor import Cursor
-from spicesrv.interfaces import IDisplaySource, IMigratableState
+from spicesrv.interfaces import IDisplaySource, IMigratableState, ISource
 from spicesrv.sources.image import ImageSource
 from spicesrv.testing import RecordingObserver
 
@@ -41,6 +41,7 @@ class ImageSourceTests(unittest.TestCase):
         source = ImageSource(self.write(picture(4, 3)))
         self.assertTrue(verifyObject(IDisplaySource, source))
         self.assertTrue(verifyObject(IMigratableState, source))
+        self.assertTrue(verifyObject(ISource, source))
         self.assertEqual(source.type, "display")
         self.assertEqual(source.major_version,
                          IDisplaySource.getTaggedValue("major_version"))

@@ -368,6 +368,45 @@ class PluginProviderTests(unittest.TestCase):
                 verifyObject(IPluginOption, option)
 
 
+
+class SourceContractTests(unittest.TestCase):
+    """
+    What --source makes must provide ISource; the service starts and stops
+    it.
+    """
+
+    def withSource(self, plugin, args=""):
+        config = parse()
+        config.sources[plugin.name] = plugin
+        config["source"] = plugin.name + (":" + args if args else "")
+        return config
+
+    def test_sourceStartedAndStopped(self):
+        from spicesrv.testing import FakeSourcePlugin
+        plugin = FakeSourcePlugin(options=())
+        top = tap.makeService(self.withSource(plugin, "32x16"), MemoryReactorClock())
+        (source, args, values, _reactor), = plugin.made
+        self.assertEqual((args, values), ("32x16", {}))
+        self.assertEqual(top.server.displays, [source])
+        calls = []
+        source.start = lambda: calls.append("start")
+        source.stop = lambda: calls.append("stop")
+        top.privilegedStartService()
+        top.startService()
+        top.stopService()
+        self.assertEqual(calls, ["start", "stop"])
+
+    def test_notASource(self):
+        from spicesrv.testing import FakeSourcePlugin
+
+        class Plugin(FakeSourcePlugin):
+            def makeSource(self, args, values, reactor):
+                return object()
+        e = self.assertRaises(SystemExit, tap.makeService, self.withSource(Plugin(options=())),
+                              MemoryReactorClock())
+        self.assertIn("does not provide spicesrv.interfaces.ISource", str(e.code))
+
+
 class TLSOptionTests(unittest.TestCase):
     def test_missingDirectoryIsOneLine(self):
         e = self.assertRaises(SystemExit, parse, "--tls-port", "5901", "--x509-dir",

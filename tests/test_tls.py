@@ -1,7 +1,8 @@
 """
-Tests for L{spicesrv.tls} and C{python -m spicesrv.scripts.certs}: subject
-strings as SPICE clients parse and compare them (checked against the
-system's libcrypto, the one spice-gtk uses), the server's TLS settings and
+Tests for L{spicesrv.tls} (its subjects, context, probe and devcerts
+modules) and C{python -m spicesrv.scripts.certs}: subject strings as SPICE
+clients parse and compare them (checked against the system's libcrypto, the
+one spice-gtk uses), the server's TLS settings and
 their one-line errors, a real handshake on loopback (TLS 1.1 refused by the
 server), target checks, development certificates and the operator commands.
 """
@@ -31,7 +32,12 @@ from twisted.internet import utils
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.trial import unittest
 
-from spicesrv import tls
+from spicesrv.tls import devcerts, subjects
+from spicesrv.tls.context import ServerTLS, TLSConfigError, load_server_tls
+from spicesrv.tls.devcerts import write_dev_certs
+from spicesrv.tls.probe import check_target_identity
+from spicesrv.tls.subjects import (
+    format_subject, name_from_subject, parse_subject, subject_matches, validate_subject)
 from spicesrv.scripts import certs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -81,7 +87,7 @@ def newKey():
 
 def makeCA(subject="CN=test CA", key=None):
     key = key or newKey()
-    caName = tls._nameFromSubject(subject)
+    caName = name_from_subject(subject)
     cert = (x509.CertificateBuilder()
             .subject_name(caName).issuer_name(caName)
             .public_key(key.public_key())
@@ -109,7 +115,7 @@ def issue(subject, caCert, caKey, key=None, sans=(), isCA=False,
                               critical=True))
     if sans:
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([tls._parseSAN(s) for s in sans]),
+            x509.SubjectAlternativeName([devcerts._parseSAN(s) for s in sans]),
             critical=False)
     return builder.sign(caKey, hashes.SHA256()), key
 
@@ -175,37 +181,37 @@ EXPECTED = {
 
 class ParseSubjectTests(unittest.TestCase):
     def test_plain(self):
-        self.assertEqual(tls.parse_subject("C=XX,L=city,O=org,CN=name"),
+        self.assertEqual(parse_subject("C=XX,L=city,O=org,CN=name"),
                          [("C", "XX"), ("L", "city"), ("O", "org"),
-                          ("CN", "name")])
+                      ("CN", "name")])
 
     def test_spacesBeforeKeysSkippedInValuesKept(self):
-        self.assertEqual(tls.parse_subject("  CN= a b ,  O=x "),
+        self.assertEqual(parse_subject("  CN= a b ,  O=x "),
                          [("CN", " a b "), ("O", "x ")])
 
     def test_spaceAfterKeyIsPartOfTheKey(self):
-        self.assertEqual(tls.parse_subject("CN =a"), [("CN ", "a")])
+        self.assertEqual(parse_subject("CN =a"), [("CN ", "a")])
 
     def test_escapes(self):
-        self.assertEqual(tls.parse_subject("O=a\\,b,OU=c\\\\d\\\\"),
+        self.assertEqual(parse_subject("O=a\\,b,OU=c\\\\d\\\\"),
                          [("O", "a,b"), ("OU", "c\\d\\")])
 
     def test_equalsInValue(self):
-        self.assertEqual(tls.parse_subject("CN=a=b="), [("CN", "a=b=")])
+        self.assertEqual(parse_subject("CN=a=b="), [("CN", "a=b=")])
 
     def test_trailingCommaAndEmpty(self):
-        self.assertEqual(tls.parse_subject("CN=a,"), [("CN", "a")])
-        self.assertEqual(tls.parse_subject("CN=a,  "), [("CN", "a")])
-        self.assertEqual(tls.parse_subject(""), [])
-        self.assertEqual(tls.parse_subject("   "), [])
+        self.assertEqual(parse_subject("CN=a,"), [("CN", "a")])
+        self.assertEqual(parse_subject("CN=a,  "), [("CN", "a")])
+        self.assertEqual(parse_subject(""), [])
+        self.assertEqual(parse_subject("   "), [])
 
     def test_endsAtNUL(self):
-        self.assertEqual(tls.parse_subject("CN=a\0,O=b"), [("CN", "a")])
+        self.assertEqual(parse_subject("CN=a\0,O=b"), [("CN", "a")])
 
     def test_invalid(self):
         for text in ["CN", "CN=", "CN=a,,O=b", ",CN=a", "CN=a,O",
                      "CN=a\\b", "CN=a\\", "CN=\\=x", "CN=a, ,O=b"]:
-            self.assertRaises(ValueError, tls.parse_subject, text)
+            self.assertRaises(ValueError, parse_subject, text)
 
 
 # ---------------------------------------------------------------------------
@@ -215,30 +221,30 @@ class ParseSubjectTests(unittest.TestCase):
 class FormatSubjectTests(unittest.TestCase):
     def test_awkward(self):
         for label, subject in AWKWARD.items():
-            text = tls.format_subject(subject)
+            text = format_subject(subject)
             self.assertEqual(text, EXPECTED[label], label)
             # Round trip: the client reads back the certificate's entries.
             self.assertEqual(
-                tls.parse_subject(text),
-                [(tls._keyName(a.oid.dotted_string), a.value)
+                parse_subject(text),
+                [(subjects._keyName(a.oid.dotted_string), a.value)
                  for a in subject], label)
-            self.assertTrue(tls.subject_matches(text, subject), label)
+            self.assertTrue(subject_matches(text, subject), label)
 
     def test_certificateNameAndDER(self):
         caCert, caKey = makeCA()
         cert, _ = issue(AWKWARD["comma"], caCert, caKey)
-        self.assertEqual(tls.format_subject(cert), EXPECTED["comma"])
-        self.assertEqual(tls.format_subject(cert.subject), EXPECTED["comma"])
-        self.assertEqual(tls.format_subject(cert.subject.public_bytes()),
+        self.assertEqual(format_subject(cert), EXPECTED["comma"])
+        self.assertEqual(format_subject(cert.subject), EXPECTED["comma"])
+        self.assertEqual(format_subject(cert.subject.public_bytes()),
                          EXPECTED["comma"])
 
     def test_devCertificates(self):
-        made = tls.write_dev_certs(self.mktemp(),
-                                   subject="C=XX,L=city,O=org,CN=name")
+        made = write_dev_certs(self.mktemp(),
+                               subject="C=XX,L=city,O=org,CN=name")
         self.assertEqual(made.subject, "C=XX,L=city,O=org,CN=name")
         with open(made.server_cert, "rb") as f:
             cert = x509.load_pem_x509_certificate(f.read())
-        self.assertEqual(tls.format_subject(cert), made.subject)
+        self.assertEqual(format_subject(cert), made.subject)
 
     def test_shortNames(self):
         subject = name(
@@ -250,34 +256,34 @@ class FormatSubjectTests(unittest.TestCase):
             attr(NameOID.SERIAL_NUMBER, "1234"),
             attr(NameOID.GIVEN_NAME, "g"), attr(NameOID.SURNAME, "s"),
             attr(x509.ObjectIdentifier("1.2.3.4"), "private"))
-        self.assertEqual(tls.format_subject(subject),
+        self.assertEqual(format_subject(subject),
                          "C=XX,ST=st,street=street,DC=example,UID=uid,"
                          "serialNumber=1234,GN=g,SN=s,1.2.3.4=private")
 
     def test_emptyValueBecomesSpaces(self):
         subject = name(attr(NameOID.ORGANIZATION_NAME, "o"),
                        attr(NameOID.COMMON_NAME, ""))
-        text = tls.format_subject(subject)
+        text = format_subject(subject)
         self.assertEqual(text, "O=o,CN= ")
-        self.assertTrue(tls.subject_matches(text, subject))
+        self.assertTrue(subject_matches(text, subject))
 
     def test_t61IsLatin1(self):
         # OpenSSL reads T61String bytes as Latin-1: the subject must too.
         subject = name(attr(NameOID.COMMON_NAME, "caf\xe9",
                             _ASN1Type.T61String))
-        text = tls.format_subject(subject)
+        text = format_subject(subject)
         self.assertEqual(text, "CN=caf\xc3\xa9")
-        self.assertTrue(tls.subject_matches(text, subject))
-        self.assertFalse(tls.subject_matches("CN=caf\xe9", subject))
+        self.assertTrue(subject_matches(text, subject))
+        self.assertFalse(subject_matches("CN=caf\xe9", subject))
 
     def test_bmpString(self):
         subject = name(attr(NameOID.COMMON_NAME, "bmp ü",
                             _ASN1Type.BMPString))
-        self.assertEqual(tls.format_subject(subject), "CN=bmp ü")
+        self.assertEqual(format_subject(subject), "CN=bmp ü")
 
     def assertUnmatchable(self, subject, *words):
         try:
-            tls.format_subject(subject)
+            format_subject(subject)
         except ValueError as e:
             message = str(e)
         else:
@@ -291,8 +297,8 @@ class FormatSubjectTests(unittest.TestCase):
             [attr(NameOID.COMMON_NAME, "a"),
              attr(NameOID.ORGANIZATION_NAME, "b")])])
         self.assertUnmatchable(subject, "multi-valued RDN", "+")
-        self.assertFalse(tls.subject_matches("CN=a,O=b", subject))
-        self.assertFalse(tls.subject_matches("O=b,CN=a", subject))
+        self.assertFalse(subject_matches("CN=a,O=b", subject))
+        self.assertFalse(subject_matches("O=b,CN=a", subject))
 
     def test_emptySubject(self):
         self.assertUnmatchable(x509.Name([]), "empty", "host name")
@@ -336,13 +342,13 @@ class SubjectMatchesTests(unittest.TestCase):
                             attr(NameOID.COMMON_NAME, "LocalHost"))
 
     def assertMatches(self, text):
-        self.assertTrue(tls.subject_matches(text, self.subject), text)
+        self.assertTrue(subject_matches(text, self.subject), text)
 
     def assertNoMatch(self, text):
-        self.assertFalse(tls.subject_matches(text, self.subject), text)
+        self.assertFalse(subject_matches(text, self.subject), text)
 
     def test_formatted(self):
-        self.assertMatches(tls.format_subject(self.subject))
+        self.assertMatches(format_subject(self.subject))
 
     def test_orderCountAndEntries(self):
         self.assertNoMatch("C=XX,O=My   Org,OU=two,OU=one,CN=LocalHost")
@@ -369,8 +375,8 @@ class SubjectMatchesTests(unittest.TestCase):
 
     def test_nonASCIICaseMatters(self):
         subject = name(attr(NameOID.COMMON_NAME, "Éa"))
-        self.assertTrue(tls.subject_matches("CN=ÉA", subject))
-        self.assertFalse(tls.subject_matches("CN=éa", subject))
+        self.assertTrue(subject_matches("CN=ÉA", subject))
+        self.assertFalse(subject_matches("CN=éa", subject))
 
     def test_invalidText(self):
         self.assertNoMatch("C=XX,O=My Org,OU=one,OU=two,CN")
@@ -380,16 +386,16 @@ class SubjectMatchesTests(unittest.TestCase):
     def test_emptySubjectMatchesEmptyText(self):
         # What the client does (checked with spice-gtk): an empty
         # cert-subject accepts a certificate with an empty subject.
-        self.assertTrue(tls.subject_matches("", x509.Name([])))
+        self.assertTrue(subject_matches("", x509.Name([])))
 
     def test_validateSubject(self):
-        self.assertEqual(tls.validate_subject("C=XX,CN=a"),
+        self.assertEqual(validate_subject("C=XX,CN=a"),
                          [("C", "XX"), ("CN", "a")])
         for text, word in [("C=XXX,CN=a", "at most 2"),
                            ("cn=a", "not an attribute name"),
                            ("emailAddress=ü@x", "IA5String"),
                            ("CN=a\\x", "backslash")]:
-            e = self.assertRaises(ValueError, tls.validate_subject, text)
+            e = self.assertRaises(ValueError, validate_subject, text)
             self.assertIn(word, str(e))
 
 
@@ -429,7 +435,7 @@ class LibcryptoOracle(object):
         ours = lib.X509_NAME_new()
         try:
             try:
-                entries = tls.parse_subject(text)
+                entries = parse_subject(text)
             except ValueError:
                 return False
             for key, value in entries:
@@ -505,7 +511,7 @@ class OracleTests(unittest.TestCase):
                     continue
                 texts = []
                 try:
-                    text = tls.format_subject(der)
+                    text = format_subject(der)
                 except ValueError:
                     text = None
                 if text is not None:
@@ -513,8 +519,8 @@ class OracleTests(unittest.TestCase):
                     self.assertIs(self.oracle.matches(text, der), True,
                                   (text, der.hex()))
                 naive = ",".join(
-                    "%s=%s" % (tls._keyName(a.oid.dotted_string),
-                               tls._escape(a.value or " "))
+                    "%s=%s" % (subjects._keyName(a.oid.dotted_string),
+                               subjects._escape(a.value or " "))
                     for a in attributes)
                 if text is None:
                     # Refused: the client cannot match it either.
@@ -537,7 +543,7 @@ class OracleTests(unittest.TestCase):
                     if expected is None:
                         expected = False    # the client cannot load it
                     compared += 1
-                    self.assertEqual(tls.subject_matches(text, der), expected,
+                    self.assertEqual(subject_matches(text, der), expected,
                                      (text, der.hex()))
         self.assertGreater(compared, 2000)
         self.assertGreater(formatted, 100)
@@ -548,7 +554,7 @@ class OracleTests(unittest.TestCase):
         for key in ["1.2.3.4", "1.2.3.4 ", "1.2.3.4.", "1 .2.3.4", "1.2.3.4x",
                     "1.2.3", "01.2.3.4", "1.2.3.04"]:
             text = "%s=v" % (key,)
-            self.assertEqual(tls.subject_matches(text, der),
+            self.assertEqual(subject_matches(text, der),
                              self.oracle.matches(text, der), key)
 
 
@@ -559,12 +565,12 @@ class OracleTests(unittest.TestCase):
 class LoadServerTLSTests(unittest.TestCase):
     def setUp(self):
         self.dir = self.mktemp()
-        self.made = tls.write_dev_certs(self.dir, subject="O=Org,CN=localhost")
+        self.made = write_dev_certs(self.dir, subject="O=Org,CN=localhost")
 
     def assertConfigError(self, path, *words, **kwargs):
         try:
-            tls.load_server_tls(**kwargs)
-        except tls.TLSConfigError as e:
+            load_server_tls(**kwargs)
+        except TLSConfigError as e:
             message = str(e)
         else:
             self.fail("no TLSConfigError for %r" % (kwargs,))
@@ -576,7 +582,7 @@ class LoadServerTLSTests(unittest.TestCase):
         return message
 
     def test_loads(self):
-        loaded = tls.load_server_tls(x509_dir=self.dir)
+        loaded = load_server_tls(x509_dir=self.dir)
         self.assertIsInstance(loaded.certificate, x509.Certificate)
         self.assertEqual(loaded.subject, "O=Org,CN=localhost")
         self.assertIsNone(loaded.subject_error)
@@ -585,7 +591,7 @@ class LoadServerTLSTests(unittest.TestCase):
         self.assertEqual(loaded.cert_file, self.made.server_cert)
 
     def test_contextSettings(self):
-        ctx = tls.load_server_tls(x509_dir=self.dir).getContext()
+        ctx = load_server_tls(x509_dir=self.dir).getContext()
         options = ctx.set_options(0)
         for flag in (SSL.OP_NO_COMPRESSION, SSL.OP_NO_RENEGOTIATION,
                      SSL.OP_NO_TLSv1, SSL.OP_NO_TLSv1_1):
@@ -593,16 +599,16 @@ class LoadServerTLSTests(unittest.TestCase):
         self.assertEqual(ctx.get_verify_mode(), SSL.VERIFY_NONE)
 
     def test_explicitFilesOverrideDir(self):
-        other = tls.write_dev_certs(self.mktemp(), subject="CN=other")
-        loaded = tls.load_server_tls(
+        other = write_dev_certs(self.mktemp(), subject="CN=other")
+        loaded = load_server_tls(
             x509_dir=self.dir, cert_file=other.server_cert,
             key_file=other.server_key)
         self.assertEqual(loaded.subject, "CN=other")
         self.assertEqual(loaded.cacert_file, self.made.ca_cert)
 
     def test_withoutDirTheCAIsOptional(self):
-        loaded = tls.load_server_tls(cert_file=self.made.server_cert,
-                                     key_file=self.made.server_key)
+        loaded = load_server_tls(cert_file=self.made.server_cert,
+                                 key_file=self.made.server_key)
         self.assertEqual(loaded.ca_certificates, [])
 
     def test_chain(self):
@@ -613,7 +619,7 @@ class LoadServerTLSTests(unittest.TestCase):
                           midCert, midKey)
         certFile = writeBytes(self.mktemp(), pem(cert, midCert))
         keyFile = writeBytes(self.mktemp(), keyPEM(key))
-        loaded = tls.load_server_tls(cert_file=certFile, key_file=keyFile)
+        loaded = load_server_tls(cert_file=certFile, key_file=keyFile)
         self.assertEqual(loaded.subject, "CN=leaf")
         self.assertEqual([c.subject for c in loaded.chain], [midCert.subject])
 
@@ -623,7 +629,7 @@ class LoadServerTLSTests(unittest.TestCase):
              attr(NameOID.ORGANIZATION_NAME, "b")])])
         directory = self.mktemp()
         writeDir(directory, subject)
-        loaded = tls.load_server_tls(x509_dir=directory)
+        loaded = load_server_tls(x509_dir=directory)
         self.assertIsNone(loaded.subject)
         self.assertIn("multi-valued", loaded.subject_error)
 
@@ -637,7 +643,7 @@ class LoadServerTLSTests(unittest.TestCase):
     def test_missingFiles(self):
         for fileName in ("server-cert.pem", "server-key.pem", "ca-cert.pem"):
             directory = self.mktemp()
-            tls.write_dev_certs(directory)
+            write_dev_certs(directory)
             path = os.path.join(directory, fileName)
             os.remove(path)
             self.assertConfigError(path, "no such file", x509_dir=directory)
@@ -668,7 +674,7 @@ class LoadServerTLSTests(unittest.TestCase):
                                key_file=self.made.server_cert)
 
     def test_mismatchedKey(self):
-        other = tls.write_dev_certs(self.mktemp())
+        other = write_dev_certs(self.mktemp())
         message = self.assertConfigError(
             other.server_key, "does not belong", x509_dir=self.dir,
             key_file=other.server_key)
@@ -693,21 +699,21 @@ class LoadServerTLSTests(unittest.TestCase):
         self.assertConfigError(encrypted, "wrong password",
                                x509_dir=self.dir, key_file=encrypted,
                                key_password="nope")
-        loaded = tls.load_server_tls(x509_dir=self.dir, key_file=encrypted,
-                                     key_password="secret")
+        loaded = load_server_tls(x509_dir=self.dir, key_file=encrypted,
+                                 key_password="secret")
         self.assertEqual(loaded.subject, "O=Org,CN=localhost")
         # A password for a key that is not encrypted is ignored.
-        tls.load_server_tls(x509_dir=self.dir, key_password=b"unused")
+        load_server_tls(x509_dir=self.dir, key_password=b"unused")
 
     def test_ciphers(self):
-        tls.load_server_tls(x509_dir=self.dir, ciphers="HIGH:!aNULL")
+        load_server_tls(x509_dir=self.dir, ciphers="HIGH:!aNULL")
         self.assertConfigError(None, "tls-ciphers", "no-such-cipher",
                                x509_dir=self.dir, ciphers="no-such-cipher")
 
     def test_dhFile(self):
         good = writeBytes(self.mktemp(), FFDHE2048)
-        self.assertEqual(tls.load_server_tls(x509_dir=self.dir,
-                                             dh_file=good).dh_file, good)
+        self.assertEqual(load_server_tls(x509_dir=self.dir,
+                                         dh_file=good).dh_file, good)
         small = writeBytes(self.mktemp(), DH512)
         self.assertConfigError(small, "DH parameters", "2048",
                                x509_dir=self.dir, dh_file=small)
@@ -777,8 +783,8 @@ class LegacyServer(object):
 
 class HandshakeTests(unittest.TestCase):
     def setUp(self):
-        self.made = tls.write_dev_certs(self.mktemp())
-        self.creator = tls.load_server_tls(x509_dir=self.made.directory)
+        self.made = write_dev_certs(self.mktemp())
+        self.creator = load_server_tls(x509_dir=self.made.directory)
 
     @defer.inlineCallbacks
     def test_tls12and13(self):
@@ -815,14 +821,14 @@ class HandshakeTests(unittest.TestCase):
         certFile = writeBytes(self.mktemp(), pem(cert, midCert))
         keyFile = writeBytes(self.mktemp(), keyPEM(key))
         rootFile = writeBytes(self.mktemp(), pem(rootCert))
-        creator = tls.load_server_tls(cert_file=certFile, key_file=keyFile)
+        creator = load_server_tls(cert_file=certFile, key_file=keyFile)
         port = yield listenTLS(self, creator)
         # The client knows only the root: the intermediate must come from
         # the server.
         result = yield threads.deferToThread(
             pythonTLSClient, port, ssl.TLSVersion.TLSv1_3, rootFile)
         self.assertEqual(result, ("ok", "TLSv1.3"))
-        ok, reason = yield tls.check_target_identity(
+        ok, reason = yield check_target_identity(
             reactor, "127.0.0.1", port, rootFile, cert_subject="CN=localhost")
         self.assertTrue(ok, reason)
 
@@ -841,20 +847,20 @@ def closedPort():
 
 class CheckTargetIdentityTests(unittest.TestCase):
     def setUp(self):
-        self.made = tls.write_dev_certs(self.mktemp(),
-                                        subject="C=XX,O=Org,CN=a")
+        self.made = write_dev_certs(self.mktemp(),
+                                    subject="C=XX,O=Org,CN=a")
         self.where = None
 
     @defer.inlineCallbacks
     def serve(self, directory=None):
-        creator = tls.load_server_tls(x509_dir=directory or
-                                      self.made.directory)
+        creator = load_server_tls(x509_dir=directory or
+                                  self.made.directory)
         port = yield listenTLS(self, creator)
         self.where = "127.0.0.1:%d" % (port,)
         return port
 
     def check(self, port, caFile=None, **kwargs):
-        return tls.check_target_identity(
+        return check_target_identity(
             reactor, "127.0.0.1", port, caFile or self.made.ca_cert, **kwargs)
 
     @defer.inlineCallbacks
@@ -883,7 +889,7 @@ class CheckTargetIdentityTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_untrustedCA(self):
         port = yield self.serve()
-        other = tls.write_dev_certs(self.mktemp())
+        other = write_dev_certs(self.mktemp())
         ok, reason = yield self.check(port, caFile=other.ca_cert,
                                       cert_subject="C=XX,O=Org,CN=a")
         self.assertFalse(ok)
@@ -940,7 +946,7 @@ class CheckTargetIdentityTests(unittest.TestCase):
                           caKey, notBefore=NOW - datetime.timedelta(days=10),
                           notAfter=NOW - datetime.timedelta(days=1))
         ca = writeBytes(self.mktemp(), pem(caCert))
-        creator = tls.ServerTLS(cert, [], key)     # load_server_tls refuses
+        creator = ServerTLS(cert, [], key)     # load_server_tls refuses
         port = yield listenTLS(self, creator)
         ok, reason = yield self.check(port, caFile=ca, cert_subject="CN=old")
         self.assertFalse(ok)
@@ -992,8 +998,8 @@ class CheckTargetIdentityTests(unittest.TestCase):
 
 class WriteDevCertsTests(unittest.TestCase):
     def test_layoutAndModes(self):
-        made = tls.write_dev_certs(self.mktemp(), subject="C=XX,O=Org,CN=srv",
-                                   sans=["DNS:srv", "IP:::1"], days=7)
+        made = write_dev_certs(self.mktemp(), subject="C=XX,O=Org,CN=srv",
+                               sans=["DNS:srv", "IP:::1"], days=7)
         self.assertEqual(sorted(os.listdir(made.directory)),
                          ["ca-cert.pem", "ca-key.pem", "server-cert.pem",
                           "server-key.pem"])
@@ -1028,11 +1034,11 @@ class WriteDevCertsTests(unittest.TestCase):
                                ec.ECDSA(server.signature_hash_algorithm))
 
     def test_refusesToOverwrite(self):
-        made = tls.write_dev_certs(self.mktemp())
-        self.assertRaises(FileExistsError, tls.write_dev_certs,
+        made = write_dev_certs(self.mktemp())
+        self.assertRaises(FileExistsError, write_dev_certs,
                           made.directory)
-        again = tls.write_dev_certs(made.directory, subject="CN=new",
-                                    overwrite=True)
+        again = write_dev_certs(made.directory, subject="CN=new",
+                                overwrite=True)
         self.assertEqual(again.subject, "CN=new")
 
     def test_badArguments(self):
@@ -1040,7 +1046,7 @@ class WriteDevCertsTests(unittest.TestCase):
         for kwargs in [dict(subject="CN"), dict(subject="cn=x"),
                        dict(subject=""), dict(sans=["URI:x"]),
                        dict(sans=["IP:not-an-ip"]), dict(days=0)]:
-            self.assertRaises(ValueError, tls.write_dev_certs, directory,
+            self.assertRaises(ValueError, write_dev_certs, directory,
                               **kwargs)
         self.assertFalse(os.path.exists(directory))
 
@@ -1089,7 +1095,7 @@ class CertsScriptTests(unittest.TestCase):
         self.assertIn("remote-viewer --spice-ca-file=%s "
                       "'spice://127.0.0.1?tls-port=5901'"
                       % (os.path.join(directory, "ca-cert.pem"),), out)
-        loaded = tls.load_server_tls(x509_dir=directory)
+        loaded = load_server_tls(x509_dir=directory)
         self.assertEqual(loaded.subject, "O=Org,CN=host")
         code, out, err = self.runCommand("dev", directory)
         self.assertEqual(code, 1)
@@ -1105,8 +1111,8 @@ class CertsScriptTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_check(self):
-        made = tls.write_dev_certs(self.mktemp(), subject="CN=a")
-        port = yield listenTLS(self, tls.load_server_tls(
+        made = write_dev_certs(self.mktemp(), subject="CN=a")
+        port = yield listenTLS(self, load_server_tls(
             x509_dir=made.directory))
         parser = certs._parser()
         out = io.StringIO()
@@ -1124,7 +1130,7 @@ class CertsScriptTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_checkAsAProcess(self):
-        made = tls.write_dev_certs(os.path.abspath(self.mktemp()))
+        made = write_dev_certs(os.path.abspath(self.mktemp()))
         port = closedPort()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(

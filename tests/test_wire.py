@@ -190,3 +190,25 @@ class CapsTests(unittest.TestCase):
         self.assertEqual(caps.caps_to_words(set()), [])
         self.assertEqual(caps.caps_to_words({33}), [0, 2])
         self.assertEqual(caps.words_to_caps([0x0B, 2]), {0, 1, 3, 33})
+
+
+class ConstantsTests(unittest.TestCase):
+
+    def test_notifyNames(self):
+        """
+        Severity and visibility are separate enums, so a value's name is its
+        own (not the alias's of the same number).
+        """
+        from spicesrv.wire.constants import NotifySeverity, NotifyVisibility
+        self.assertEqual([(v.name, int(v)) for v in NotifySeverity],
+                         [("INFO", 0), ("WARN", 1), ("ERROR", 2)])
+        self.assertEqual([(v.name, int(v)) for v in NotifyVisibility],
+                         [("LOW", 0), ("MEDIUM", 1), ("HIGH", 2)])
+        self.assertEqual(NotifyVisibility.LOW.name, "LOW")
+
+    def test_channelNames(self):
+        from spicesrv.server import CHANNEL_NAMES
+        from spicesrv.wire.constants import ChannelType
+        self.assertEqual(CHANNEL_NAMES["usbredir"], ChannelType.USBREDIR)
+        self.assertEqual(sorted(CHANNEL_NAMES.values()), sorted(ChannelType))
+        self.assertEqual(list(CHANNEL_NAMES)[:4], ["main", "display", "inputs", "cursor"])

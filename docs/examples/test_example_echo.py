@@ -31,7 +31,7 @@ from zope.interface.verify import verifyObject
 
 import spicesrv
 from spicesrv.interfaces import (
-    IChannelPlugin, IDisplaySource, IPluginOption, ISourcePlugin)
+    IChannelPlugin, IDisplaySource, IPluginOption, ISource, ISourcePlugin)
 from spicesrv.testing import (
     ClientSurface, FakeDisplaySource, RecordingKeyboard, RecordingObserver, ServerMessages,
     connectChannel, initDisplayChannel, linkMessage, makeTestServer, parseLinkReply,
@@ -74,6 +74,7 @@ class PluginInterfaceTests(unittest.TestCase):
     def test_gradientSource(self):
         source = example.gradient.makeSource("", {}, Clock())
         self.assertTrue(verifyObject(IDisplaySource, source))
+        self.assertTrue(verifyObject(ISource, source))
         self.assertEqual(source.devices(), [source])
 
     def test_badSpeed(self):

@@ -13,6 +13,12 @@ from spicesrv.wire.messages import COMMON_CLIENT, CURSOR_SERVER
 
 @implementer(IDisplayObserver)
 class CursorChannel(ChannelProtocol):
+    """
+    The pointer of one display source: its shape and visibility, and its
+    position in server mouse mode.  It observes the source as an
+    L{IDisplayObserver}.
+    """
+
     channelType = ChannelType.CURSOR
     serverMessages = CURSOR_SERVER
     clientMessages = COMMON_CLIENT

@@ -47,6 +47,13 @@ def strips(rect, bytes_per_pixel=4):
 
 @implementer(IDisplayObserver)
 class DisplayChannel(ChannelProtocol):
+    """
+    The client's view of one display source: the primary surface, then
+    DRAW_COPY of what the source damaged, encoded raw or LZ4, as the ACK
+    window and the socket allow.  It observes the source as an
+    L{IDisplayObserver}.
+    """
+
     channelType = ChannelType.DISPLAY
     serverMessages = DISPLAY_SERVER
     clientMessages = DISPLAY_CLIENT

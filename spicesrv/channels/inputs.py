@@ -33,6 +33,13 @@ def code_bytes(code):
 
 
 class InputsChannel(ChannelProtocol):
+    """
+    The client's keyboard and mouse: key codes become scancode bytes for
+    the server's L{spicesrv.interfaces.IKeyboard}, motion and buttons go to
+    its L{spicesrv.interfaces.IMouse} or L{spicesrv.interfaces.ITablet} as
+    the mouse mode says, and lock-key LEDs go back to the client.
+    """
+
     channelType = ChannelType.INPUTS
     serverMessages = INPUTS_SERVER
     clientMessages = INPUTS_CLIENT

@@ -23,6 +23,12 @@ RAM_HINT = 64 * 1024 * 1024
 
 
 class MainChannel(ChannelProtocol):
+    """
+    A session's first channel, one per client: INIT, the channel list, mouse
+    mode requests, agent token bookkeeping, and the client's side of a
+    migration (MIGRATE_BEGIN on the source, MIGRATE_END on the target).
+    """
+
     channelType = ChannelType.MAIN
     serverMessages = MAIN_SERVER
     clientMessages = MAIN_CLIENT

@@ -201,6 +201,10 @@ class _Backend(Protocol):
 
 
 class _BackendFactory(Factory):
+    """
+    Makes the L{_Backend} of one connection attempt of a port channel.
+    """
+
     def __init__(self, channel, attempt):
         self.channel = channel
         self.attempt = attempt

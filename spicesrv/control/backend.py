@@ -14,8 +14,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 import spicesrv
-from spicesrv.control.qmp import IMonitorBackend
 from spicesrv.control.events import basicInfo
+from spicesrv.interfaces import IMonitorBackend
 from spicesrv.wire.constants import MouseMode
 
 __all__ = ["SpiceServerBackend"]
@@ -148,7 +148,7 @@ class SpiceServerBackend:
     def check_target(self, hostname, tls_port, cert_subject):
         if self.ca_file is None:
             return None
-        from spicesrv.tls import check_target_identity
+        from spicesrv.tls.probe import check_target_identity
         return check_target_identity(self.reactor, hostname, tls_port, self.ca_file,
                                      cert_subject=cert_subject, hostname=hostname)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from spicesrv.address import is_tcp_port
 from spicesrv.wire.constants import MainCap
 
 # SPICE_MIGRATION_PROTOCOL_VERSION: what MIGRATE_BEGIN_SEAMLESS announces
@@ -58,7 +59,7 @@ class TargetInfo:
         for name, value in (("port", port), ("tls-port", tls_port)):
             if value is None or value == -1:
                 value = 0
-            if not 0 <= value <= 65535:
+            if not is_tcp_port(value):
                 raise MigrationError("%s %d is not a TCP port" % (name, value))
             ports.append(value)
         if not any(ports):
@@ -66,7 +67,7 @@ class TargetInfo:
         if "\0" in host or (cert_subject and "\0" in cert_subject):
             raise MigrationError("host and cert-subject cannot contain NUL")
         if cert_subject:
-            from spicesrv.tls import validate_subject
+            from spicesrv.tls.subjects import validate_subject
             try:
                 validate_subject(cert_subject)
             except ValueError as e:

@@ -16,7 +16,9 @@ import argparse
 import contextlib
 import sys
 
-from spicesrv import tls
+from spicesrv.tls.devcerts import write_dev_certs
+from spicesrv.tls.probe import check_target_identity
+from spicesrv.tls.subjects import format_subject
 
 __all__ = ["main", "check"]
 
@@ -90,7 +92,7 @@ def _subject(args, out, err):
         err.write("%s\n" % (e,))
         return 1
     try:
-        out.write(tls.format_subject(cert) + "\n")
+        out.write(format_subject(cert) + "\n")
     except ValueError as e:
         err.write("%s: %s\n" % (args.certfile, e))
         return 1
@@ -100,9 +102,9 @@ def _subject(args, out, err):
 def _dev(args, out, err):
     sans = args.san if args.san else ("DNS:localhost", "IP:127.0.0.1")
     try:
-        made = tls.write_dev_certs(args.directory, subject=args.subject,
-                                   sans=sans, days=args.days,
-                                   overwrite=args.force)
+        made = write_dev_certs(args.directory, subject=args.subject,
+                               sans=sans, days=args.days,
+                               overwrite=args.force)
     except FileExistsError as e:
         err.write("%s (or pass --force)\n" % (e,))
         return 1
@@ -130,7 +132,7 @@ def check(reactor, args, out):
     Run the C{check} command on C{reactor}: a Deferred firing with the exit
     code once the reason is written to C{out}.
     """
-    d = tls.check_target_identity(
+    d = check_target_identity(
         reactor, args.host, args.port, args.ca_file,
         cert_subject=args.cert_subject, hostname=args.hostname,
         timeout=args.timeout)

@@ -7,15 +7,15 @@ import numpy
 from zope.interface import implementer
 
 from spicesrv.display.arrow import arrow_cursor
-from spicesrv.interfaces import IDisplaySource
+from spicesrv.interfaces import IDisplaySource, ISource
 
 
-@implementer(IDisplaySource)
+@implementer(IDisplaySource, ISource)
 class FramebufferSource:
     """
     A display source with a C{(height, width, 4)} BGRX framebuffer.  A
     subclass draws into L{frame} and calls L{damage}, or replaces the frame
-    with L{setFrame}.
+    with L{setFrame}; one that animates overrides L{start} and L{stop}.
 
     @ivar frame: the framebuffer the clients are shown.
     """
@@ -33,11 +33,23 @@ class FramebufferSource:
         self._cursor = arrow_cursor() if cursor is None else cursor
         self._position = (width // 2, height // 2)
 
+    # -- ISource ----------------------------------------------------------------
+
     def devices(self):
         """
         Everything to register with the server: this source.
         """
         return [self]
+
+    def start(self):
+        """
+        Nothing to start; a subclass with timers starts them here.
+        """
+
+    def stop(self):
+        """
+        Nothing to stop; a subclass with timers stops them here.
+        """
 
     # -- IDisplaySource --------------------------------------------------------
 

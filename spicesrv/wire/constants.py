@@ -107,13 +107,18 @@ class MouseButton(IntEnum):
     EXTRA = 7
 
 
-class Notify(IntEnum):
-    SEVERITY_INFO = 0
-    SEVERITY_WARN = 1
-    SEVERITY_ERROR = 2
-    VISIBILITY_LOW = 0
-    VISIBILITY_MEDIUM = 1
-    VISIBILITY_HIGH = 2
+class NotifySeverity(IntEnum):
+    """The severity of a NOTIFY (SPICE_NOTIFY_SEVERITY_*)."""
+    INFO = 0
+    WARN = 1
+    ERROR = 2
+
+
+class NotifyVisibility(IntEnum):
+    """How visibly a client shows a NOTIFY (SPICE_NOTIFY_VISIBILITY_*)."""
+    LOW = 0
+    MEDIUM = 1
+    HIGH = 2
 
 
 class SurfaceFormat(IntEnum):

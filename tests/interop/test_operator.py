@@ -178,9 +178,9 @@ class OperatorTLSMigrationTests(OperatorBase):
 
     def setUp(self):
         OperatorBase.setUp(self)
-        from spicesrv import tls
+        from spicesrv.tls.devcerts import write_dev_certs
         self.certs = os.path.join(self.tmp, "certs")
-        self.subject = tls.write_dev_certs(
+        self.subject = write_dev_certs(
             self.certs, subject="C=XX,O=spicesrv,CN=localhost",
             sans=("DNS:localhost", "IP:127.0.0.1")).subject
         self.ca = os.path.join(self.certs, "ca-cert.pem")
@@ -235,10 +235,10 @@ class OperatorTLSMigrationTests(OperatorBase):
         refuses client_migrate_info with a clear QMP error, and the client
         never hears of the migration.
         """
-        from spicesrv import tls
+        from spicesrv.tls.devcerts import write_dev_certs
         otherCerts = os.path.join(self.tmp, "other")
-        tls.write_dev_certs(otherCerts, subject="C=XX,O=spicesrv,CN=localhost",
-                            sans=("DNS:localhost", "IP:127.0.0.1"))
+        write_dev_certs(otherCerts, subject="C=XX,O=spicesrv,CN=localhost",
+                        sans=("DNS:localhost", "IP:127.0.0.1"))
         yield self.startTlsPair(targetCerts=otherCerts)
         client = yield self.connectTlsClient()
         results = yield qmpSteps(self, [

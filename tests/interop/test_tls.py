@@ -9,7 +9,10 @@ import os
 
 from twisted.internet import defer, endpoints, reactor
 
-from spicesrv import tls
+from spicesrv.tls.context import load_server_tls
+from spicesrv.tls.devcerts import write_dev_certs
+from spicesrv.tls.probe import check_target_identity
+from spicesrv.tls.subjects import format_subject
 from spicesrv.link import SECURITY_SSL
 from tests.interop import harness
 from tests.interop.common import PASSWORD, InteropTestCase, RunningServer
@@ -30,7 +33,7 @@ class TLSServer(RunningServer):
 
     @defer.inlineCallbacks
     def listen(self):
-        context = tls.load_server_tls(x509_dir=self.certs)
+        context = load_server_tls(x509_dir=self.certs)
         endpoint = endpoints.SSL4ServerEndpoint(reactor, 0, context, interface="127.0.0.1")
         self.tlsListening = yield endpoint.listen(self.server.factory())
         self.testcase.addCleanup(self.tlsListening.stopListening)
@@ -44,8 +47,8 @@ class TLSServer(RunningServer):
 
 def makeCerts(testcase, subject=SUBJECT, name="certs"):
     directory = os.path.abspath(testcase.mktemp())
-    written = tls.write_dev_certs(directory, subject=subject,
-                                  sans=("DNS:localhost", "IP:127.0.0.1"))
+    written = write_dev_certs(directory, subject=subject,
+                              sans=("DNS:localhost", "IP:127.0.0.1"))
     return directory, written
 
 
@@ -73,7 +76,7 @@ class TLSTests(InteropTestCase):
         running = TLSServer(self, self.certs, plain=False, password=PASSWORD)
         running.server.setChannelSecurity("default", SECURITY_SSL)
         yield running.listen()
-        subject = tls.format_subject(tls.load_server_tls(x509_dir=self.certs).certificate)
+        subject = format_subject(load_server_tls(x509_dir=self.certs).certificate)
         self.assertEqual(subject, SUBJECT)
         client = yield self.start(running, None, cert_subject=subject)
         yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=20)
@@ -93,7 +96,7 @@ class TLSTests(InteropTestCase):
         ca = os.path.join(certs, "ca-cert.pem")
         running = TLSServer(self, certs, plain=False, password=PASSWORD)
         yield running.listen()
-        subject = tls.format_subject(tls.load_server_tls(x509_dir=certs).certificate)
+        subject = format_subject(load_server_tls(x509_dir=certs).certificate)
         self.assertEqual(subject, written.subject)
         self.assertIn("\\\\", subject)
         client = yield harness.GtkClient.start(reactor, "127.0.0.1", None, password=PASSWORD,
@@ -157,8 +160,8 @@ class TLSTests(InteropTestCase):
         client = yield self.startClient(sourcePort, ca_file=self.ca)
         yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=20)
         (sessionId,) = source.server.sessions
-        ok, reason = yield tls.check_target_identity(reactor, "127.0.0.1", target.tlsPort,
-                                                     self.ca, cert_subject=SUBJECT)
+        ok, reason = yield check_target_identity(reactor, "127.0.0.1", target.tlsPort,
+                                                 self.ca, cert_subject=SUBJECT)
         self.assertTrue(ok, reason)
         answers = yield source.server.migrate_connect("127.0.0.1", None, target.tlsPort,
                                                       SUBJECT)
@@ -184,8 +187,8 @@ class TLSTests(InteropTestCase):
         client = yield self.startClient(sourcePort, ca_file=self.ca)
         yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=20)
         (sessionId,) = source.server.sessions
-        ok, reason = yield tls.check_target_identity(reactor, "127.0.0.1", target.tlsPort,
-                                                     self.ca, cert_subject="C=XX,CN=wrong")
+        ok, reason = yield check_target_identity(reactor, "127.0.0.1", target.tlsPort,
+                                                 self.ca, cert_subject="C=XX,CN=wrong")
         self.assertFalse(ok)
         self.assertIn("CN=wrong", reason)
         answers = yield source.server.migrate_connect("127.0.0.1", None, target.tlsPort,
