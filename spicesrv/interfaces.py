@@ -204,6 +204,12 @@ class IMigratableState(Interface):
     def set_migration_state(data):
         """
         Restore state previously returned by L{get_migration_state}.
+
+        @raise ValueError: for state this device refuses (damaged, foreign,
+            beyond its limits), leaving the device as it was.  The target
+            then gives the devices that already took their state their own
+            back (from L{get_migration_state}) and waits for another
+            migration.
         """
 
 
