@@ -16,6 +16,7 @@ from twisted.logger import Logger
 
 from spicesrv.wire.constants import ACK_WINDOW, Notify
 from spicesrv.wire.messages import COMMON_CLIENT, COMMON_SERVER, DataHeader, MiniDataHeader
+from spicesrv.wire.migdata import Integer, MigrationDataError, Schema, parseJSON
 from spicesrv.wire.schema import WireError
 
 FULL_HEADER = DataHeader.compiled()
@@ -45,12 +46,6 @@ MIGRATION_DATA_HEADER = struct.Struct("<4sI")
 MSG_MIGRATE_DATA = COMMON_SERVER["MIGRATE_DATA"].number
 
 
-class MigrationDataError(ValueError):
-    """
-    Seamless migration data this server cannot take.
-    """
-
-
 def packMigrationData(fields):
     return (MIGRATION_DATA_HEADER.pack(MIGRATION_DATA_MAGIC, MIGRATION_DATA_VERSION)
             + json.dumps(fields, sort_keys=True).encode("utf-8"))
@@ -68,9 +63,10 @@ def unpackMigrationData(data):
         raise MigrationDataError("migration data version %d is newer than this server's %d"
                                  % (version, MIGRATION_DATA_VERSION))
     try:
-        fields = json.loads(data[MIGRATION_DATA_HEADER.size:].decode("utf-8"))
+        text = data[MIGRATION_DATA_HEADER.size:].decode("utf-8")
     except ValueError as e:
         raise MigrationDataError("unreadable migration data: %s" % (e,))
+    fields = parseJSON(text)
     if not isinstance(fields, dict):
         raise MigrationDataError("migration data is not an object")
     return fields
@@ -94,6 +90,9 @@ class ChannelProtocol(Protocol):
     handlesAcks = False
     pingInterval = PING_INTERVAL
     migrateFlags = 0
+    #: The fields of this channel's seamless migration data, checked before
+    #: L{restoreMigrationData} sees them; subclasses extend it.
+    migrationSchema = Schema(serial=Integer(0, 2 ** 64 - 1, default=0))
     maxClientMessage = MAX_CLIENT_MESSAGE
 
     log = Logger()
@@ -156,9 +155,19 @@ class ChannelProtocol(Protocol):
         if self._pingCall is not None and self._pingCall.active():
             self._pingCall.cancel()
         self._pingCall = None
-        self.channelDown()
-        self.session.channelLost(self)
-        self.server.channelClosed(self)
+        # The session and the server must hear of the loss whatever the
+        # channel's own teardown does, or a dead channel stays listed (in
+        # query-spice too) and SPICE_DISCONNECTED is never sent.
+        try:
+            self.channelDown()
+        except Exception:
+            self.log.failure("{session} {channel}: releasing the channel failed",
+                             session=self.session.id, channel=self.name)
+        finally:
+            try:
+                self.session.channelLost(self)
+            finally:
+                self.server.channelClosed(self)
 
     def channelDown(self):
         """
@@ -314,18 +323,27 @@ class ChannelProtocol(Protocol):
             self.close("unexpected migration data")
             return
         try:
-            fields = unpackMigrationData(msg.data)
-            self._serial = int(fields.get("serial", 0))
-            self.restoreMigrationData(fields)
-        except (MigrationDataError, ValueError, TypeError, KeyError) as e:
+            fields = self.migrationSchema.check(unpackMigrationData(msg.data))
+        except MigrationDataError as e:
             self.close("bad migration data: %s" % (e,))
+            return
+        self._serial = fields["serial"]
+        try:
+            self.restoreMigrationData(fields)
+        except Exception as e:
+            self.log.failure("{session} {channel}: cannot continue from the migration data",
+                             session=self.session.id, channel=self.name)
+            self.close("cannot continue from the migration data: %s: %s"
+                       % (type(e).__name__, e))
             return
         self.awaitingMigrationData = False
         self.session.channelRestored(self)
 
     def restoreMigrationData(self, fields):
         """
-        The target's half: continue from the state in C{fields}.
+        The target's half: continue from the state in C{fields}, the
+        migration data checked against L{migrationSchema} (every field
+        declared there, defaults filled in, nothing else).
         """
 
     def msg_DISCONNECTING(self, msg):

@@ -7,6 +7,7 @@ from spicesrv.channel import MIGRATE_NEED_DATA_TRANSFER, MIGRATE_NEED_FLUSH, Cha
 from spicesrv.wire.constants import (
     INPUT_MOTION_ACK_BUNCH, ChannelType, InputsCap, KeyModifier, MouseButton, MouseMode)
 from spicesrv.wire.messages import INPUTS_CLIENT, INPUTS_SERVER
+from spicesrv.wire.migdata import Integer
 
 # Set-1 make codes of the lock keys, used to bring the guest's locks in line
 # with the client's (KEY_MODIFIERS).
@@ -37,6 +38,8 @@ class InputsChannel(ChannelProtocol):
     serverMessages = INPUTS_SERVER
     clientMessages = INPUTS_CLIENT
     migrateFlags = MIGRATE_NEED_FLUSH | MIGRATE_NEED_DATA_TRANSFER
+    migrationSchema = ChannelProtocol.migrationSchema.extend(
+        motions=Integer(0, INPUT_MOTION_ACK_BUNCH - 1, default=0))
 
     def __init__(self, server, session, info):
         ChannelProtocol.__init__(self, server, session, info)
@@ -60,7 +63,7 @@ class InputsChannel(ChannelProtocol):
                     motions=self._motions % INPUT_MOTION_ACK_BUNCH)
 
     def restoreMigrationData(self, fields):
-        self._motions = int(fields.get("motions", 0))
+        self._motions = fields["motions"]
         self.sendMessage("KEY_MODIFIERS", modifiers=self._modifiers)
 
     def _leds(self):

@@ -8,6 +8,7 @@ from spicesrv.channel import (
 from spicesrv.migration import MIGRATION_PROTOCOL_VERSION
 from spicesrv.wire.constants import AGENT_TOKENS, ChannelType, MainCap
 from spicesrv.wire.messages import MAIN_CLIENT, MAIN_SERVER
+from spicesrv.wire.migdata import Integer
 
 # spice-gtk sizes its GLZ dictionary from this; libspice reports the QXL RAM.
 RAM_HINT = 64 * 1024 * 1024
@@ -24,6 +25,9 @@ class MainChannel(ChannelProtocol):
         self.agentTokens = 0
 
     migrateFlags = MIGRATE_NEED_FLUSH | MIGRATE_NEED_DATA_TRANSFER
+    migrationSchema = ChannelProtocol.migrationSchema.extend(
+        agent_tokens=Integer(0, 0xFFFFFFFF, default=0),
+        mouse_mode=Integer(1, 2, default=1))
 
     @classmethod
     def capabilities(cls, server):
@@ -151,7 +155,7 @@ class MainChannel(ChannelProtocol):
                     mouse_mode=int(self.server.mouseMode))
 
     def restoreMigrationData(self, fields):
-        self.agentTokens = int(fields.get("agent_tokens", 0))
+        self.agentTokens = fields["agent_tokens"]
         self.channelsListSent = True
 
     def msg_MIGRATE_END(self, msg):
