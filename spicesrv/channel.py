@@ -26,6 +26,12 @@ MINI_HEADER = MiniDataHeader.compiled()
 # bigger than this is a broken or hostile peer.
 MAX_CLIENT_MESSAGE = 1 << 20
 
+# The most client messages, and bytes of them, one channel handles in one
+# reactor turn; the rest wait for the next turn (with the socket not read
+# meanwhile), so one client's flood cannot starve the others.
+MAX_MESSAGES_PER_TURN = 64
+MAX_BYTES_PER_TURN = 64 * 1024
+
 FIRST_PING_DELAY = 0.1
 PING_INTERVAL = 300.0
 
@@ -104,6 +110,10 @@ class ChannelProtocol(Protocol):
         self.clock = server.clock
         self.mini = info.mini_header
         self._buffer = bytearray()
+        self._turnMessages = 0
+        self._turnBytes = 0
+        self._readingHeld = False
+        self._continueCall = None
         self._serial = 0
         self._ackGeneration = 0
         self._clientGeneration = 0
@@ -155,6 +165,9 @@ class ChannelProtocol(Protocol):
         if self._pingCall is not None and self._pingCall.active():
             self._pingCall.cancel()
         self._pingCall = None
+        if self._continueCall is not None and self._continueCall.active():
+            self._continueCall.cancel()
+        self._continueCall = None
         # The session and the server must hear of the loss whatever the
         # channel's own teardown does, or a dead channel stays listed (in
         # query-spice too) and SPICE_DISCONNECTED is never sent.
@@ -188,6 +201,8 @@ class ChannelProtocol(Protocol):
         self._buffer += data
         header = MINI_HEADER if self.mini else FULL_HEADER
         while self.connected and len(self._buffer) >= header.size:
+            if self._turnSpent():
+                return
             if self.mini:
                 msgType, size = header.unpack_from(self._buffer)
             else:
@@ -201,7 +216,59 @@ class ChannelProtocol(Protocol):
                 return
             body = bytes(self._buffer[header.size:end])
             del self._buffer[:end]
+            self._turnMessages += 1
+            self._turnBytes += end
             self._dispatch(msgType, body)
+
+    # -- the reactor's share ---------------------------------------------------------
+
+    def _turnSpent(self):
+        """
+        Whether to stop handling client messages for now: this reactor
+        turn's share (L{MAX_MESSAGES_PER_TURN}, L{MAX_BYTES_PER_TURN}) is
+        used up, or the channel holds its input (L{holdReading}).  The
+        socket is then not read until the rest has been handled.
+        """
+        if self._readingHeld:
+            self.transport.pauseProducing()
+            return True
+        if (self._turnMessages < MAX_MESSAGES_PER_TURN
+                and self._turnBytes < MAX_BYTES_PER_TURN):
+            return False
+        self.transport.pauseProducing()
+        if self._continueCall is None:
+            self._continueCall = self.clock.callLater(0, self._continueReading)
+        return True
+
+    def _continueReading(self):
+        """
+        A new reactor turn: handle what is buffered, then read the socket
+        again.
+        """
+        self._continueCall = None
+        self._turnMessages = self._turnBytes = 0
+        if not self.connected or self._readingHeld:
+            return
+        self.dataReceived(b"")
+        if self.connected and self._continueCall is None and not self._readingHeld:
+            self.transport.resumeProducing()
+
+    def holdReading(self):
+        """
+        Handle no more client messages (and read no more from the socket)
+        until L{releaseReading}: for a channel whose last message left work
+        it does over several reactor turns.
+        """
+        self._readingHeld = True
+
+    def releaseReading(self):
+        """
+        Go on with the client messages after L{holdReading}, from the next
+        reactor turn.
+        """
+        self._readingHeld = False
+        if self.connected and self._continueCall is None:
+            self._continueCall = self.clock.callLater(0, self._continueReading)
 
     def _dispatch(self, msgType, body):
         message = self.clientMessages.byNumber.get(msgType)
