@@ -18,6 +18,7 @@ from spicesrv.testing import (
     TestClientChannel, makeTestServer)
 from spicesrv.wire.constants import ChannelType, DisplayCap, LinkErr, MainCap, MouseMode
 from spicesrv.channel import MINI_HEADER
+from spicesrv.channels.main import MOUSE_MODE_REQUEST_INTERVAL
 from spicesrv.wire.messages import (
     COMMON_CLIENT, DISPLAY_CLIENT, INPUTS_CLIENT, MAIN_CLIENT)
 
@@ -126,9 +127,37 @@ class MainChannelTests(Setup, unittest.TestCase):
         mode = self.main.next("MOUSE_MODE")
         self.assertEqual((mode.supported_modes, mode.current_mode),
                          (MouseMode.SERVER | MouseMode.CLIENT, MouseMode.CLIENT))
+        self.server.clock.advance(MOUSE_MODE_REQUEST_INTERVAL)
         self.main.send(MAIN_CLIENT["MOUSE_MODE_REQUEST"], mode=MouseMode.SERVER)
         self.assertEqual(self.main.next("MOUSE_MODE").current_mode, MouseMode.SERVER)
         self.assertEqual(self.server.mouseMode, MouseMode.SERVER)
+
+    def test_mouseModeRequestsBounded(self):
+        """
+        Only a change of mouse mode is told to every client, at most once
+        per L{MOUSE_MODE_REQUEST_INTERVAL} per asking client, the latest
+        request winning; an unsupported one is answered to the asker only.
+        """
+        self.server.addInterface(RecordingTablet())
+        other = TestClientChannel(self.server, ChannelType.MAIN)
+        self.main.take()
+        other.take()
+        for i in range(1000):
+            self.main.send(MAIN_CLIENT["MOUSE_MODE_REQUEST"],
+                           mode=MouseMode.SERVER if i % 2 else MouseMode.CLIENT)
+        self.assertEqual(self.main.names(), [])           # CLIENT is current already
+        self.server.clock.advance(MOUSE_MODE_REQUEST_INTERVAL)
+        modes = [r for n, r in other.take() if n == "MOUSE_MODE"]
+        self.assertEqual([r.current_mode for r in modes], [MouseMode.SERVER])   # the latest
+        self.assertEqual(self.server.mouseMode, MouseMode.SERVER)
+        self.server.clock.advance(MOUSE_MODE_REQUEST_INTERVAL)
+        self.assertNotIn("MOUSE_MODE", other.names())
+        self.main.take()
+        for i in range(100):
+            self.main.send(MAIN_CLIENT["MOUSE_MODE_REQUEST"], mode=7)
+        self.server.clock.advance(MOUSE_MODE_REQUEST_INTERVAL)
+        self.assertEqual(self.main.names().count("MOUSE_MODE"), 1)
+        self.assertNotIn("MOUSE_MODE", other.names())
 
     def test_unknownMessageIgnored(self):
         self.main.sendRaw(999, b"whatever")
