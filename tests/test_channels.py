@@ -508,6 +508,37 @@ class CursorChannelTests(Setup, unittest.TestCase):
         self.source.moveCursor(1, 1)
         self.assertEqual(cursor.take(), [])
 
+    def test_shapesPulledWhenWindowFull(self):
+        """
+        Shape changes are not queued: while the window is full only the
+        latest shape waits, and it goes out (with the latest position) once
+        an ACK opens the window.
+        """
+        cursor = self.link(ChannelType.CURSOR)
+        cursor.send(COMMON_CLIENT["ACK_SYNC"], generation=1)
+        cursor.take()
+        for i in range(1000):
+            self.source.setCursor(Cursor(1, 1, 0, 0, bytes([i % 256, 0, 0, 255])))
+        self.assertEqual(len(cursor.take()), 40)
+        self.source.moveCursor(5, 6)
+        cursor.send(COMMON_CLIENT["ACK"])
+        last = cursor.take()
+        self.assertEqual([n for n, _ in last], ["SET"])
+        self.assertEqual(last[0][1].cursor[1], bytes([999 % 256, 0, 0, 255]))
+        self.assertEqual((last[0][1].position.x, last[0][1].position.y), (5, 6))
+
+    def test_waitsWhileSocketFull(self):
+        cursor = self.link(ChannelType.CURSOR)
+        cursor.take()
+        channel = cursor.channel
+        self.assertIs(cursor.transport.producer, channel)
+        channel.pauseProducing()
+        self.source.setCursor(None)
+        self.source.setCursor(Cursor(1, 1, 0, 0, b"\0\0\0\xff"))
+        self.assertEqual(cursor.take(), [])
+        channel.resumeProducing()
+        self.assertEqual(cursor.names(), ["SET"])
+
     def test_movesCoalescedWhenWindowFull(self):
         cursor = self.link(ChannelType.CURSOR)
         cursor.send(COMMON_CLIENT["ACK_SYNC"], generation=1)

@@ -25,8 +25,10 @@ WHEEL = {MouseButton.UP: -1, MouseButton.DOWN: 1}
 MAX_INPUTS_MESSAGE = 2048
 
 # Scancodes handed to the keyboard per reactor turn; the rest of a message
-# follows in the next turns, with the client's further messages held.
-MAX_SCANCODES_PER_TURN = 256
+# follows in the next turns, with the client's further messages held.  A
+# keyboard device may take milliseconds per scancode (the demo redraws its
+# text for each), so a turn takes a few keystrokes, not a whole paste.
+MAX_SCANCODES_PER_TURN = 16
 
 
 def code_bytes(code):
