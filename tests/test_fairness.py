@@ -18,9 +18,8 @@ from spicesrv.channel import ACK_WINDOW_FACTOR, MINI_HEADER
 from spicesrv.display.cursor import Cursor
 from spicesrv.sources.demo import DemoSource
 from spicesrv.testing import (
-    FakeDisplaySource, ServerMessages, initDisplayChannel, linkMessage, makeTestServer,
-    parseLinkReply, ticketBytes)
-from spicesrv.testing import SERVER_TABLES
+    SERVER_TABLES, FakeDisplaySource, ServerMessages, initDisplayChannel, linkMessage,
+    makeTestServer, parseLinkReply, ticketBytes)
 from spicesrv.wire.constants import ChannelType, LinkErr, MouseMode
 from spicesrv.wire.messages import INPUTS_CLIENT, MAIN_CLIENT
 
@@ -169,7 +168,6 @@ class FloodTests(unittest.TestCase):
         main.send(MAIN_CLIENT["ATTACH_CHANNELS"])
         yield main.waitFor("CHANNELS_LIST")
         display = yield loopback.connect(ChannelType.DISPLAY, session)
-        display.transport.write(b"")
         initDisplayChannel(RawSender(display))
         yield display.waitFor("DRAW_COPY")
 
