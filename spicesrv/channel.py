@@ -16,7 +16,8 @@ from twisted.logger import Logger
 
 from spicesrv.limits import GracefulClose, LogLimiter
 from spicesrv.migration.seamless import (
-    MSG_MIGRATE_DATA, MigrationDataError, packMigrationData, unpackMigrationData)
+    MSG_MIGRATE_DATA, Integer, MigrationDataError, Schema, packMigrationData,
+    unpackMigrationData)
 from spicesrv.wire.constants import ACK_WINDOW, NotifySeverity, NotifyVisibility
 from spicesrv.wire.messages import COMMON_CLIENT, COMMON_SERVER, DataHeader, MiniDataHeader
 from spicesrv.wire.schema import WireError
@@ -27,6 +28,12 @@ MINI_HEADER = MiniDataHeader.compiled()
 # Client messages are small (agent data is chunked at 2 KiB); anything
 # bigger than this is a broken or hostile peer.
 MAX_CLIENT_MESSAGE = 1 << 20
+
+# The most client messages, and bytes of them, one channel handles in one
+# reactor turn; the rest wait for the next turn (with the socket not read
+# meanwhile), so one client's flood cannot starve the others.
+MAX_MESSAGES_PER_TURN = 64
+MAX_BYTES_PER_TURN = 64 * 1024
 
 FIRST_PING_DELAY = 0.1
 PING_INTERVAL = 300.0
@@ -60,6 +67,9 @@ class ChannelProtocol(Protocol):
     handlesAcks = False
     pingInterval = PING_INTERVAL
     migrateFlags = 0
+    #: The fields of this channel's seamless migration data, checked before
+    #: L{restoreMigrationData} sees them; subclasses extend it.
+    migrationSchema = Schema(serial=Integer(0, 2 ** 64 - 1, default=0))
     maxClientMessage = MAX_CLIENT_MESSAGE
 
     log = Logger()
@@ -71,6 +81,10 @@ class ChannelProtocol(Protocol):
         self.clock = self.context.clock
         self.mini = info.mini_header
         self._buffer = bytearray()
+        self._turnMessages = 0
+        self._turnBytes = 0
+        self._readingHeld = False
+        self._continueCall = None
         self._serial = 0
         self._ackGeneration = 0
         self._clientGeneration = 0
@@ -134,8 +148,19 @@ class ChannelProtocol(Protocol):
         self._stopPartialTimer()
         self._graceful.connectionLost()
         self.peerLog.flush()
-        self.channelDown()
-        self.session.channelLost(self)
+        if self._continueCall is not None and self._continueCall.active():
+            self._continueCall.cancel()
+        self._continueCall = None
+        # The session and the server must hear of the loss whatever the
+        # channel's own teardown does, or a dead channel stays listed (in
+        # query-spice too) and SPICE_DISCONNECTED is never sent.
+        try:
+            self.channelDown()
+        except Exception:
+            self.log.failure("{session} {channel}: releasing the channel failed",
+                             session=self.session.id, channel=self.name)
+        finally:
+            self.session.channelLost(self)
 
     def channelDown(self):
         """
@@ -169,6 +194,8 @@ class ChannelProtocol(Protocol):
         self._buffer += data
         header = MINI_HEADER if self.mini else FULL_HEADER
         while self.connected and not self.closing and len(self._buffer) >= header.size:
+            if self._turnSpent():
+                return
             if self.mini:
                 msgType, size = header.unpack_from(self._buffer)
             else:
@@ -184,6 +211,8 @@ class ChannelProtocol(Protocol):
             del self._buffer[:end]
             # A message is complete: a partial one after it has its own time.
             self._stopPartialTimer()
+            self._turnMessages += 1
+            self._turnBytes += end
             self._dispatch(msgType, body)
         if self._buffer and self.connected and not self.closing:
             if self._partialCall is None:
@@ -201,6 +230,56 @@ class ChannelProtocol(Protocol):
         if self._partialCall is not None and self._partialCall.active():
             self._partialCall.cancel()
         self._partialCall = None
+
+    # -- the reactor's share ---------------------------------------------------------
+
+    def _turnSpent(self):
+        """
+        Whether to stop handling client messages for now: this reactor
+        turn's share (L{MAX_MESSAGES_PER_TURN}, L{MAX_BYTES_PER_TURN}) is
+        used up, or the channel holds its input (L{holdReading}).  The
+        socket is then not read until the rest has been handled.
+        """
+        if self._readingHeld:
+            self.transport.pauseProducing()
+            return True
+        if (self._turnMessages < MAX_MESSAGES_PER_TURN
+                and self._turnBytes < MAX_BYTES_PER_TURN):
+            return False
+        self.transport.pauseProducing()
+        if self._continueCall is None:
+            self._continueCall = self.clock.callLater(0, self._continueReading)
+        return True
+
+    def _continueReading(self):
+        """
+        A new reactor turn: handle what is buffered, then read the socket
+        again.
+        """
+        self._continueCall = None
+        self._turnMessages = self._turnBytes = 0
+        if not self.connected or self._readingHeld:
+            return
+        self.dataReceived(b"")
+        if self.connected and self._continueCall is None and not self._readingHeld:
+            self.transport.resumeProducing()
+
+    def holdReading(self):
+        """
+        Handle no more client messages (and read no more from the socket)
+        until L{releaseReading}: for a channel whose last message left work
+        it does over several reactor turns.
+        """
+        self._readingHeld = True
+
+    def releaseReading(self):
+        """
+        Go on with the client messages after L{holdReading}, from the next
+        reactor turn.
+        """
+        self._readingHeld = False
+        if self.connected and self._continueCall is None:
+            self._continueCall = self.clock.callLater(0, self._continueReading)
 
     def _dispatch(self, msgType, body):
         message = self.clientMessages.byNumber.get(msgType)
@@ -325,11 +404,18 @@ class ChannelProtocol(Protocol):
             self.close("unexpected migration data")
             return
         try:
-            fields = unpackMigrationData(msg.data)
-            self._serial = int(fields.get("serial", 0))
-            self.restoreMigrationData(fields)
-        except (MigrationDataError, ValueError, TypeError, KeyError) as e:
+            fields = self.migrationSchema.check(unpackMigrationData(msg.data))
+        except MigrationDataError as e:
             self.close("bad migration data: %s" % (e,))
+            return
+        self._serial = fields["serial"]
+        try:
+            self.restoreMigrationData(fields)
+        except Exception as e:
+            self.log.failure("{session} {channel}: cannot continue from the migration data",
+                             session=self.session.id, channel=self.name)
+            self.close("cannot continue from the migration data: %s: %s"
+                       % (type(e).__name__, e))
             return
         self.awaitingMigrationData = False
         self.session.channelRestored(self)
@@ -343,7 +429,9 @@ class ChannelProtocol(Protocol):
 
     def restoreMigrationData(self, fields):
         """
-        The target's half: continue from the state in C{fields}.
+        The target's half: continue from the state in C{fields}, the
+        migration data checked against L{migrationSchema} (every field
+        declared there, defaults filled in, nothing else).
         """
 
     def msg_DISCONNECTING(self, msg):

@@ -132,9 +132,12 @@ class ChannelContext:
 
     def requestMouseMode(self, mode):
         """
-        A client asked for C{mode}; every client hears the outcome.
+        A client asked for C{mode}: a supported change is told to every
+        client.
+
+        @return: whether the mode is supported.
         """
-        self._server.requestMouseMode(mode)
+        return self._server.requestMouseMode(mode)
 
     # -- migration (the source's side) -----------------------------------------
 

@@ -306,8 +306,11 @@ class IMigratableState(Interface):
 
         @param data: what L{get_migration_state} returned.
         @type data: L{bytes}
-        @raise ValueError: the data cannot be restored (the device keeps its
-            state; the migration is not applied).
+        @raise ValueError: for state this device refuses (damaged, foreign,
+            beyond its limits), leaving the device as it was.  The target
+            then gives the devices that already took their state their own
+            back (from L{get_migration_state}) and waits for another
+            migration.
         """
 
 

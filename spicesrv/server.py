@@ -463,13 +463,18 @@ class SpiceServer:
 
     def requestMouseMode(self, mode):
         """
-        A client asked for a mouse mode; switch if it is supported.
+        A client asked for a mouse mode; switch if it is supported and not
+        already current (only a change is told to every client, as
+        libspice-server does).
+
+        @return: whether the mode is supported.
         """
         if mode not in (MouseMode.SERVER, MouseMode.CLIENT) or not mode & self.supportedMouseModes:
             self.log.info("mouse mode {mode} requested but not supported", mode=mode)
-            self.broadcast("mouseModeChanged", self.supportedMouseModes, self.mouseMode)
-            return
-        self._setMouseMode(MouseMode(mode))
+            return False
+        if mode != self.mouseMode:
+            self._setMouseMode(MouseMode(mode))
+        return True
 
     def _setMouseMode(self, mode):
         self.mouseMode = mode

@@ -581,7 +581,8 @@ def makeServer(config, reactor):
 class _IncomingService(service.Service):
     """
     The migration target's wait for the device state (C{--incoming}).  A
-    target that fails to apply the state stops, as QEMU's does.
+    migration that fails to apply is undone and reported to its source; the
+    target goes on waiting for a correct one.
     """
 
     log = Logger()
@@ -608,9 +609,8 @@ class _IncomingService(service.Service):
                       "tells them")
 
     def _failed(self, reason):
-        self.log.error("incoming migration failed: {reason}; stopping, as the target's "
-                       "state is incomplete", reason=reason)
-        self.reactor.stop()
+        self.log.warn("incoming migration failed: {reason}; still waiting on --incoming "
+                      "{address}", reason=reason, address=self.description)
 
     def stopService(self):
         service.Service.stopService(self)

@@ -15,8 +15,24 @@ from spicesrv.testing import (
     ClientSurface, FakeDisplaySource, LogCapture, RecordingKeyboard, RecordingMouse,
     RecordingObserver, RecordingTablet, TestClientChannel, makeTestServer)
 from spicesrv.wire.constants import ChannelType, DisplayCap, LinkErr, MainCap, MouseMode
+from spicesrv.channel import MINI_HEADER
+from spicesrv.channels.main import MOUSE_MODE_REQUEST_INTERVAL
 from spicesrv.wire.messages import (
     COMMON_CLIENT, DISPLAY_CLIENT, INPUTS_CLIENT, MAIN_CLIENT)
+
+
+def oneTurn(clock):
+    """
+    Run the calls of C{clock} that are due now, but not those they schedule
+    (L{Clock.advance} runs those too; a reactor leaves them for its next
+    turn).
+    """
+    due = [call for call in clock.getDelayedCalls() if call.getTime() <= clock.seconds()]
+    for call in due:
+        if call.active():
+            clock.calls.remove(call)
+            call.called = True
+            call.func(*call.args, **call.kw)
 
 
 def displayInit(client):
@@ -102,6 +118,9 @@ class ChannelLimitTests(Setup, unittest.TestCase):
         self.main.protocol.dataReceived(
             b"".join((999 + i % 7).to_bytes(2, "little") + b"\0\0\0\0" for i in range(100000)))
         self.main.send(MAIN_CLIENT["CLIENT_INFO"], cache_size=5)
+        # The channel handles a bounded share per reactor turn: let every
+        # turn run before the log window closes.
+        self.server.clock.advance(0)
         self.assertFalse(self.main.transport.disconnecting)
         lines = self.log.texts()[before:]
         self.assertEqual(len(lines), limits.logBurst)
@@ -216,9 +235,37 @@ class MainChannelTests(Setup, unittest.TestCase):
         mode = self.main.next("MOUSE_MODE")
         self.assertEqual((mode.supported_modes, mode.current_mode),
                          (MouseMode.SERVER | MouseMode.CLIENT, MouseMode.CLIENT))
+        self.server.clock.advance(MOUSE_MODE_REQUEST_INTERVAL)
         self.main.send(MAIN_CLIENT["MOUSE_MODE_REQUEST"], mode=MouseMode.SERVER)
         self.assertEqual(self.main.next("MOUSE_MODE").current_mode, MouseMode.SERVER)
         self.assertEqual(self.server.mouseMode, MouseMode.SERVER)
+
+    def test_mouseModeRequestsBounded(self):
+        """
+        Only a change of mouse mode is told to every client, at most once
+        per L{MOUSE_MODE_REQUEST_INTERVAL} per asking client, the latest
+        request winning; an unsupported one is answered to the asker only.
+        """
+        self.server.addInterface(RecordingTablet())
+        other = TestClientChannel(self.server, ChannelType.MAIN)
+        self.main.take()
+        other.take()
+        for i in range(1000):
+            self.main.send(MAIN_CLIENT["MOUSE_MODE_REQUEST"],
+                           mode=MouseMode.SERVER if i % 2 else MouseMode.CLIENT)
+        self.assertEqual(self.main.names(), [])           # CLIENT is current already
+        self.server.clock.advance(MOUSE_MODE_REQUEST_INTERVAL)
+        modes = [r for n, r in other.take() if n == "MOUSE_MODE"]
+        self.assertEqual([r.current_mode for r in modes], [MouseMode.SERVER])   # the latest
+        self.assertEqual(self.server.mouseMode, MouseMode.SERVER)
+        self.server.clock.advance(MOUSE_MODE_REQUEST_INTERVAL)
+        self.assertNotIn("MOUSE_MODE", other.names())
+        self.main.take()
+        for i in range(100):
+            self.main.send(MAIN_CLIENT["MOUSE_MODE_REQUEST"], mode=7)
+        self.server.clock.advance(MOUSE_MODE_REQUEST_INTERVAL)
+        self.assertEqual(self.main.names().count("MOUSE_MODE"), 1)
+        self.assertNotIn("MOUSE_MODE", other.names())
 
     def test_unknownMessageIgnored(self):
         self.main.sendRaw(999, b"whatever")
@@ -434,7 +481,88 @@ class InputsChannelTests(Setup, unittest.TestCase):
         for i in range(9):
             self.inputs.send(INPUTS_CLIENT["MOUSE_MOTION"], dx=1, dy=-1, buttons_state=0)
         self.assertEqual(self.inputs.names(), ["MOUSE_MOTION_ACK"] * 2)
-        self.assertEqual(self.mouse.events[0], ("motion", 1, -1, 0, 0))
+        self.server.clock.advance(0)
+        # One reactor turn's motions reach the mouse as one.
+        self.assertEqual(self.mouse.events, [("motion", 9, -9, 0, 0)])
+
+    def test_motionCoalescedPerTurn(self):
+        """
+        Movement is given to the device once per reactor turn; a change of
+        buttons and any other input keep their order with it.
+        """
+        send = self.inputs.send
+        send(INPUTS_CLIENT["MOUSE_MOTION"], dx=1, dy=2, buttons_state=0)
+        send(INPUTS_CLIENT["MOUSE_MOTION"], dx=3, dy=4, buttons_state=0)
+        send(INPUTS_CLIENT["MOUSE_MOTION"], dx=1, dy=1, buttons_state=1)   # drag starts
+        send(INPUTS_CLIENT["MOUSE_MOTION"], dx=1, dy=1, buttons_state=1)
+        send(INPUTS_CLIENT["MOUSE_RELEASE"], button=1, buttons_state=0)
+        send(INPUTS_CLIENT["MOUSE_MOTION"], dx=5, dy=5, buttons_state=0)
+        self.assertEqual(self.mouse.events, [("motion", 4, 6, 0, 0), ("motion", 2, 2, 0, 1),
+                                             ("buttons", 0)])
+        self.server.clock.advance(0)
+        self.assertEqual(self.mouse.events[3:], [("motion", 5, 5, 0, 0)])
+
+    def test_positionsCoalescedPerTurn(self):
+        tablet = RecordingTablet()
+        self.server.addInterface(tablet)
+        for x in range(1000):
+            self.inputs.send(INPUTS_CLIENT["MOUSE_POSITION"], x=x, y=x, buttons_state=0,
+                             display_id=0)
+            if x % 64 == 63:
+                self.server.clock.advance(0)
+        self.server.clock.advance(0)
+        positions = [e for e in tablet.events if e[0] == "position"]
+        self.assertEqual(len(positions), 16)
+        self.assertEqual(positions[-1], ("position", 999, 999, 0))
+        self.assertEqual(self.inputs.names().count("MOUSE_MOTION_ACK"), 250)  # every message
+
+    def test_scancodesAcrossTurns(self):
+        """
+        A long KEY_SCANCODE reaches the keyboard over several reactor turns,
+        and the client's next messages wait for it.
+        """
+        from spicesrv.channels.inputs import MAX_INPUTS_MESSAGE, MAX_SCANCODES_PER_TURN
+        codes = bytes([0x1E, 0x9E]) * (MAX_INPUTS_MESSAGE // 2)
+        self.inputs.send(INPUTS_CLIENT["KEY_SCANCODE"], codes=codes)
+        self.inputs.send(INPUTS_CLIENT["KEY_DOWN"], code=0x1F)
+        self.assertEqual(len(self.keyboard.scancodes), MAX_SCANCODES_PER_TURN)
+        self.assertEqual(self.inputs.transport.producerState, "paused")
+        oneTurn(self.server.clock)
+        self.assertEqual(len(self.keyboard.scancodes), 2 * MAX_SCANCODES_PER_TURN)
+        for _ in range(MAX_INPUTS_MESSAGE // MAX_SCANCODES_PER_TURN + 1):
+            oneTurn(self.server.clock)
+        self.assertEqual(bytes(self.keyboard.scancodes), codes + b"\x1f")
+        self.assertEqual(self.inputs.transport.producerState, "producing")
+
+    def test_oversizedScancodesClose(self):
+        """
+        An inputs message larger than libspice-server accepts closes the
+        channel.
+        """
+        self.inputs.send(INPUTS_CLIENT["KEY_SCANCODE"], codes=b"\x1e" * 5000)
+        self.assertTrue(self.inputs.transport.disconnecting)
+        self.assertEqual(self.keyboard.scancodes, [])
+        self.assertIn("more than the 2048 allowed", self.logText())
+
+    def test_messagesPerTurnBounded(self):
+        """
+        A channel handles a bounded number of messages per reactor turn,
+        without reading its socket, and the rest in the next turns.
+        """
+        from spicesrv.channel import MAX_MESSAGES_PER_TURN
+        message = INPUTS_CLIENT["KEY_DOWN"]
+        one = self.inputs.protocol
+        flood = b"".join(MINI_HEADER.pack(message.number, 4) + message.pack(code=0x1E)
+                         for _ in range(3 * MAX_MESSAGES_PER_TURN))
+        one.dataReceived(flood)
+        self.assertEqual(len(self.keyboard.scancodes), MAX_MESSAGES_PER_TURN)
+        self.assertEqual(self.inputs.transport.producerState, "paused")
+        oneTurn(self.server.clock)
+        self.assertEqual(len(self.keyboard.scancodes), 2 * MAX_MESSAGES_PER_TURN)
+        oneTurn(self.server.clock)
+        self.assertEqual(len(self.keyboard.scancodes), 3 * MAX_MESSAGES_PER_TURN)
+        oneTurn(self.server.clock)
+        self.assertEqual(self.inputs.transport.producerState, "producing")
 
     def test_buttonsAndWheel(self):
         self.inputs.send(INPUTS_CLIENT["MOUSE_PRESS"], button=1, buttons_state=1)
@@ -487,6 +615,37 @@ class CursorChannelTests(Setup, unittest.TestCase):
         cursor.take()
         self.source.moveCursor(1, 1)
         self.assertEqual(cursor.take(), [])
+
+    def test_shapesPulledWhenWindowFull(self):
+        """
+        Shape changes are not queued: while the window is full only the
+        latest shape waits, and it goes out (with the latest position) once
+        an ACK opens the window.
+        """
+        cursor = self.link(ChannelType.CURSOR)
+        cursor.send(COMMON_CLIENT["ACK_SYNC"], generation=1)
+        cursor.take()
+        for i in range(1000):
+            self.source.setCursor(Cursor(1, 1, 0, 0, bytes([i % 256, 0, 0, 255])))
+        self.assertEqual(len(cursor.take()), 40)
+        self.source.moveCursor(5, 6)
+        cursor.send(COMMON_CLIENT["ACK"])
+        last = cursor.take()
+        self.assertEqual([n for n, _ in last], ["SET"])
+        self.assertEqual(last[0][1].cursor[1], bytes([999 % 256, 0, 0, 255]))
+        self.assertEqual((last[0][1].position.x, last[0][1].position.y), (5, 6))
+
+    def test_waitsWhileSocketFull(self):
+        cursor = self.link(ChannelType.CURSOR)
+        cursor.take()
+        channel = cursor.channel
+        self.assertIs(cursor.transport.producer, channel)
+        channel.pauseProducing()
+        self.source.setCursor(None)
+        self.source.setCursor(Cursor(1, 1, 0, 0, b"\0\0\0\xff"))
+        self.assertEqual(cursor.take(), [])
+        channel.resumeProducing()
+        self.assertEqual(cursor.names(), ["SET"])
 
     def test_movesCoalescedWhenWindowFull(self):
         cursor = self.link(ChannelType.CURSOR)

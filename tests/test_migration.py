@@ -452,6 +452,138 @@ class SeamlessTargetTests(SeamlessTargetSetup, unittest.TestCase):
         self.assertTrue(main.transport.disconnecting)
 
 
+class BadMigrationDataTests(SeamlessTargetSetup, unittest.TestCase):
+    """
+    Migration data is checked against each channel's declared schema
+    before it is used: values a fuzzer found (huge and non-finite numbers,
+    deep nesting, wrong types) close that one channel with a log line, and
+    the closed channel leaves the session, the server's list and QMP's
+    events as any other closed channel does.
+    """
+
+    BAD = [
+        b'{"serial": 1e400, "initialized": true}',
+        b'{"serial": 0, "initialized": true, "width": 1e400, "height": 1}',
+        b'{"serial": Infinity, "initialized": true}',
+        b'{"serial": -Infinity, "initialized": true}',
+        b'{"serial": NaN, "initialized": true}',
+        b'{"serial": -1, "initialized": true}',
+        b'{"serial": 18446744073709551616, "initialized": true}',
+        b'{"serial": true, "initialized": true}',
+        b'{"serial": "7", "initialized": true}',
+        b'{"serial": 0, "initialized": "yes"}',
+        b'{"serial": 0, "initialized": 1}',
+        b'{"serial": 0}',
+        b'{"serial": 0, "initialized": true, "width": 640.5, "height": 480}',
+        b'{"serial": 0, "initialized": true, "width": [640], "height": 480}',
+        b'{"serial": 0, "initialized": true, "encoding": "jpeg"}',
+        b'{"serial": 0, "initialized": true, "encoding": {"raw": 1}}',
+        b'{"serial": 0, "initialized": true, "x": ' + b"[" * 100000 + b"]" * 100000 + b'}',
+        b'{"serial": 0, "initialized": true, "x": [[[[[[[[[[1]]]]]]]]]]}',
+        b'{"serial": 0, "initialized": true, "x": ' + b"[" * 100000 + b'}',
+        b'[1, 2]',
+        b'"serial"',
+        b'\xff\xfe',
+    ]
+
+    def setUp(self):
+        SeamlessTargetSetup.setUp(self)
+        self.events = []
+        self.server.addEventObserver(lambda name, data: self.events.append(name))
+        self.main.send(MAIN_CLIENT["MIGRATE_DST_DO_SEAMLESS"], src_version=1)
+        del self.events[:]
+
+    def lose(self, client):
+        """
+        Deliver the end of a connection the server closed, as the reactor
+        does.
+        """
+        self.assertTrue(client.transport.disconnecting)
+        client.protocol.connectionLost(None)
+
+    def test_badValuesCloseOnlyThatChannel(self):
+        from spicesrv.migration.seamless import MIGRATION_DATA_HEADER, MIGRATION_DATA_MAGIC
+        session = self.server.sessions[self.SESSION]
+        for text in self.BAD:
+            display = TestClientChannel(self.server, ChannelType.DISPLAY,
+                                        connection_id=self.SESSION)
+            self.assertIn((ChannelType.DISPLAY, 0), session.channels)
+            del self.events[:]
+            display.send(COMMON_CLIENT["MIGRATE_DATA"], data=MIGRATION_DATA_HEADER.pack(
+                MIGRATION_DATA_MAGIC, 1) + text)
+            self.assertTrue(display.transport.disconnecting, text[:60])
+            self.lose(display)
+            self.assertNotIn((ChannelType.DISPLAY, 0), session.channels)
+            self.assertEqual(self.events, ["SPICE_DISCONNECTED"])
+        self.assertFalse(self.main.transport.disconnecting)
+        self.assertIs(self.server.sessions[self.SESSION], session)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_mainClosedEndsOnlyThatClient(self):
+        other = TestClientChannel(self.server, ChannelType.MAIN)
+        del self.events[:]
+        self.main.send(COMMON_CLIENT["MIGRATE_DATA"],
+                       data=self.data(serial=0, agent_tokens=1e300))
+        self.lose(self.main)
+        self.assertTrue(self.displayClient.transport.disconnecting)  # the whole client
+        self.assertNotIn(self.SESSION, self.server.sessions)
+        self.assertIn(other.channel.session.id, self.server.sessions)
+        self.assertFalse(other.transport.disconnecting)
+        self.assertEqual(self.events, ["SPICE_DISCONNECTED"])
+
+    def test_logLine(self):
+        from twisted.logger import capturedLogs, formatEvent
+        with capturedLogs() as events:
+            self.main.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(serial=0,
+                                                                          agent_tokens=-5))
+        self.assertIn("closing: bad migration data: agent_tokens is -5, not from 0 to "
+                      "4294967295", [formatEvent(e) for e in events][-1])
+
+    def test_goodValuesAccepted(self):
+        self.displayClient.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(
+            serial=2 ** 64 - 1, initialized=True, width=64, height=48, encoding="lz4",
+            future_field=[1, {"a": None}]))
+        self.assertFalse(self.displayClient.transport.disconnecting)
+        self.assertEqual(self.displayClient.channel.encoding, "raw")   # no LZ4 cap
+        self.assertFalse(self.displayClient.channel.awaitingMigrationData)
+
+    def test_restoreFailureClosesChannel(self):
+        """
+        A channel that cannot continue from well-formed data is closed and
+        its teardown completes.
+        """
+        def broken(fields):
+            raise RuntimeError("no surface")
+        self.displayClient.channel.restoreMigrationData = broken
+        self.displayClient.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(
+            serial=0, initialized=True))
+        self.lose(self.displayClient)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertNotIn((ChannelType.DISPLAY, 0), self.server.sessions[self.SESSION].channels)
+        self.assertEqual(self.events, ["SPICE_DISCONNECTED"])
+
+
+class TeardownTests(SeamlessTargetSetup, unittest.TestCase):
+    def test_channelDownRaises(self):
+        """
+        A channel whose own release fails still leaves its session and the
+        server's list, and SPICE_DISCONNECTED is emitted.
+        """
+        self.main.send(MAIN_CLIENT["MIGRATE_DST_DO_SEAMLESS"], src_version=1)
+        events = []
+        self.server.addEventObserver(lambda name, data: events.append(name))
+        channel = self.displayClient.channel
+
+        def broken():
+            raise ValueError("list.remove(x): x not in list")
+        channel.channelDown = broken
+        channel.transport.loseConnection()
+        self.displayClient.protocol.connectionLost(None)
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertNotIn((ChannelType.DISPLAY, 0), self.server.sessions[self.SESSION].channels)
+        self.assertEqual(events, ["SPICE_DISCONNECTED"])
+
+
 class ChoreographyTests(unittest.TestCase):
     """
     Source, target and a scripted client together, in memory, on one clock:

@@ -4,6 +4,9 @@ Tests for L{spicesrv.sources.image}.
 
 import io
 import os
+import resource
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -13,6 +16,7 @@ from zope.interface.verify import verifyObject
 from spicesrv.display.cursor import Cursor
 from spicesrv.interfaces import IDisplaySource, IMigratableState, ISource
 from spicesrv.sources.image import ImageSource
+from spicesrv.sources.picture import MAX_PICTURE_PIXELS, MAX_PICTURE_SIDE
 from spicesrv.testing import RecordingObserver
 
 
@@ -26,6 +30,32 @@ def picture(width, height):
     rgb[-1, 0] = (0, 0, 255)
     rgb[-1, -1] = (10, 20, 30)
     return Image.fromarray(rgb)
+
+
+def pngBomb(width, height):
+    """
+    A real, decodable PNG of C{width} x C{height} black pixels, one bit
+    each, compressed: a few kilobytes that decode to C{width * height * 3}
+    bytes of RGB.
+    """
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    row = b"\0" * (1 + (width + 7) // 8)
+    packer = zlib.compressobj(9)
+    rows = 256
+    pieces = [packer.compress(row * rows) for _ in range(height // rows)]
+    pieces += [packer.compress(row * (height % rows)), packer.flush()]
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", b"".join(pieces)) + chunk(b"IEND", b""))
+
+
+def peakMemory():
+    """
+    This process's peak resident memory, in bytes.
+    """
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 class ImageSourceTests(unittest.TestCase):
@@ -121,6 +151,46 @@ class ImageSourceTests(unittest.TestCase):
         self.assertEqual(observer.events, [("surface_changed", 8, 6)])
         np.testing.assert_array_equal(target.framebuffer(),
                                       source.framebuffer())
+
+    def test_huge_picture_refused(self):
+        """
+        A small file that claims a huge picture is refused from its header,
+        with the limits in the message, before anything is decoded: the
+        process's memory does not grow by the gigabyte decoding would take.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        for width, height in [(13000, 13000),     # 0.5 GB as RGB; Pillow only warns
+                              (20000, 20000),     # Pillow refuses it too
+                              (MAX_PICTURE_SIDE + 1, 8),
+                              (MAX_PICTURE_SIDE, MAX_PICTURE_PIXELS // MAX_PICTURE_SIDE + 1)]:
+            path = os.path.join(directory, "%dx%d.png" % (width, height))
+            with open(path, "wb") as f:
+                f.write(pngBomb(width, height))
+            self.assertLess(os.path.getsize(path), 64 * 1024)
+            before = peakMemory()
+            error = self.assertRaises(ValueError, ImageSource, path)
+            self.assertLess(peakMemory() - before, 100 * 1024 * 1024)
+            self.assertIn(path, str(error))
+            self.assertIn("at most %d pixels wide or tall and %d pixels in all"
+                          % (MAX_PICTURE_SIDE, MAX_PICTURE_PIXELS), str(error))
+            self.assertNotIn("\n", str(error))
+
+    def test_huge_migrated_picture_refused(self):
+        source = ImageSource(self.write(picture(8, 6)))
+        before = peakMemory()
+        error = self.assertRaises(ValueError, source.set_migration_state,
+                                  pngBomb(13000, 13000))
+        self.assertLess(peakMemory() - before, 100 * 1024 * 1024)
+        self.assertIn("the migrated picture", str(error))
+        self.assertIn("at most %d pixels wide" % (MAX_PICTURE_SIDE,), str(error))
+        self.assertEqual(source.framebuffer().shape, (6, 8, 4))
+
+    def test_largest_picture_accepted(self):
+        path = os.path.join(self.mktemp())
+        with open(path, "wb") as f:
+            f.write(pngBomb(MAX_PICTURE_SIDE, 16))
+        self.assertEqual(ImageSource(path).framebuffer().shape, (16, MAX_PICTURE_SIDE, 4))
 
     def test_bad_migration_state(self):
         source = ImageSource(self.write(picture(8, 6)))

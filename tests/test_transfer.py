@@ -32,6 +32,8 @@ from spicesrv.migration.incoming import IncomingState, listenIncoming
 from spicesrv.migration.outgoing import sendState
 from spicesrv.migration.statewire import CHUNK_SIZE, Commit, Hello, State, TransferError
 from spicesrv.migration.uri import incomingEndpoint, parseMigrationURI
+from tests.interop.processes import Twistd, freePort
+from tests.test_sources_image import peakMemory, pngBomb
 
 
 @implementer(IMigratableState)
@@ -281,30 +283,53 @@ class MemoryTransferTests(unittest.TestCase):
     def test_applyValueError(self):
         """
         A device that rejects its state fails the migration with its key and
-        reason; the devices before it already took theirs, so the target is
-        marked failed and refuses any further migration.
+        reason; the devices before it get their own state back, and the
+        target waits for a correct migration, which it then takes.
         """
         failures = []
-        first, broken = Blob("first"), Blob("broken", reject="checksum mismatch")
+        first, broken = Blob("first", b"0"), Blob("broken", reject="checksum mismatch")
         target = IncomingState(lambda: [first, broken], onFailure=failures.append,
                                clock=task.Clock())
         d, pump, clock, _ = memoryTransfer([Blob("first", b"1"), Blob("broken", b"2")],
                                            target)
         pump.flush()
         message = str(self.failureResultOf(d, TransferError).value)
-        self.assertTrue(message.startswith(
-            "the target failed: cannot apply the state of broken: checksum mismatch;"),
-            message)
-        self.assertIn("must be discarded", message)
-        self.assertNotIn("\n", message)
-        self.assertEqual(target.state, "failed")
+        self.assertEqual(message, "the target failed: cannot apply the state of broken: "
+                                  "checksum mismatch; nothing was applied; the target waits "
+                                  "for another migration")
+        self.assertEqual(target.state, "waiting")
         self.assertEqual(failures, ["cannot apply the state of broken: checksum mismatch"])
-        self.assertEqual(first.applied, [b"1"])       # partial application
-        d, pump, _, _ = memoryTransfer([Blob("first", b"1")], target, clock=clock)
+        self.assertEqual(first.applied, [b"1", b"0"])       # applied, then given back
+        self.assertEqual(first.data, b"0")
+        broken.reject = None
+        d, pump, _, _ = memoryTransfer([Blob("first", b"3"), Blob("broken", b"4")], target,
+                                       clock=clock)
         pump.flush()
-        self.assertEqual(str(self.failureResultOf(d, TransferError).value),
-                         "the migration target at tcp:127.0.0.1:4444 is busy: this target "
-                         "failed an earlier migration and must be restarted")
+        self.assertEqual(self.successResultOf(d)["keys"], ["first", "broken"])
+        self.assertEqual((first.data, broken.data, target.state), (b"3", b"4", "done"))
+
+    def test_rollBackRefused(self):
+        """
+        A device that cannot take its own state back is named; the target
+        still waits for another migration.
+        """
+        @implementer(IMigratableState)
+        class OneWay(Blob):
+            def set_migration_state(self, data):
+                if self.applied:
+                    raise RuntimeError("no going back")
+                Blob.set_migration_state(self, data)
+        first = OneWay("first", b"0")
+        target = IncomingState(lambda: [first, Blob("broken", reject="bad")],
+                               clock=task.Clock())
+        d, pump, _, _ = memoryTransfer([Blob("first", b"1"), Blob("broken", b"2")], target)
+        with capturedLogs() as events:
+            pump.flush()
+        self.assertIn("first kept part of the refused state; the target waits for another "
+                      "migration", str(self.failureResultOf(d, TransferError).value))
+        self.assertEqual(target.state, "waiting")
+        self.assertIn("cannot take back its own state", "\n".join(formatEvent(e) for e in events))
+        self.flushLoggedErrors(RuntimeError)
 
     def test_demoRejectsDamagedState(self):
         demo = DemoSource(clock=task.Clock())
@@ -314,6 +339,28 @@ class MemoryTransferTests(unittest.TestCase):
         message = str(self.failureResultOf(d, TransferError).value)
         self.assertIn("cannot apply the state of display.demo: not demo display state", message)
 
+    def test_demoRefusesHugeCanvas(self):
+        """
+        Demo state whose canvas picture claims a huge size is refused from
+        the picture's header, and the demo keeps its own picture.
+        """
+        demo = DemoSource(clock=task.Clock())
+        before = demo.framebuffer().copy()
+        state = DemoSource(clock=task.Clock()).get_migration_state()
+        canvas = state.index(b"\x89PNG")
+        target = IncomingState(lambda: [demo], clock=task.Clock())
+        d, pump, _, _ = memoryTransfer(
+            [Blob("display.demo", state[:canvas] + pngBomb(13000, 13000))], target)
+        memory = peakMemory()
+        pump.flush()
+        self.assertLess(peakMemory() - memory, 100 * 1024 * 1024)
+        message = str(self.failureResultOf(d, TransferError).value)
+        self.assertIn("cannot apply the state of display.demo: damaged demo display state: "
+                      "the migrated canvas is 13000x13000 pixels; pictures may be at most",
+                      message)
+        self.assertEqual(target.state, "waiting")
+        self.assertTrue(np.array_equal(demo.framebuffer(), before))
+
     def test_onCompleteFails(self):
         def broken():
             raise RuntimeError("cannot start the VM")
@@ -322,7 +369,7 @@ class MemoryTransferTests(unittest.TestCase):
         pump.flush()
         self.assertIn("the target failed after applying the state: cannot start the VM",
                       str(self.failureResultOf(d, TransferError).value))
-        self.assertEqual(target.state, "failed")
+        self.assertEqual(target.state, "waiting")
 
     def test_secondConcurrentMigration(self):
         fresh = [Blob("big")]
@@ -922,3 +969,43 @@ class MutualTLSTests(unittest.TestCase):
         yield self.assertFailure(sendState(reactor, uri, [Blob("a", b"1")],
                                            tlsOptions=options), TransferError)
         self.assertEqual(fresh.applied, [])
+
+
+class TargetProcessTests(unittest.TestCase):
+    """
+    A real C{twistd spice --incoming} target on loopback, as an operator
+    starts it: state it refuses is reported to the source, and the process
+    goes on waiting for a correct migration.
+    """
+
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def test_bogusStateThenCorrectMigration(self):
+        spicePort, incomingPort = freePort(), freePort()
+        target = Twistd(self, "--port", str(spicePort), "--disable-ticketing",
+                        "--incoming", "tcp:127.0.0.1:%d" % (incomingPort,))
+        yield target.waitForPorts(spicePort, incomingPort)
+        uri = "tcp:127.0.0.1:%d" % (incomingPort,)
+
+        e = yield self.assertFailure(
+            sendState(reactor, uri, [Blob("display.demo", b"\x00" * 16)]), TransferError)
+        self.assertEqual(str(e), "the target failed: cannot apply the state of display.demo: "
+                                 "not demo display state (starts with %r); nothing was "
+                                 "applied; the target waits for another migration"
+                                 % (b"\x00" * 16,))
+        demo = DemoSource(clock=task.Clock())
+        demo.keyboard.push_scan_freg(0x23)
+        canvas = demo.get_migration_state()
+        canvas = canvas[:canvas.index(b"\x89PNG")]
+        e = yield self.assertFailure(
+            sendState(reactor, uri, [Blob("display.demo", canvas + pngBomb(13000, 13000))]),
+            TransferError)
+        self.assertIn("the migrated canvas is 13000x13000 pixels", str(e))
+        self.assertFalse(target.ended.called, target.text())
+
+        summary = yield sendState(reactor, uri, [demo])
+        self.assertEqual(summary["keys"], ["display.demo"])
+        self.assertFalse(target.ended.called, target.text())
+        self.assertIn("incoming migration failed", target.text())
+        self.assertIn("still waiting on --incoming", target.text())

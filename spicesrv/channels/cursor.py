@@ -17,6 +17,12 @@ class CursorChannel(ChannelProtocol):
     The pointer of one display source: its shape and visibility, and its
     position in server mouse mode.  It observes the source as an
     L{IDisplayObserver}.
+
+    Cursor news is pulled, not queued, as the display channel's damage: a
+    shape change or a move only marks what changed, and the latest shape and
+    position go out when the client's ACK window and the socket allow (the
+    channel is the transport's producer).  A client that does not read
+    costs a bounded amount of memory however often the cursor changes.
     """
 
     channelType = ChannelType.CURSOR
@@ -27,9 +33,12 @@ class CursorChannel(ChannelProtocol):
     def __init__(self, session, info, source):
         ChannelProtocol.__init__(self, session, info)
         self.source = source
+        self._shapeChanged = False
         self._pendingMove = None
+        self._paused = False
 
     def channelUp(self):
+        self.transport.registerProducer(self, True)
         self.sendSetAck()
         self.source.addObserver(self)
         if self.session.restoringSeamlessly:
@@ -51,23 +60,48 @@ class CursorChannel(ChannelProtocol):
         pass
 
     def cursor_changed(self, cursor):
-        if cursor is None:
-            self.sendMessage("HIDE")
-            return
-        x, y = self.source.cursor_position()
-        self.sendMessage("SET", position=dict(x=x, y=y), visible=1, cursor=cursor)
+        self._shapeChanged = True
+        self._sendPending()
 
     def cursor_moved(self, x, y):
         if self.context.mouseMode != MouseMode.SERVER:
             return
-        if self.canSend():
-            self.sendMessage("MOVE", position=dict(x=x, y=y))
-        else:
-            # Only the latest position matters to a client that lags.
-            self._pendingMove = (x, y)
+        # Only the latest position matters to a client that lags.
+        self._pendingMove = (x, y)
+        self._sendPending()
+
+    # -- flow control ------------------------------------------------------------
 
     def windowOpened(self):
-        if self._pendingMove is not None and self.canSend():
+        self._sendPending()
+
+    def pauseProducing(self):
+        self._paused = True
+
+    def resumeProducing(self):
+        self._paused = False
+        self._sendPending()
+
+    def stopProducing(self):
+        self._paused = True
+
+    def _sendPending(self):
+        """
+        Send the source's current shape (with its position) if it changed,
+        else the latest move, if the window and the socket take it.
+        """
+        if self._paused or not self.connected or not self.canSend():
+            return
+        if self._shapeChanged:
+            self._shapeChanged = False
+            self._pendingMove = None
+            cursor = self.source.cursor()
+            if cursor is None:
+                self.sendMessage("HIDE")
+                return
+            x, y = self.source.cursor_position()
+            self.sendMessage("SET", position=dict(x=x, y=y), visible=1, cursor=cursor)
+        elif self._pendingMove is not None:
             x, y = self._pendingMove
             self._pendingMove = None
             self.sendMessage("MOVE", position=dict(x=x, y=y))

@@ -17,6 +17,7 @@ from spicesrv.wire.constants import (
     ROPD_OP_PUT, SCALE_MODE_NEAREST, SURFACE_FLAG_PRIMARY, ChannelType, DisplayCap,
     SurfaceFormat)
 from spicesrv.wire.messages import DISPLAY_CLIENT, DISPLAY_SERVER
+from spicesrv.migration.seamless import Boolean, Choice, Integer
 
 PRIMARY_SURFACE = 0
 DISPLAY_PING_INTERVAL = 15.0
@@ -60,6 +61,9 @@ class DisplayChannel(ChannelProtocol):
     handlesAcks = True
     pingInterval = DISPLAY_PING_INTERVAL
     migrateFlags = MIGRATE_NEED_FLUSH | MIGRATE_NEED_DATA_TRANSFER
+    migrationSchema = ChannelProtocol.migrationSchema.extend(
+        initialized=Boolean(), width=Integer(0, 65535, default=0),
+        height=Integer(0, 65535, default=0), encoding=Choice((RAW, LZ4), default=RAW))
 
     def __init__(self, session, info, source):
         ChannelProtocol.__init__(self, session, info)
@@ -106,8 +110,7 @@ class DisplayChannel(ChannelProtocol):
         """
         if not fields["initialized"]:
             return
-        if fields.get("encoding") in (RAW, LZ4) and (fields["encoding"] == RAW
-                                                     or self.clientHasLz4):
+        if fields["encoding"] == RAW or self.clientHasLz4:
             self.encoding = fields["encoding"]
         self.initialized = True
         self.sendSetAck()

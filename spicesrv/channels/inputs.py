@@ -6,6 +6,7 @@ mouse, delivered to the server's keyboard, mouse and tablet devices.
 from spicesrv.channel import MIGRATE_NEED_DATA_TRANSFER, MIGRATE_NEED_FLUSH, ChannelProtocol
 from spicesrv.wire.constants import (
     INPUT_MOTION_ACK_BUNCH, ChannelType, InputsCap, KeyModifier, MouseButton, MouseMode)
+from spicesrv.migration.seamless import Integer
 from spicesrv.wire.messages import INPUTS_CLIENT, INPUTS_SERVER
 
 # Set-1 make codes of the lock keys, used to bring the guest's locks in line
@@ -17,6 +18,17 @@ LOCK_SCANCODES = {
 }
 
 WHEEL = {MouseButton.UP: -1, MouseButton.DOWN: 1}
+
+# The largest inputs message a client may send, as libspice-server's inputs
+# channel (its receive buffer: "the largest message from client is
+# key_scancode ... 2K is more than enough"); a bigger one closes the channel.
+MAX_INPUTS_MESSAGE = 2048
+
+# Scancodes handed to the keyboard per reactor turn; the rest of a message
+# follows in the next turns, with the client's further messages held.  A
+# keyboard device may take milliseconds per scancode (the demo redraws its
+# text for each), so a turn takes a few keystrokes, not a whole paste.
+MAX_SCANCODES_PER_TURN = 16
 
 
 def code_bytes(code):
@@ -44,11 +56,18 @@ class InputsChannel(ChannelProtocol):
     serverMessages = INPUTS_SERVER
     clientMessages = INPUTS_CLIENT
     migrateFlags = MIGRATE_NEED_FLUSH | MIGRATE_NEED_DATA_TRANSFER
+    maxClientMessage = MAX_INPUTS_MESSAGE
+    migrationSchema = ChannelProtocol.migrationSchema.extend(
+        motions=Integer(0, INPUT_MOTION_ACK_BUNCH - 1, default=0))
 
     def __init__(self, session, info):
         ChannelProtocol.__init__(self, session, info)
         self._motions = 0
         self._modifiers = None
+        self._scancodes = bytearray()      # waiting for the keyboard
+        self._keysCall = None
+        self._motion = None                # (kind, x or dx, y or dy, buttons)
+        self._motionCall = None
 
     @classmethod
     def capabilities(cls, context):
@@ -67,8 +86,14 @@ class InputsChannel(ChannelProtocol):
                     motions=self._motions % INPUT_MOTION_ACK_BUNCH)
 
     def restoreMigrationData(self, fields):
-        self._motions = int(fields.get("motions", 0))
+        self._motions = fields["motions"]
         self.sendMessage("KEY_MODIFIERS", modifiers=self._modifiers)
+
+    def channelDown(self):
+        for call in (self._keysCall, self._motionCall):
+            if call is not None and call.active():
+                call.cancel()
+        self._keysCall = self._motionCall = None
 
     def _leds(self):
         keyboard = self.context.keyboard
@@ -86,12 +111,32 @@ class InputsChannel(ChannelProtocol):
     # -- keyboard --------------------------------------------------------------
 
     def _push(self, scancodes):
-        keyboard = self.context.keyboard
-        if keyboard is None:
+        """
+        Hand C{scancodes} to the keyboard, at most L{MAX_SCANCODES_PER_TURN}
+        in this reactor turn; the client's next messages wait for the rest.
+        """
+        self._flushMotion()
+        if self.context.keyboard is None or not scancodes:
             return
-        for byte in scancodes:
+        self._scancodes += bytes(scancodes)
+        self._feedKeyboard()
+
+    def _feedKeyboard(self):
+        self._keysCall = None
+        keyboard = self.context.keyboard
+        if keyboard is None or not self.connected:
+            del self._scancodes[:]
+            return
+        now = self._scancodes[:MAX_SCANCODES_PER_TURN]
+        del self._scancodes[:MAX_SCANCODES_PER_TURN]
+        for byte in now:
             keyboard.push_scan_freg(byte)
         self.context.keyboardLedsMayHaveChanged()
+        if self._scancodes:
+            self.holdReading()
+            self._keysCall = self.clock.callLater(0, self._feedKeyboard)
+        else:
+            self.releaseReading()
 
     def msg_KEY_DOWN(self, msg):
         self._push(code_bytes(msg.code))
@@ -123,17 +168,49 @@ class InputsChannel(ChannelProtocol):
 
     def msg_MOUSE_MOTION(self, msg):
         self._motionReceived()
-        mouse = self.context.mouse
-        if self.context.mouseMode == MouseMode.SERVER and mouse is not None:
-            mouse.motion(msg.dx, msg.dy, 0, msg.buttons_state)
+        if self.context.mouseMode == MouseMode.SERVER and self.context.mouse is not None:
+            self._coalesceMotion("motion", msg.dx, msg.dy, msg.buttons_state)
 
     def msg_MOUSE_POSITION(self, msg):
         self._motionReceived()
-        tablet = self.context.tablet
-        if self.context.mouseMode == MouseMode.CLIENT and tablet is not None:
-            tablet.position(msg.x, msg.y, msg.buttons_state)
+        if self.context.mouseMode == MouseMode.CLIENT and self.context.tablet is not None:
+            self._coalesceMotion("position", msg.x, msg.y, msg.buttons_state)
+
+    def _coalesceMotion(self, kind, x, y, buttons):
+        """
+        Movement is given to the device once per reactor turn, however many
+        messages brought it: the latest position, or the sum of the relative
+        motions.  A change of buttons (a drag starting or ending) is never
+        merged away.
+        """
+        pending = self._motion
+        if pending is not None and (pending[0] != kind or pending[3] != buttons):
+            self._flushMotion()
+            pending = None
+        if pending is not None and kind == "motion":
+            x, y = pending[1] + x, pending[2] + y
+        self._motion = (kind, x, y, buttons)
+        if self._motionCall is None:
+            self._motionCall = self.clock.callLater(0, self._flushMotion)
+
+    def _flushMotion(self):
+        """
+        Give the device the movement waiting since the last flush.
+        """
+        if self._motionCall is not None and self._motionCall.active():
+            self._motionCall.cancel()
+        self._motionCall = None
+        pending, self._motion = self._motion, None
+        if pending is None or not self.connected:
+            return
+        kind, x, y, buttons = pending
+        if kind == "motion" and self.context.mouse is not None:
+            self.context.mouse.motion(x, y, 0, buttons)
+        elif kind == "position" and self.context.tablet is not None:
+            self.context.tablet.position(x, y, buttons)
 
     def _button(self, msg):
+        self._flushMotion()
         dz = WHEEL.get(msg.button, 0)
         if self.context.mouseMode == MouseMode.CLIENT and self.context.tablet is not None:
             if dz:

@@ -17,9 +17,15 @@ from spicesrv.channel import (
 from spicesrv.migration.source import MIGRATION_PROTOCOL_VERSION
 from spicesrv.wire.constants import AGENT_TOKENS, ChannelType, MainCap
 from spicesrv.wire.messages import MAIN_CLIENT, MAIN_SERVER
+from spicesrv.migration.seamless import Integer
 
 # spice-gtk sizes its GLZ dictionary from this; libspice reports the QXL RAM.
 RAM_HINT = 64 * 1024 * 1024
+
+# Seconds between two mouse mode requests of one client that the server acts
+# on; later ones wait, and only the latest of them counts.  A mode change is
+# told to every client, so a client must not be able to make it a flood.
+MOUSE_MODE_REQUEST_INTERVAL = 0.5
 
 
 class MainChannel(ChannelProtocol):
@@ -37,8 +43,14 @@ class MainChannel(ChannelProtocol):
         ChannelProtocol.__init__(self, session, info)
         self.channelsListSent = False
         self.agentTokens = 0
+        self._modeRequested = None
+        self._modeCall = None
+        self._modeAnswered = None       # when the last request was acted on
 
     migrateFlags = MIGRATE_NEED_FLUSH | MIGRATE_NEED_DATA_TRANSFER
+    migrationSchema = ChannelProtocol.migrationSchema.extend(
+        agent_tokens=Integer(0, 0xFFFFFFFF, default=0),
+        mouse_mode=Integer(1, 2, default=1))
 
     @classmethod
     def capabilities(cls, context):
@@ -101,7 +113,34 @@ class MainChannel(ChannelProtocol):
                 dict(type=entry.channel_type, id=entry.channel_id)])
 
     def msg_MOUSE_MODE_REQUEST(self, msg):
-        self.context.requestMouseMode(msg.mode)
+        self._modeRequested = msg.mode
+        if self._modeCall is not None:
+            return
+        now = self.clock.seconds()
+        wait = (0 if self._modeAnswered is None
+                else self._modeAnswered + MOUSE_MODE_REQUEST_INTERVAL - now)
+        if wait > 0:
+            self._modeCall = self.clock.callLater(wait, self._actOnModeRequest)
+        else:
+            self._actOnModeRequest()
+
+    def _actOnModeRequest(self):
+        """
+        Act on the latest mouse mode request: a supported change goes to
+        every client; an unsupported mode is answered to this client only.
+        """
+        self._modeCall = None
+        mode, self._modeRequested = self._modeRequested, None
+        self._modeAnswered = self.clock.seconds()
+        if not self.connected or mode is None:
+            return
+        if not self.context.requestMouseMode(mode):
+            self.mouseModeChanged(self.context.supportedMouseModes, self.context.mouseMode)
+
+    def channelDown(self):
+        if self._modeCall is not None and self._modeCall.active():
+            self._modeCall.cancel()
+        self._modeCall = None
 
     def mouseModeChanged(self, supported, current):
         self.sendMessage("MOUSE_MODE", supported_modes=supported, current_mode=current)
@@ -213,5 +252,5 @@ class MainChannel(ChannelProtocol):
         ChannelProtocol.sendRaw(self, message.number, message.pack())
 
     def restoreMigrationData(self, fields):
-        self.agentTokens = int(fields.get("agent_tokens", 0))
+        self.agentTokens = fields["agent_tokens"]
         self.channelsListSent = True

@@ -110,10 +110,9 @@ class IncomingState(ServerFactory):
     The target side: a factory of source connections that receives the state
     of one migration and applies it.
 
-    @ivar state: C{"waiting"} for a source, C{"receiving"} from one,
-        C{"applying"}, C{"done"} (the migration succeeded; no other is
-        accepted) or C{"failed"} (a device rejected its state; the target
-        holds part of the state and must be shut down).
+    @ivar state: C{"waiting"} for a source (again, after a failed one),
+        C{"receiving"} from one, C{"applying"}, or C{"done"} (the migration
+        succeeded; no other is accepted).
     @ivar port: the listening port, once L{listen} succeeded; L{None} again
         after the migration ended the listening.
     @ivar stopped: a L{Deferred} that fires once the port stops listening
@@ -130,8 +129,8 @@ class IncomingState(ServerFactory):
             applied, before the source gets its answer; may return a
             L{Deferred}.  If it fails, the source is told the target failed.
         @param onFailure: called with a one-line reason when a device rejected
-            its state (or C{onComplete} failed): the target must then be shut
-            down, as a QEMU target whose incoming migration failed.
+            its state (or C{onComplete} failed), after the devices got their
+            old state back; the target keeps waiting for another migration.
         @param clock: the L{IReactorTime} for the idle timeout.
         @param maxStateSize: the largest state accepted for one device.
         @param maxTotalSize: the largest sum of all states.
@@ -219,8 +218,6 @@ class IncomingState(ServerFactory):
     def _hello(self, proto, version, devices):
         if self.state == "done":
             raise Busy("this target has already received a migration")
-        if self.state == "failed":
-            raise Busy("this target failed an earlier migration and must be restarted")
         if self._active is not None:
             if self._active is proto:
                 raise Refused("Hello was already sent on this connection")
@@ -307,17 +304,9 @@ class IncomingState(ServerFactory):
         proto.setTimeout(None)        # the source now waits for us
         total = sum(proto.expected.values())
         buffers, proto.buffers = proto.buffers, None
-        for key in proto.order:
-            try:
-                target[key].set_migration_state(bytes(buffers.pop(key)))
-            except ValueError as e:
-                why = "cannot apply the state of %s: %s" % (key, e)
-            except Exception as e:
-                log.failure("device {key} failed to take its migrated state", key=key)
-                why = "cannot apply the state of %s: %s: %s" % (key, type(e).__name__, e)
-            else:
-                continue
-            return self._applyFailed(proto, why, total)
+        saved, why = self._applyAll(target, proto.order, buffers)
+        if why is not None:
+            return self._applyFailed(proto, why, total, target, saved)
         d = maybeDeferred(self.onComplete) if self.onComplete is not None else succeed(None)
 
         def completed(_):
@@ -332,23 +321,79 @@ class IncomingState(ServerFactory):
 
         def notCompleted(f):
             return self._applyFailed(proto, "the target failed after applying the state: %s"
-                                % (f.getErrorMessage(),), total)
+                                     % (f.getErrorMessage(),), total, target, saved)
         return d.addCallbacks(completed, notCompleted)
 
-    def _applyFailed(self, proto, why, total):
-        self.state = "failed"
+    def _applyAll(self, target, order, buffers):
+        """
+        Give each device in C{order} its state from C{buffers}, first reading
+        the state it has, to put back if a later step fails.
+
+        @return: C{(saved, why)}: C{[(key, old state)]} of the devices that
+            took their new state, and a one-line reason if one did not
+            (L{None} if all did).
+        """
+        saved = []
+        for key in order:
+            device = target[key]
+            try:
+                old = device.get_migration_state()
+            except Exception as e:
+                log.failure("device {key} cannot give its state before taking a migrated one",
+                            key=key)
+                return saved, ("cannot apply the state of %s: its current state cannot be "
+                               "saved first (%s: %s)" % (key, type(e).__name__, e))
+            try:
+                device.set_migration_state(bytes(buffers.pop(key)))
+            except ValueError as e:
+                # A refusal: the device is as it was (IMigratableState).
+                return saved, "cannot apply the state of %s: %s" % (key, e)
+            except Exception as e:
+                log.failure("device {key} failed to take its migrated state", key=key)
+                # It may have taken part of it: give it its own back too.
+                saved.append((key, old))
+                return saved, ("cannot apply the state of %s: %s: %s"
+                               % (key, type(e).__name__, e))
+            saved.append((key, old))
+        return saved, None
+
+    def _rollBack(self, target, saved):
+        """
+        Put back the state each device in C{saved} had before the failed
+        migration; return the keys of those that refused it.
+        """
+        stuck = []
+        for key, old in reversed(saved):
+            try:
+                target[key].set_migration_state(old)
+            except Exception:
+                log.failure("device {key} cannot take back its own state after a failed "
+                            "incoming migration", key=key)
+                stuck.append(key)
+        return stuck
+
+    def _applyFailed(self, proto, why, total, target, saved):
+        """
+        Undo what the failed migration applied, tell the source (by raising
+        L{ApplyFailed}) and wait for another migration.
+        """
+        stuck = self._rollBack(target, saved)
+        self.state = "waiting"
         self._active = None
+        if stuck:
+            outcome = ("%s kept part of the refused state; the target waits for another "
+                       "migration" % (", ".join(stuck),))
+        else:
+            outcome = "nothing was applied; the target waits for another migration"
         log.error("incoming migration from {peer} failed after receiving {bytes} bytes: "
-                  "{why}; this target holds part of the state and must be shut down",
-                  peer=proto.peerName, bytes=total, why=why)
-        self._stopListening()
+                  "{why}; {outcome}", peer=proto.peerName, bytes=total, why=why,
+                  outcome=outcome)
         if self.onFailure is not None:
             try:
                 self.onFailure(why)
             except Exception:
                 log.failure("the onFailure callback failed")
-        raise ApplyFailed(why + "; the target holds part of the state and must be "
-                           "discarded")
+        raise ApplyFailed("%s; %s" % (why, outcome))
 
     def _stopListening(self):
         if self.port is not None:

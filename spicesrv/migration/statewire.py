@@ -35,13 +35,14 @@ The rules:
    (the source cancelled, failed or vanished, or the target's idle timeout
    fired), the target throws away what it received and waits for another
    source.
- - B{A failed application fails the target.}  If a device raises
-   L{ValueError} from C{set_migration_state}, the devices before it have
-   already taken their new state: the target is then in a mixed state and
-   must be considered failed, as a QEMU target whose incoming migration
-   failed (QEMU exits).  The source gets an error naming the device and the
-   reason; the target stops listening, refuses any further migration and
-   calls its C{onFailure} callback, whose job is to shut the target down.
+ - B{A failed application is undone.}  Before a device takes its new
+   state the target reads its current one; if a device raises from
+   C{set_migration_state} (or C{onComplete} fails), the devices that already
+   took theirs get their old state back, so the target is as it was.  The
+   source gets an APPLY_FAILED error naming the device and the reason, the
+   target logs it, calls its C{onFailure} callback and goes on waiting for a
+   correct migration: whoever reaches the incoming port can make a migration
+   fail, but cannot stop the target or leave it in a mixed state.
  - B{One migration, once.}  A target accepts one source at a time: another
    source that says Hello meanwhile gets a "busy" error and is disconnected.
    After a successful Commit the target stops listening, as QEMU's

@@ -26,6 +26,7 @@ from zope.interface import implementer
 from spicesrv.display.arrow import arrow_cursor
 from spicesrv.interfaces import IKeyboard, IMigratableState, IMouse, ITablet
 from spicesrv.sources.base import FramebufferSource
+from spicesrv.sources.picture import checkPictureSize, loadPicture
 
 # SPICE button mask bits and lock-key flags (protocol.md section 7).
 BUTTON_LEFT = 1
@@ -584,6 +585,7 @@ def _check_size(width, height):
         raise ValueError(
             "the demo screen needs at least %dx%d pixels, not %dx%d"
             % (MIN_WIDTH, MIN_HEIGHT, width, height))
+    checkPictureSize(width, height, "the demo screen")
 
 
 def _outline_for(rgb):
@@ -608,8 +610,7 @@ def _parse_state(data):
         (length,) = _STATE_LENGTH.unpack_from(data, offset)
         offset += _STATE_LENGTH.size
         fields = json.loads(data[offset:offset + length].decode("utf-8"))
-        canvas = Image.open(io.BytesIO(data[offset + length:]))
-        canvas = canvas.convert("RGB")
+        canvas = loadPicture(io.BytesIO(data[offset + length:]), "the migrated canvas")
     except (struct.error, ValueError, OSError) as e:
         raise ValueError("damaged demo display state: %s" % (e,))
     for name, kind in _STATE_FIELDS.items():

@@ -5,26 +5,11 @@ A display source that shows a still picture from a file.
 import io
 
 import numpy as np
-from PIL import Image
 from zope.interface import implementer
 
 from spicesrv.interfaces import IMigratableState
 from spicesrv.sources.base import FramebufferSource
-
-
-def _load(source, name):
-    """
-    Open a picture with Pillow and return it as RGB, or raise L{ValueError}
-    naming C{name}.
-    """
-    try:
-        with Image.open(source) as picture:
-            return picture.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        reason = getattr(e, "strerror", None) or str(e)
-        raise ValueError(
-            "cannot show %s as a picture (%s): give the path of an image "
-            "file Pillow can read, such as a PNG or JPEG" % (name, reason))
+from spicesrv.sources.picture import loadPicture
 
 
 def _bgrx(picture):
@@ -42,13 +27,16 @@ def _bgrx(picture):
 class ImageSource(FramebufferSource):
     """
     Shows the picture in the file at C{path}, which any format Pillow
-    opens may hold.  A missing or unreadable file raises L{ValueError}.
+    opens may hold.  A missing or unreadable file, or a picture beyond
+    L{spicesrv.sources.picture.MAX_PICTURE_SIDE} or
+    L{spicesrv.sources.picture.MAX_PICTURE_PIXELS}, raises L{ValueError}
+    (so does such a picture in migrated state).
     """
 
     migration_key = "display.image"
 
     def __init__(self, path):
-        picture = _load(path, path)
+        picture = loadPicture(path, path)
         FramebufferSource.__init__(self, *picture.size)
         self.description = "picture %s" % (path,)
         self._show(picture)
@@ -65,4 +53,4 @@ class ImageSource(FramebufferSource):
         return png.getvalue()
 
     def set_migration_state(self, data):
-        self._show(_load(io.BytesIO(data), "the migrated picture"))
+        self._show(loadPicture(io.BytesIO(data), "the migrated picture"))
