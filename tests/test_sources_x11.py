@@ -286,6 +286,22 @@ class ResizeTests(X11SourceTestCase):
                                          grab(self.x.display, 800, 600)[..., :3])
 
 
+    @defer.inlineCallbacks
+    def test_resizeThroughRandr(self):
+        """
+        L{X11Source.resize} (the seam for a client's monitor configuration)
+        changes the X screen's size with RandR; the surface follows.
+        """
+        source = self.source()
+        observer = RecordingObserver()
+        source.addObserver(observer)
+        source.resize(1280, 800)
+        yield waitFor(reactor, lambda: observer.of("surface_changed"))
+        self.assertEqual(observer.of("surface_changed"), [(1280, 800)])
+        self.assertIn("1280 x 800", self.x.run("xrandr").splitlines()[0])
+        self.assertRaises(ValueError, source.resize, 1234, 567)
+
+
 class AuthorityTests(unittest.TestCase):
     timeout = 60
 

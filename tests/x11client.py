@@ -13,7 +13,8 @@ or C{''}); C{button} C{{press, button, x, y}}; C{frame} C{{n, time}} every
 after a key press.
 
 C{--animate FPS} redraws the whole window FPS times a second (horizontal
-stripes whose colours move: every pixel row changes); C{--keybox} toggles
+stripes whose colours move: every pixel row changes), drawing off screen
+and showing each frame with one copy; C{--keybox} toggles
 the colour of a 64x64 box at the top left on every key press (for the
 keypress-to-pixels latency).
 """
@@ -82,9 +83,9 @@ class Client:
             sym -= 0x20
         return sym
 
-    def fill(self, colour, x, y, width, height):
+    def fill(self, colour, x, y, width, height, drawable=None):
         self.conn.core.ChangeGC(self.gc, xp.GC.Foreground, [colour])
-        self.conn.core.PolyFillRectangle(self.window, self.gc, 1,
+        self.conn.core.PolyFillRectangle(drawable or self.window, self.gc, 1,
                                          [xp.RECTANGLE.synthetic(x, y, width, height)])
 
     def paint(self):
@@ -97,14 +98,24 @@ class Client:
             self.fill(BOX_COLOURS[self.box], 0, 0, 64, 64)
 
     def animate(self):
+        """
+        Draw the next frame off screen, then show it with one copy, as a
+        double-buffered application does.
+        """
+        if not hasattr(self, "pixmap"):
+            self.pixmap = self.conn.generate_id()
+            self.conn.core.CreatePixmap(self.screen.root_depth, self.pixmap, self.window,
+                                        self.width, self.height)
         self.frames += 1
         stripe = 16
         for i, y in enumerate(range(0, self.height, stripe)):
             shade = (i * 8 + self.frames * 4) & 0xFF
             self.fill((shade << 16) | ((255 - shade) << 8) | (shade ^ 0x5A), 0, y,
-                      self.width, stripe)
+                      self.width, stripe, self.pixmap)
         if self.args.keybox:
-            self.fill(BOX_COLOURS[self.box], 0, 0, 64, 64)
+            self.fill(BOX_COLOURS[self.box], 0, 0, 64, 64, self.pixmap)
+        self.conn.core.CopyArea(self.pixmap, self.window, self.gc, 0, 0, 0, 0,
+                                self.width, self.height)
         self.conn.flush()
         if self.frames % 30 == 0:
             emit({"event": "frame", "n": self.frames, "time": time.time()})

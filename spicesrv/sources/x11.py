@@ -518,6 +518,46 @@ class X11Source(FramebufferSource):
             self.tablet.set_logical_size(0, 0)
         self._notify("surface_changed", width, height)
 
+    def resize(self, width, height):
+        """
+        Ask the X server for a screen of C{width} x C{height} with RandR,
+        as a client's monitor configuration would: the single active CRTC
+        takes an existing mode of that size.  The clients' surfaces follow
+        when the X server reports the change, as for any size change.
+
+        @raise ValueError: the X server has no RandR, more than one active
+            CRTC, or no mode of that size.
+        """
+        if self._randr is None or self._conn is None:
+            raise ValueError("X display %s cannot be resized (no RandR)" % (self.display,))
+        randr = self._randr
+        resources = randr.GetScreenResourcesCurrent(self._root).reply()
+        modes = [m.id for m in resources.modes if (m.width, m.height) == (width, height)]
+        if not modes:
+            raise ValueError("X display %s has no %dx%d mode" % (self.display, width, height))
+        active = []
+        for crtc in resources.crtcs:
+            info = randr.GetCrtcInfo(crtc, resources.config_timestamp).reply()
+            if info.mode:
+                active.append((crtc, info))
+        if len(active) != 1:
+            raise ValueError("X display %s has %d active CRTCs; only a single one is "
+                             "resized" % (self.display, len(active)))
+        crtc, info = active[0]
+        mm = (width * 254 // 960, height * 254 // 960)   # 96 dpi
+        # The screen must hold the CRTC at every step.
+        randr.SetScreenSize(self._root, max(width, self.width), max(height, self.height),
+                            *mm)
+        status = randr.SetCrtcConfig(crtc, 0, resources.config_timestamp, 0, 0, modes[0],
+                                     info.rotation, len(info.outputs),
+                                     list(info.outputs)).reply().status
+        if status:
+            raise ValueError("X display %s refused the %dx%d mode (RandR status %d)"
+                             % (self.display, width, height, status))
+        randr.SetScreenSize(self._root, width, height, *mm)
+        self._conn.flush()
+        self._afterRoundTrip()
+
     # -- the cursor --------------------------------------------------------------
 
     def _updateCursor(self):
