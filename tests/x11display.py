@@ -83,8 +83,9 @@ class XServer:
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             args += ["-auth", self.auth]
         if self.kind == "Xvnc":
+            # -rfbport -1: no VNC port at all, only the X display.
             args += ["-geometry", "%dx%d" % (width, height), "-depth", "24",
-                     "-SecurityTypes", "None", "-rfbport", "0", "-localhost",
+                     "-SecurityTypes", "None", "-rfbport", "-1",
                      "-nolisten", "tcp"]
         else:
             args += ["-screen", "0", "%dx%dx24" % (width, height), "-nolisten", "tcp",
