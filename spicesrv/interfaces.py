@@ -348,6 +348,9 @@ class IPluginOption(Interface):
         "Whether the option may be given more than once; its value is then a "
         "list of strings, otherwise a string or C{default}.")
     default = Attribute("The value when the option is not given.")
+    flag = Attribute(
+        "Optional (false when absent): the option takes no value; its value "
+        "is C{True} when given, C{False} otherwise.")
 
 
 class IChannelPlugin(Interface):

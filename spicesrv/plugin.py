@@ -15,13 +15,15 @@ from spicesrv.interfaces import IChannelPlugin, IPluginOption, ISourcePlugin
 @dataclass(frozen=True)
 class Option:
     """
-    An option a plugin adds to ``twistd spice``.
+    An option a plugin adds to ``twistd spice``.  A C{flag} takes no value:
+    its value is C{True} when given, C{False} otherwise.
     """
 
     name: str
     help: str
     repeatable: bool = False
     default: object = None
+    flag: bool = False
 
 
 def channelPlugins():

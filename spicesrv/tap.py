@@ -444,13 +444,16 @@ def buildOptions(sources=None, channels=None):
     from spicesrv.plugin import channelPlugins, sourcePlugins
     sources = sourcePlugins() if sources is None else sources
     channels = channelPlugins() if channels is None else channels
-    namespace = {"sources": sources, "channels": channels, "optParameters": []}
+    namespace = {"sources": sources, "channels": channels, "optParameters": [],
+                 "optFlags": []}
     repeatable = []
     for plugin in list(sources.values()) + list(channels):
         for option in plugin.options:
             if option.repeatable:
                 repeatable.append(option.name)
                 namespace["opt_" + option.name.replace("-", "_")] = _appender(option)
+            elif getattr(option, "flag", False):
+                namespace["optFlags"].append([option.name, None, option.help])
             else:
                 namespace["optParameters"].append(
                     [option.name, None, option.default, option.help])

@@ -314,8 +314,24 @@ class PluginOptionTests(unittest.TestCase):
 
     def test_pluginsFound(self):
         config = tap.Options()
-        self.assertEqual(sorted(config.sources), ["demo", "image"])
+        self.assertEqual(sorted(config.sources), ["demo", "image", "x11"])
         self.assertIn("port", [p.name for p in config.channels])
+
+    def test_flagOption(self):
+        """
+        A plugin's flag option takes no value: false unless given.
+        """
+        self.assertFalse(parse()["x11-allow-control"])
+        config = parse("--source", "x11::0", "--x11-allow-control")
+        self.assertTrue(config["x11-allow-control"])
+        self.assertEqual(config.pluginValues(config.sources["x11"]),
+                         {"x11-allow-control": True})
+
+    def test_x11DisplayMissingIsOneLine(self):
+        e = self.assertRaises(SystemExit, tap.makeService,
+                              parse("--source", "x11::999999"), MemoryReactorClock())
+        self.assertIn("--source x11::999999", str(e.code))
+        self.assertNotIn("\n", str(e.code))
 
 
 class MigrationOptionTests(unittest.TestCase):

@@ -41,5 +41,22 @@ class ImagePlugin:
         return ImageSource(args)
 
 
+@implementer(IPlugin, ISourcePlugin)
+class X11Plugin:
+    name = "x11"
+    description = ("x11:DISPLAY shows an X server's screen (x11::0; the authority "
+                   "file is $XAUTHORITY's), view-only unless --x11-allow-control")
+    options = (Option("x11-allow-control",
+                      "Let SPICE clients type and click on the X display given with "
+                      "--source x11:DISPLAY (through XTEST); view-only without it.",
+                      flag=True),)
+
+    def makeSource(self, args, values, reactor):
+        from spicesrv.sources.x11 import X11Source
+        return X11Source(args or None, allow_control=bool(values.get("x11-allow-control")),
+                         reactor=reactor)
+
+
 demo = DemoPlugin()
 image = ImagePlugin()
+x11 = X11Plugin()

@@ -1,0 +1,723 @@
+"""
+The X11 display source (``--source x11:DISPLAY``): shows an X server's
+screen to SPICE clients, as x11spice does, on xcffib (the XCB bindings).
+
+- The X connection is a file descriptor the reactor watches
+  (L{XEventReader}): DAMAGE, XFIXES, RandR and XKB events arrive as they
+  happen, nothing polls for them.
+- Capture is lazy: DAMAGE reports what changed (the observers hear of it at
+  once), and the pixels are fetched only when a display channel asks for
+  the framebuffer, that is when a client can take an update.  Only the rows
+  damaged since the last capture are fetched, with MIT-SHM straight into
+  the framebuffer (which I{is} the shared memory segment), or with the core
+  GetImage request where MIT-SHM cannot work (a remote X server).
+- The cursor follows XFIXES: shape changes are events; the position (for
+  server mouse mode) is asked for while clients watch.
+- Input goes in through XTEST, and only when the operator allows it
+  (C{allow_control}; view-only by default): the client's PC scancodes are
+  mapped to the X server's keycodes by XKB key name (L{x11keys}), buttons,
+  the wheel, relative motion (server mouse mode) and absolute positions
+  (client mouse mode).
+- A screen size change (RandR) re-creates the clients' surface.
+
+Which X server is reached, and with which credentials, is libxcb's
+business: the display name (or C{$DISPLAY}) and the authority file
+C{$XAUTHORITY} (or C{~/.Xauthority}), as for any X client.
+"""
+
+import ctypes
+import ctypes.util
+import os
+
+import numpy
+import xcffib
+import xcffib.damage
+import xcffib.randr
+import xcffib.shm
+import xcffib.xfixes
+import xcffib.xkb
+import xcffib.xproto
+import xcffib.xtest
+from twisted.internet.interfaces import IReadDescriptor
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from spicesrv.display.cursor import Cursor
+from spicesrv.interfaces import IKeyboard, IMouse, ITablet
+from spicesrv.sources import x11keys
+from spicesrv.sources.base import FramebufferSource
+
+# X protocol numbers.
+Z_PIXMAP = 2
+LSB_FIRST = 0
+KEY_PRESS, KEY_RELEASE, BUTTON_PRESS, BUTTON_RELEASE, MOTION_NOTIFY = 2, 3, 4, 5, 6
+ALL_PLANES = 0xFFFFFFFF
+STRUCTURE_NOTIFY = 1 << 17
+
+# SPICE button mask bits -> X buttons.
+SPICE_BUTTONS = {1: 1, 2: 2, 4: 3, 8: 8, 16: 9}
+WHEEL_UP, WHEEL_DOWN = 4, 5
+# SPICE lock flags and the XKB indicator names that show them.
+LED_NAMES = {1: "Scroll Lock", 2: "Num Lock", 4: "Caps Lock"}
+
+#: How often the pointer position is asked for while clients watch.
+POINTER_INTERVAL = 1.0 / 30
+
+EXTENSIONS = ("MIT-SHM", "DAMAGE", "XFIXES", "RANDR", "XTEST", "XKEYBOARD")
+
+
+class X11SourceError(ValueError):
+    """
+    The X display cannot be shown; the message says why in one line.
+    """
+
+
+class _SharedMemory:
+    """
+    A System V shared memory segment attached to the X server with MIT-SHM.
+    """
+
+    IPC_PRIVATE, IPC_CREAT, IPC_RMID = 0, 0o1000, 0
+
+    def __init__(self, conn, size):
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.shmat.restype = ctypes.c_void_p
+        libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+        libc.shmdt.argtypes = [ctypes.c_void_p]
+        self._libc = libc
+        self._conn = conn
+        self.size = size
+        self.shmid = libc.shmget(self.IPC_PRIVATE, size, self.IPC_CREAT | 0o600)
+        if self.shmid < 0:
+            raise OSError(ctypes.get_errno(), "shmget: " + os.strerror(ctypes.get_errno()))
+        self.address = libc.shmat(self.shmid, None, 0)
+        if self.address in (None, ctypes.c_void_p(-1).value):
+            errno = ctypes.get_errno()
+            libc.shmctl(self.shmid, self.IPC_RMID, None)
+            raise OSError(errno, "shmat: " + os.strerror(errno))
+        self.seg = conn.generate_id()
+        try:
+            conn(xcffib.shm.key).AttachChecked(self.seg, self.shmid, False).check()
+        except xcffib.XcffibException:
+            self.seg = None
+            self.close()
+            raise
+        finally:
+            # Gone once both sides detach, even if we die.
+            libc.shmctl(self.shmid, self.IPC_RMID, None)
+
+    def array(self, height, width):
+        """
+        The segment as a C{(height, width, 4)} uint8 array.
+        """
+        buffer = (ctypes.c_uint8 * self.size).from_address(self.address)
+        return numpy.frombuffer(buffer, numpy.uint8,
+                                height * width * 4).reshape(height, width, 4)
+
+    def close(self):
+        if self.seg is not None:
+            try:
+                self._conn(xcffib.shm.key).Detach(self.seg)
+                self._conn.flush()
+            except xcffib.XcffibException:
+                pass
+            self.seg = None
+        if self.address is not None:
+            self._libc.shmdt(ctypes.c_void_p(self.address))
+            self.address = None
+
+
+@implementer(IReadDescriptor)
+class XEventReader:
+    """
+    Lets the reactor tell the source when the X connection has something.
+    """
+
+    def __init__(self, source):
+        self._source = source
+
+    def fileno(self):
+        return self._source.fileno()
+
+    def doRead(self):
+        self._source.readEvents()
+
+    def connectionLost(self, reason):
+        self._source.xConnectionLost(reason)
+
+    def logPrefix(self):
+        return "x11"
+
+
+def _name(values):
+    return b"".join(values).rstrip(b"\0").decode("latin-1")
+
+
+class X11Source(FramebufferSource):
+    """
+    The screen of an X server, with XTEST input devices when
+    C{allow_control}.
+
+    @ivar display: the display name connected to (C{':0'}).
+    @ivar shm: whether MIT-SHM captures.
+    @ivar keymap: the L{x11keys.Keymap} of the server (with control only).
+    @ivar keyboard: the L{X11Keyboard}, or L{None} when view-only (so too
+        C{mouse} and C{tablet}).
+    """
+
+    log = Logger()
+
+    def __init__(self, display=None, allow_control=False, reactor=None, use_shm=True):
+        if reactor is None:
+            from twisted.internet import reactor
+        self._reactor = reactor
+        self.display = display or os.environ.get("DISPLAY", "")
+        if not self.display:
+            raise X11SourceError("no X display: give it as x11:DISPLAY, e.g. x11::0")
+        try:
+            self._conn = xcffib.connect(display=self.display)
+        except xcffib.XcffibException as e:
+            raise X11SourceError(
+                "cannot open X display %r (%s); is it running, and does "
+                "XAUTHORITY name its authority file?" % (self.display, e))
+        self._reader = None
+        self._pointerPoll = None
+        self._reading = False
+        try:
+            self._setUp(allow_control, use_shm)
+        except Exception:
+            self._conn.disconnect()
+            raise
+
+    def _setUp(self, allow_control, use_shm):
+        conn = self._conn
+        missing = [name for name in EXTENSIONS if not self._hasExtension(name)]
+        required = {"DAMAGE", "XFIXES"} | ({"XTEST"} if allow_control else set())
+        if required & set(missing):
+            raise X11SourceError(
+                "X display %r lacks the %s extension(s) this source needs"
+                % (self.display, ", ".join(sorted(required & set(missing)))))
+        setup = conn.get_setup()
+        screen = setup.roots[conn.pref_screen]
+        self._root = screen.root
+        depth = screen.root_depth
+        bpp = {f.depth: f.bits_per_pixel for f in setup.pixmap_formats}.get(depth)
+        if depth not in (24, 32) or bpp != 32 or setup.image_byte_order != LSB_FIRST:
+            raise X11SourceError(
+                "X display %r has depth %d (%s bits per pixel); only 24-bit "
+                "true colour screens are shown: start it with depth 24"
+                % (self.display, depth, bpp))
+        FramebufferSource.__init__(self, screen.width_in_pixels, screen.height_in_pixels,
+                                   cursor=None)
+        self.description = "X display %s" % (self.display,)
+        self._useShm = use_shm and "MIT-SHM" not in missing
+        self._segment = None
+        self._pending = []
+        self._cursorSerial = None
+
+        self._damage = conn(xcffib.damage.key)
+        self._damage.QueryVersion(1, 1).reply()
+        self._damage.Create(conn.generate_id(), self._root,
+                            xcffib.damage.ReportLevel.RawRectangles)
+        self._xfixes = conn(xcffib.xfixes.key)
+        self._xfixes.QueryVersion(4, 0).reply()
+        self._xfixes.SelectCursorInput(self._root,
+                                       xcffib.xfixes.CursorNotifyMask.DisplayCursor)
+        self._randr = None
+        if "RANDR" not in missing:
+            self._randr = conn(xcffib.randr.key)
+            self._randr.QueryVersion(1, 5).reply()
+            self._randr.SelectInput(self._root, xcffib.randr.NotifyMask.ScreenChange)
+        else:
+            conn.core.ChangeWindowAttributes(self._root, xcffib.xproto.CW.EventMask,
+                                             [STRUCTURE_NOTIFY])
+        self._xkb = None
+        self._leds = {}
+        if "XKEYBOARD" not in missing:
+            self._xkb = conn(xcffib.xkb.key)
+            self._xkb.UseExtension(1, 0).reply()
+        self._makeFrame(self.width, self.height)
+        self._updateCursor()
+
+        self.keyboard = self.mouse = self.tablet = None
+        self.keymap = None
+        if allow_control:
+            self._xtest = conn(xcffib.xtest.key)
+            self._xtest.GetVersion(2, 2).reply()
+            self.keymap, self._leds = self._readKeyboard()
+            self.keyboard = X11Keyboard(self)
+            self.mouse = X11Mouse(self)
+            self.tablet = X11Tablet(self)
+            self._buttons = 0
+        conn.flush()
+
+    def _hasExtension(self, name):
+        reply = self._conn.core.QueryExtension(len(name), name).reply()
+        return bool(reply.present)
+
+    def _readKeyboard(self):
+        """
+        Where each scancode's key is, and which indicators show the locks.
+        """
+        if self._xkb is None:
+            self.log.warn("X display {display} has no XKB: assuming evdev keycodes",
+                          display=self.display)
+            return x11keys.Keymap.evdev(), {}
+        detail = xcffib.xkb.NameDetail
+        names = self._xkb.GetNames(
+            xcffib.xkb.ID.UseCoreKbd,
+            detail.Keycodes | detail.KeyNames | detail.KeyAliases
+            | detail.IndicatorNames).reply()
+        keymap = x11keys.Keymap.fromNames(
+            names.firstKey, [_name(k.name) for k in names.keyNames],
+            [(_name(a.real), _name(a.alias)) for a in names.keyAliases])
+        keycodes = self._atomName(names.keycodesName)
+        if not keymap.keycodes and keycodes.startswith("evdev"):
+            keymap = x11keys.Keymap.evdev()
+        indices = [bit for bit in range(32) if names.indicators & (1 << bit)]
+        leds = {}
+        for bit, atom in zip(indices, names.indicatorNames):
+            for flag, name in LED_NAMES.items():
+                if self._atomName(atom) == name:
+                    leds[flag] = bit
+        self.log.info("X display {display}: keycodes {keycodes}, {count} keys mapped",
+                      display=self.display, keycodes=keycodes, count=len(keymap.keycodes))
+        return keymap, leds
+
+    def _atomName(self, atom):
+        if not atom:
+            return ""
+        return self._conn.core.GetAtomName(atom).reply().name.to_string()
+
+    def devices(self):
+        """
+        Everything to register with the server: this source and, when
+        control is allowed, its keyboard, mouse and tablet.
+        """
+        if self.keyboard is None:
+            return [self]
+        return [self, self.keyboard, self.mouse, self.tablet]
+
+    # -- life cycle --------------------------------------------------------------
+
+    def start(self):
+        """
+        Start reading the X server's events.
+        """
+        if self._reader is None and self._conn is not None:
+            self._reader = XEventReader(self)
+            self._reactor.addReader(self._reader)
+            self.readEvents()
+
+    def stop(self):
+        """
+        Stop reading events and let go of the X server.
+        """
+        if self._reader is not None:
+            self._reactor.removeReader(self._reader)
+            self._reader = None
+        self._stopPointerPoll()
+        if self._segment is not None:
+            self._segment.close()
+            self._segment = None
+        if self._conn is not None:
+            self._conn.disconnect()
+            self._conn = None
+
+    def fileno(self):
+        return self._conn.get_file_descriptor() if self._conn is not None else -1
+
+    def xConnectionLost(self, reason=None):
+        """
+        The X server went away: keep showing the last picture.
+        """
+        self.log.error("lost the connection to X display {display}", display=self.display)
+        if self._reader is not None:
+            self._reactor.removeReader(self._reader)
+            self._reader = None
+        self._stopPointerPoll()
+        self._segment = None
+        self._conn = None
+
+    # -- observers ---------------------------------------------------------------
+
+    def addObserver(self, observer):
+        FramebufferSource.addObserver(self, observer)
+        if self._pointerPoll is None and self._conn is not None:
+            self._pointerPoll = LoopingCall(self._pollPointer)
+            self._pointerPoll.clock = self._reactor
+            self._pointerPoll.start(POINTER_INTERVAL, now=True)
+
+    def removeObserver(self, observer):
+        FramebufferSource.removeObserver(self, observer)
+        if not self._observers:
+            self._stopPointerPoll()
+
+    def _stopPointerPoll(self):
+        if self._pointerPoll is not None:
+            if self._pointerPoll.running:
+                self._pointerPoll.stop()
+            self._pointerPoll = None
+
+    # -- events ------------------------------------------------------------------
+
+    def readEvents(self):
+        """
+        Handle every event the X connection has ready.
+        """
+        if self._conn is None or self._reading:
+            return
+        self._reading = True
+        rects = []
+        try:
+            while self._conn is not None:
+                try:
+                    event = self._conn.poll_for_event()
+                except xcffib.ConnectionException:
+                    self.xConnectionLost()
+                    break
+                except xcffib.XcffibException as e:
+                    self.log.warn("X error from {display}: {error!r}",
+                                  display=self.display, error=e)
+                    continue
+                if event is None:
+                    break
+                self._dispatch(event, rects)
+        finally:
+            self._reading = False
+        if rects:
+            self._pending.extend((top, bottom) for _, top, _, bottom in rects)
+            self.damage(rects)
+
+    def _dispatch(self, event, rects):
+        if isinstance(event, xcffib.damage.NotifyEvent):
+            area = event.area
+            rect = (max(area.x, 0), max(area.y, 0),
+                    min(area.x + area.width, self.width),
+                    min(area.y + area.height, self.height))
+            if rect[0] < rect[2] and rect[1] < rect[3]:
+                rects.append(rect)
+        elif isinstance(event, xcffib.xfixes.CursorNotifyEvent):
+            self._updateCursor()
+        elif isinstance(event, xcffib.randr.ScreenChangeNotifyEvent):
+            self._screenSize(event.width, event.height)
+        elif isinstance(event, xcffib.xproto.ConfigureNotifyEvent):
+            if event.window == self._root:
+                self._screenSize(event.width, event.height)
+
+    def _afterRoundTrip(self):
+        """
+        Waiting for a reply may have queued events inside xcb, where the
+        file descriptor no longer shows them: read them soon.
+        """
+        if self._reader is not None:
+            self._reactor.callLater(0, self.readEvents)
+
+    # -- the picture -------------------------------------------------------------
+
+    def _makeFrame(self, width, height):
+        if self._segment is not None:
+            self._segment.close()
+            self._segment = None
+        if self._useShm:
+            try:
+                self._segment = _SharedMemory(self._conn, width * height * 4)
+            except (OSError, xcffib.XcffibException) as e:
+                self.log.info("MIT-SHM unusable on {display} ({error}); capturing "
+                              "with GetImage", display=self.display, error=e)
+                self._useShm = False
+        if self._segment is not None:
+            self.frame = self._segment.array(height, width)
+            self.frame[...] = 0
+        else:
+            self.frame = numpy.zeros((height, width, 4), numpy.uint8)
+        self.width, self.height = width, height
+        self._pending = [(0, height)]
+
+    @property
+    def shm(self):
+        return self._segment is not None
+
+    def framebuffer(self):
+        """
+        The frame, after fetching the rows damaged since the last call.
+        """
+        if self._pending and self._conn is not None:
+            self._capture()
+        return self.frame
+
+    def _bands(self):
+        """
+        The pending row ranges, sorted and merged.
+        """
+        bands = []
+        for top, bottom in sorted(self._pending):
+            top, bottom = max(top, 0), min(bottom, self.height)
+            if top >= bottom:
+                continue
+            if bands and top <= bands[-1][1]:
+                bands[-1][1] = max(bands[-1][1], bottom)
+            else:
+                bands.append([top, bottom])
+        self._pending = []
+        return bands
+
+    def _capture(self):
+        bands = self._bands()
+        width = self.width
+        try:
+            if self._segment is not None:
+                shm = self._conn(xcffib.shm.key)
+                cookies = [shm.GetImage(self._root, 0, top, width, bottom - top,
+                                        ALL_PLANES, Z_PIXMAP, self._segment.seg,
+                                        top * width * 4)
+                           for top, bottom in bands]
+                for cookie in cookies:
+                    cookie.reply()
+            else:
+                for top, bottom in bands:
+                    self._getImage(top, bottom)
+        except xcffib.ConnectionException:
+            self.xConnectionLost()
+        except xcffib.XcffibException as e:
+            # Most likely the screen shrank and we have not heard yet.
+            self.log.info("capture failed on {display} ({error!r}); checking its size",
+                          display=self.display, error=e)
+            self._checkSize()
+        self._afterRoundTrip()
+
+    def _getImage(self, top, bottom):
+        """
+        Fetch rows C{top} to C{bottom} with the core GetImage request, in
+        pieces of at most 4 MiB, reading the reply's bytes directly.
+        """
+        width = self.width
+        rows = max(1, (4 << 20) // (width * 4))
+        for y in range(top, bottom, rows):
+            count = min(rows, bottom - y)
+            cookie = self._conn.core.GetImage(Z_PIXMAP, self._root, 0, y, width, count,
+                                              ALL_PLANES)
+            reply = self._conn.wait_for_reply(cookie.sequence)
+            data = numpy.frombuffer(reply.buf, numpy.uint8, count * width * 4, 32)
+            self.frame[y:y + count] = data.reshape(count, width, 4)
+
+    def _checkSize(self):
+        if self._conn is None:
+            return
+        geometry = self._conn.core.GetGeometry(self._root).reply()
+        self._screenSize(geometry.width, geometry.height)
+
+    def _screenSize(self, width, height):
+        if (width, height) == (self.width, self.height) or not width or not height:
+            return
+        self.log.info("X display {display} is now {width}x{height}",
+                      display=self.display, width=width, height=height)
+        self._makeFrame(width, height)
+        if self.tablet is not None:
+            self.tablet.set_logical_size(0, 0)
+        self._notify("surface_changed", width, height)
+
+    def resize(self, width, height):
+        """
+        Ask the X server for a screen of C{width} x C{height} with RandR,
+        as a client's monitor configuration would: the single active CRTC
+        takes an existing mode of that size.  The clients' surfaces follow
+        when the X server reports the change, as for any size change.
+
+        @raise ValueError: the X server has no RandR, more than one active
+            CRTC, or no mode of that size.
+        """
+        if self._randr is None or self._conn is None:
+            raise ValueError("X display %s cannot be resized (no RandR)" % (self.display,))
+        randr = self._randr
+        resources = randr.GetScreenResourcesCurrent(self._root).reply()
+        modes = [m.id for m in resources.modes if (m.width, m.height) == (width, height)]
+        if not modes:
+            raise ValueError("X display %s has no %dx%d mode" % (self.display, width, height))
+        active = []
+        for crtc in resources.crtcs:
+            info = randr.GetCrtcInfo(crtc, resources.config_timestamp).reply()
+            if info.mode:
+                active.append((crtc, info))
+        if len(active) != 1:
+            raise ValueError("X display %s has %d active CRTCs; only a single one is "
+                             "resized" % (self.display, len(active)))
+        crtc, info = active[0]
+        mm = (width * 254 // 960, height * 254 // 960)   # 96 dpi
+        # The screen must hold the CRTC at every step.
+        randr.SetScreenSize(self._root, max(width, self.width), max(height, self.height),
+                            *mm)
+        status = randr.SetCrtcConfig(crtc, 0, resources.config_timestamp, 0, 0, modes[0],
+                                     info.rotation, len(info.outputs),
+                                     list(info.outputs)).reply().status
+        if status:
+            raise ValueError("X display %s refused the %dx%d mode (RandR status %d)"
+                             % (self.display, width, height, status))
+        randr.SetScreenSize(self._root, width, height, *mm)
+        self._conn.flush()
+        self._afterRoundTrip()
+
+    # -- the cursor --------------------------------------------------------------
+
+    def _updateCursor(self):
+        image = self._xfixes.GetCursorImage().reply()
+        self._afterRoundTrip()
+        if image.cursor_serial == self._cursorSerial:
+            return
+        self._cursorSerial = image.cursor_serial
+        if not image.width or not image.height:
+            cursor = None
+        else:
+            cursor = Cursor(image.width, image.height, image.xhot, image.yhot,
+                            image.cursor_image.buf())
+        if self._observers:
+            self.setCursor(cursor)
+        else:
+            self._cursor = cursor
+        if (image.x, image.y) != self._position:
+            if self._observers:
+                self.moveCursor(image.x, image.y)
+            else:
+                self._position = (image.x, image.y)
+
+    def _pollPointer(self):
+        if self._conn is None:
+            return
+        try:
+            reply = self._conn.core.QueryPointer(self._root).reply()
+        except xcffib.XcffibException:
+            return
+        self._afterRoundTrip()
+        if (reply.root_x, reply.root_y) != self._position:
+            self.moveCursor(reply.root_x, reply.root_y)
+
+    # -- input (XTEST) -----------------------------------------------------------
+
+    def fakeInput(self, kind, detail, x=0, y=0, root=0):
+        if self._conn is None:
+            return
+        self._xtest.FakeInput(kind, detail, 0, root, x, y, 0)
+        self._conn.flush()
+
+    def key(self, scancode, pressed):
+        keycode = self.keymap.keycode(scancode)
+        if keycode is None:
+            self.log.debug("no X key for scancode {code:#x}", code=scancode)
+            return
+        self.fakeInput(KEY_PRESS if pressed else KEY_RELEASE, keycode)
+
+    def leds(self):
+        """
+        The X server's lock indicators as SPICE lock flags.
+        """
+        if self._xkb is None or self._conn is None:
+            return 0
+        try:
+            state = self._xkb.GetIndicatorState(xcffib.xkb.ID.UseCoreKbd).reply().state
+        except xcffib.XcffibException:
+            return 0
+        self._afterRoundTrip()
+        return sum(flag for flag, bit in self._leds.items() if state & (1 << bit))
+
+    def setButtons(self, buttons_state):
+        changed = buttons_state ^ self._buttons
+        self._buttons = buttons_state
+        for bit, button in SPICE_BUTTONS.items():
+            if changed & bit:
+                self.fakeInput(BUTTON_PRESS if buttons_state & bit else BUTTON_RELEASE,
+                               button)
+
+    def wheel(self, dz):
+        button = WHEEL_UP if dz < 0 else WHEEL_DOWN
+        for _ in range(abs(dz)):
+            self.fakeInput(BUTTON_PRESS, button)
+            self.fakeInput(BUTTON_RELEASE, button)
+
+    def moveTo(self, x, y):
+        self.fakeInput(MOTION_NOTIFY, 0, x, y, root=self._root)
+
+    def moveBy(self, dx, dy):
+        self.fakeInput(MOTION_NOTIFY, 1, dx, dy)
+
+
+def _base(interface):
+    return (interface.getTaggedValue("type"), interface.getTaggedValue("major_version"),
+            interface.getTaggedValue("minor_version"))
+
+
+@implementer(IKeyboard)
+class X11Keyboard:
+    """
+    SPICE scancodes typed on the X server through XTEST.
+    """
+
+    type, major_version, minor_version = _base(IKeyboard)
+    description = "X11 keyboard (XTEST)"
+
+    def __init__(self, source):
+        self._source = source
+        self._decoder = x11keys.Set1Decoder()
+
+    def push_scan_freg(self, byte):
+        key = self._decoder.feed(byte)
+        if key is not None:
+            self._source.key(*key)
+
+    def get_leds(self):
+        return self._source.leds()
+
+
+@implementer(IMouse)
+class X11Mouse:
+    """
+    Relative motion (server mouse mode) through XTEST.
+    """
+
+    type, major_version, minor_version = _base(IMouse)
+    description = "X11 mouse (XTEST)"
+
+    def __init__(self, source):
+        self._source = source
+
+    def motion(self, dx, dy, dz, buttons_state):
+        if dx or dy:
+            self._source.moveBy(dx, dy)
+        if dz:
+            self._source.wheel(dz)
+        self._source.setButtons(buttons_state)
+
+    def buttons(self, buttons_state):
+        self._source.setButtons(buttons_state)
+
+
+@implementer(ITablet)
+class X11Tablet:
+    """
+    Absolute positions (client mouse mode) through XTEST.
+    """
+
+    type, major_version, minor_version = _base(ITablet)
+    description = "X11 tablet (XTEST)"
+
+    def __init__(self, source):
+        self._source = source
+        self._size = None
+
+    def set_logical_size(self, width, height):
+        self._size = (width, height) if width and height else None
+
+    def position(self, x, y, buttons_state):
+        if self._size is not None and self._size != (self._source.width,
+                                                      self._source.height):
+            x = x * self._source.width // self._size[0]
+            y = y * self._source.height // self._size[1]
+        self._source.moveTo(x, y)
+        self._source.setButtons(buttons_state)
+
+    def wheel(self, wheel_motion, buttons_state):
+        self._source.wheel(wheel_motion)
+        self._source.setButtons(buttons_state)
+
+    def buttons(self, buttons_state):
+        self._source.setButtons(buttons_state)

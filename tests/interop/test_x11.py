@@ -1,0 +1,271 @@
+"""
+The X11 source against the real spice-gtk client and real X servers: the
+client shows the X screen's pixels and size, its keys and clicks reach an
+X client on that screen (through XTEST, with the X server's layout), the
+lock keys follow, a size change made on the X side re-creates the client's
+surface, and without --x11-allow-control nothing the client sends reaches
+the X server.  The last test runs the operator's command.
+"""
+
+import os
+
+import numpy
+from twisted.internet import defer, endpoints, reactor, task
+
+from spicesrv.server import SpiceServer
+from spicesrv.sources.x11 import X11Source
+from tests.interop import harness
+from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual
+from tests.interop.processes import Twistd, freePort
+from tests.test_sources_x11 import grab
+from tests.x11client import QUARTERS
+from tests.x11display import XClient, startXServer
+
+# PC/XT set-1 make codes, and spice-gtk's 0x100 for the 0xE0 prefix.
+H, I, A, Y, SHIFT, CAPS, UP = 0x23, 0x17, 0x1E, 0x15, 0x2A, 0x3A, 0x148
+
+
+class X11InteropTestCase(InteropTestCase):
+    kind = "Xvfb"
+    size = (1024, 768)
+    allowControl = True
+
+    @defer.inlineCallbacks
+    def serve(self, clientArgs=()):
+        """
+        An X server with the test X client on it, a spicesrv server showing
+        it, and a spice-gtk client connected to that: fires with the
+        spice-gtk client.
+        """
+        self.x = startXServer(self, self.kind, self.size)
+        self.xclient = yield XClient.start(reactor, self.x, *clientArgs)
+        self.addCleanup(self.xclient.stop)
+        self.source = X11Source(self.x.display, allow_control=self.allowControl,
+                                reactor=reactor)
+        self.addCleanup(self.source.stop)
+        self.source.start()
+        self.server = SpiceServer(clock=reactor, password=PASSWORD)
+        self.server.startService()
+        for device in self.source.devices():
+            self.server.addInterface(device)
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        port = yield endpoint.listen(self.server.factory())
+        self.addCleanup(self._stopServer, port)
+        client = yield self.startClient(port.getHost().port)
+        yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=30)
+        return client
+
+    def _stopServer(self, port):
+        for session in list(self.server.sessions.values()):
+            session.end()
+        return port.stopListening()
+
+    @defer.inlineCallbacks
+    def waitForScreen(self, client, width, height, timeout=30):
+        """
+        Poll the client until its primary is the X screen as an independent
+        X client sees it.
+        """
+        path = os.path.join(self.tmp, "poll.raw")
+        state = {}
+
+        def same(reply):
+            if not reply.get("ok"):
+                return False
+            shown = harness.loadPrimary(reply)
+            state["shown"] = shown
+            return pixelsEqual(shown, grab(self.x.display, width, height))
+
+        try:
+            reply = yield client.waitForPrimary(same, timeout=timeout, dump=path)
+        except harness.HarnessTimeout:
+            shown = state.get("shown")
+            self.fail("the client never showed the %dx%d X screen (it shows %s)"
+                      % (width, height, None if shown is None else shown.shape))
+        return harness.loadPrimary(reply)
+
+    @defer.inlineCallbacks
+    def typeKeys(self, client, *codes):
+        for code in codes:
+            yield client.check("key_press_and_release", scancode=code)
+
+
+class PictureTests(X11InteropTestCase):
+    @defer.inlineCallbacks
+    def test_screenPixelsAndSize(self):
+        """
+        The client's surface has the X screen's size and, pixel for pixel,
+        its picture (the X client's four quarters); the cursor channel
+        carries the X cursor.
+        """
+        client = yield self.serve()
+        created = yield client.waitForEvent({"event": "primary-create"}, timeout=30)
+        self.assertEqual((created["width"], created["height"]), self.size)
+        shown = yield self.waitForScreen(client, *self.size)
+        self.assertEqual(tuple(shown[100, 100, 2::-1]),
+                         ((QUARTERS[0] >> 16), (QUARTERS[0] >> 8) & 0xFF,
+                          QUARTERS[0] & 0xFF))
+        yield client.waitForEvent({"event": "cursor-set"}, timeout=30)
+
+
+class KeyboardTests(X11InteropTestCase):
+    @defer.inlineCallbacks
+    def test_typing(self):
+        """
+        Keys typed in spice-gtk reach the X client as the right keysyms:
+        letters, a shifted letter, an extended key (Up).
+        """
+        client = yield self.serve()
+        yield self.typeKeys(client, H, I)
+        yield client.check("key_press", scancode=SHIFT)
+        yield client.check("key_press_and_release", scancode=A)
+        yield client.check("key_release", scancode=SHIFT)
+        yield self.typeKeys(client, UP)
+        yield self.xclient.waitFor(lambda e: e["event"] == "key" and e["keysym"] == 0xFF52,
+                                   timeout=30)
+        self.assertEqual(self.xclient.keys(),
+                         [(ord("h"), "h"), (ord("i"), "i"), (0xFFE1, ""), (ord("A"), "A"),
+                          (0xFF52, "")])
+
+    @defer.inlineCallbacks
+    def test_serversLayout(self):
+        """
+        After ``setxkbmap de`` on the X server, the key at the US "y"
+        position gives "z": the client sends keys, the X server's layout
+        makes them characters.
+        """
+        client = yield self.serve()
+        self.x.run("setxkbmap", "de")
+        yield self.typeKeys(client, Y)
+        yield self.xclient.waitFor(lambda e: e["event"] == "key", timeout=30)
+        self.assertEqual(self.xclient.keys(), [(ord("z"), "z")])
+
+    @defer.inlineCallbacks
+    def test_capsLockBothWays(self):
+        """
+        Caps Lock from the client locks the X server's caps (a letter comes
+        out upper case) and the client hears the new lock state.
+        """
+        client = yield self.serve()
+        yield self.typeKeys(client, CAPS)
+        yield client.waitForEvent(lambda e: e["event"] == "inputs-modifiers"
+                                  and e["modifiers"] & 4, timeout=30)
+        yield self.typeKeys(client, A)
+        yield self.xclient.waitFor(lambda e: e["event"] == "key" and e["char"] == "A",
+                                   timeout=30)
+        self.assertEqual(self.source.keyboard.get_leds() & 4, 4)
+
+
+class MouseTests(X11InteropTestCase):
+    @defer.inlineCallbacks
+    def test_clickLands(self):
+        """
+        In client mouse mode a click at (300, 200) of the client's surface
+        is a button press at (300, 200) in the X client; the wheel is
+        buttons 4 and 5.
+        """
+        client = yield self.serve()
+        yield client.waitForEvent({"event": "mouse-mode", "mode": 2}, timeout=30)
+        yield client.check("position", x=300, y=200, display=0, buttons=0)
+        yield client.check("button_press", button=1, buttons=1)
+        yield client.check("button_release", button=1, buttons=0)
+        yield client.check("position", x=700, y=500, display=0, buttons=0)
+        yield client.check("button_press", button=3, buttons=4)
+        yield client.check("button_release", button=3, buttons=0)
+        yield client.check("button_press", button=5, buttons=0)
+        yield client.check("button_release", button=5, buttons=0)
+        yield self.xclient.waitFor(lambda e: e["event"] == "button" and e["button"] == 5
+                                   and not e["press"], timeout=30)
+        presses = [(e["button"], e["x"], e["y"]) for e in self.xclient.events
+                   if e["event"] == "button" and e["press"]]
+        self.assertEqual(presses, [(1, 300, 200), (3, 700, 500), (5, 700, 500)])
+
+
+class ViewOnlyTests(X11InteropTestCase):
+    allowControl = False
+
+    @defer.inlineCallbacks
+    def test_nothingReachesTheXServer(self):
+        """
+        Without --x11-allow-control the client sees the screen, gets server
+        mouse mode only, and its keys and clicks reach no X client.
+        """
+        client = yield self.serve()
+        yield self.waitForScreen(client, *self.size)
+        main = yield client.check("channels")
+        self.assertTrue(main["channels"])
+        yield self.typeKeys(client, H)
+        yield client.check("button_press", button=1, buttons=1)
+        yield client.check("button_release", button=1, buttons=0)
+        yield client.check("motion", dx=30, dy=30, buttons=0)
+        yield task.deferLater(reactor, 1.0, lambda: None)
+        self.assertEqual([e for e in self.xclient.events if e["event"] != "ready"], [])
+        self.assertEqual(self.server.supportedMouseModes, 1)
+
+
+class ResizeTests(X11InteropTestCase):
+    kind = "Xvnc"
+
+    @defer.inlineCallbacks
+    def test_xrandrRecreatesSurface(self):
+        """
+        ``xrandr`` on the X server (Xvnc, which can resize) makes the client
+        create a new surface of the new size, showing the X screen.
+        """
+        client = yield self.serve()
+        yield self.waitForScreen(client, 1024, 768)
+        before = len(client.events)
+        self.x.run("xrandr", "--output", "VNC-0", "--mode", "1280x800")
+        created = yield client.waitForEvent(
+            lambda e: e["event"] == "primary-create", timeout=30, since=before)
+        self.assertEqual((created["width"], created["height"]), (1280, 800))
+        yield self.waitForScreen(client, 1280, 800)
+        before = len(client.events)
+        self.x.run("xrandr", "--output", "VNC-0", "--mode", "800x600")
+        created = yield client.waitForEvent(
+            lambda e: e["event"] == "primary-create", timeout=30, since=before)
+        self.assertEqual((created["width"], created["height"]), (800, 600))
+        yield self.waitForScreen(client, 800, 600)
+
+
+class TwistdX11Tests(InteropTestCase):
+    @defer.inlineCallbacks
+    def test_twistdSpiceX11(self):
+        """
+        ``twistd -n spice --source x11:DISPLAY --x11-allow-control`` with
+        the display's XAUTHORITY: the client shows the X screen and types
+        on it.
+        """
+        x = startXServer(self, auth=True)
+        xclient = yield XClient.start(reactor, x)
+        self.addCleanup(xclient.stop)
+        port = freePort()
+        saved = dict(os.environ)
+        os.environ["XAUTHORITY"] = x.auth
+        try:
+            process = Twistd(self, "--port", str(port), "--disable-ticketing",
+                             "--source", "x11:" + x.display, "--x11-allow-control")
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        yield process.waitForPorts(port)
+        client = yield harness.GtkClient.start(reactor, "127.0.0.1", port)
+        self.addCleanup(client.stop)
+        yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=30)
+        created = yield client.waitForEvent({"event": "primary-create"}, timeout=30)
+        self.assertEqual((created["width"], created["height"]), (1024, 768))
+        path = os.path.join(self.tmp, "x.raw")
+        os.environ["XAUTHORITY"] = x.auth
+        try:
+            screen = grab(x.display, 1024, 768)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        yield client.waitForPrimary(
+            lambda r: r.get("ok") and pixelsEqual(harness.loadPrimary(r), screen),
+            timeout=30, dump=path)
+        yield client.check("key_press_and_release", scancode=H)
+        yield xclient.waitFor(lambda e: e["event"] == "key", timeout=30)
+        self.assertEqual(xclient.keys(), [(ord("h"), "h")])
+        yield process.stop()
+        self.assertTrue(numpy.any(screen))

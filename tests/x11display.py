@@ -1,0 +1,272 @@
+"""
+Real X servers and X clients for the X11 source's tests and benchmarks.
+
+L{XServer} runs Debian's Xvfb (or TigerVNC's Xvnc, which can change its
+size with xrandr) on a display of its own, optionally with an authority
+file; L{XClient} runs C{tests/x11client.py}, a small xcffib program that
+covers the screen with a known picture and reports the key and button
+events it receives as JSON lines.  A missing X server fails the test under
+C{CI=true} and skips it elsewhere, as a missing SPICE client does.
+"""
+
+import json
+import os
+import random
+import select
+import shutil
+import subprocess
+import sys
+import time
+import unittest
+
+from twisted.internet import defer, protocol, task
+
+APT_PACKAGES = {"Xvfb": "xvfb", "Xvnc": "tigervnc-standalone-server",
+                "xauth": "xauth", "xrandr": "x11-xserver-utils",
+                "setxkbmap": "x11-xkb-utils"}
+
+X11CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "x11client.py")
+
+
+def requireX(testcase, *programs):
+    """
+    Stop C{testcase} unless every program is installed: under C{CI=true}
+    it fails, elsewhere it is skipped.
+    """
+    missing = [p for p in programs if shutil.which(p) is None]
+    if missing:
+        msg = "%s not installed; apt-get install -y %s" % (
+            ", ".join(missing), " ".join(APT_PACKAGES.get(p, p) for p in missing))
+        if os.environ.get("CI") == "true":
+            testcase.fail(msg)
+        raise unittest.SkipTest(msg)
+
+
+class XServer:
+    """
+    An X server on a display of its own.
+
+    @ivar display: its name, e.g. C{':417'}.
+    @ivar env: the environment an X client of it needs (C{DISPLAY} and,
+        with C{auth}, C{XAUTHORITY}).
+    """
+
+    def __init__(self, kind="Xvfb", size=(1024, 768), auth=None):
+        """
+        @param auth: the path of an authority file to create and make the
+            server require, or L{None} for none (Xvfb then accepts local
+            clients).
+        """
+        self.kind = kind
+        self.size = size
+        self.auth = auth
+        self.process = None
+        self.display = None
+        self.env = {}
+
+    def start(self, timeout=30):
+        for _ in range(20):
+            number = random.randrange(200, 900)
+            if os.path.exists("/tmp/.X%d-lock" % number):
+                continue
+            if self._start(number, timeout):
+                return self
+        raise RuntimeError("could not start %s on a free display" % (self.kind,))
+
+    def _start(self, number, timeout):
+        display = ":%d" % number
+        width, height = self.size
+        args = [self.kind, display]
+        if self.auth is not None:
+            cookie = os.urandom(16).hex()
+            subprocess.run(["xauth", "-f", self.auth, "add", display, ".", cookie],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            args += ["-auth", self.auth]
+        if self.kind == "Xvnc":
+            # -rfbport -1: no VNC port at all, only the X display.
+            args += ["-geometry", "%dx%d" % (width, height), "-depth", "24",
+                     "-SecurityTypes", "None", "-rfbport", "-1",
+                     "-nolisten", "tcp"]
+        else:
+            args += ["-screen", "0", "%dx%dx24" % (width, height), "-nolisten", "tcp",
+                     "-noreset"]
+        read, write = os.pipe()
+        args += ["-displayfd", str(write)]
+        self.process = subprocess.Popen(args, pass_fds=[write], stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(write)
+        # The server writes the number, then a newline: read both, or the
+        # second write fails and the server gives up.
+        got = b""
+        deadline = time.monotonic() + timeout
+        try:
+            while not got.endswith(b"\n"):
+                ready, _, _ = select.select([read], [], [],
+                                            max(0, deadline - time.monotonic()))
+                chunk = os.read(read, 64) if ready else b""
+                if not chunk:
+                    break
+                got += chunk
+        finally:
+            os.close(read)
+        if got.strip() == str(number).encode():
+            self.display = display
+            self.env = {"DISPLAY": display}
+            if self.auth is not None:
+                self.env["XAUTHORITY"] = self.auth
+            return True
+        self.stop()
+        return False
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def run(self, *argv):
+        """
+        Run an X utility (C{xrandr}, C{setxkbmap}) against this server and
+        return its output.
+        """
+        env = dict(os.environ, **self.env)
+        if self.auth is None:
+            env.pop("XAUTHORITY", None)
+        return subprocess.run(argv, env=env, check=True, capture_output=True, text=True,
+                              timeout=30).stdout
+
+
+def startXServer(testcase, kind="Xvfb", size=(1024, 768), auth=False):
+    """
+    Start an X server for C{testcase} (stopped at cleanup), after
+    L{requireX}.
+    """
+    requireX(testcase, kind, "xauth")
+    path = None
+    if auth:
+        directory = testcase.mktemp()
+        os.makedirs(directory)
+        path = os.path.abspath(os.path.join(directory, "Xauthority"))
+    server = XServer(kind, size, auth=path).start()
+    testcase.addCleanup(server.stop)
+    return server
+
+
+class _LineProtocol(protocol.ProcessProtocol):
+    def __init__(self, client):
+        self.client = client
+        self.buffer = b""
+
+    def outReceived(self, data):
+        lines = (self.buffer + data).split(b"\n")
+        self.buffer = lines.pop()
+        for line in lines:
+            if line.strip():
+                self.client._received(json.loads(line))
+
+    def errReceived(self, data):
+        self.client.stderr += data
+
+    def processEnded(self, reason):
+        self.client._ended(reason)
+
+
+class XClient:
+    """
+    C{tests/x11client.py} on an X server, as a child process.
+
+    @ivar events: every event it reported (dicts), in order.
+    """
+
+    def __init__(self, reactor):
+        self.reactor = reactor
+        self.events = []
+        self.stderr = b""
+        self._waiters = []
+        self._done = defer.Deferred()
+        self.ended = False
+
+    @classmethod
+    def start(cls, reactor, server, *args, timeout=30):
+        """
+        Start it on L{XServer} C{server}; fires with the client once its
+        window is on the screen.
+        """
+        self = cls(reactor)
+        env = dict(os.environ, **server.env)
+        if server.auth is None:
+            env.pop("XAUTHORITY", None)
+        self.transport = reactor.spawnProcess(
+            _LineProtocol(self), sys.executable,
+            [sys.executable, "-u", X11CLIENT] + [str(a) for a in args], env=env)
+        d = self.waitFor(lambda e: e["event"] == "ready", timeout)
+        return d.addCallback(lambda _: self)
+
+    def _received(self, event):
+        self.events.append(event)
+        for waiter in list(self._waiters):
+            predicate, d = waiter
+            if predicate(event):
+                self._waiters.remove(waiter)
+                d.callback(event)
+
+    def _ended(self, reason):
+        self.ended = True
+        for predicate, d in self._waiters:
+            d.errback(RuntimeError("x11client ended: %s\n%s"
+                                   % (reason.getErrorMessage(),
+                                      self.stderr.decode(errors="replace"))))
+        self._waiters = []
+        self._done.callback(None)
+
+    def waitFor(self, predicate, timeout=20):
+        """
+        Fire with the first event (past or future) C{predicate} accepts.
+        """
+        for event in self.events:
+            if predicate(event):
+                return defer.succeed(event)
+        if self.ended:
+            return defer.fail(RuntimeError("x11client ended:\n"
+                                           + self.stderr.decode(errors="replace")))
+        d = defer.Deferred()
+        self._waiters.append((predicate, d))
+
+        def timedOut(result, t):
+            self._waiters[:] = [w for w in self._waiters if w[1] is not d]
+            raise AssertionError("x11client did not report it within %ss; it reported %r"
+                                 % (t, self.events[-20:]))
+        d.addTimeout(timeout, self.reactor, onTimeoutCancel=timedOut)
+        return d
+
+    def keys(self):
+        """
+        The key presses reported so far, as C{(keysym, char)}.
+        """
+        return [(e["keysym"], e["char"]) for e in self.events
+                if e["event"] == "key" and e["press"]]
+
+    def stop(self):
+        if not self.ended:
+            self.transport.signalProcess("TERM")
+        return self._done
+
+
+def waitFor(reactor, condition, timeout=20, interval=0.02):
+    """
+    Poll C{condition} until it is true; fail after C{timeout} seconds.
+    """
+    deadline = time.monotonic() + timeout
+
+    @defer.inlineCallbacks
+    def poll():
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not met within %s seconds" % timeout)
+            yield task.deferLater(reactor, interval, lambda: None)
+
+    return poll()
