@@ -1,7 +1,8 @@
 """
 The main channel (type 1): session setup, the channel list, mouse modes,
-name and UUID, multimedia time and agent token bookkeeping, and the
-migration messages.
+name and UUID, multimedia time, the agent channel (spoken by
+L{spicesrv.agent.AgentConnection} when the server has an
+L{spicesrv.interfaces.IAgent} device), and the migration messages.
 
 Migration code drives it with verbs (L{MainChannel.beginMigration},
 L{MainChannel.endMigration}, L{MainChannel.cancelMigration},
@@ -30,7 +31,7 @@ class MainChannel(ChannelProtocol):
     def __init__(self, session, info):
         ChannelProtocol.__init__(self, session, info)
         self.channelsListSent = False
-        self.agentTokens = 0
+        self.agent = None
 
     migrateFlags = MIGRATE_NEED_FLUSH | MIGRATE_NEED_DATA_TRANSFER
 
@@ -55,6 +56,8 @@ class MainChannel(ChannelProtocol):
         ChannelProtocol.sendRaw(self, msgType, body, counted)
 
     def channelUp(self):
+        if self.context.agent is not None:
+            self.agent = self.context.agent.connect(self)
         if self.silent:
             return
         self.sendInit()
@@ -70,7 +73,7 @@ class MainChannel(ChannelProtocol):
             display_channels_hint=max(1, len(self.context.displays)),
             supported_mouse_modes=self.context.supportedMouseModes,
             current_mouse_mode=self.context.mouseMode,
-            agent_connected=0, agent_tokens=AGENT_TOKENS,
+            agent_connected=int(self.agent is not None), agent_tokens=AGENT_TOKENS,
             multi_media_time=self.context.mmTime(), ram_hint=RAM_HINT)
 
     # -- client messages -----------------------------------------------------
@@ -101,14 +104,36 @@ class MainChannel(ChannelProtocol):
         self.sendMessage("MOUSE_MODE", supported_modes=supported, current_mode=current)
 
     def msg_AGENT_START(self, msg):
-        self.agentTokens = msg.num_tokens
+        if self.agent is not None:
+            self.agent.start(msg.num_tokens)
 
     def msg_AGENT_TOKEN(self, msg):
-        self.agentTokens = min(0xFFFFFFFF, self.agentTokens + msg.num_tokens)
+        if self.agent is not None:
+            self.agent.addTokens(msg.num_tokens)
 
     def msg_AGENT_DATA(self, msg):
-        self.log.info("{session} main: no guest agent; dropping {size} bytes of agent data",
-                      session=self.session.id, size=len(msg.data))
+        if self.agent is None:
+            self.log.info("{session} main: no agent; dropping {size} bytes of agent data",
+                          session=self.session.id, size=len(msg.data))
+            return
+        self.agent.dataReceived(msg.data)
+
+    def agentConnected(self):
+        """
+        An agent device was added after this client connected: tell it
+        (AGENT_CONNECTED_TOKENS, or AGENT_CONNECTED for an old client).
+        """
+        if self.agent is not None or self.context.agent is None:
+            return
+        self.agent = self.context.agent.connect(self)
+        if MainCap.AGENT_CONNECTED_TOKENS in self.info.channel_caps:
+            self.sendMessage("AGENT_CONNECTED_TOKENS", num_tokens=AGENT_TOKENS)
+        else:
+            self.sendMessage("AGENT_CONNECTED")
+
+    def channelDown(self):
+        if self.agent is not None:
+            self.agent.close()
 
     def sendMultiMediaTime(self):
         self.sendMessage("MULTI_MEDIA_TIME", time=self.context.mmTime())
@@ -158,7 +183,8 @@ class MainChannel(ChannelProtocol):
         self.context.migrationAnswered(self.session, False)
 
     def migrationData(self):
-        return dict(ChannelProtocol.migrationData(self), agent_tokens=self.agentTokens,
+        return dict(ChannelProtocol.migrationData(self),
+                    agent=None if self.agent is None else self.agent.migrationState(),
                     mouse_mode=int(self.context.mouseMode))
 
     # -- migration, the target's side -------------------------------------------
@@ -207,5 +233,10 @@ class MainChannel(ChannelProtocol):
         ChannelProtocol.sendRaw(self, message.number, message.pack())
 
     def restoreMigrationData(self, fields):
-        self.agentTokens = int(fields.get("agent_tokens", 0))
+        """
+        The client kept its agent state across a seamless migration: the
+        agent continues where the source's left off.
+        """
         self.channelsListSent = True
+        if self.agent is not None and fields.get("agent"):
+            self.agent.restore(fields["agent"])
