@@ -290,9 +290,10 @@ class BaseOptions(usage.Options):
             description = "%s:%d:interface=%s" % (kind, self["port"], interface)
             result.append((description, endpoints.serverFromString(reactor, description)))
         if self["tls-port"] is not None:
+            from spicesrv import tls
             result.append(("tls:%s:%d" % (host, self["tls-port"]),
-                           endpoints.SSL4ServerEndpoint(reactor, self["tls-port"],
-                                                        self["tls"], interface=host)))
+                           tls.TLSServerEndpoint(reactor, self["tls-port"],
+                                                 self["tls"], interface=host)))
         for description in self["listen"]:
             result.append((description, endpoints.serverFromString(reactor, description)))
         return result

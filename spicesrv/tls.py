@@ -90,13 +90,14 @@ from service_identity.cryptography import (
     verify_certificate_hostname, verify_certificate_ip_address)
 
 from twisted.internet import defer, endpoints, error, protocol
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.internet.interfaces import (
     IHandshakeListener, IOpenSSLClientConnectionCreator,
-    IOpenSSLServerConnectionCreator)
+    IOpenSSLServerConnectionCreator, IStreamServerEndpoint)
 from twisted.logger import Logger
 
 __all__ = [
-    "TLSConfigError", "ServerTLS", "load_server_tls",
+    "TLSConfigError", "ServerTLS", "TLSServerEndpoint", "load_server_tls",
     "format_subject", "parse_subject", "validate_subject", "subject_matches",
     "check_target_identity", "write_dev_certs", "DevCertificates",
     "CA_CERT_FILE", "SERVER_CERT_FILE", "SERVER_KEY_FILE", "CA_KEY_FILE",
@@ -1044,13 +1045,45 @@ def _checkDH(path):
                              "'openssl dhparam -out %s 2048'" % (path, path))
 
 
+class _OneRecordPerWrite(TLSMemoryBIOFactory):
+    """
+    TLS that puts each write in its own record.  Twisted's default
+    transport gathers the writes of a reactor turn into one record; a SPICE
+    message after the first in such a record can wait in spice-gtk's
+    OpenSSL buffer until more bytes reach the socket (spice-gtk reads on
+    while the socket, not the TLS layer, has data).  A reply that the
+    client answers with nothing, such as agent data sent with
+    CHANNELS_LIST, would then leave the client waiting.
+    """
+
+    protocol = TLSMemoryBIOProtocol
+
+
+@implementer(IStreamServerEndpoint)
+class TLSServerEndpoint(object):
+    """
+    A TLS listening endpoint for SPICE channels: like
+    L{twisted.internet.endpoints.SSL4ServerEndpoint}, with one TLS record
+    per message (see L{_OneRecordPerWrite}).
+
+    @param contextFactory: a L{ServerTLS} from L{load_server_tls}.
+    """
+
+    def __init__(self, reactor, port, contextFactory, backlog=50, interface=""):
+        self._tcp = endpoints.TCP4ServerEndpoint(reactor, port, backlog, interface)
+        self._contextFactory = contextFactory
+
+    def listen(self, factory):
+        return self._tcp.listen(_OneRecordPerWrite(self._contextFactory, False, factory))
+
+
 def load_server_tls(x509_dir=None, cert_file=None, key_file=None,
                     cacert_file=None, key_password=None, dh_file=None,
                     ciphers=None, now=None):
     """
     Load the server's certificate, key and CA and return a L{ServerTLS} (a
     connection creator for
-    C{endpoints.SSL4ServerEndpoint(reactor, port, result, interface=addr)}).
+    C{TLSServerEndpoint(reactor, port, result, interface=addr)}).
 
     Files follow QEMU's C{-spice} options: C{x509_dir} gives C{ca-cert.pem},
     C{server-cert.pem} and C{server-key.pem}; C{cert_file}, C{key_file} and

@@ -7,7 +7,7 @@ on NEED_SECURED, and migration to a TLS target with a cert subject.
 
 import os
 
-from twisted.internet import defer, endpoints, reactor
+from twisted.internet import defer, reactor
 
 from spicesrv import tls
 from spicesrv.link import SECURITY_SSL
@@ -31,7 +31,7 @@ class TLSServer(RunningServer):
     @defer.inlineCallbacks
     def listen(self):
         context = tls.load_server_tls(x509_dir=self.certs)
-        endpoint = endpoints.SSL4ServerEndpoint(reactor, 0, context, interface="127.0.0.1")
+        endpoint = tls.TLSServerEndpoint(reactor, 0, context, interface="127.0.0.1")
         self.tlsListening = yield endpoint.listen(self.server.factory())
         self.testcase.addCleanup(self.tlsListening.stopListening)
         self.tlsPort = self.tlsListening.getHost().port
@@ -193,3 +193,4 @@ class TLSTests(InteropTestCase):
         self.assertEqual(answers, {sessionId: "connect-error"})
         yield source.server.migrate_end(False)
         self.assertEqual(list(source.server.sessions), [sessionId])
+
