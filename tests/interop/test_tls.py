@@ -194,3 +194,36 @@ class TLSTests(InteropTestCase):
         yield source.server.migrate_end(False)
         self.assertEqual(list(source.server.sessions), [sessionId])
 
+
+class AgentOverTLSTests(InteropTestCase):
+    """
+    The agent over TLS, where the server's replies share a turn with other
+    messages (its capabilities with CHANNELS_LIST, a clipboard in many
+    AGENT_DATA pieces): each message is its own TLS record, so spice-gtk
+    reads them all.
+    """
+
+    @defer.inlineCallbacks
+    def test_clipboardBothWays(self):
+        certs, _ = makeCerts(self)
+        running = TLSServer(self, certs, plain=False, password=PASSWORD)
+        running.server.setChannelSecurity("default", SECURITY_SSL)
+        yield running.listen()
+        client = yield harness.GtkClient.start(
+            reactor, "127.0.0.1", None, password=PASSWORD, tls_port=running.tlsPort,
+            ca_file=os.path.join(certs, "ca-cert.pem"))
+        self.addCleanup(client.stop)
+        yield client.waitForChannelsOpened((1, 2, 3), timeout=20)
+        yield client.waitForEvent({"event": "agent-update", "connected": True})
+        hub = running.server.agent
+        text = ("0123456789abcdef" * 1000).encode("ascii")
+        yield client.check("clipboard_grab", types=[1], data={"1": text.hex()})
+        yield self.waitUntil(lambda: hub.clipboard_owner(0) == [1])
+        data = yield hub.clipboard_request(0, 1)
+        self.assertEqual(data, text)
+        running.source.copy()
+        yield client.waitForEvent({"event": "clipboard-grab", "types": [1, 2]})
+        yield client.check("clipboard_request", type=2)
+        png = yield client.waitForEvent({"event": "clipboard", "type": 2})
+        self.assertEqual(bytes.fromhex(png["hex"]), running.source.clipboard_data(2))
+        self.assertGreater(png["size"], 2048)
