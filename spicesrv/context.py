@@ -107,6 +107,14 @@ class ChannelContext:
         """
         return self._server.tablet
 
+    @property
+    def agent(self):
+        """
+        The server's L{spicesrv.agent.AgentHub}, or L{None} without an
+        L{spicesrv.interfaces.IAgent} device.
+        """
+        return self._server.agent
+
     def keyboardLedsMayHaveChanged(self):
         """
         Keys went to the keyboard: tell every client whose lock LEDs

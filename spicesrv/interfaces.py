@@ -283,6 +283,101 @@ class ISource(Interface):
         """
 
 
+class IAgent(ISpiceBase):
+    """
+    What spicesrv, speaking the guest agent's protocol itself (the main
+    channel's agent channel), asks a device for: the client's monitor
+    configuration and the clipboard, as libspice-server relays them to a
+    guest's spice-vdagent.  Registering one tells clients that an agent is
+    connected.
+
+    Clipboards are named by L{spicesrv.wire.vdagent.Selection}
+    (C{CLIPBOARD} 0, C{PRIMARY} 1, C{SECONDARY} 2) and their contents by
+    L{spicesrv.wire.vdagent.ClipboardType} (C{UTF8_TEXT} 1, C{IMAGE_PNG} 2,
+    ...).  Data is always C{bytes}: UTF-8 text, or the image file's bytes.
+    """
+
+    taggedValue("type", "agent")
+    taggedValue("major_version", 1)
+    taggedValue("minor_version", 0)
+
+    def agent_attached(clients):
+        """
+        The server registered this device: C{clients} is the
+        L{IAgentClients} through which it offers its own clipboard and asks
+        for the clients'.  Called once, from C{addInterface}.
+        """
+
+    def monitors_config(monitors):
+        """
+        A client's window changed size (or went full screen): the sizes it
+        would like, one entry per display channel in channel id order.
+
+        @param monitors: a list of L{spicesrv.agent.Monitor} (C{width},
+            C{height}, C{x}, C{y}), or L{None} for a display the client
+            turned off.
+        """
+
+    def clipboard_grab(selection, types):
+        """
+        A client copied something: from now on it owns C{selection} and
+        offers its contents in these types (a list of ints, unknown ones
+        included).  Whatever this device offered on C{selection} is gone.
+        """
+
+    def clipboard_release(selection):
+        """
+        The client that owned C{selection} offers nothing any more.
+        """
+
+    def clipboard_request(selection, type):
+        """
+        A client pastes from C{selection}, which this device owns (see
+        L{IAgentClients.clipboard_grab}), in C{type}.
+
+        @return: the data as C{bytes}, a L{Deferred} firing with it, or
+            L{None} (also from the Deferred) if it cannot be given in that
+            type; the client then gets an empty answer.
+        """
+
+
+class IAgentClients(Interface):
+    """
+    The clients, as an L{IAgent} device sees them: given to it by
+    L{IAgent.agent_attached}.
+    """
+
+    def clipboard_grab(selection, types):
+        """
+        The device copied something: it owns C{selection} and offers it in
+        C{types} (a sequence of L{spicesrv.wire.vdagent.ClipboardType}).
+        Every client with a running agent hears it now; clients that start
+        their agent later hear it then.  The data is asked for when a client
+        pastes (L{IAgent.clipboard_request}).
+        """
+
+    def clipboard_release(selection):
+        """
+        The device no longer offers anything on C{selection}.
+        """
+
+    def clipboard_owner(selection):
+        """
+        The types a client offers on C{selection} (a list of ints), or
+        L{None} if no client owns it.
+        """
+
+    def clipboard_request(selection, type):
+        """
+        Ask the client that owns C{selection} for its contents in C{type}.
+
+        @return: a L{Deferred} firing with the C{bytes}, or failing with
+            L{spicesrv.agent.ClipboardUnavailable} if no client owns the
+            selection, the client has nothing in that type, it went away,
+            or it did not answer in time.
+        """
+
+
 class IMigratableState(Interface):
     """
     A device whose state moves to the target server when a client migrates.

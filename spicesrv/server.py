@@ -15,9 +15,11 @@ import time as walltime
 
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 from zope.interface.exceptions import Invalid
 
+from spicesrv.agent import AgentHub
 from spicesrv.channels.cursor import CursorChannel
 from spicesrv.channels.display import DisplayChannel
 from spicesrv.channels.inputs import InputsChannel
@@ -25,7 +27,8 @@ from spicesrv.channels.main import MainChannel
 from spicesrv.context import ChannelContext
 from spicesrv.control.events import channelEventData
 from spicesrv.interfaces import (
-    IDisplaySource, IKeyboard, IMigratableState, IMigration, IMouse, ITablet)
+    IAgent, IDisplayObserver, IDisplaySource, IKeyboard, IMigratableState, IMigration, IMouse,
+    ITablet)
 from spicesrv.keys import KeyPool
 from spicesrv.limits import ConnectionCounter, Limits
 from spicesrv.link import LinkProtocol, Park, Refuse, SECURITY_NONE, SECURITY_SSL, Start
@@ -42,11 +45,35 @@ from spicesrv.wire.constants import (
 MIGRATION_ARRIVAL_TIMEOUT = 300.0
 
 # The device interfaces addInterface knows, most specific first.
-DEVICE_INTERFACES = (IDisplaySource, IKeyboard, IMouse, ITablet, IMigration)
+DEVICE_INTERFACES = (IDisplaySource, IKeyboard, IMouse, ITablet, IMigration, IAgent)
 
 #: Channel names as QEMU's tls-channel and plaintext-channel options spell
 #: them ("main", "display", ...), to their types.
 CHANNEL_NAMES = {channel.name.lower(): channel for channel in ChannelType}
+
+
+@implementer(IDisplayObserver)
+class _PrimarySize:
+    """
+    Keeps the tablet's logical size that of the first display, as libspice
+    does when the primary surface is re-created.
+    """
+
+    def __init__(self, server):
+        self._server = server
+
+    def surface_changed(self, width, height):
+        if self._server.tablet is not None:
+            self._server.tablet.set_logical_size(width, height)
+
+    def damaged(self, rects):
+        pass
+
+    def cursor_changed(self, cursor):
+        pass
+
+    def cursor_moved(self, x, y):
+        pass
 
 
 class InterfaceError(ValueError):
@@ -102,6 +129,7 @@ class SpiceServer:
         self.mouse = None
         self.tablet = None
         self.migration = None
+        self.agent = None
         self.migratable = []
         self.mouseMode = MouseMode.SERVER
         self.tlsAvailable = False
@@ -136,7 +164,8 @@ class SpiceServer:
         display source gets a display and a cursor channel, a keyboard,
         mouse or tablet receives the inputs channel's events (a tablet makes
         client mouse mode available), a migration interface gets the
-        migration callbacks.
+        migration callbacks, an agent (L{IAgent}) gets the clients' resize
+        requests and clipboards.
 
         @raise InterfaceError: the instance provides no device interface, or
             its major version is not the one this server implements.
@@ -160,6 +189,8 @@ class SpiceServer:
         if IDisplaySource.providedBy(instance):
             channel_id = len(self.displays)
             self.displays.append(instance)
+            if channel_id == 0:
+                instance.addObserver(_PrimarySize(self))
             self.registry.register(ChannelType.DISPLAY, channel_id, DisplayChannel,
                                    source=instance)
             self.registry.register(ChannelType.CURSOR, channel_id, CursorChannel,
@@ -176,6 +207,14 @@ class SpiceServer:
             self._setMouseMode(MouseMode.CLIENT)
         elif IMigration.providedBy(instance):
             self.migration = instance
+        elif IAgent.providedBy(instance):
+            if self.agent is not None:
+                raise InterfaceError("this server already has an agent: %s"
+                                     % (self.agent.device.description,))
+            self.agent = AgentHub(instance)
+            self.migratable.append(self.agent)
+            instance.agent_attached(self.agent)
+            self.broadcast("agentConnected")
         if IMigratableState.providedBy(instance):
             self.migratable.append(instance)
         self.log.info("added {type} interface: {description}",

@@ -26,6 +26,7 @@ from spicesrv.link import SECURITY_NONE, SECURITY_SSL
 from spicesrv.migration.command import Migrator
 from spicesrv.server import SpiceServer
 from spicesrv.ticket import Ticket
+from spicesrv.tls.endpoint import TLSServerEndpoint
 
 DEFAULT_PORT = 5900
 DEFAULT_ADDR = "127.0.0.1"
@@ -372,9 +373,8 @@ class BaseOptions(usage.Options):
                 reactor, "%s:backlog=%d" % (description, backlog))))
         if self["tls-port"] is not None:
             result.append(("tls:%s:%d" % (host, self["tls-port"]),
-                           endpoints.SSL4ServerEndpoint(reactor, self["tls-port"],
-                                                        self["tls"], backlog=backlog,
-                                                        interface=host)))
+                           TLSServerEndpoint(reactor, self["tls-port"], self["tls"],
+                                             backlog=backlog, interface=host)))
         for description in self["listen"]:
             result.append((description, self._listenEndpoint(reactor, description)))
         return result

@@ -19,13 +19,15 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.plugin import IPlugin
 
 from spicesrv import keys
+from spicesrv.agent import AgentReader, chunks
 from spicesrv.channel import FULL_HEADER, MINI_HEADER
 from spicesrv.display import encoders as enc
 from spicesrv.display.cursor import Cursor
 from spicesrv.sources.base import FramebufferSource
 from spicesrv.interfaces import (
-    IChannelPlugin, IDisplayObserver, IDisplaySource, IKeyboard, IMigratableState, IMigration,
-    IMonitorBackend, IMouse, IPluginOption, ISource, ISourcePlugin, ISpiceBase, ITablet)
+    IAgent, IAgentClients, IChannelPlugin, IDisplayObserver, IDisplaySource, IKeyboard, IMigratableState,
+    IMigration, IMonitorBackend, IMouse, IPluginOption, ISource, ISourcePlugin, ISpiceBase,
+    ITablet)
 from spicesrv.plugin import Option
 from spicesrv.wire import caps as capwords
 from spicesrv.wire.constants import (
@@ -33,8 +35,9 @@ from spicesrv.wire.constants import (
     CommonCap, KeyModifier, LinkErr)
 from spicesrv.wire.messages import (
     CURSOR_SERVER, DISPLAY_SERVER, INPUTS_SERVER, MAIN_SERVER, LinkHeader, LinkMess, LinkReply,
-    COMMON_SERVER, DISPLAY_CLIENT)
+    COMMON_SERVER, DISPLAY_CLIENT, MAIN_CLIENT)
 from spicesrv.wire.port import PORT_SERVER
+from spicesrv.wire.vdagent import CLIPBOARD_MESSAGES, AgentCap, agentMessages
 
 #: The server message table of each built-in channel type, which
 #: L{TestClientChannel} reads the server's messages with.
@@ -688,6 +691,150 @@ class LogCapture:
         return [line for line in self.texts() if text in line]
 
 
+@implementer(IAgent)
+class RecordingAgent:
+    """
+    An agent device that records what the clients ask and gives the
+    clipboard contents a test puts in L{clipboard}.
+
+    @ivar clients: the L{spicesrv.interfaces.IAgentClients} the server gave
+        it (offer the device's clipboard with C{clients.clipboard_grab}).
+    @ivar events: C{("monitors_config", monitors)}, C{("clipboard_grab",
+        selection, types)}, C{("clipboard_release", selection)} and
+        C{("clipboard_request", selection, type)}, in order.
+    @ivar clipboard: C{(selection, type)} -> the bytes a request gets
+        (L{None} if missing).
+    """
+
+    def __init__(self):
+        self.__dict__.update(_base(IAgent, "recording agent"))
+        self.clients = None
+        self.events = []
+        self.clipboard = {}
+
+    def agent_attached(self, clients):
+        self.clients = clients
+
+    def monitors_config(self, monitors):
+        self.events.append(("monitors_config", monitors))
+
+    def clipboard_grab(self, selection, types):
+        self.events.append(("clipboard_grab", selection, list(types)))
+
+    def clipboard_release(self, selection):
+        self.events.append(("clipboard_release", selection))
+
+    def clipboard_request(self, selection, type):
+        self.events.append(("clipboard_request", selection, type))
+        return self.clipboard.get((selection, type))
+
+
+@implementer(IAgentClients)
+class RecordingAgentClients:
+    """
+    The clients as an L{IAgent} device sees them, for testing a device
+    without a server: it records what the device offers and answers its
+    requests from L{clipboards}.
+
+    @ivar events: C{("clipboard_grab", selection, types)} and
+        C{("clipboard_release", selection)}, in order.
+    @ivar owners: selection -> the types a client offers (what
+        L{clipboard_owner} returns).
+    @ivar clipboards: C{(selection, type)} -> the bytes a request gets; a
+        missing entry fails the request with
+        L{spicesrv.agent.ClipboardUnavailable}.
+    """
+
+    def __init__(self):
+        self.events = []
+        self.owners = {}
+        self.clipboards = {}
+
+    def clipboard_grab(self, selection, types):
+        self.events.append(("clipboard_grab", selection, list(types)))
+
+    def clipboard_release(self, selection):
+        self.events.append(("clipboard_release", selection))
+
+    def clipboard_owner(self, selection):
+        return self.owners.get(selection)
+
+    def clipboard_request(self, selection, type):
+        from twisted.internet import defer
+        from spicesrv.agent import ClipboardUnavailable
+        data = self.clipboards.get((selection, type))
+        if data is None:
+            return defer.fail(ClipboardUnavailable("no client offers %s in type %s"
+                                                   % (selection, type)))
+        return defer.succeed(data)
+
+
+class TestAgentClient:
+    """
+    The agent of a client, on a main channel's L{TestClientChannel}: it
+    starts the agent (AGENT_START, ANNOUNCE_CAPABILITIES) as spice-gtk does,
+    sends agent messages in AGENT_DATA chunks, and reads the server's.
+
+        agent = TestAgentClient(connectChannel(server, ChannelType.MAIN))
+        agent.start()
+        agent.send("CLIPBOARD_GRAB", selection=0, types=[1])
+
+    @param selections: whether the client announces CLIPBOARD_SELECTION
+        (spice-gtk does).
+    """
+
+    def __init__(self, main, selections=True):
+        self.main = main
+        self.selections = selections
+        self._reader = AgentReader()
+        self.received = []
+
+    def start(self, tokens=0xFFFFFFFF, caps=None):
+        """
+        AGENT_START, then the client's capabilities with request set.
+        """
+        if caps is None:
+            caps = {AgentCap.CLIPBOARD_BY_DEMAND, AgentCap.MONITORS_CONFIG}
+            if self.selections:
+                caps.add(AgentCap.CLIPBOARD_SELECTION)
+        self.main.send(MAIN_CLIENT["AGENT_START"], num_tokens=tokens)
+        self.send("ANNOUNCE_CAPABILITIES", request=1, caps=capwords.caps_to_words(caps))
+
+    def send(self, _name, **fields):
+        """
+        Send one agent message (clipboard ones need C{selection} when
+        selections are on); returns the number of AGENT_DATA messages used.
+        """
+        if self.selections and _name in CLIPBOARD_MESSAGES:
+            fields.setdefault("reserved", b"")
+        message = agentMessages(self.selections)[_name]
+        pieces = chunks(message.number, message.pack(**fields))
+        self.sendData(b"".join(pieces))
+        return len(pieces)
+
+    def sendData(self, stream, size=2048):
+        """
+        Send raw agent stream bytes in AGENT_DATA messages of C{size}.
+        """
+        for i in range(0, len(stream), size):
+            self.main.send(MAIN_CLIENT["AGENT_DATA"], data=stream[i:i + size])
+
+    def messages(self):
+        """
+        The agent messages the server sent since the last call, as
+        C{(name, record)}; the main channel's other messages are dropped.
+        """
+        table = agentMessages(self.selections)
+        for name, record in self.main.take():
+            if name != "AGENT_DATA":
+                continue
+            for header, body in self._reader.feed(record.data):
+                message = table.byNumber[header.type]
+                self.received.append((message.name, message.unpack(body)))
+        received, self.received = self.received, []
+        return received
+
+
 def decodeImage(data):
     """
     Decode a SPICE Image as a client would: a 32-bit BITMAP or an LZ4
@@ -777,5 +924,6 @@ FAKES = {
     IMigratableState: RecordingState, IMigration: RecordingMigration,
     IPluginOption: lambda: Option("fake-option", "An option a test gives."),
     IChannelPlugin: FakeChannelPlugin, ISourcePlugin: FakeSourcePlugin,
-    IMonitorBackend: RecordingMonitorBackend,
+    IMonitorBackend: RecordingMonitorBackend, IAgent: RecordingAgent,
+    IAgentClients: RecordingAgentClients,
 }

@@ -286,10 +286,18 @@ class MainChannelTests(Setup, unittest.TestCase):
         self.assertTrue(self.main.transport.disconnecting)
         self.assertIn("claims", self.logText())
 
-    def test_agentTokens(self):
+    def test_agentMessagesWithoutAgent(self):
+        """
+        Without an agent device, INIT says so and the client's agent
+        messages are dropped (with a log line for its data).
+        """
+        self.main.take()
         self.main.send(MAIN_CLIENT["AGENT_START"], num_tokens=5)
         self.main.send(MAIN_CLIENT["AGENT_TOKEN"], num_tokens=3)
-        self.assertEqual(self.main.channel.agentTokens, 8)
+        self.main.send(MAIN_CLIENT["AGENT_DATA"], data=b"\1" * 30)
+        self.assertEqual(self.main.names(), [])
+        self.assertFalse(self.main.transport.disconnecting)
+        self.assertIn("no agent; dropping 30 bytes", self.logText())
 
     def test_mainLossEndsSession(self):
         inputs = self.link(ChannelType.INPUTS)
@@ -441,8 +449,10 @@ class DisplayChannelTests(Setup, unittest.TestCase):
         display = self.link(ChannelType.DISPLAY)
         displayInit(display)
         verifyObject(IDisplayObserver, display.channel)
+        channel = display.channel
+        self.assertIn(channel, self.source.observers)
         display.protocol.connectionLost(None)
-        self.assertEqual(self.source.observers, [])
+        self.assertNotIn(channel, self.source.observers)
 
 
 class InputsChannelTests(Setup, unittest.TestCase):

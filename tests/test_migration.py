@@ -408,7 +408,7 @@ class SeamlessTargetTests(SeamlessTargetSetup, unittest.TestCase):
         self.assertIsNotNone(inputs.channel)
         self.assertEqual(inputs.names(), [])
         session = self.server.sessions[self.SESSION]
-        self.main.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(serial=0, agent_tokens=5))
+        self.main.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(serial=0, agent=None))
         self.assertTrue(session.arriving)
         self.displayClient.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(
             serial=7, initialized=True, width=64, height=48, encoding="raw"))
@@ -416,7 +416,6 @@ class SeamlessTargetTests(SeamlessTargetSetup, unittest.TestCase):
         inputs.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(serial=0, motions=2))
         self.assertFalse(session.arriving)
         self.assertEqual(self.main.names(), ["MULTI_MEDIA_TIME"])  # no INIT on this path
-        self.assertEqual(self.main.channel.agentTokens, 5)
         self.server.clock.advance(self.server.migrationArrivalTimeout)
         self.assertFalse(self.main.transport.disconnecting)
 
@@ -523,7 +522,7 @@ class BadMigrationDataTests(SeamlessTargetSetup, unittest.TestCase):
         other = TestClientChannel(self.server, ChannelType.MAIN)
         del self.events[:]
         self.main.send(COMMON_CLIENT["MIGRATE_DATA"],
-                       data=self.data(serial=0, agent_tokens=1e300))
+                       data=self.data(serial=0, mouse_mode=1e300))
         self.lose(self.main)
         self.assertTrue(self.displayClient.transport.disconnecting)  # the whole client
         self.assertNotIn(self.SESSION, self.server.sessions)
@@ -535,9 +534,35 @@ class BadMigrationDataTests(SeamlessTargetSetup, unittest.TestCase):
         from twisted.logger import capturedLogs, formatEvent
         with capturedLogs() as events:
             self.main.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(serial=0,
-                                                                          agent_tokens=-5))
-        self.assertIn("closing: bad migration data: agent_tokens is -5, not from 0 to "
-                      "4294967295", [formatEvent(e) for e in events][-1])
+                                                                          mouse_mode=-5))
+        self.assertIn("closing: bad migration data: mouse_mode is -5, not from 1 to 2",
+                      [formatEvent(e) for e in events][-1])
+
+    def test_badAgentState(self):
+        """
+        The agent's state in main's migration data is checked as deeply as
+        the rest: a bad value inside it closes the client with a line that
+        names it.
+        """
+        from twisted.logger import capturedLogs, formatEvent
+        good = dict(started=True, send_tokens=3, freed=0, client_caps=[1, 5],
+                    caps_received=True, announced=True, offers={"0": [1]})
+        for agent, why in [(dict(good, send_tokens=-1), "agent: send_tokens is -1"),
+                           (dict(good, offers={"x": [1]}), "offers has the key"),
+                           (dict(good, offers={"9": [1]}), "offers key is 9"),
+                           (dict(good, queued=["not base64!"]), "queued[0] is not base64"),
+                           (dict(good, partial=7), "partial is int"),
+                           ("agent", "agent is str, not an object")]:
+            self.setUp()
+            with capturedLogs() as events:
+                self.main.send(COMMON_CLIENT["MIGRATE_DATA"],
+                               data=self.data(serial=0, mouse_mode=1, agent=agent))
+            self.assertTrue(self.main.transport.disconnecting, why)
+            self.assertIn(why, "\n".join(formatEvent(e) for e in events))
+        self.setUp()
+        self.main.send(COMMON_CLIENT["MIGRATE_DATA"],
+                       data=self.data(serial=0, mouse_mode=1, agent=good))
+        self.assertFalse(self.main.transport.disconnecting)
 
     def test_goodValuesAccepted(self):
         self.displayClient.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(

@@ -9,16 +9,21 @@ from zope.interface.verify import verifyObject
 
 from spicesrv.display.cursor import Cursor
 from spicesrv.interfaces import (
-    IDisplayObserver, IDisplaySource, IKeyboard, IMigratableState, IMouse,
+    IAgent, IDisplayObserver, IDisplaySource, IKeyboard, IMigratableState, IMouse,
     ISource, ITablet)
 from spicesrv.sources import demo
 from spicesrv.sources.demo import DemoSource
-from spicesrv.testing import RecordingObserver
+from spicesrv.agent import Monitor
+from spicesrv.testing import (
+    RecordingObserver, TestAgentClient, TestClientChannel, makeTestServer)
+from spicesrv.wire.constants import ChannelType
+from spicesrv.wire.vdagent import ClipboardType
 
 LEFT, MIDDLE, RIGHT = 1, 2, 4
 # Scancodes, set 1.
 H, I, A, B = 0x23, 0x17, 0x1E, 0x30
 LSHIFT, BACKSPACE, ENTER, SPACE = 0x2A, 0x0E, 0x1C, 0x39
+LCTRL, C, V = 0x1D, 0x2E, 0x2F
 CAPS, NUM, SCROLL = 0x3A, 0x45, 0x46
 RELEASE = 0x80
 
@@ -94,7 +99,8 @@ class InterfaceTests(DemoTestCase):
             self.assertIsInstance(device.description, str)
         self.assertEqual(self.demo.devices(),
                          [self.demo, self.demo.keyboard, self.demo.mouse,
-                          self.demo.tablet])
+                          self.demo.tablet, self.demo.agent])
+        self.assertTrue(verifyObject(IAgent, self.demo.agent))
 
     def test_observer(self):
         self.assertTrue(verifyObject(IDisplayObserver, self.observer))
@@ -403,3 +409,118 @@ class MigrationTests(DemoTestCase):
                     state.replace(b'"colour": 0', b'"colour": 9'),
                     state.replace(b'"text"', b'"txet"')]:
             self.assertRaises(ValueError, self.demo.set_migration_state, bad)
+
+
+class AgentTests(DemoTestCase):
+    """
+    The demo's agent, with a client's agent through an in-memory server.
+    """
+
+    def setUp(self):
+        DemoTestCase.setUp(self)
+        self.server = makeTestServer(disable_ticketing=True)
+        for device in self.demo.devices():
+            self.server.addInterface(device)
+        self.main = TestClientChannel(self.server, ChannelType.MAIN)
+        self.client = TestAgentClient(self.main)
+        self.client.start()
+        self.client.messages()
+
+    def ctrl(self, code, right=False):
+        keyboard = self.demo.keyboard
+        ctrl = [0xE0, LCTRL] if right else [LCTRL]
+        for byte in ctrl:
+            keyboard.push_scan_freg(byte)
+        press(keyboard, code)
+        for byte in ctrl[:-1] + [LCTRL | RELEASE]:
+            keyboard.push_scan_freg(byte)
+
+    def test_resize(self):
+        """
+        The client's monitor configuration re-creates the screen at its
+        size, within the demo's limits.
+        """
+        self.demo.agent.monitors_config([Monitor(800, 600, 0, 0)])
+        self.assertEqual((self.demo.width, self.demo.height), (800, 600))
+        self.assertEqual(self.observer.of("surface_changed")[-1], (800, 600))
+        self.demo.agent.monitors_config([Monitor(100, 9000, 0, 0), None])
+        self.assertEqual((self.demo.width, self.demo.height),
+                         (demo.MIN_WIDTH, demo.MAX_HEIGHT))
+        self.demo.agent.monitors_config([None])
+        self.assertEqual(self.demo.width, demo.MIN_WIDTH)
+
+    def test_resizeThroughTheAgent(self):
+        self.client.send("MONITORS_CONFIG", num_of_monitors=1, flags=0, physical=b"",
+                         monitors=[dict(height=500, width=700, depth=32, x=0, y=0)])
+        self.assertEqual(self.demo.framebuffer().shape, (500, 700, 4))
+
+    def test_copy(self):
+        """
+        Ctrl+C (either Ctrl) offers the text and the canvas; a client that
+        pastes gets them.
+        """
+        press(self.demo.keyboard, H, I)
+        self.ctrl(C, right=True)
+        self.assertEqual(self.demo.text, "hi")
+        ((name, grab),) = self.client.messages()
+        self.assertEqual((name, grab.selection, grab.types), ("CLIPBOARD_GRAB", 0, [1, 2]))
+        self.client.send("CLIPBOARD_REQUEST", selection=0, type=ClipboardType.UTF8_TEXT)
+        self.client.send("CLIPBOARD_REQUEST", selection=0, type=ClipboardType.IMAGE_PNG)
+        (_, text), (_, png) = self.client.messages()
+        self.assertEqual(text.data, b"hi")
+        self.assertTrue(png.data.startswith(b"\x89PNG"))
+
+    def test_clientCopyEndsTheOffer(self):
+        self.ctrl(C)
+        self.client.send("CLIPBOARD_GRAB", selection=0, types=[1])
+        self.assertFalse(self.demo.offering)
+        self.assertIsNone(self.demo.agent.clipboard_request(0, ClipboardType.UTF8_TEXT))
+
+    def test_pasteText(self):
+        press(self.demo.keyboard, H)
+        self.client.send("CLIPBOARD_GRAB", selection=0, types=[2, 1])
+        self.ctrl(V)
+        ((name, request),) = self.client.messages()
+        self.assertEqual((name, request.type), ("CLIPBOARD_REQUEST", 1))
+        self.client.send("CLIPBOARD", selection=0, type=1,
+                         data="ello\r\nwörld\x07\t!".encode("utf-8"))
+        self.assertEqual(self.demo.text, "hello\nwörld !")
+
+    def test_pasteImage(self):
+        from PIL import Image
+        import io
+        image = Image.new("RGB", (30, 20), (10, 200, 30))
+        png = io.BytesIO()
+        image.save(png, "PNG")
+        self.client.send("CLIPBOARD_GRAB", selection=0, types=[2])
+        self.ctrl(V)
+        self.client.messages()
+        before = self.snapshot()
+        self.client.send("CLIPBOARD", selection=0, type=2, data=png.getvalue())
+        top = demo.TITLE_HEIGHT + demo.HINT_HEIGHT
+        self.assertEqual(self.pixel(0, top), (30, 200, 10))
+        self.assertEqual(self.pixel(29, top + 19), (30, 200, 10))
+        self.assertDamageCovers(before, self.snapshot())
+
+    def test_nothingToPaste(self):
+        self.ctrl(V)
+        self.client.send("CLIPBOARD_GRAB", selection=0, types=[3])
+        self.ctrl(V)
+        self.assertEqual(self.client.messages(), [])
+        self.assertEqual(self.demo.text, "")
+
+    def test_badImageLogged(self):
+        self.client.send("CLIPBOARD_GRAB", selection=0, types=[2])
+        self.ctrl(V)
+        self.client.send("CLIPBOARD", selection=0, type=2, data=b"not a png")
+        self.assertFalse(self.main.transport.disconnecting)
+
+    def test_offerMigrates(self):
+        self.ctrl(C)
+        target = DemoSource(clock=self.clock)
+        server = makeTestServer(disable_ticketing=True)
+        for device in target.devices():
+            server.addInterface(device)
+        target.set_migration_state(self.demo.get_migration_state())
+        self.assertTrue(target.offering)
+        self.assertIn(0, server.agent.deviceOffers)

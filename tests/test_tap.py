@@ -431,6 +431,7 @@ class TLSOptionTests(unittest.TestCase):
         self.assertNotIn("\n", str(e.code))
 
     def test_tlsListener(self):
+        from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
         from spicesrv import tls
         directory = self.mktemp()
         tls.write_dev_certs(directory)
@@ -441,8 +442,13 @@ class TLSOptionTests(unittest.TestCase):
         top = tap.makeService(config, reactor)
         top.privilegedStartService()
         self.addCleanup(top.stopService)
-        self.assertEqual([(p[0], p[4]) for p in reactor.sslServers], [(5901, "127.0.0.1")])
-        self.assertEqual(reactor.tcpServers, [])
+        # A TCP port whose factory wraps the server's in TLS, one record per
+        # message (spicesrv.tls.TLSServerEndpoint).
+        ((port, factory, _, interface),) = reactor.tcpServers
+        self.assertEqual((port, interface), (5901, "127.0.0.1"))
+        self.assertIsInstance(factory, TLSMemoryBIOFactory)
+        self.assertIs(factory.protocol, TLSMemoryBIOProtocol)
+        self.assertEqual(reactor.sslServers, [])
         from spicesrv.link import SECURITY_NONE, SECURITY_SSL
         from spicesrv.wire.constants import ChannelType
         self.assertEqual(top.server.channelSecurity(ChannelType.MAIN), SECURITY_SSL)

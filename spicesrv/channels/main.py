@@ -1,7 +1,8 @@
 """
 The main channel (type 1): session setup, the channel list, mouse modes,
-name and UUID, multimedia time and agent token bookkeeping, and the
-migration messages.
+name and UUID, multimedia time, the agent channel (spoken by
+L{spicesrv.agent.AgentConnection} when the server has an
+L{spicesrv.interfaces.IAgent} device), and the migration messages.
 
 Migration code drives it with verbs (L{MainChannel.beginMigration},
 L{MainChannel.endMigration}, L{MainChannel.cancelMigration},
@@ -14,10 +15,11 @@ client's MIGRATE_END and DST_DO_SEAMLESS.
 
 from spicesrv.channel import (
     MIGRATE_NEED_DATA_TRANSFER, MIGRATE_NEED_FLUSH, ChannelProtocol)
+from spicesrv.agent import AGENT_STATE
+from spicesrv.migration.seamless import Integer
 from spicesrv.migration.source import MIGRATION_PROTOCOL_VERSION
 from spicesrv.wire.constants import AGENT_TOKENS, ChannelType, MainCap
 from spicesrv.wire.messages import MAIN_CLIENT, MAIN_SERVER
-from spicesrv.migration.seamless import Integer
 
 # spice-gtk sizes its GLZ dictionary from this; libspice reports the QXL RAM.
 RAM_HINT = 64 * 1024 * 1024
@@ -42,14 +44,14 @@ class MainChannel(ChannelProtocol):
     def __init__(self, session, info):
         ChannelProtocol.__init__(self, session, info)
         self.channelsListSent = False
-        self.agentTokens = 0
+        self.agent = None
         self._modeRequested = None
         self._modeCall = None
         self._modeAnswered = None       # when the last request was acted on
 
     migrateFlags = MIGRATE_NEED_FLUSH | MIGRATE_NEED_DATA_TRANSFER
     migrationSchema = ChannelProtocol.migrationSchema.extend(
-        agent_tokens=Integer(0, 0xFFFFFFFF, default=0),
+        agent=AGENT_STATE,
         mouse_mode=Integer(1, 2, default=1))
 
     @classmethod
@@ -73,6 +75,8 @@ class MainChannel(ChannelProtocol):
         ChannelProtocol.sendRaw(self, msgType, body, counted)
 
     def channelUp(self):
+        if self.context.agent is not None:
+            self.agent = self.context.agent.connect(self)
         if self.silent:
             return
         self.sendInit()
@@ -88,7 +92,7 @@ class MainChannel(ChannelProtocol):
             display_channels_hint=max(1, len(self.context.displays)),
             supported_mouse_modes=self.context.supportedMouseModes,
             current_mouse_mode=self.context.mouseMode,
-            agent_connected=0, agent_tokens=AGENT_TOKENS,
+            agent_connected=int(self.agent is not None), agent_tokens=AGENT_TOKENS,
             multi_media_time=self.context.mmTime(), ram_hint=RAM_HINT)
 
     # -- client messages -----------------------------------------------------
@@ -137,23 +141,43 @@ class MainChannel(ChannelProtocol):
         if not self.context.requestMouseMode(mode):
             self.mouseModeChanged(self.context.supportedMouseModes, self.context.mouseMode)
 
-    def channelDown(self):
-        if self._modeCall is not None and self._modeCall.active():
-            self._modeCall.cancel()
-        self._modeCall = None
-
     def mouseModeChanged(self, supported, current):
         self.sendMessage("MOUSE_MODE", supported_modes=supported, current_mode=current)
 
     def msg_AGENT_START(self, msg):
-        self.agentTokens = msg.num_tokens
+        if self.agent is not None:
+            self.agent.start(msg.num_tokens)
 
     def msg_AGENT_TOKEN(self, msg):
-        self.agentTokens = min(0xFFFFFFFF, self.agentTokens + msg.num_tokens)
+        if self.agent is not None:
+            self.agent.addTokens(msg.num_tokens)
 
     def msg_AGENT_DATA(self, msg):
-        self.log.info("{session} main: no guest agent; dropping {size} bytes of agent data",
-                      session=self.session.id, size=len(msg.data))
+        if self.agent is None:
+            self.log.info("{session} main: no agent; dropping {size} bytes of agent data",
+                          session=self.session.id, size=len(msg.data))
+            return
+        self.agent.dataReceived(msg.data)
+
+    def agentConnected(self):
+        """
+        An agent device was added after this client connected: tell it
+        (AGENT_CONNECTED_TOKENS, or AGENT_CONNECTED for an old client).
+        """
+        if self.agent is not None or self.context.agent is None:
+            return
+        self.agent = self.context.agent.connect(self)
+        if MainCap.AGENT_CONNECTED_TOKENS in self.info.channel_caps:
+            self.sendMessage("AGENT_CONNECTED_TOKENS", num_tokens=AGENT_TOKENS)
+        else:
+            self.sendMessage("AGENT_CONNECTED")
+
+    def channelDown(self):
+        if self._modeCall is not None and self._modeCall.active():
+            self._modeCall.cancel()
+        self._modeCall = None
+        if self.agent is not None:
+            self.agent.close()
 
     def sendMultiMediaTime(self):
         self.sendMessage("MULTI_MEDIA_TIME", time=self.context.mmTime())
@@ -203,7 +227,8 @@ class MainChannel(ChannelProtocol):
         self.context.migrationAnswered(self.session, False)
 
     def migrationData(self):
-        return dict(ChannelProtocol.migrationData(self), agent_tokens=self.agentTokens,
+        return dict(ChannelProtocol.migrationData(self),
+                    agent=None if self.agent is None else self.agent.migrationState(),
                     mouse_mode=int(self.context.mouseMode))
 
     # -- migration, the target's side -------------------------------------------
@@ -252,5 +277,10 @@ class MainChannel(ChannelProtocol):
         ChannelProtocol.sendRaw(self, message.number, message.pack())
 
     def restoreMigrationData(self, fields):
-        self.agentTokens = fields["agent_tokens"]
+        """
+        The client kept its agent state across a seamless migration: the
+        agent continues where the source's left off.
+        """
         self.channelsListSent = True
+        if self.agent is not None and fields.get("agent"):
+            self.agent.restore(fields["agent"])

@@ -13,6 +13,7 @@ a L{Schema} of the fields it reads, whose L{Schema.check} turns them into
 checked values or raises L{MigrationDataError}.
 """
 
+import binascii
 import json
 import math
 import struct
@@ -169,6 +170,112 @@ class Choice(Field):
                                      % (name, json.dumps(value)[:40] if isinstance(value, str)
                                         else type(value).__name__, ", ".join(self.choices)))
         return value
+
+
+class Text(Field):
+    """
+    A string of at most C{maxLength} characters.
+    """
+
+    def __init__(self, maxLength, default=REQUIRED):
+        Field.__init__(self, default)
+        self.maxLength = maxLength
+
+    def check(self, name, value):
+        if not isinstance(value, str):
+            raise MigrationDataError("%s is %s, not a string" % (name, type(value).__name__))
+        if len(value) > self.maxLength:
+            raise MigrationDataError("%s has %d characters, more than %d"
+                                     % (name, len(value), self.maxLength))
+        return value
+
+
+class Base64(Field):
+    """
+    Bytes as base64 text, at most C{maxBytes} of them; checked as base64 and
+    kept as the text.
+    """
+
+    def __init__(self, maxBytes, default=REQUIRED):
+        Field.__init__(self, default)
+        self.maxBytes = maxBytes
+
+    def check(self, name, value):
+        Text(4 * ((self.maxBytes + 2) // 3)).check(name, value)
+        try:
+            binascii.a2b_base64(value.encode("ascii"))
+        except (ValueError, binascii.Error) as e:
+            raise MigrationDataError("%s is not base64: %s" % (name, e))
+        return value
+
+
+class ListOf(Field):
+    """
+    A list of at most C{maxItems} values, each checked by C{item}.
+    """
+
+    def __init__(self, item, maxItems, default=REQUIRED):
+        Field.__init__(self, default)
+        self.item = item
+        self.maxItems = maxItems
+
+    def check(self, name, value):
+        if not isinstance(value, list):
+            raise MigrationDataError("%s is %s, not a list" % (name, type(value).__name__))
+        if len(value) > self.maxItems:
+            raise MigrationDataError("%s has %d items, more than %d"
+                                     % (name, len(value), self.maxItems))
+        return [self.item.check("%s[%d]" % (name, i), v) for i, v in enumerate(value)]
+
+
+class MapOf(Field):
+    """
+    An object of at most C{maxItems} entries whose keys are the decimal
+    integers C{key} accepts and whose values C{value} checks; it becomes a
+    dict with integer keys.
+    """
+
+    def __init__(self, key, value, maxItems, default=REQUIRED):
+        Field.__init__(self, default)
+        self.key = key
+        self.value = value
+        self.maxItems = maxItems
+
+    def check(self, name, value):
+        if not isinstance(value, dict):
+            raise MigrationDataError("%s is %s, not an object" % (name, type(value).__name__))
+        if len(value) > self.maxItems:
+            raise MigrationDataError("%s has %d entries, more than %d"
+                                     % (name, len(value), self.maxItems))
+        checked = {}
+        for k, v in value.items():
+            if not (k.isdigit() and k.isascii() and len(k) <= 10):
+                raise MigrationDataError("%s has the key %s, not a number"
+                                         % (name, json.dumps(k)[:40]))
+            checked[self.key.check("%s key" % (name,), int(k))] = self.value.check(
+                "%s[%s]" % (name, k), v)
+        return checked
+
+
+class Nested(Field):
+    """
+    An object checked by its own L{Schema}, or C{null} when C{nullable}.
+    """
+
+    def __init__(self, schema, nullable=False, default=REQUIRED):
+        Field.__init__(self, default)
+        self.schema = schema
+        self.nullable = nullable
+
+    def check(self, name, value):
+        if value is None and self.nullable:
+            return None
+        if not isinstance(value, dict):
+            raise MigrationDataError("%s is %s, not an object" % (name, type(value).__name__))
+        try:
+            return self.schema.check(value)
+        except MigrationDataError as e:
+            raise MigrationDataError("%s: %s" % (name, e))
 
 
 class Schema:

@@ -8,6 +8,11 @@ display; the cursor takes the brush colour, so the cursor channel changes
 too), a text area that shows what is typed (the keyboard), and a status
 line with the last scancode, the pointer and the lock keys.
 
+Its agent (L{DemoAgent}) makes it follow the client's window: a resize
+request re-creates the screen at the asked size.  Ctrl+C copies (the typed
+text as UTF-8 and the canvas as a PNG image) and Ctrl+V pastes what a client
+copied: text is typed, an image is pasted at the canvas' top left.
+
 The frame is kept as one Pillow image per band ("panel"); after each change
 only the changed rectangle is copied into the BGRX framebuffer and reported
 to the observers.
@@ -21,12 +26,14 @@ import time
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from spicesrv.display.arrow import arrow_cursor
-from spicesrv.interfaces import IKeyboard, IMigratableState, IMouse, ITablet
+from spicesrv.interfaces import IAgent, IKeyboard, IMigratableState, IMouse, ITablet
 from spicesrv.sources.base import FramebufferSource
 from spicesrv.sources.picture import checkPictureSize, loadPicture
+from spicesrv.wire.vdagent import ClipboardType, Selection
 
 # SPICE button mask bits and lock-key flags (protocol.md section 7).
 BUTTON_LEFT = 1
@@ -55,6 +62,13 @@ SCANCODE_BACKSPACE = 0x0E
 SCANCODE_ENTER = 0x1C
 SCANCODE_EXTENDED = 0xE0
 SHIFT_KEYS = frozenset([0x2A, 0x36])
+#: left Ctrl, and right Ctrl (an extended key, kept as 0x100 | code)
+CTRL_KEYS = frozenset([0x1D, 0x11D])
+SCANCODE_C = 0x2E
+SCANCODE_V = 0x2F
+#: what Ctrl+C and Ctrl+V type, as in a terminal: copy and paste
+COPY = "\x03"
+PASTE = "\x16"
 #: lock key scancode -> the lock flag it toggles
 LOCK_KEYS = {0x3A: CAPS_LOCK, 0x45: NUM_LOCK, 0x46: SCROLL_LOCK}
 
@@ -67,6 +81,8 @@ CLOCK_WIDTH = 80
 MARGIN = 6
 MIN_WIDTH = 320
 MIN_HEIGHT = 240
+MAX_WIDTH = 4096
+MAX_HEIGHT = 4096
 
 TITLE_BACKGROUND = (36, 56, 104)
 TITLE_INK = (255, 255, 255)
@@ -93,7 +109,7 @@ DEFAULT_BRUSH = 6
 MAX_TEXT = 10000
 
 HINT = ("Left drag: paint    Right click: next colour    Middle click: clear"
-        "    Wheel: brush size    Type: text appears below")
+        "    Wheel: brush size    Type: text appears below    Ctrl+C / Ctrl+V: copy / paste")
 
 _STATE_MAGIC = b"spicesrv-demo-1\n"
 _STATE_LENGTH = struct.Struct("<I")
@@ -126,7 +142,8 @@ class DemoKeyboard:
         @param on_key: called with C{(codes, text)} for each complete key
             event: C{codes} the scancode bytes as a tuple (two for an
             extended key), C{text} the character typed, C{"\\b"} for
-            backspace, C{"\\n"} for enter or C{""}.
+            backspace, C{"\\n"} for enter, L{COPY} for Ctrl+C, L{PASTE}
+            for Ctrl+V, or C{""}.
         """
         self._on_key = on_key
         self.leds = 0
@@ -139,6 +156,8 @@ class DemoKeyboard:
             return
         if self._extended:
             self._extended = False
+            if byte & 0x7F == 0x1D:
+                (self._held.discard if byte & 0x80 else self._held.add)(0x11D)
             self._on_key((SCANCODE_EXTENDED, byte), "")
             return
         code = byte & 0x7F
@@ -162,6 +181,8 @@ class DemoKeyboard:
             return "\b"
         if code == SCANCODE_ENTER:
             return "\n"
+        if self._held & CTRL_KEYS:
+            return {SCANCODE_C: COPY, SCANCODE_V: PASTE}.get(code, "")
         if code not in SCANCODE_CHARS:
             return ""
         plain, shifted = SCANCODE_CHARS[code]
@@ -222,6 +243,53 @@ class DemoTablet:
         self._source.move_pointer_to(x, y, 0, buttons_state)
 
 
+@implementer(IAgent)
+class DemoAgent:
+    """
+    The demo's agent: a client's window size becomes the screen's, and the
+    clipboard is the demo's text and canvas.
+
+    @ivar clients: the L{spicesrv.interfaces.IAgentClients}, once the
+        server has it.
+    """
+
+    type, major_version, minor_version = _base_attributes(IAgent)
+    description = "spicesrv demo agent (resize and clipboard)"
+
+    def __init__(self, source):
+        self._source = source
+        self.clients = None
+
+    def agent_attached(self, clients):
+        self.clients = clients
+        if self._source.offering:
+            self.offer()
+
+    def offer(self):
+        """
+        Offer the demo's clipboard to the clients, if the server has them.
+        """
+        if self.clients is not None:
+            self.clients.clipboard_grab(Selection.CLIPBOARD,
+                                        [ClipboardType.UTF8_TEXT, ClipboardType.IMAGE_PNG])
+
+    def monitors_config(self, monitors):
+        if monitors and monitors[0] is not None:
+            self._source.resize_to_fit(monitors[0].width, monitors[0].height)
+
+    def clipboard_grab(self, selection, types):
+        if selection == Selection.CLIPBOARD:
+            self._source.offering = False
+
+    def clipboard_release(self, selection):
+        pass
+
+    def clipboard_request(self, selection, type):
+        if selection != Selection.CLIPBOARD or not self._source.offering:
+            return None
+        return self._source.clipboard_data(type)
+
+
 @implementer(IMigratableState)
 class DemoSource(FramebufferSource):
     """
@@ -231,9 +299,13 @@ class DemoSource(FramebufferSource):
     @ivar keyboard: the L{DemoKeyboard}.
     @ivar mouse: the L{DemoMouse}.
     @ivar tablet: the L{DemoTablet}.
+    @ivar agent: the L{DemoAgent}.
+    @ivar offering: whether the demo's clipboard is on offer (after Ctrl+C,
+        until a client copies something).
     """
 
     description = "spicesrv demo screen"
+    log = Logger()
     migration_key = "display.demo"
 
     def __init__(self, width=1024, height=768, clock=None):
@@ -263,14 +335,16 @@ class DemoSource(FramebufferSource):
         self.keyboard = DemoKeyboard(self._key)
         self.mouse = DemoMouse(self)
         self.tablet = DemoTablet(self)
+        self.agent = DemoAgent(self)
+        self.offering = False
         self._build(None)
 
     def devices(self):
         """
         Return everything to register with the server: this source, its
-        keyboard, mouse and tablet.
+        keyboard, mouse, tablet and agent.
         """
-        return [self, self.keyboard, self.mouse, self.tablet]
+        return [self, self.keyboard, self.mouse, self.tablet, self.agent]
 
     def start(self):
         """
@@ -315,6 +389,84 @@ class DemoSource(FramebufferSource):
         self._build(self._canvas)
         self._notify("surface_changed", width, height)
 
+    def resize_to_fit(self, width, height):
+        """
+        Resize to what a client asked for, within the sizes the demo
+        supports.
+        """
+        self.resize(min(max(width, MIN_WIDTH), MAX_WIDTH),
+                    min(max(height, MIN_HEIGHT), MAX_HEIGHT))
+
+    # The clipboard
+
+    def copy(self):
+        """
+        Ctrl+C: offer the typed text and the canvas to the clients.
+        """
+        self.offering = True
+        self.agent.offer()
+
+    def clipboard_data(self, type):
+        """
+        The demo's clipboard in C{type}: the text as UTF-8, the canvas as a
+        PNG image, or L{None}.
+        """
+        if type == ClipboardType.UTF8_TEXT:
+            return self._text.encode("utf-8")
+        if type == ClipboardType.IMAGE_PNG:
+            png = io.BytesIO()
+            self._canvas.save(png, "PNG")
+            return png.getvalue()
+        return None
+
+    def paste(self):
+        """
+        Ctrl+V: ask the client that copied last for its clipboard, text if
+        it has some, else an image.  Returns a Deferred firing when it has
+        been typed or drawn (with L{None}; failures are logged).
+        """
+        clients = self.agent.clients
+        types = clients.clipboard_owner(Selection.CLIPBOARD) if clients else None
+        if not types:
+            self.log.info("demo: nothing to paste (no client owns the clipboard)")
+            return None
+        for kind, use in ((ClipboardType.UTF8_TEXT, self.type_text),
+                          (ClipboardType.IMAGE_PNG, self.paste_image)):
+            if kind in types:
+                break
+        else:
+            self.log.info("demo: the client's clipboard has neither text nor a PNG image")
+            return None
+        d = clients.clipboard_request(Selection.CLIPBOARD, kind)
+        d.addCallback(use)
+        d.addErrback(lambda f: self.log.failure("demo: paste failed", f))
+        return d
+
+    def type_text(self, data):
+        """
+        Type pasted UTF-8 text; control characters other than line breaks
+        and tabs are dropped.
+        """
+        text = data.decode("utf-8", "replace").replace("\r\n", "\n").replace("\t", " ")
+        text = "".join(c for c in text if c == "\n" or c.isprintable())
+        self._text = (self._text + text)[-MAX_TEXT:]
+        self._damaged([self._draw_text()])
+
+    def paste_image(self, data):
+        """
+        Draw a pasted image at the top left of the canvas.
+        """
+        try:
+            image = Image.open(io.BytesIO(data))
+            image = image.convert("RGB")
+        except (OSError, ValueError) as e:
+            self.log.warn("demo: the pasted image is unreadable: {error}", error=e)
+            return
+        self._canvas.paste(image, (0, 0))
+        width = min(image.width, self._canvas.width)
+        height = min(image.height, self._canvas.height)
+        self._damaged([self._blit(self._canvas, self._canvas_top, (0, 0, width, height))])
+
     # IMigratableState
 
     def get_migration_state(self):
@@ -326,6 +478,7 @@ class DemoSource(FramebufferSource):
             "buttons": self._buttons,
             "last_key": list(self._last_key),
             "leds": self.keyboard.leds,
+            "offering": self.offering,
         }
         header = json.dumps(fields).encode("utf-8")
         canvas = io.BytesIO()
@@ -345,6 +498,9 @@ class DemoSource(FramebufferSource):
         self._buttons = fields["buttons"]
         self._last_key = tuple(fields["last_key"])
         self.keyboard.leds = fields["leds"]
+        self.offering = False
+        if fields.get("offering") is True:
+            self.copy()
         self._build(canvas)
         self._damaged([(0, 0, self.width, self.height)])
         if self.cursor() is not old_cursor:
@@ -396,7 +552,11 @@ class DemoSource(FramebufferSource):
         """
         self._last_key = codes
         damage = [self._draw_status()]
-        if text:
+        if text == COPY:
+            self.copy()
+        elif text == PASTE:
+            self.paste()
+        elif text:
             if text == "\b":
                 self._text = self._text[:-1]
             else:

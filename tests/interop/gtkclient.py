@@ -48,6 +48,22 @@ Commands (fields besides ``cmd`` and ``seq``):
   if the server advertised SPICE_DISPLAY_CAP_PREF_COMPRESSION.
 - ``port_write`` ``hex [channel_id]``: write bytes on a port channel.
 - ``port_event`` ``event [channel_id]``: send a port event (SPICE_PORT_EVENT_*).
+- ``agent``: ``connected`` (the main channel's agent-connected) and
+  ``caps``: the agent capability numbers (VD_AGENT_CAP_*) the server's agent
+  announced.
+- ``clipboard_grab`` ``types [selection=0] [data={type: hex}]``: grab the
+  agent's clipboard ``selection`` (0 CLIPBOARD, 1 PRIMARY) with these
+  VD_AGENT_CLIPBOARD types (1 UTF-8 text, 2 PNG); ``data`` is what the
+  client answers the agent's requests with (keys are type numbers as
+  strings), answered automatically (see ``clipboard-request``).
+- ``clipboard_release`` ``[selection=0]``.
+- ``clipboard_request`` ``type [selection=0]``: ask the agent for its
+  clipboard; the data arrives as a ``clipboard`` event.
+- ``clipboard_notify`` ``type hex [selection=0]``: send clipboard data.
+- ``update_display`` ``width height [id=0] [x=0] [y=0]``: what a resized
+  window does: enable display ``id``, set its size and send the monitors
+  config to the agent at once (spice_main_channel_update_display_enabled,
+  _update_display, _send_monitor_config).
 - ``channels``: ``channels`` = list of ``{type, id, name, state, opened,
   peer, remote_caps, remote_common_caps}``; ``state`` is the last
   channel-event seen, ``peer`` the socket's remote "host:port",
@@ -69,6 +85,10 @@ Events:
   ``display-invalidate`` ``{id, count, x, y, width, height}``: invalidations
   coalesced over at most 100 ms, with their bounding box.
 - ``mouse-mode`` ``{mode}``; ``agent-update`` ``{connected}``;
+  ``clipboard-grab`` ``{selection, types}``, ``clipboard-release``
+  ``{selection}``, ``clipboard`` ``{selection, type, size, sha256, hex}``
+  (the agent's data), ``clipboard-request`` ``{selection, type, answered}``
+  (``answered``: data given with ``clipboard_grab`` went back);
   ``inputs-modifiers`` ``{modifiers}``.
 - ``cursor-set`` ``{width, height, hot_x, hot_y}``, ``cursor-move`` ``{x, y}``,
   ``cursor-hide``, ``cursor-reset``.
@@ -224,6 +244,18 @@ def gpointer(obj):
     return _capsuleGetPointer(obj.__gpointer__, None)
 
 
+def cArray(value, count, ctype):
+    """
+    A signal's C array argument: PyGObject gives a sequence, or the bare
+    address when the signal has no introspection data.
+    """
+    if isinstance(value, int):
+        return (ctype * count).from_address(value) if value and count else []
+    if isinstance(value, (bytes, bytearray)):
+        return value[:count]
+    return list(value or [])[:count]
+
+
 def channelTypeName(t):
     name = _lib.spice_channel_type_to_string(t)
     return name.decode() if name else str(t)
@@ -241,6 +273,7 @@ class Client(object):
         self.connected = False
         self.quitting = False
         self.openTypes = None
+        self.offers = {}         # selection -> {type: bytes} we answer with
         if args.channel_types:
             self.openTypes = set(int(t) for t in args.channel_types.split(","))
         self.session = s = Spice.Session()
@@ -289,6 +322,10 @@ class Client(object):
         if isinstance(ch, Spice.MainChannel):
             gconnect(ch, "notify::mouse-mode", self.onMouseMode)
             gconnect(ch, "main-agent-update", self.onAgentUpdate)
+            gconnect(ch, "main-clipboard-selection-grab", self.onClipboardGrab)
+            gconnect(ch, "main-clipboard-selection-request", self.onClipboardRequest)
+            gconnect(ch, "main-clipboard-selection-release", self.onClipboardRelease)
+            gconnect(ch, "main-clipboard-selection", self.onClipboard)
             gconnect(ch, "migration-started", self.onMigrationStarted)
         elif isinstance(ch, Spice.DisplayChannel):
             gconnect(ch, "display-primary-create", self.onPrimaryCreate)
@@ -356,6 +393,28 @@ class Client(object):
     def onAgentUpdate(self, ch):
         emit({"event": "agent-update",
               "connected": ch.get_property("agent-connected")})
+
+    def onClipboardGrab(self, ch, selection, types, ntypes):
+        emit({"event": "clipboard-grab", "selection": selection,
+              "types": [int(t) for t in cArray(types, ntypes, ctypes.c_uint32)]})
+        return True
+
+    def onClipboardRelease(self, ch, selection):
+        emit({"event": "clipboard-release", "selection": selection})
+
+    def onClipboard(self, ch, selection, type, data, size):
+        raw = bytes(cArray(data, size, ctypes.c_uint8))
+        emit({"event": "clipboard", "selection": selection, "type": type,
+              "size": size, "sha256": hashlib.sha256(raw).hexdigest(),
+              "hex": raw.hex()})
+
+    def onClipboardRequest(self, ch, selection, type):
+        data = self.offers.get(selection, {}).get(type)
+        if data is not None:
+            ch.clipboard_selection_notify(selection, type, data)
+        emit({"event": "clipboard-request", "selection": selection,
+              "type": type, "answered": data is not None})
+        return data is not None
 
     def onModifiers(self, ch):
         emit({"event": "inputs-modifiers",
@@ -534,6 +593,51 @@ class Client(object):
         ch = self.needOpen(Spice.DisplayChannel, int(c.get("channel_id", 0)),
                            what="display")
         ch.display_channel_change_preferred_compression(int(c["value"]))
+        return {}
+
+    def cmd_agent(self, c):
+        ch = self.needOpen(Spice.MainChannel, what="main")
+        return {"connected": ch.get_property("agent-connected"),
+                "caps": [b for b in range(32)
+                         if ch.agent_test_capability(b)]}
+
+    def cmd_clipboard_grab(self, c):
+        ch = self.needOpen(Spice.MainChannel, what="main")
+        selection = int(c.get("selection", 0))
+        types = [int(t) for t in c["types"]]
+        self.offers[selection] = {
+            int(t): bytes.fromhex(h) for t, h in c.get("data", {}).items()}
+        ch.clipboard_selection_grab(selection, types)
+        return {}
+
+    def cmd_clipboard_release(self, c):
+        ch = self.needOpen(Spice.MainChannel, what="main")
+        selection = int(c.get("selection", 0))
+        self.offers.pop(selection, None)
+        ch.clipboard_selection_release(selection)
+        return {}
+
+    def cmd_clipboard_request(self, c):
+        ch = self.needOpen(Spice.MainChannel, what="main")
+        ch.clipboard_selection_request(int(c.get("selection", 0)),
+                                       int(c["type"]))
+        return {}
+
+    def cmd_clipboard_notify(self, c):
+        ch = self.needOpen(Spice.MainChannel, what="main")
+        ch.clipboard_selection_notify(int(c.get("selection", 0)),
+                                      int(c["type"]), bytes.fromhex(c["hex"]))
+        return {}
+
+    def cmd_update_display(self, c):
+        ch = self.needOpen(Spice.MainChannel, what="main")
+        i = int(c.get("id", 0))
+        ch.update_display_enabled(i, True, False)
+        ch.update_display(i, int(c.get("x", 0)), int(c.get("y", 0)),
+                          int(c["width"]), int(c["height"]), False)
+        if not ch.send_monitor_config():
+            raise CommandFailed("spice_main_channel_send_monitor_config() "
+                                "failed (is the agent connected?)")
         return {}
 
     def cmd_port_write(self, c):

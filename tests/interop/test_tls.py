@@ -7,10 +7,11 @@ on NEED_SECURED, and migration to a TLS target with a cert subject.
 
 import os
 
-from twisted.internet import defer, endpoints, reactor
+from twisted.internet import defer, reactor
 
 from spicesrv.tls.context import load_server_tls
 from spicesrv.tls.devcerts import write_dev_certs
+from spicesrv.tls.endpoint import TLSServerEndpoint
 from spicesrv.tls.probe import check_target_identity
 from spicesrv.tls.subjects import format_subject
 from spicesrv.link import SECURITY_SSL
@@ -34,7 +35,7 @@ class TLSServer(RunningServer):
     @defer.inlineCallbacks
     def listen(self):
         context = load_server_tls(x509_dir=self.certs)
-        endpoint = endpoints.SSL4ServerEndpoint(reactor, 0, context, interface="127.0.0.1")
+        endpoint = TLSServerEndpoint(reactor, 0, context, interface="127.0.0.1")
         self.tlsListening = yield endpoint.listen(self.server.factory())
         self.testcase.addCleanup(self.tlsListening.stopListening)
         self.tlsPort = self.tlsListening.getHost().port
@@ -196,3 +197,37 @@ class TLSTests(InteropTestCase):
         self.assertEqual(answers, {sessionId: "connect-error"})
         yield source.server.migrate_end(False)
         self.assertEqual(list(source.server.sessions), [sessionId])
+
+
+class AgentOverTLSTests(InteropTestCase):
+    """
+    The agent over TLS, where the server's replies share a turn with other
+    messages (its capabilities with CHANNELS_LIST, a clipboard in many
+    AGENT_DATA pieces): each message is its own TLS record, so spice-gtk
+    reads them all.
+    """
+
+    @defer.inlineCallbacks
+    def test_clipboardBothWays(self):
+        certs, _ = makeCerts(self)
+        running = TLSServer(self, certs, plain=False, password=PASSWORD)
+        running.server.setChannelSecurity("default", SECURITY_SSL)
+        yield running.listen()
+        client = yield harness.GtkClient.start(
+            reactor, "127.0.0.1", None, password=PASSWORD, tls_port=running.tlsPort,
+            ca_file=os.path.join(certs, "ca-cert.pem"))
+        self.addCleanup(client.stop)
+        yield client.waitForChannelsOpened((1, 2, 3), timeout=20)
+        yield client.waitForEvent({"event": "agent-update", "connected": True})
+        hub = running.server.agent
+        text = ("0123456789abcdef" * 1000).encode("ascii")
+        yield client.check("clipboard_grab", types=[1], data={"1": text.hex()})
+        yield self.waitUntil(lambda: hub.clipboard_owner(0) == [1])
+        data = yield hub.clipboard_request(0, 1)
+        self.assertEqual(data, text)
+        running.source.copy()
+        yield client.waitForEvent({"event": "clipboard-grab", "types": [1, 2]})
+        yield client.check("clipboard_request", type=2)
+        png = yield client.waitForEvent({"event": "clipboard", "type": 2})
+        self.assertEqual(bytes.fromhex(png["hex"]), running.source.clipboard_data(2))
+        self.assertGreater(png["size"], 2048)
