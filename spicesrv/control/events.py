@@ -7,6 +7,8 @@ and the monitor agree on them and neither the link nor the server knows
 QMP's field names.
 """
 
+from spicesrv.address import address_parts
+
 
 def basicInfo(address=None, peer=""):
     """
@@ -14,15 +16,10 @@ def basicInfo(address=None, peer=""):
     C{IAddress}, or else of a C{"host:port"} string, for QMP replies and
     events.
     """
-    if address is not None:
-        host = getattr(address, "host", None)
-        if host is None:
-            name = getattr(address, "name", None) or ""
-            if isinstance(name, bytes):
-                name = name.decode("utf-8", "replace")
-            return {"host": name, "port": "", "family": "unix"}
-        return {"host": host, "port": str(address.port),
-                "family": "ipv6" if ":" in host else "ipv4"}
+    parts = address_parts(address) if address is not None else None
+    if parts is not None:
+        host, port, family = parts
+        return {"host": host, "port": "" if port is None else str(port), "family": family}
     host, sep, port = (peer or "").rpartition(":")
     if not sep or not port.isdigit():
         return {"host": peer or "", "port": "", "family": "unix"}
