@@ -10,6 +10,8 @@ import re
 from twisted.internet import endpoints
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 
+from spicesrv.address import is_tcp_port
+
 SUPPORTED_URIS = "tcp:HOST:PORT, unix:PATH or tls:HOST:PORT"
 
 _HOST_PORT = re.compile(r"^(\[[^\]]*\]|[^:\[\]]*):([^:]*)$")
@@ -50,7 +52,7 @@ def parseMigrationURI(uri, incoming=False):
             raise ValueError("%r: %r is not an IPv6 address" % (uri, host))
     if not host and not incoming:
         raise ValueError("%r names no host: expected %s:HOST:PORT" % (uri, kind))
-    if not port.isdigit() or not (0 if incoming else 1) <= int(port) <= 65535:
+    if not port.isdigit() or not is_tcp_port(int(port), zero=incoming):
         raise ValueError("%r: the port must be a number from %d to 65535, not %r"
                          % (uri, 0 if incoming else 1, port))
     return (kind, host, int(port))
