@@ -1,6 +1,7 @@
 """
 In-memory tests of the main, display, inputs and cursor channels, through
-the real link stage, with the verified fakes of spicesrv.testing.
+the real link stage, with the verified fakes of spicesrv.testing (the fakes
+themselves are tested in tests.test_testing).
 """
 
 import uuid
@@ -10,10 +11,10 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from spicesrv.display.cursor import Cursor
-from spicesrv.interfaces import IDisplayObserver, IDisplaySource, IKeyboard, IMouse, ITablet
+from spicesrv.interfaces import IDisplayObserver
 from spicesrv.testing import (
     ClientSurface, FakeDisplaySource, LogCapture, RecordingKeyboard, RecordingMouse,
-    RecordingObserver, RecordingTablet, TestClientChannel, makeTestServer)
+    RecordingTablet, TestClientChannel, makeTestServer)
 from spicesrv.wire.constants import ChannelType, DisplayCap, LinkErr, MainCap, MouseMode
 from spicesrv.channel import MINI_HEADER
 from spicesrv.channels.main import MOUSE_MODE_REQUEST_INTERVAL
@@ -62,15 +63,6 @@ class Setup:
 
     def logText(self):
         return self.log.text()
-
-
-class FakesTests(unittest.TestCase):
-    def test_verified(self):
-        verifyObject(IDisplaySource, FakeDisplaySource())
-        verifyObject(IDisplayObserver, RecordingObserver())
-        verifyObject(IKeyboard, RecordingKeyboard())
-        verifyObject(IMouse, RecordingMouse())
-        verifyObject(ITablet, RecordingTablet())
 
 
 class ChannelLimitTests(Setup, unittest.TestCase):
