@@ -11,6 +11,7 @@ from twisted.internet import endpoints
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 
 from spicesrv.address import is_tcp_port
+from spicesrv.unixsocket import unix_server_endpoint
 
 SUPPORTED_URIS = "tcp:HOST:PORT, unix:PATH or tls:HOST:PORT"
 
@@ -73,6 +74,8 @@ def incomingEndpoint(reactor, description, tlsOptions=None):
     @param description: a QEMU-style URI (C{tcp:HOST:PORT}, C{tcp::PORT}
         for every interface, C{tls:HOST:PORT}, C{unix:PATH}) or any Twisted
         server endpoint string (C{tcp:4444:interface=127.0.0.1}, C{ssl:...}).
+        A UNIX socket is the server's user's alone (mode 0600) unless the
+        description gives a C{mode=} (L{spicesrv.unixsocket}).
     @param tlsOptions: server TLS options (for instance a
         L{twisted.internet.ssl.CertificateOptions}); required by C{tls:}.
         With another description they wrap the connections in TLS too.
@@ -92,7 +95,10 @@ def incomingEndpoint(reactor, description, tlsOptions=None):
             endpoint = endpoints.TCP4ServerEndpoint(reactor, port, interface=host)
         return endpoint, tlsOptions is not None
     try:
-        endpoint = endpoints.serverFromString(reactor, description)
+        if kind == "unix":
+            endpoint = unix_server_endpoint(reactor, description)
+        else:
+            endpoint = endpoints.serverFromString(reactor, description)
     except (ValueError, TypeError, KeyError) as e:
         raise ValueError("cannot listen for incoming migrations on %r: %s (give %s, or a "
                          "Twisted endpoint such as tcp:4444:interface=127.0.0.1)"
