@@ -127,6 +127,46 @@ class ChannelLimitTests(Setup, unittest.TestCase):
         self.main.sendRaw(999, b"")
         self.assertEqual(len(self.log.events[before:]), limits.logBurst + 2)
 
+    def test_clientCausedLinesAreRateLimited(self):
+        """
+        A line a client's message makes a channel log goes through the
+        channel's limit (a L{task.Clock} runs its window): a flood of
+        PREFERRED_COMPRESSION logs a bounded number of lines, then one
+        summary with the count.
+        """
+        limits = self.server.limits
+        display = self.link(ChannelType.DISPLAY)
+        before = len(self.log.events)
+        for _ in range(1000):
+            display.send(DISPLAY_CLIENT["PREFERRED_COMPRESSION"], image_compression=1)
+        self.server.clock.advance(0)
+        self.assertFalse(display.transport.disconnecting)
+        lines = self.log.texts()[before:]
+        self.assertEqual(len(lines), limits.logBurst)
+        self.assertIn("client prefers compression 1", lines[0])
+        self.server.clock.advance(limits.logInterval)
+        lines = self.log.texts()[before:]
+        self.assertEqual(len(lines), limits.logBurst + 1)
+        self.assertIn("PREFERRED_COMPRESSION: %d" % (1000 - limits.logBurst), lines[-1])
+
+    def test_clientCausedWarningsAreRateLimited(self):
+        """
+        Warnings a client causes (MIGRATE_END while not migrating) keep
+        their level and share the limit.
+        """
+        from twisted.logger import LogLevel
+        limits = self.server.limits
+        before = len(self.log.events)
+        for _ in range(500):
+            self.main.send(MAIN_CLIENT["MIGRATE_END"])
+        self.server.clock.advance(0)
+        events = self.log.events[before:]
+        self.assertEqual(len(events), limits.logBurst)
+        self.assertEqual({event["log_level"] for event in events}, {LogLevel.warn})
+        self.main.protocol.connectionLost(None)
+        self.assertEqual(len(self.log.matching(
+            "MIGRATE_END while not migrating in: %d" % (500 - limits.logBurst))), 1)
+
     def test_suppressedLinesSummarisedAtClose(self):
         limits = self.server.limits
         inputs = self.link(ChannelType.INPUTS)
