@@ -1,15 +1,15 @@
 """
 Network addresses, described and judged once for every module: whether a
 host is this machine (L{is_loopback}), whether a number is a TCP port
-(L{is_tcp_port}), and a peer address as a log line shows it
-(L{describe_peer}).
+(L{is_tcp_port}), an address's host, port and family (L{address_parts}),
+and a peer address as a log line shows it (L{describe_peer}).
 """
 
 import ipaddress
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 
-__all__ = ["is_loopback", "is_tcp_port", "describe_peer", "LOOPBACK_NAMES"]
+__all__ = ["is_loopback", "is_tcp_port", "address_parts", "describe_peer", "LOOPBACK_NAMES"]
 
 #: Host names that mean this machine: RFC 6761's C{localhost} and the
 #: loopback names Debian's and Red Hat's C{/etc/hosts} give.
@@ -52,6 +52,28 @@ def is_tcp_port(value, zero=True):
             and (0 if zero else 1) <= value <= 65535)
 
 
+def address_parts(address):
+    """
+    What an address is made of, decoded once for every way of showing it:
+    C{(host, port, "ipv4")} or C{(host, port, "ipv6")} for a TCP address,
+    C{(path, None, "unix")} for a UNIX socket (the path C{""} for an
+    unnamed one), L{None} for anything else.
+
+    @param address: an L{twisted.internet.interfaces.IAddress} provider.
+    @rtype: L{tuple} or L{None}
+    """
+    if isinstance(address, IPv6Address):
+        return address.host, address.port, "ipv6"
+    if isinstance(address, IPv4Address):
+        return address.host, address.port, "ipv4"
+    if isinstance(address, UNIXAddress):
+        name = address.name
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        return name or "", None, "unix"
+    return None
+
+
 def describe_peer(address):
     """
     A peer address as log lines show it: C{host:port} for IPv4,
@@ -61,13 +83,12 @@ def describe_peer(address):
     @param address: an L{twisted.internet.interfaces.IAddress} provider.
     @rtype: L{str}
     """
-    if isinstance(address, IPv6Address):
-        return "[%s]:%s" % (address.host, address.port)
-    if isinstance(address, IPv4Address):
-        return "%s:%s" % (address.host, address.port)
-    if isinstance(address, UNIXAddress):
-        name = address.name
-        if isinstance(name, bytes):
-            name = name.decode("utf-8", "replace")
-        return "unix:%s" % (name,) if name else "unix"
-    return str(address)
+    parts = address_parts(address)
+    if parts is None:
+        return str(address)
+    host, port, family = parts
+    if family == "ipv6":
+        return "[%s]:%s" % (host, port)
+    if family == "ipv4":
+        return "%s:%s" % (host, port)
+    return "unix:%s" % (host,) if host else "unix"

@@ -366,28 +366,32 @@ class AgentConnection:
 
     def _dispatch(self, header, body):
         if body is None:
-            self.log.warn("{session} main: dropping an agent message of type {type} and "
-                          "{size} bytes (more than {limit})", session=self.sessionId,
-                          type=header.type, size=header.size, limit=self._reader.maxSize)
+            self.channel.peerLog.warn(
+                "oversized agent messages", "{session} main: dropping an agent message of "
+                "type {type} and {size} bytes (more than {limit})", session=self.sessionId,
+                type=header.type, size=header.size, limit=self._reader.maxSize)
             if header.type == agentMessages(False)["CLIPBOARD"].number and self._requests:
                 _, _, d = self._requests.pop(0)
                 d.errback(ClipboardUnavailable("the client's clipboard data is too big"))
             return
         message = agentMessages(self.selections).byNumber.get(header.type)
         if message is None:
-            self.log.info("{session} main: ignoring agent message type {type} ({size} bytes)",
-                          session=self.sessionId, type=header.type, size=len(body))
+            self.channel.peerLog.info(
+                "unknown agent messages", "{session} main: ignoring agent message type {type} "
+                "({size} bytes)", session=self.sessionId, type=header.type, size=len(body))
             return
         try:
             record = message.unpack(body)
         except WireError as e:
-            self.log.warn("{session} main: dropping malformed agent {name}: {error}",
-                          session=self.sessionId, name=message.name, error=e)
+            self.channel.peerLog.warn(
+                "malformed agent " + message.name, "{session} main: dropping malformed agent "
+                "{name}: {error}", session=self.sessionId, name=message.name, error=e)
             return
         handler = getattr(self, "agent_" + message.name, None)
         if handler is None:
-            self.log.info("{session} main: ignoring agent {name}", session=self.sessionId,
-                          name=message.name)
+            self.channel.peerLog.info(
+                "ignored agent " + message.name, "{session} main: ignoring agent {name}",
+                session=self.sessionId, name=message.name)
             return
         handler(record)
 
@@ -398,9 +402,10 @@ class AgentConnection:
         """
         selection = getattr(record, "selection", Selection.CLIPBOARD)
         if selection not in SELECTIONS:
-            self.log.warn("{session} main: dropping agent {what} for unknown selection "
-                          "{selection}", session=self.sessionId, what=what,
-                          selection=selection)
+            self.channel.peerLog.warn(
+                "agent messages for unknown selections", "{session} main: dropping agent "
+                "{what} for unknown selection {selection}", session=self.sessionId, what=what,
+                selection=selection)
             return None
         return Selection(selection)
 
@@ -454,8 +459,9 @@ class AgentConnection:
             if entry[0] == selection:
                 break
         else:
-            self.log.info("{session} main: dropping clipboard data nobody asked for",
-                          session=self.sessionId)
+            self.channel.peerLog.info(
+                "unasked clipboard data", "{session} main: dropping clipboard data nobody "
+                "asked for", session=self.sessionId)
             return
         self._requests.remove(entry)
         _, wanted, d = entry

@@ -25,6 +25,28 @@ from spicesrv.wire.schema import WireError
 FULL_HEADER = DataHeader.compiled()
 MINI_HEADER = MiniDataHeader.compiled()
 
+
+def packHeader(mini, serial, msgType, size):
+    """
+    The data header of one message: the mini header (type, size) on a link
+    that negotiated it, else the full one (serial, type, size, no
+    sub-list), for either side of a channel.
+    """
+    if mini:
+        return MINI_HEADER.pack(msgType, size)
+    return FULL_HEADER.pack(serial, msgType, size, 0)
+
+
+def unpackHeader(mini, data):
+    """
+    C{(msgType, size)} from the data header at the start of C{data}, which
+    holds at least C{(MINI_HEADER if mini else FULL_HEADER).size} bytes.
+    """
+    if mini:
+        return MINI_HEADER.unpack_from(data)
+    _serial, msgType, size, _subList = FULL_HEADER.unpack_from(data)
+    return msgType, size
+
 # Client messages are small (agent data is chunked at 2 KiB); anything
 # bigger than this is a broken or hostile peer.
 MAX_CLIENT_MESSAGE = 1 << 20
@@ -196,10 +218,7 @@ class ChannelProtocol(Protocol):
         while self.connected and not self.closing and len(self._buffer) >= header.size:
             if self._turnSpent():
                 return
-            if self.mini:
-                msgType, size = header.unpack_from(self._buffer)
-            else:
-                _serial, msgType, size, _subList = header.unpack_from(self._buffer)
+            msgType, size = unpackHeader(self.mini, self._buffer)
             if size > self.maxClientMessage:
                 self.close("message type %d claims %d bytes, more than the %d allowed"
                            % (msgType, size, self.maxClientMessage))
@@ -320,10 +339,7 @@ class ChannelProtocol(Protocol):
             # message here, and it must be the migration data.
             return
         self._serial += 1
-        if self.mini:
-            header = MINI_HEADER.pack(msgType, len(body))
-        else:
-            header = FULL_HEADER.pack(self._serial, msgType, len(body), 0)
+        header = packHeader(self.mini, self._serial, msgType, len(body))
         self.transport.writeSequence([header, body])
         if counted and self.handlesAcks:
             self.unacked += 1

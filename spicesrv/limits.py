@@ -205,6 +205,15 @@ class LogLimiter:
         Log C{format} at info level unless this connection has used up its
         lines; C{kind} names the line in the summary.
         """
+        self._emit(self.log.info, kind, format, kw)
+
+    def warn(self, kind, format, **kw):
+        """
+        As L{info}, at warning level (the same lines count for both).
+        """
+        self._emit(self.log.warn, kind, format, kw)
+
+    def _emit(self, emit, kind, format, kw):
         now = self.clock.seconds()
         if self._windowStart is None or now - self._windowStart >= self.limits.logInterval:
             self.flush()
@@ -212,7 +221,7 @@ class LogLimiter:
             self._lines = 0
         if self._lines < self.limits.logBurst:
             self._lines += 1
-            self.log.info(format, **kw)
+            emit(format, **kw)
             return
         self._suppressed[kind] += 1
         if self._summaryCall is None:

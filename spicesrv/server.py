@@ -25,7 +25,7 @@ from spicesrv.channels.display import DisplayChannel
 from spicesrv.channels.inputs import InputsChannel
 from spicesrv.channels.main import MainChannel
 from spicesrv.context import ChannelContext
-from spicesrv.control.events import channelEventData
+from spicesrv.control.events import EventObservers, channelEventData
 from spicesrv.interfaces import (
     IAgent, IDisplayObserver, IDisplaySource, IKeyboard, IMigratableState, IMigration, IMouse,
     ITablet)
@@ -136,7 +136,7 @@ class SpiceServer:
         self._security = {}
         self._defaultSecurity = SECURITY_NONE | SECURITY_SSL
         self._leds = 0
-        self._eventObservers = []
+        self._events = EventObservers()
         self.sourceMigration = SourceMigration(self)
         self.migrationArrivalTimeout = MIGRATION_ARRIVAL_TIMEOUT
         self.seamless = seamless_migration
@@ -338,17 +338,13 @@ class SpiceServer:
         Call C{observer(name, data)} for SPICE_CONNECTED, SPICE_INITIALIZED,
         SPICE_DISCONNECTED and SPICE_MIGRATE_COMPLETED, with QEMU's data.
         """
-        self._eventObservers.append(observer)
+        self._events.add(observer)
 
     def removeEventObserver(self, observer):
-        self._eventObservers.remove(observer)
+        self._events.remove(observer)
 
     def emit(self, name, data):
-        for observer in list(self._eventObservers):
-            try:
-                observer(name, data)
-            except Exception:
-                self.log.failure("event observer failed on {name}", name=name)
+        self._events.emit(name, data)
 
     def _channelAdded(self, entry):
         for session in list(self.sessions.values()):

@@ -5,19 +5,16 @@ Option names follow QEMU's ``-spice`` where one exists.
 """
 
 import grp
-import os
 import re
 import sys
 import uuid as uuidlib
 
 from twisted.application import service
 from twisted.internet import endpoints
-from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python.failure import Failure
 from twisted.python import usage
 
 from twisted.logger import Logger
-from zope.interface import implementer
 
 from spicesrv.address import is_loopback, is_tcp_port
 from spicesrv.interfaces import ISource
@@ -26,6 +23,8 @@ from spicesrv.link import SECURITY_NONE, SECURITY_SSL
 from spicesrv.migration.command import Migrator
 from spicesrv.server import SpiceServer
 from spicesrv.ticket import Ticket
+from spicesrv import unixsocket
+from spicesrv.unixsocket import has_parameter, unix_server_endpoint
 from spicesrv.tls.endpoint import TLSServerEndpoint
 
 DEFAULT_PORT = 5900
@@ -35,10 +34,6 @@ DEFAULT_LIMITS = Limits()
 # channels at once, many clients reconnect after a migration) wait for 1 s
 # SYN retries.  The kernel caps it at net.core.somaxconn.
 DEFAULT_BACKLOG = 512
-# UNIX sockets: only the server's user may connect, unless told otherwise
-# (then as libvirt's unix_sock_group / unix_sock_rw_perms).
-DEFAULT_UNIX_MODE = 0o600
-DEFAULT_UNIX_GROUP_MODE = 0o660
 
 
 class ConfigError(Exception):
@@ -272,8 +267,8 @@ class BaseOptions(usage.Options):
             self["unix-socket-gid"] = None
         mode = self["unix-socket-mode"]
         if mode is None:
-            self["unix-socket-mode"] = (DEFAULT_UNIX_MODE if group is None
-                                        else DEFAULT_UNIX_GROUP_MODE)
+            self["unix-socket-mode"] = (unixsocket.DEFAULT_MODE if group is None
+                                        else unixsocket.DEFAULT_GROUP_MODE)
         elif isinstance(mode, str):
             try:
                 self["unix-socket-mode"] = int(mode, 8)
@@ -386,53 +381,12 @@ class BaseOptions(usage.Options):
         """
         kind = description.split(":", 1)[0]
         full = description
-        if kind in ("tcp", "tcp6", "ssl", "unix") and not _hasParameter(full, "backlog"):
+        if kind in ("tcp", "tcp6", "ssl", "unix") and not has_parameter(full, "backlog"):
             full += ":backlog=%d" % self["listen-backlog"]
         if kind != "unix":
             return endpoints.serverFromString(reactor, full)
-        mode, gid = self["unix-socket-mode"], self["unix-socket-gid"]
-        if _hasParameter(full, "mode"):
-            # The operator's own mode= wins over --unix-socket-mode.
-            endpoint = endpoints.serverFromString(reactor, full)
-            mode = endpoint._mode
-        else:
-            # With a group, the socket is the owner's alone until it has
-            # been given to the group; then it gets its mode.
-            first = mode if gid is None else mode & 0o700
-            endpoint = endpoints.serverFromString(reactor, "%s:mode=%o" % (full, first))
-        if gid is None:
-            return endpoint
-        return _UnixSocketGroup(endpoint, gid, mode)
-
-
-def _hasParameter(description, name):
-    return re.search(r"(?:^|[^\\]):%s=" % (re.escape(name),), description) is not None
-
-
-@implementer(IStreamServerEndpoint)
-class _UnixSocketGroup:
-    """
-    A UNIX server endpoint whose socket is given to a group, with a mode,
-    once it listens (C{--unix-socket-group}).
-    """
-
-    def __init__(self, endpoint, gid, mode):
-        self.endpoint = endpoint
-        self.gid = gid
-        self.mode = mode
-
-    def listen(self, factory):
-        def chown(port):
-            path = port.getHost().name
-            try:
-                os.chown(path, -1, self.gid)
-                os.chmod(path, self.mode)
-            except OSError as e:
-                port.stopListening()
-                raise ValueError("cannot give the socket to group %d (--unix-socket-group): "
-                                 "%s" % (self.gid, e.strerror))
-            return port
-        return self.endpoint.listen(factory).addCallback(chown)
+        return unix_server_endpoint(reactor, full, self["unix-socket-mode"],
+                                    self["unix-socket-gid"])
 
 
 def buildOptions(sources=None, channels=None):

@@ -20,7 +20,7 @@ from twisted.plugin import IPlugin
 
 from spicesrv import keys
 from spicesrv.agent import AgentReader, chunks
-from spicesrv.channel import FULL_HEADER, MINI_HEADER
+from spicesrv.channel import FULL_HEADER, MINI_HEADER, packHeader, unpackHeader
 from spicesrv.display import encoders as enc
 from spicesrv.display.cursor import Cursor
 from spicesrv.sources.base import FramebufferSource
@@ -142,10 +142,7 @@ class ServerMessages:
         self.buffer += data
         header = (MINI_HEADER if self.mini else FULL_HEADER).size
         while len(self.buffer) >= header:
-            if self.mini:
-                msgType, size = MINI_HEADER.unpack_from(self.buffer)
-            else:
-                _, msgType, size, _ = FULL_HEADER.unpack_from(self.buffer)
+            msgType, size = unpackHeader(self.mini, self.buffer)
             if len(self.buffer) < header + size:
                 break
             body = self.buffer[header:header + size]
@@ -250,11 +247,8 @@ class TestClientChannel:
         C{body}, for messages no table declares.
         """
         self._serial += 1
-        if self.mini:
-            header = MINI_HEADER.pack(msgType, len(body))
-        else:
-            header = FULL_HEADER.pack(self._serial, msgType, len(body), 0)
-        self.protocol.dataReceived(header + body)
+        self.protocol.dataReceived(packHeader(self.mini, self._serial, msgType, len(body))
+                                   + body)
 
 
 def connectChannel(server, channel_type, channel_id=0, password="", main=None, **kwargs):

@@ -1,6 +1,7 @@
 """
 In-memory tests of the main, display, inputs and cursor channels, through
-the real link stage, with the verified fakes of spicesrv.testing.
+the real link stage, with the verified fakes of spicesrv.testing (the fakes
+themselves are tested in tests.test_testing).
 """
 
 import uuid
@@ -10,10 +11,10 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from spicesrv.display.cursor import Cursor
-from spicesrv.interfaces import IDisplayObserver, IDisplaySource, IKeyboard, IMouse, ITablet
+from spicesrv.interfaces import IDisplayObserver
 from spicesrv.testing import (
     ClientSurface, FakeDisplaySource, LogCapture, RecordingKeyboard, RecordingMouse,
-    RecordingObserver, RecordingTablet, TestClientChannel, makeTestServer)
+    RecordingTablet, TestClientChannel, makeTestServer)
 from spicesrv.wire.constants import ChannelType, DisplayCap, LinkErr, MainCap, MouseMode
 from spicesrv.channel import MINI_HEADER
 from spicesrv.channels.main import MOUSE_MODE_REQUEST_INTERVAL
@@ -62,15 +63,6 @@ class Setup:
 
     def logText(self):
         return self.log.text()
-
-
-class FakesTests(unittest.TestCase):
-    def test_verified(self):
-        verifyObject(IDisplaySource, FakeDisplaySource())
-        verifyObject(IDisplayObserver, RecordingObserver())
-        verifyObject(IKeyboard, RecordingKeyboard())
-        verifyObject(IMouse, RecordingMouse())
-        verifyObject(ITablet, RecordingTablet())
 
 
 class ChannelLimitTests(Setup, unittest.TestCase):
@@ -134,6 +126,46 @@ class ChannelLimitTests(Setup, unittest.TestCase):
         # A new window logs again.
         self.main.sendRaw(999, b"")
         self.assertEqual(len(self.log.events[before:]), limits.logBurst + 2)
+
+    def test_clientCausedLinesAreRateLimited(self):
+        """
+        A line a client's message makes a channel log goes through the
+        channel's limit (a L{task.Clock} runs its window): a flood of
+        PREFERRED_COMPRESSION logs a bounded number of lines, then one
+        summary with the count.
+        """
+        limits = self.server.limits
+        display = self.link(ChannelType.DISPLAY)
+        before = len(self.log.events)
+        for _ in range(1000):
+            display.send(DISPLAY_CLIENT["PREFERRED_COMPRESSION"], image_compression=1)
+        self.server.clock.advance(0)
+        self.assertFalse(display.transport.disconnecting)
+        lines = self.log.texts()[before:]
+        self.assertEqual(len(lines), limits.logBurst)
+        self.assertIn("client prefers compression 1", lines[0])
+        self.server.clock.advance(limits.logInterval)
+        lines = self.log.texts()[before:]
+        self.assertEqual(len(lines), limits.logBurst + 1)
+        self.assertIn("PREFERRED_COMPRESSION: %d" % (1000 - limits.logBurst), lines[-1])
+
+    def test_clientCausedWarningsAreRateLimited(self):
+        """
+        Warnings a client causes (MIGRATE_END while not migrating) keep
+        their level and share the limit.
+        """
+        from twisted.logger import LogLevel
+        limits = self.server.limits
+        before = len(self.log.events)
+        for _ in range(500):
+            self.main.send(MAIN_CLIENT["MIGRATE_END"])
+        self.server.clock.advance(0)
+        events = self.log.events[before:]
+        self.assertEqual(len(events), limits.logBurst)
+        self.assertEqual({event["log_level"] for event in events}, {LogLevel.warn})
+        self.main.protocol.connectionLost(None)
+        self.assertEqual(len(self.log.matching(
+            "MIGRATE_END while not migrating in: %d" % (500 - limits.logBurst))), 1)
 
     def test_suppressedLinesSummarisedAtClose(self):
         limits = self.server.limits

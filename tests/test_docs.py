@@ -103,3 +103,56 @@ class ExampleTests(unittest.TestCase):
         self.assertIsNotNone(passed, "the example tests did not all pass (skips?):\n"
                              + output)
         self.assertGreaterEqual(int(passed.group(1)), 20, output)
+
+
+class LimitsDocumentedTests(unittest.TestCase):
+    """
+    The limits tables of README.md ("Security and limits") and
+    docs/operator.rst (its "limits" section) give the values the code has.
+    """
+
+    def sections(self):
+        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        readme = readme[readme.index("## Security and limits"):readme.index("## Embedding")]
+        with open(os.path.join(DOCS, "operator.rst"), encoding="utf-8") as f:
+            operator = f.read()
+        operator = operator[operator.index(".. _limits:"):operator.index(".. _qmp:")]
+        return [("README.md", " ".join(readme.split())),
+                ("operator.rst", " ".join(operator.split()))]
+
+    def test_values(self):
+        from spicesrv import channel, link
+        from spicesrv.channels import inputs, main, port
+        from spicesrv.control import jsonstream, qmp
+        from spicesrv.migration import incoming, seamless
+        from spicesrv.sources import picture
+        from spicesrv.wire import constants
+        MiB = 1 << 20
+        documented = [
+            ((constants.LINK_MAX_SIZE, constants.MAX_CAPS_WORDS), (4096, 1024),
+             "4096 bytes and 1024 capability words"),
+            (link.MAX_PARKED_BYTES, 64 * 1024, "over 64 KiB"),
+            (channel.MAX_CLIENT_MESSAGE, MiB, "message over 1 MiB"),
+            (inputs.MAX_INPUTS_MESSAGE, 2048, "2 KiB"),
+            ((port.PortChannel.maxClientMessage, port.MAX_UNCOMPRESSED), (16 * MiB, MiB),
+             "16 MiB, and COMPRESSED_DATA may unpack to 1 MiB"),
+            ((channel.MAX_MESSAGES_PER_TURN, channel.MAX_BYTES_PER_TURN), (64, 64 * 1024),
+             "64 messages or 64 KiB"),
+            (inputs.MAX_SCANCODES_PER_TURN, 16, "16 scancodes"),
+            (port.PENDING_LIMIT, MiB, "1 MiB of the client's writes"),
+            (main.MOUSE_MODE_REQUEST_INTERVAL, 0.5, "every 0.5 s"),
+            ((picture.MAX_PICTURE_SIDE, picture.MAX_PICTURE_PIXELS), (8192, 7680 * 4320),
+             "8192 pixels a side and 7680x4320"),
+            (seamless.MAX_DEPTH, 8, "nested at most 8 deep"),
+            ((qmp.MAX_REQUEST_SIZE, jsonstream.MAX_NESTING, qmp.MAX_OUTPUT_BACKLOG),
+             (MiB, 1024, MiB), "at most 1 MiB; JSON nested at most 1024 deep"),
+            ((incoming.MAX_STATE_SIZE, incoming.MAX_TOTAL_SIZE), (256 * MiB, 1024 * MiB),
+             "256 MiB per device and 1 GiB in all"),
+            (incoming.MAX_KEY_LENGTH, 200, "200 characters"),
+            (incoming.IDLE_TIMEOUT, 60, "silent for 60 s"),
+        ]
+        for name, text in self.sections():
+            for value, expected, phrase in documented:
+                self.assertEqual(value, expected, phrase)
+                self.assertIn(phrase, text, name)

@@ -73,6 +73,21 @@ class LogLimiterTests(unittest.TestCase):
         self.limiter.flush()
         self.assertEqual(len(self.log.texts()), 4)
 
+    def test_warnSharesTheBudget(self):
+        """
+        Warnings keep their level and count against the same lines as info.
+        """
+        from twisted.logger import LogLevel
+        self.limiter.warn("w", "warning")
+        for i in range(5):
+            self.limiter.info("a", "x")
+        self.assertEqual(self.log.texts(), ["warning", "x", "x"])
+        self.assertEqual(self.log.events[0]["log_level"], LogLevel.warn)
+        self.limiter.warn("w", "warning")
+        self.clock.advance(10)
+        self.assertEqual(self.log.texts()[-1],
+                         "conn c1: 4 more log lines suppressed (a: 3, w: 1)")
+
     def test_nothingSuppressedNoSummary(self):
         self.limiter.info("a", "x")
         self.clock.advance(100)

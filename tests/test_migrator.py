@@ -61,6 +61,22 @@ class MigratorTests(unittest.TestCase):
         self.assertEqual(self.events, ["setup", "active", "completed"])
         self.assertEqual(self.migrator.query_migrate(), {"status": "completed", "total-time": 1500})
 
+    def test_failingObserver(self):
+        """
+        An event observer that raises is logged; the migration and the
+        other observers go on.
+        """
+        def broken(name, data):
+            raise RuntimeError("observer bug")
+        later = []
+        self.migrator.addEventObserver(broken)
+        self.migrator.addEventObserver(lambda name, data: later.append(data["status"]))
+        d = self.migrator.migrate("tcp:127.0.0.1:4444")
+        self.transfers[0][2].callback({"bytes": 10, "seconds": 0.1, "keys": []})
+        self.assertEqual(self.successResultOf(d), "completed")
+        self.assertEqual(later, ["setup", "active", "completed"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 3)
+
     def test_waitsForClientAnswers(self):
         self.server.sourceMigration.pending = defer.Deferred()
         d = self.migrator.migrate("tcp:127.0.0.1:4444")

@@ -189,6 +189,27 @@ class LimitOptionTests(unittest.TestCase):
         self.addCleanup(top.stopService)
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
 
+    def test_monitorAndIncomingSocketsArePrivate(self):
+        """
+        The QMP monitor's and C{--incoming}'s UNIX sockets are the user's
+        alone too, as C{--listen unix:} ones.
+        """
+        import os
+        import stat
+        import tempfile
+        from twisted.internet import reactor
+        directory = tempfile.mkdtemp(prefix="spicesrv-")
+        self.addCleanup(os.rmdir, directory)
+        qmp = os.path.join(directory, "qmp.sock")
+        incoming = os.path.join(directory, "incoming.sock")
+        top = tap.makeService(parse("--port", "0", "--listen", "unix:" + directory + "/s.sock",
+                                    "--qmp", "unix:" + qmp, "--incoming", "unix:" + incoming),
+                              reactor)
+        top.privilegedStartService()
+        self.addCleanup(top.stopService)
+        for path in (qmp, incoming):
+            self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600, path)
+
     def test_unixSocketGroup(self):
         import os
         import stat

@@ -32,30 +32,9 @@ from spicesrv.migration.incoming import IncomingState, listenIncoming
 from spicesrv.migration.outgoing import sendState
 from spicesrv.migration.statewire import CHUNK_SIZE, Commit, Hello, State, TransferError
 from spicesrv.migration.uri import incomingEndpoint, parseMigrationURI
+from spicesrv.testing import RecordingState
 from tests.interop.processes import Twistd, freePort
 from tests.test_sources_image import peakMemory, pngBomb
-
-
-@implementer(IMigratableState)
-class Blob:
-    """
-    A device whose state is a byte string; it can be told to reject state.
-    """
-
-    def __init__(self, key, data=b"", reject=None):
-        self.migration_key = key
-        self.data = data
-        self.reject = reject
-        self.applied = []
-
-    def get_migration_state(self):
-        return self.data
-
-    def set_migration_state(self, data):
-        if self.reject is not None:
-            raise ValueError(self.reject)
-        self.applied.append(data)
-        self.data = data
 
 
 def randomBytes(size, seed=1):
@@ -167,6 +146,9 @@ class URITests(unittest.TestCase):
         self.assertEqual((endpoint._port, endpoint._interface), (4444, "127.0.0.1"))
         endpoint, _ = incomingEndpoint(clock, "unix:/tmp/x.sock")
         self.assertIsInstance(endpoint, endpoints.UNIXServerEndpoint)
+        self.assertEqual(endpoint._mode, 0o600)
+        endpoint, _ = incomingEndpoint(clock, "unix:/tmp/x.sock:mode=640")
+        self.assertEqual(endpoint._mode, 0o640)
         e = self.assertRaises(ValueError, incomingEndpoint, clock, "tls:127.0.0.1:4444")
         self.assertIn("needs TLS options", str(e))
         _, useTLS = incomingEndpoint(clock, "tls:127.0.0.1:4444", tlsOptions=object())
@@ -178,7 +160,7 @@ class URITests(unittest.TestCase):
 class DeviceTests(unittest.TestCase):
 
     def test_verify(self):
-        self.assertTrue(verifyObject(IMigratableState, Blob("blob")))
+        self.assertTrue(verifyObject(IMigratableState, RecordingState("blob")))
         self.assertTrue(verifyObject(IMigratableState, DemoSource(clock=task.Clock())))
         path = self.mktemp()
         with open(path, "wb") as f:
@@ -194,10 +176,11 @@ class MemoryTransferTests(unittest.TestCase):
     def test_roundTrip(self):
         big = randomBytes(1024 * 1024)
         exact = randomBytes(2 * CHUNK_SIZE, seed=2)
-        source = [Blob("big", big), Blob("small", b"hello"), Blob("empty", b""),
-                  Blob("exact", exact)]
-        fresh = [Blob("exact"), Blob("big"), Blob("small", b"old"), Blob("empty", b"x"),
-                 Blob("targetOnly", b"mine")]
+        source = [RecordingState("big", big), RecordingState("small", b"hello"),
+                  RecordingState("empty", b""), RecordingState("exact", exact)]
+        fresh = [RecordingState("exact"), RecordingState("big"),
+                 RecordingState("small", b"old"), RecordingState("empty", b"x"),
+                 RecordingState("targetOnly", b"mine")]
         completed = []
         target = IncomingState(lambda: fresh, onComplete=lambda: completed.append(True),
                                clock=task.Clock())
@@ -264,7 +247,7 @@ class MemoryTransferTests(unittest.TestCase):
         demo = DemoSource(clock=task.Clock())
         target = IncomingState(lambda: [demo], clock=task.Clock())
         before = demo.framebuffer().copy()
-        d, pump, _, _ = memoryTransfer([Blob("display.image", b"x")], target)
+        d, pump, _, _ = memoryTransfer([RecordingState("display.image", b"x")], target)
         pump.flush()
         e = self.failureResultOf(d, TransferError).value
         self.assertEqual(str(e), "the target refused the state: unknown device display.image "
@@ -274,7 +257,7 @@ class MemoryTransferTests(unittest.TestCase):
 
     def test_unknownKeys(self):
         target = IncomingState(lambda: [], clock=task.Clock())
-        d, pump, _, _ = memoryTransfer([Blob("a"), Blob("b")], target)
+        d, pump, _, _ = memoryTransfer([RecordingState("a"), RecordingState("b")], target)
         pump.flush()
         self.assertEqual(str(self.failureResultOf(d, TransferError).value),
                          "the target refused the state: unknown devices a, b "
@@ -287,11 +270,12 @@ class MemoryTransferTests(unittest.TestCase):
         target waits for a correct migration, which it then takes.
         """
         failures = []
-        first, broken = Blob("first", b"0"), Blob("broken", reject="checksum mismatch")
+        first = RecordingState("first", b"0")
+        broken = RecordingState("broken", reject="checksum mismatch")
         target = IncomingState(lambda: [first, broken], onFailure=failures.append,
                                clock=task.Clock())
-        d, pump, clock, _ = memoryTransfer([Blob("first", b"1"), Blob("broken", b"2")],
-                                           target)
+        d, pump, clock, _ = memoryTransfer(
+            [RecordingState("first", b"1"), RecordingState("broken", b"2")], target)
         pump.flush()
         message = str(self.failureResultOf(d, TransferError).value)
         self.assertEqual(message, "the target failed: cannot apply the state of broken: "
@@ -302,8 +286,9 @@ class MemoryTransferTests(unittest.TestCase):
         self.assertEqual(first.applied, [b"1", b"0"])       # applied, then given back
         self.assertEqual(first.data, b"0")
         broken.reject = None
-        d, pump, _, _ = memoryTransfer([Blob("first", b"3"), Blob("broken", b"4")], target,
-                                       clock=clock)
+        d, pump, _, _ = memoryTransfer(
+            [RecordingState("first", b"3"), RecordingState("broken", b"4")],
+            target, clock=clock)
         pump.flush()
         self.assertEqual(self.successResultOf(d)["keys"], ["first", "broken"])
         self.assertEqual((first.data, broken.data, target.state), (b"3", b"4", "done"))
@@ -314,15 +299,16 @@ class MemoryTransferTests(unittest.TestCase):
         still waits for another migration.
         """
         @implementer(IMigratableState)
-        class OneWay(Blob):
+        class OneWay(RecordingState):
             def set_migration_state(self, data):
                 if self.applied:
                     raise RuntimeError("no going back")
-                Blob.set_migration_state(self, data)
+                RecordingState.set_migration_state(self, data)
         first = OneWay("first", b"0")
-        target = IncomingState(lambda: [first, Blob("broken", reject="bad")],
+        target = IncomingState(lambda: [first, RecordingState("broken", reject="bad")],
                                clock=task.Clock())
-        d, pump, _, _ = memoryTransfer([Blob("first", b"1"), Blob("broken", b"2")], target)
+        d, pump, _, _ = memoryTransfer(
+            [RecordingState("first", b"1"), RecordingState("broken", b"2")], target)
         with capturedLogs() as events:
             pump.flush()
         self.assertIn("first kept part of the refused state; the target waits for another "
@@ -334,7 +320,7 @@ class MemoryTransferTests(unittest.TestCase):
     def test_demoRejectsDamagedState(self):
         demo = DemoSource(clock=task.Clock())
         target = IncomingState(lambda: [demo], clock=task.Clock())
-        d, pump, _, _ = memoryTransfer([Blob("display.demo", b"rubbish")], target)
+        d, pump, _, _ = memoryTransfer([RecordingState("display.demo", b"rubbish")], target)
         pump.flush()
         message = str(self.failureResultOf(d, TransferError).value)
         self.assertIn("cannot apply the state of display.demo: not demo display state", message)
@@ -350,7 +336,7 @@ class MemoryTransferTests(unittest.TestCase):
         canvas = state.index(b"\x89PNG")
         target = IncomingState(lambda: [demo], clock=task.Clock())
         d, pump, _, _ = memoryTransfer(
-            [Blob("display.demo", state[:canvas] + pngBomb(13000, 13000))], target)
+            [RecordingState("display.demo", state[:canvas] + pngBomb(13000, 13000))], target)
         memory = peakMemory()
         pump.flush()
         self.assertLess(peakMemory() - memory, 100 * 1024 * 1024)
@@ -364,22 +350,24 @@ class MemoryTransferTests(unittest.TestCase):
     def test_onCompleteFails(self):
         def broken():
             raise RuntimeError("cannot start the VM")
-        target = IncomingState(lambda: [Blob("a")], onComplete=broken, clock=task.Clock())
-        d, pump, _, _ = memoryTransfer([Blob("a", b"1")], target)
+        target = IncomingState(lambda: [RecordingState("a")], onComplete=broken,
+                               clock=task.Clock())
+        d, pump, _, _ = memoryTransfer([RecordingState("a", b"1")], target)
         pump.flush()
         self.assertIn("the target failed after applying the state: cannot start the VM",
                       str(self.failureResultOf(d, TransferError).value))
         self.assertEqual(target.state, "waiting")
 
     def test_secondConcurrentMigration(self):
-        fresh = [Blob("big")]
+        fresh = [RecordingState("big")]
         target = IncomingState(lambda: fresh, clock=task.Clock())
         big = randomBytes(1024 * 1024)
-        first, pump1, clock, _ = memoryTransfer([Blob("big", big)], target)
+        first, pump1, clock, _ = memoryTransfer([RecordingState("big", big)], target)
         for _ in range(3):
             pump1.pump()
         self.assertEqual(target.state, "receiving")
-        second, pump2, _, proto2 = memoryTransfer([Blob("big", b"other")], target, clock=clock)
+        second, pump2, _, proto2 = memoryTransfer([RecordingState("big", b"other")], target,
+                                                  clock=clock)
         pump2.flush()
         self.assertEqual(str(self.failureResultOf(second, TransferError).value),
                          "the migration target at tcp:127.0.0.1:4444 is busy: another "
@@ -389,7 +377,7 @@ class MemoryTransferTests(unittest.TestCase):
         self.assertEqual(self.successResultOf(first)["bytes"], len(big))
         self.assertEqual(fresh[0].applied, [big])
         # after success the target takes no other migration
-        third, pump3, _, _ = memoryTransfer([Blob("big", b"x")], target, clock=clock)
+        third, pump3, _, _ = memoryTransfer([RecordingState("big", b"x")], target, clock=clock)
         pump3.flush()
         self.assertEqual(str(self.failureResultOf(third, TransferError).value),
                          "the migration target at tcp:127.0.0.1:4444 is busy: this target "
@@ -400,10 +388,10 @@ class MemoryTransferTests(unittest.TestCase):
         Cancelling aborts the connection; the target throws away what it got,
         applies nothing and takes the next migration.
         """
-        fresh = Blob("big", b"original")
+        fresh = RecordingState("big", b"original")
         target = IncomingState(lambda: [fresh], clock=task.Clock())
         big = randomBytes(1024 * 1024)
-        d, pump, clock, proto = memoryTransfer([Blob("big", big)], target)
+        d, pump, clock, proto = memoryTransfer([RecordingState("big", big)], target)
         while not (proto.buffers and len(proto.buffers["big"]) > 2 * CHUNK_SIZE):
             pump.pump()
         d.cancel()
@@ -414,14 +402,14 @@ class MemoryTransferTests(unittest.TestCase):
         self.assertIsNone(target._active)
         self.assertEqual(fresh.applied, [])
         self.assertEqual(fresh.data, b"original")
-        d, pump, _, _ = memoryTransfer([Blob("big", b"retry")], target, clock=clock)
+        d, pump, _, _ = memoryTransfer([RecordingState("big", b"retry")], target, clock=clock)
         pump.flush()
         self.successResultOf(d)
         self.assertEqual(fresh.applied, [b"retry"])
 
     def test_cancelWhileConnecting(self):
         clock = MemoryReactorClock()
-        d = sendState(clock, "tcp:127.0.0.1:4444", [Blob("a")])
+        d = sendState(clock, "tcp:127.0.0.1:4444", [RecordingState("a")])
         connector = clock.connectors[-1]
         d.cancel()
         self.failureResultOf(d, CancelledError)
@@ -429,15 +417,17 @@ class MemoryTransferTests(unittest.TestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_oversizeState(self):
-        target = IncomingState(lambda: [Blob("a"), Blob("b")], maxStateSize=1000,
-                               maxTotalSize=1500, clock=task.Clock())
-        d, pump, clock, _ = memoryTransfer([Blob("a", b"x" * 2000)], target)
+        target = IncomingState(lambda: [RecordingState("a"), RecordingState("b")],
+                               maxStateSize=1000, maxTotalSize=1500,
+                               clock=task.Clock())
+        d, pump, clock, _ = memoryTransfer([RecordingState("a", b"x" * 2000)], target)
         pump.flush()
         self.assertEqual(str(self.failureResultOf(d, TransferError).value),
                          "the target refused the state: the state of a is 2000 bytes; "
                          "this target accepts at most 1000 bytes per device")
-        d, pump, _, _ = memoryTransfer([Blob("a", b"x" * 900), Blob("b", b"y" * 900)],
-                                       target, clock=clock)
+        d, pump, _, _ = memoryTransfer(
+            [RecordingState("a", b"x" * 900), RecordingState("b", b"y" * 900)],
+            target, clock=clock)
         pump.flush()
         self.assertEqual(str(self.failureResultOf(d, TransferError).value),
                          "the target refused the state: the state is 1800 bytes in all; "
@@ -445,7 +435,7 @@ class MemoryTransferTests(unittest.TestCase):
         self.assertEqual(target.state, "waiting")
 
     def test_targetNeverAnswers(self):
-        d, pump, clock, _ = memoryTransfer([Blob("a", b"1")], None, server=Silent(),
+        d, pump, clock, _ = memoryTransfer([RecordingState("a", b"1")], None, server=Silent(),
                                            timeout=60)
         pump.flush()
         clock.advance(59)
@@ -460,14 +450,14 @@ class MemoryTransferTests(unittest.TestCase):
 
     def test_connectTimeout(self):
         clock = MemoryReactorClock()
-        d = sendState(clock, "tcp:127.0.0.1:4444", [Blob("a")], timeout=5)
+        d = sendState(clock, "tcp:127.0.0.1:4444", [RecordingState("a")], timeout=5)
         clock.advance(5)
         self.assertEqual(str(self.failureResultOf(d, TransferError).value),
                          "cannot connect to the migration target at tcp:127.0.0.1:4444: "
                          "timed out after 5 seconds")
 
     def test_garbageTarget(self):
-        d, pump, _, _ = memoryTransfer([Blob("a", b"1")], None, server=Garbage())
+        d, pump, _, _ = memoryTransfer([RecordingState("a", b"1")], None, server=Garbage())
         pump.flush()
         self.assertEqual(str(self.failureResultOf(d, TransferError).value),
                          "the migration target at tcp:127.0.0.1:4444 ended the transfer: "
@@ -477,7 +467,7 @@ class MemoryTransferTests(unittest.TestCase):
         class Hangup(protocol.Protocol):
             def dataReceived(self, data):
                 self.transport.loseConnection()
-        d, pump, _, _ = memoryTransfer([Blob("a", b"1")], None, server=Hangup())
+        d, pump, _, _ = memoryTransfer([RecordingState("a", b"1")], None, server=Hangup())
         pump.flush()
         self.assertEqual(str(self.failureResultOf(d, TransferError).value),
                          "the migration target at tcp:127.0.0.1:4444 ended the transfer: "
@@ -486,9 +476,10 @@ class MemoryTransferTests(unittest.TestCase):
     def test_sourceErrors(self):
         clock = MemoryReactorClock()
         for devices, message in [
-                ([Blob("a"), Blob("a")], "two devices share the migration key a"),
+                ([RecordingState("a"), RecordingState("a")],
+                 "two devices share the migration key a"),
                 ([object()], "does not provide IMigratableState"),
-                ([Blob("k" * 150 + str(i)) for i in range(500)],
+                ([RecordingState("k" * 150 + str(i)) for i in range(500)],
                  "too many devices (500) for one Hello")]:
             d = sendState(clock, "tcp:127.0.0.1:4444", devices)
             if clock.tcpClients:
@@ -511,9 +502,11 @@ class MemoryTransferTests(unittest.TestCase):
             "tls:h:1 needs TLS options that check the target's certificate")
 
     def test_logsOneLine(self):
-        target = IncomingState(lambda: [Blob("a"), Blob("b")], clock=task.Clock())
+        target = IncomingState(lambda: [RecordingState("a"), RecordingState("b")],
+                               clock=task.Clock())
         with capturedLogs() as events:
-            d, pump, _, _ = memoryTransfer([Blob("a", b"12345"), Blob("b", b"678")], target)
+            d, pump, _, _ = memoryTransfer(
+                [RecordingState("a", b"12345"), RecordingState("b", b"678")], target)
             pump.flush()
         self.successResultOf(d)
         lines = [formatEvent(e) for e in events
@@ -529,9 +522,9 @@ class MemoryTransferTests(unittest.TestCase):
         connection lost meanwhile does not undo the applied state.
         """
         ready = defer.Deferred()
-        fresh = Blob("a")
+        fresh = RecordingState("a")
         target = IncomingState(lambda: [fresh], onComplete=lambda: ready, clock=task.Clock())
-        d, pump, _, _ = memoryTransfer([Blob("a", b"1")], target)
+        d, pump, _, _ = memoryTransfer([RecordingState("a", b"1")], target)
         pump.flush()
         self.assertNoResult(d)
         self.assertEqual((target.state, fresh.applied), ("applying", [b"1"]))
@@ -541,9 +534,9 @@ class MemoryTransferTests(unittest.TestCase):
         self.assertEqual(target.state, "done")
 
         ready = defer.Deferred()
-        fresh = Blob("a")
+        fresh = RecordingState("a")
         target = IncomingState(lambda: [fresh], onComplete=lambda: ready, clock=task.Clock())
-        d, pump, _, _ = memoryTransfer([Blob("a", b"1")], target)
+        d, pump, _, _ = memoryTransfer([RecordingState("a", b"1")], target)
         pump.flush()
         d.cancel()
         pump.flush()
@@ -554,7 +547,7 @@ class MemoryTransferTests(unittest.TestCase):
         self.assertEqual(fresh.applied, [b"1"])
 
     def test_noDevices(self):
-        target = IncomingState(lambda: [Blob("a", b"keep")], clock=task.Clock())
+        target = IncomingState(lambda: [RecordingState("a", b"keep")], clock=task.Clock())
         d, pump, _, _ = memoryTransfer([], target)
         pump.flush()
         summary = self.successResultOf(d)
@@ -569,7 +562,7 @@ class RawAMPTests(unittest.TestCase):
 
     def setUp(self):
         self.clock = task.Clock()
-        self.device = Blob("a")
+        self.device = RecordingState("a")
         self.target = IncomingState(lambda: [self.device], clock=self.clock, idleTimeout=30)
         self.server = self.target.buildProtocol(None)
         self.client = amp.AMP()
@@ -694,12 +687,12 @@ class SocketTests(unittest.TestCase):
         demo.tablet.position(400, 300, 1)
         newDemo = DemoSource(clock=task.Clock())
         big = randomBytes(1024 * 1024)
-        fresh = Blob("big")
+        fresh = RecordingState("big")
         completed = []
         target, port = yield self.listen(
             [newDemo, fresh], onComplete=lambda: completed.append(target.state))
         uri = "tcp:127.0.0.1:%d" % (port.getHost().port,)
-        summary = yield sendState(reactor, uri, lambda: [demo, Blob("big", big)])
+        summary = yield sendState(reactor, uri, lambda: [demo, RecordingState("big", big)])
         self.assertEqual(summary["keys"], ["display.demo", "big"])
         self.assertEqual(completed, ["applying"])
         self.assertEqual(fresh.applied, [big])
@@ -716,22 +709,22 @@ class SocketTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_unixRoundTrip(self):
         path = self.mktemp()
-        fresh = Blob("a")
+        fresh = RecordingState("a")
         target, port = yield self.listen([fresh], "unix:" + path)
-        summary = yield sendState(reactor, "unix:" + path, [Blob("a", b"state")])
+        summary = yield sendState(reactor, "unix:" + path, [RecordingState("a", b"state")])
         self.assertEqual((summary["keys"], summary["bytes"]), (["a"], 5))
         self.assertEqual(fresh.applied, [b"state"])
 
     @defer.inlineCallbacks
     def test_listenIncoming(self):
-        fresh = Blob("a")
+        fresh = RecordingState("a")
         done = defer.Deferred()
         port = yield listenIncoming(reactor, "tcp:127.0.0.1:0", lambda: [fresh],
                                     onComplete=lambda: done.callback(None))
         self.addCleanup(port.factory.stop)
         self.assertIsInstance(port.factory, IncomingState)
         yield sendState(reactor, "tcp:127.0.0.1:%d" % (port.getHost().port,),
-                        [Blob("a", b"1")])
+                        [RecordingState("a", b"1")])
         yield done
         self.assertEqual(fresh.applied, [b"1"])
 
@@ -742,14 +735,15 @@ class SocketTests(unittest.TestCase):
         number = port.getHost().port
         yield port.stopListening()
         e = yield self.assertFailure(
-            sendState(reactor, "tcp:127.0.0.1:%d" % (number,), [Blob("a")]), TransferError)
+            sendState(reactor, "tcp:127.0.0.1:%d" % (number,), [RecordingState("a")]),
+            TransferError)
         self.assertEqual(str(e), "cannot connect to the migration target at "
                                  "tcp:127.0.0.1:%d: Connection refused" % (number,))
 
     @defer.inlineCallbacks
     def test_unixMissing(self):
         e = yield self.assertFailure(
-            sendState(reactor, "unix:nonexistent.sock", [Blob("a")]), TransferError)
+            sendState(reactor, "unix:nonexistent.sock", [RecordingState("a")]), TransferError)
         self.assertEqual(str(e), "cannot connect to the migration target at "
                                  "unix:nonexistent.sock: No such file or directory")
 
@@ -759,7 +753,7 @@ class SocketTests(unittest.TestCase):
         A peer that is not a migration source is dropped without harm; a
         real source migrates afterwards.
         """
-        fresh = Blob("a")
+        fresh = RecordingState("a")
         target, port = yield self.listen([fresh])
         address = port.getHost()
         for payload in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -769,7 +763,8 @@ class SocketTests(unittest.TestCase):
                 endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", address.port), client)
             yield client.closed
         self.assertEqual(target.state, "waiting")
-        yield sendState(reactor, "tcp:127.0.0.1:%d" % (address.port,), [Blob("a", b"ok")])
+        yield sendState(reactor, "tcp:127.0.0.1:%d" % (address.port,),
+                        [RecordingState("a", b"ok")])
         self.assertEqual(fresh.applied, [b"ok"])
 
 
@@ -872,20 +867,20 @@ class TLSTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_trusted(self):
-        fresh = Blob("a")
+        fresh = RecordingState("a")
         target, uri = yield self.start([fresh])
         options = ssl.optionsForClientTLS("127.0.0.1", trustRoot=self.ca)
-        summary = yield sendState(reactor, uri, [Blob("a", randomBytes(200000))],
+        summary = yield sendState(reactor, uri, [RecordingState("a", randomBytes(200000))],
                                   tlsOptions=options)
         self.assertEqual(summary["bytes"], 200000)
         self.assertEqual(fresh.applied, [randomBytes(200000)])
 
     @defer.inlineCallbacks
     def test_untrusted(self):
-        fresh = Blob("a")
+        fresh = RecordingState("a")
         target, uri = yield self.start([fresh])
         options = ssl.optionsForClientTLS("127.0.0.1", trustRoot=self.otherCA)
-        e = yield self.assertFailure(sendState(reactor, uri, [Blob("a", b"1")],
+        e = yield self.assertFailure(sendState(reactor, uri, [RecordingState("a", b"1")],
                                                tlsOptions=options), TransferError)
         self.assertEqual(str(e), "TLS with the migration target at %s failed: "
                                  "certificate verify failed" % (uri,))
@@ -894,10 +889,10 @@ class TLSTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_wrongName(self):
-        fresh = Blob("a")
+        fresh = RecordingState("a")
         target, uri = yield self.start([fresh])
         options = ssl.optionsForClientTLS("dst.example", trustRoot=self.ca)
-        e = yield self.assertFailure(sendState(reactor, uri, [Blob("a", b"1")],
+        e = yield self.assertFailure(sendState(reactor, uri, [RecordingState("a", b"1")],
                                                tlsOptions=options), TransferError)
         self.assertEqual(str(e), "TLS with the migration target at %s failed: its "
                                  "certificate is not valid for dst.example" % (uri,))
@@ -932,20 +927,20 @@ class MutualTLSTests(unittest.TestCase):
         Source and target share the x509 dir (one CA): the transfer works.
         """
         tls = self.serverTLS()
-        fresh = Blob("a")
+        fresh = RecordingState("a")
         target, uri = yield self.start(tls, [fresh])
-        yield sendState(reactor, uri, [Blob("a", b"state")],
+        yield sendState(reactor, uri, [RecordingState("a", b"state")],
                         tlsOptions=tls.clientOptions("127.0.0.1"))
         self.assertEqual(fresh.applied, [b"state"])
 
     @defer.inlineCallbacks
     def test_sourceWithoutCertificate(self):
         tls = self.serverTLS()
-        fresh = Blob("a")
+        fresh = RecordingState("a")
         target, uri = yield self.start(tls, [fresh])
         authority = ssl.Certificate.loadPEM(open(tls.cacert_file, "rb").read())
         options = ssl.optionsForClientTLS("127.0.0.1", trustRoot=authority)
-        yield self.assertFailure(sendState(reactor, uri, [Blob("a", b"1")],
+        yield self.assertFailure(sendState(reactor, uri, [RecordingState("a", b"1")],
                                            tlsOptions=options), TransferError)
         self.assertEqual(fresh.applied, [])
 
@@ -957,7 +952,7 @@ class MutualTLSTests(unittest.TestCase):
         """
         targetTLS = self.serverTLS()
         sourceTLS = self.serverTLS()
-        fresh = Blob("a")
+        fresh = RecordingState("a")
         target, uri = yield self.start(targetTLS, [fresh])
         from OpenSSL import crypto
         mine = ssl.PrivateCertificate.fromCertificateAndKeyPair(
@@ -966,7 +961,7 @@ class MutualTLSTests(unittest.TestCase):
         authority = ssl.Certificate.loadPEM(open(targetTLS.cacert_file, "rb").read())
         options = ssl.optionsForClientTLS("127.0.0.1", trustRoot=authority,
                                           clientCertificate=mine)
-        yield self.assertFailure(sendState(reactor, uri, [Blob("a", b"1")],
+        yield self.assertFailure(sendState(reactor, uri, [RecordingState("a", b"1")],
                                            tlsOptions=options), TransferError)
         self.assertEqual(fresh.applied, [])
 
@@ -989,7 +984,7 @@ class TargetProcessTests(unittest.TestCase):
         uri = "tcp:127.0.0.1:%d" % (incomingPort,)
 
         e = yield self.assertFailure(
-            sendState(reactor, uri, [Blob("display.demo", b"\x00" * 16)]), TransferError)
+            sendState(reactor, uri, [RecordingState("display.demo", b"\x00" * 16)]), TransferError)
         self.assertEqual(str(e), "the target failed: cannot apply the state of display.demo: "
                                  "not demo display state (starts with %r); nothing was "
                                  "applied; the target waits for another migration"
@@ -999,7 +994,8 @@ class TargetProcessTests(unittest.TestCase):
         canvas = demo.get_migration_state()
         canvas = canvas[:canvas.index(b"\x89PNG")]
         e = yield self.assertFailure(
-            sendState(reactor, uri, [Blob("display.demo", canvas + pngBomb(13000, 13000))]),
+            sendState(reactor, uri,
+                      [RecordingState("display.demo", canvas + pngBomb(13000, 13000))]),
             TransferError)
         self.assertIn("the migrated canvas is 13000x13000 pixels", str(e))
         self.assertFalse(target.ended.called, target.text())

@@ -140,15 +140,17 @@ class DisplayChannel(ChannelProtocol):
         if msg.image_compression == COMPRESSION_OFF:
             self.encoding = RAW
         elif msg.image_compression == COMPRESSION_LZ4 and not self.clientHasLz4:
-            self.log.info("{session} {channel}: LZ4 preferred but not supported by the "
-                          "client; sending raw bitmaps", session=self.session.id,
-                          channel=self.name)
+            self.peerLog.info("PREFERRED_COMPRESSION",
+                              "{session} {channel}: LZ4 preferred but not supported by the "
+                              "client; sending raw bitmaps", session=self.session.id,
+                              channel=self.name)
             self.encoding = RAW
         else:
             self.encoding = LZ4 if self.clientHasLz4 else RAW
-        self.log.info("{session} {channel}: client prefers compression {pref}: "
-                      "sending {encoding}", session=self.session.id, channel=self.name,
-                      pref=msg.image_compression, encoding=self.encoding)
+        self.peerLog.info("PREFERRED_COMPRESSION",
+                          "{session} {channel}: client prefers compression {pref}: "
+                          "sending {encoding}", session=self.session.id, channel=self.name,
+                          pref=msg.image_compression, encoding=self.encoding)
 
     # -- the source's news -----------------------------------------------------
 

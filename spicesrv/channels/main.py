@@ -99,8 +99,9 @@ class MainChannel(ChannelProtocol):
 
     def msg_ATTACH_CHANNELS(self, msg):
         if self.silent:
-            self.log.warn("{session} main: ATTACH_CHANNELS while migrating in; ignored",
-                          session=self.session.id)
+            self.peerLog.warn("ATTACH_CHANNELS while migrating in",
+                              "{session} main: ATTACH_CHANNELS while migrating in; ignored",
+                              session=self.session.id)
             return
         entries = [e for e in self.context.channelEntries()
                    if e.channel_type != ChannelType.MAIN]
@@ -154,8 +155,8 @@ class MainChannel(ChannelProtocol):
 
     def msg_AGENT_DATA(self, msg):
         if self.agent is None:
-            self.log.info("{session} main: no agent; dropping {size} bytes of agent data",
-                          session=self.session.id, size=len(msg.data))
+            self.peerLog.info("AGENT_DATA", "{session} main: no agent; dropping {size} bytes "
+                              "of agent data", session=self.session.id, size=len(msg.data))
             return
         self.agent.dataReceived(msg.data)
 
@@ -239,8 +240,9 @@ class MainChannel(ChannelProtocol):
         decides.
         """
         if self.session.arrival is None:
-            self.log.warn("{session} main: MIGRATE_END from a client that is not "
-                          "migrating in; ignored", session=self.session.id)
+            self.peerLog.warn("MIGRATE_END while not migrating in",
+                              "{session} main: MIGRATE_END from a client that is not "
+                              "migrating in; ignored", session=self.session.id)
             return
         self.session.arrival.clientSwitched(self)
 
@@ -259,9 +261,10 @@ class MainChannel(ChannelProtocol):
         step 3); its arrival decides.
         """
         if self.session.arrival is None:
-            self.log.info("{session} main: seamless migration refused (the client is not "
-                          "migrating in); the client goes on semi-seamlessly",
-                          session=self.session.id)
+            self.peerLog.info("MIGRATE_DST_DO_SEAMLESS while not migrating in",
+                              "{session} main: seamless migration refused (the client is "
+                              "not migrating in); the client goes on semi-seamlessly",
+                              session=self.session.id)
             self.answerSeamless(False)
             return
         self.session.arrival.seamlessRequested(self, msg.src_version)

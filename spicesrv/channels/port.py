@@ -271,10 +271,14 @@ class PortChannel(ChannelProtocol):
         """
         return self._backend.transport if self._backend is not None else None
 
-    def _log(self, level, text, **kwargs):
-        getattr(self.log, level)("{session} {channel}: port {port}: " + text,
-                                 session=self.session.id, channel=self.name,
-                                 port=self.portName, endpoint=str(self.endpoint), **kwargs)
+    def _log(self, level, kind, text, **kwargs):
+        # Each line follows from what the client did (linking, PORT_EVENT,
+        # DATA, BREAK), so it goes through the channel's rate limit; C{kind}
+        # names it in the summary of suppressed lines.
+        getattr(self.peerLog, level)(kind, "{session} {channel}: port {port}: " + text,
+                                     session=self.session.id, channel=self.name,
+                                     port=self.portName, endpoint=str(self.endpoint),
+                                     **kwargs)
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -330,8 +334,8 @@ class PortChannel(ChannelProtocol):
         self._attempt = None
         self._connecting = None
         dropped = self._dropPending()
-        self._log("warn", "cannot connect to {endpoint}: {why}{lost}",
-                  why=failure.getErrorMessage(),
+        self._log("warn", "failed backend connections",
+                  "cannot connect to {endpoint}: {why}{lost}", why=failure.getErrorMessage(),
                   lost=" (%d bytes from the client dropped)" % dropped if dropped else "")
         self._sendEvent(PortEvent.CLOSED)
         return None
@@ -346,7 +350,7 @@ class PortChannel(ChannelProtocol):
         self._backend = backend
         if self._clientFull:
             backend.transport.pauseProducing()
-        self._log("info", "connected to {endpoint}")
+        self._log("info", "backend connections", "connected to {endpoint}")
         self._sendEvent(PortEvent.OPENED)
         pending, self._pending, self._pendingSize = self._pending, [], 0
         if pending:
@@ -355,7 +359,7 @@ class PortChannel(ChannelProtocol):
 
     def _backendLost(self, backend, reason):
         self._detach(backend)
-        self._log("warn", "{endpoint} closed the connection: {why}",
+        self._log("warn", "backend closes", "{endpoint} closed the connection: {why}",
                   why=reason.getErrorMessage())
         self._sendEvent(PortEvent.CLOSED)
 
@@ -444,23 +448,24 @@ class PortChannel(ChannelProtocol):
                 self._pauseReading("pending")
         else:
             if not self._dropped:
-                self._log("info", "the port is closed; dropping what the client writes")
+                self._log("info", "DATA while closed",
+                          "the port is closed; dropping what the client writes")
             self._dropped += len(data)
 
     def msg_PORT_EVENT(self, msg):
         if msg.event == PortEvent.OPENED:
             if self._backend is None and self._connecting is None:
-                self._log("info", "the client reopened the port")
+                self._log("info", "PORT_EVENT", "the client reopened the port")
                 self._open()
         elif msg.event == PortEvent.CLOSED:
             if self._backend is not None or self._connecting is not None:
-                self._log("info", "the client closed the port")
+                self._log("info", "PORT_EVENT", "the client closed the port")
                 self._close()
                 self._sendEvent(PortEvent.CLOSED)
         elif msg.event == PortEvent.BREAK:
             self.breakReceived()
         else:
-            self._log("info", "ignoring port event {event}", event=msg.event)
+            self._log("info", "PORT_EVENT", "ignoring port event {event}", event=msg.event)
 
     def breakReceived(self):
         """
@@ -468,7 +473,7 @@ class PortChannel(ChannelProtocol):
         CHR_EVENT_BREAK).  A stream socket has no break; subclasses may
         translate it for their backend.
         """
-        self._log("info", "BREAK from the client (a stream socket has no break)")
+        self._log("info", "BREAK", "BREAK from the client (a stream socket has no break)")
 
     # -- flow control ------------------------------------------------------------------
 

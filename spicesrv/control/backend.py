@@ -14,7 +14,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 import spicesrv
-from spicesrv.control.events import basicInfo
+from spicesrv.control.events import EventObservers, basicInfo
 from spicesrv.interfaces import IMonitorBackend
 from spicesrv.wire.constants import MouseMode
 
@@ -54,11 +54,11 @@ class SpiceServerBackend:
         self.ca_file = ca_file
         self.addresses = addresses if addresses is not None else {}
         self._reactor = reactor
-        self._observers = []
+        self._events = EventObservers()
         for source in (server, migrator):
             subscribe = getattr(source, "addEventObserver", None)
             if subscribe is not None:
-                subscribe(self._event)
+                subscribe(self._events.emit)
 
     @property
     def reactor(self):
@@ -70,14 +70,7 @@ class SpiceServerBackend:
     # -- events ----------------------------------------------------------------------
 
     def addEventObserver(self, observer):
-        self._observers.append(observer)
-
-    def _event(self, name, data=None):
-        for observer in list(self._observers):
-            try:
-                observer(name, data)
-            except Exception:
-                self.log.failure("QMP event observer failed on {event}", event=name)
+        self._events.add(observer)
 
     # -- query-spice -----------------------------------------------------------------
 

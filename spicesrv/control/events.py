@@ -4,8 +4,13 @@ monitor's replies (C{query-spice}) and the server's events
 (C{SPICE_CONNECTED}, C{SPICE_INITIALIZED}, C{SPICE_DISCONNECTED}): plain
 dictionaries built from a link's L{spicesrv.link.LinkInfo}, so the server
 and the monitor agree on them and neither the link nor the server knows
-QMP's field names.
+QMP's field names; and L{EventObservers}, the one list of observers the
+server, the migrator and the monitor's backend each tell their events to.
 """
+
+from twisted.logger import Logger
+
+from spicesrv.address import address_parts
 
 
 def basicInfo(address=None, peer=""):
@@ -14,15 +19,10 @@ def basicInfo(address=None, peer=""):
     C{IAddress}, or else of a C{"host:port"} string, for QMP replies and
     events.
     """
-    if address is not None:
-        host = getattr(address, "host", None)
-        if host is None:
-            name = getattr(address, "name", None) or ""
-            if isinstance(name, bytes):
-                name = name.decode("utf-8", "replace")
-            return {"host": name, "port": "", "family": "unix"}
-        return {"host": host, "port": str(address.port),
-                "family": "ipv6" if ":" in host else "ipv4"}
+    parts = address_parts(address) if address is not None else None
+    if parts is not None:
+        host, port, family = parts
+        return {"host": host, "port": "" if port is None else str(port), "family": family}
     host, sep, port = (peer or "").rpartition(":")
     if not sep or not port.isdigit():
         return {"host": peer or "", "port": "", "family": "unix"}
@@ -45,3 +45,32 @@ def channelEventData(info, auth=None, session_id=None):
                        "channel-type": info.channel_type,
                        "channel-id": info.channel_id, "tls": info.secure})
     return {"server": server, "client": client}
+
+
+class EventObservers:
+    """
+    The observers of one source of QMP-style events, each called as
+    C{observer(name, data)}.  An observer that raises is logged, and the
+    others still hear the event.
+    """
+
+    log = Logger()
+
+    def __init__(self):
+        self._observers = []
+
+    def add(self, observer):
+        self._observers.append(observer)
+
+    def remove(self, observer):
+        self._observers.remove(observer)
+
+    def emit(self, name, data=None):
+        """
+        Tell every observer (as they are now) about the event C{name}.
+        """
+        for observer in list(self._observers):
+            try:
+                observer(name, data)
+            except Exception:
+                self.log.failure("event observer failed on {name}", name=name)

@@ -44,6 +44,7 @@ from spicesrv.address import describe_peer, is_loopback
 from spicesrv.control.commands import COMMAND_TABLE
 from spicesrv.control.jsonstream import ERROR, MAX_NESTING, JSONSplitter
 from spicesrv.control.schema import COMMAND_NOT_FOUND, GENERIC_ERROR, QMPError
+from spicesrv.unixsocket import unix_server_endpoint
 
 __all__ = [
     "QMPFactory", "QMPProtocol", "monitorEndpoint", "QEMU_VERSION",
@@ -408,7 +409,7 @@ class QMPFactory(Factory):
 def monitorEndpoint(reactor, description):
     """
     The server endpoint for a QMP monitor: C{unix:PATH[:mode=...]} (mode
-    600 unless given) or C{tcp:PORT:interface=ADDR} / C{tcp6:...} on a
+    600 unless given, as every UNIX socket of L{spicesrv.unixsocket}) or C{tcp:PORT:interface=ADDR} / C{tcp6:...} on a
     loopback address.
 
     @raise ValueError: with a one-line reason, for anything else, in
@@ -417,12 +418,7 @@ def monitorEndpoint(reactor, description):
     """
     kind = description.split(":", 1)[0].strip().lower()
     if kind == "unix":
-        if "mode=" not in description:
-            description += ":mode=600"
-        endpoint = endpoints.serverFromString(reactor, description)
-        if not isinstance(endpoint, endpoints.UNIXServerEndpoint):
-            raise ValueError("QMP monitor %r is not a UNIX socket endpoint" % (description,))
-        return endpoint
+        return unix_server_endpoint(reactor, description)
     if kind not in ("tcp", "tcp6"):
         raise ValueError("QMP monitor endpoint %r: use unix:PATH or tcp:PORT:interface="
                          "127.0.0.1 (the monitor has no authentication)" % (description,))

@@ -10,6 +10,7 @@ intact.
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from spicesrv.control.events import EventObservers
 from spicesrv.migration.outgoing import sendState
 from spicesrv.migration.statewire import TransferError
 from spicesrv.migration.uri import parseMigrationURI
@@ -44,19 +45,18 @@ class Migrator:
         self._started = None
         self._finished = None
         self._transfer = None
-        self._observers = []
+        self._events = EventObservers()
 
     def addEventObserver(self, observer):
         """
         Call C{observer("MIGRATION", {"status": ...})} on every status change,
         as QEMU's MIGRATION event.
         """
-        self._observers.append(observer)
+        self._events.add(observer)
 
     def _setStatus(self, status):
         self.status = status
-        for observer in list(self._observers):
-            observer("MIGRATION", {"status": status})
+        self._events.emit("MIGRATION", {"status": status})
 
     def migrate(self, uri):
         """

@@ -6,7 +6,6 @@ conversation and its rules are in L{spicesrv.migration.statewire}.
 
 import time
 
-from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
@@ -14,6 +13,7 @@ from twisted.protocols import amp
 from twisted.protocols.policies import TimeoutMixin
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from spicesrv.address import describe_peer
 from spicesrv.migration.statewire import (
     PROTOCOL_VERSION, ApplyFailed, Busy, Commit, Hello, Peer, Refused, State, reasonText)
 from spicesrv.migration.uri import incomingEndpoint
@@ -45,21 +45,9 @@ class _IncomingProtocol(Peer, TimeoutMixin):
         self.started = None
         self.closedBy = None      # why we closed, for the log
 
-    @property
-    def peer(self):
-        try:
-            address = self.transport.getPeer()
-        except Exception:
-            return "an unknown peer"
-        if isinstance(address, (IPv4Address, IPv6Address)):
-            return "%s:%s" % (address.host, address.port)
-        if isinstance(address, UNIXAddress):
-            return "a local process (UNIX socket)"
-        return str(address)
-
     def connectionMade(self):
         amp.AMP.connectionMade(self)
-        self.peerName = self.peer
+        self.peerName = describe_peer(self.transport.getPeer())
         self.callLater = self.incoming.clock.callLater
         self.setTimeout(self.incoming.idleTimeout)
         self.incoming._connections.add(self)

@@ -68,6 +68,8 @@ from twisted.internet import error as ierror
 from twisted.internet.defer import fail
 from twisted.protocols import amp
 
+from spicesrv.tls.context import ssl_error_text
+
 #: The version of the conversation below; Hello carries it.
 PROTOCOL_VERSION = 1
 
@@ -185,9 +187,7 @@ def reasonText(reason):
     if isinstance(value, amp.TooLong) or reason.check(amp.NoEmptyBoxes):
         return "it does not speak the spicesrv migration protocol (AMP)"
     if isinstance(value, SSL.Error):
-        details = [entry[-1] for entry in value.args[0] if isinstance(entry, tuple)] \
-            if value.args and isinstance(value.args[0], list) else []
-        return "TLS failed: %s" % ("; ".join(details) or value)
+        return "TLS failed: %s" % (ssl_error_text(value),)
     if type(value).__name__ == "VerificationError":        # from service_identity
         names = []
         for mismatch in getattr(value, "errors", ()):

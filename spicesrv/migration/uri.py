@@ -10,6 +10,9 @@ import re
 from twisted.internet import endpoints
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 
+from spicesrv.address import is_tcp_port
+from spicesrv.unixsocket import unix_server_endpoint
+
 SUPPORTED_URIS = "tcp:HOST:PORT, unix:PATH or tls:HOST:PORT"
 
 _HOST_PORT = re.compile(r"^(\[[^\]]*\]|[^:\[\]]*):([^:]*)$")
@@ -50,7 +53,7 @@ def parseMigrationURI(uri, incoming=False):
             raise ValueError("%r: %r is not an IPv6 address" % (uri, host))
     if not host and not incoming:
         raise ValueError("%r names no host: expected %s:HOST:PORT" % (uri, kind))
-    if not port.isdigit() or not (0 if incoming else 1) <= int(port) <= 65535:
+    if not port.isdigit() or not is_tcp_port(int(port), zero=incoming):
         raise ValueError("%r: the port must be a number from %d to 65535, not %r"
                          % (uri, 0 if incoming else 1, port))
     return (kind, host, int(port))
@@ -71,6 +74,8 @@ def incomingEndpoint(reactor, description, tlsOptions=None):
     @param description: a QEMU-style URI (C{tcp:HOST:PORT}, C{tcp::PORT}
         for every interface, C{tls:HOST:PORT}, C{unix:PATH}) or any Twisted
         server endpoint string (C{tcp:4444:interface=127.0.0.1}, C{ssl:...}).
+        A UNIX socket is the server's user's alone (mode 0600) unless the
+        description gives a C{mode=} (L{spicesrv.unixsocket}).
     @param tlsOptions: server TLS options (for instance a
         L{twisted.internet.ssl.CertificateOptions}); required by C{tls:}.
         With another description they wrap the connections in TLS too.
@@ -90,7 +95,10 @@ def incomingEndpoint(reactor, description, tlsOptions=None):
             endpoint = endpoints.TCP4ServerEndpoint(reactor, port, interface=host)
         return endpoint, tlsOptions is not None
     try:
-        endpoint = endpoints.serverFromString(reactor, description)
+        if kind == "unix":
+            endpoint = unix_server_endpoint(reactor, description)
+        else:
+            endpoint = endpoints.serverFromString(reactor, description)
     except (ValueError, TypeError, KeyError) as e:
         raise ValueError("cannot listen for incoming migrations on %r: %s (give %s, or a "
                          "Twisted endpoint such as tcp:4444:interface=127.0.0.1)"
