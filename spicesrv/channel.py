@@ -56,6 +56,17 @@ def packMigrationData(fields):
             + json.dumps(fields, sort_keys=True).encode("utf-8"))
 
 
+def _notJSON(name):
+    raise MigrationDataError("unreadable migration data: %s is not JSON" % (name,))
+
+
+def _finite(text):
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise MigrationDataError("unreadable migration data: %s is out of range" % (text,))
+    return value
+
+
 def unpackMigrationData(data):
     if len(data) < MIGRATION_DATA_HEADER.size:
         raise MigrationDataError("%d bytes are too short for migration data" % len(data))
@@ -68,7 +79,10 @@ def unpackMigrationData(data):
         raise MigrationDataError("migration data version %d is newer than this server's %d"
                                  % (version, MIGRATION_DATA_VERSION))
     try:
-        fields = json.loads(data[MIGRATION_DATA_HEADER.size:].decode("utf-8"))
+        fields = json.loads(data[MIGRATION_DATA_HEADER.size:].decode("utf-8"),
+                            parse_constant=_notJSON, parse_float=_finite)
+    except RecursionError:
+        raise MigrationDataError("unreadable migration data: nested too deeply")
     except ValueError as e:
         raise MigrationDataError("unreadable migration data: %s" % (e,))
     if not isinstance(fields, dict):
@@ -156,9 +170,15 @@ class ChannelProtocol(Protocol):
         if self._pingCall is not None and self._pingCall.active():
             self._pingCall.cancel()
         self._pingCall = None
-        self.channelDown()
-        self.session.channelLost(self)
-        self.server.channelClosed(self)
+        # Whatever a subclass's channelDown raises, the channel leaves its
+        # session and SPICE_DISCONNECTED is reported.
+        try:
+            self.channelDown()
+        finally:
+            try:
+                self.session.channelLost(self)
+            finally:
+                self.server.channelClosed(self)
 
     def channelDown(self):
         """
@@ -317,7 +337,7 @@ class ChannelProtocol(Protocol):
             fields = unpackMigrationData(msg.data)
             self._serial = int(fields.get("serial", 0))
             self.restoreMigrationData(fields)
-        except (MigrationDataError, ValueError, TypeError, KeyError) as e:
+        except (MigrationDataError, ValueError, TypeError, KeyError, OverflowError) as e:
             self.close("bad migration data: %s" % (e,))
             return
         self.awaitingMigrationData = False
