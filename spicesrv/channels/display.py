@@ -99,12 +99,14 @@ class DisplayChannel(ChannelProtocol):
         """
         if not fields["initialized"]:
             return
+        # Read everything that may be missing before changing anything.
+        size = (fields["width"], fields["height"])
         if fields.get("encoding") in (RAW, LZ4) and (fields["encoding"] == RAW
                                                      or self.clientHasLz4):
             self.encoding = fields["encoding"]
         self.initialized = True
         self.sendSetAck()
-        if (fields["width"], fields["height"]) != (self.source.width, self.source.height):
+        if size != (self.source.width, self.source.height):
             self.sendMessage("SURFACE_DESTROY", surface_id=PRIMARY_SURFACE)
             self._createSurface()
         else:
