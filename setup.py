@@ -22,7 +22,8 @@ setup(
         "xcffib>=1.4",
     ],
     extras_require={
-        "test": ["qemu.qmp>=0.0.3", "sphinx>=7.4", "repoze.sphinx.autointerface>=1.1"],
+        "test": ["qemu.qmp>=0.0.3", "sphinx>=7.4", "repoze.sphinx.autointerface>=1.1",
+                 "hypothesis>=6.100"],
         "docs": ["sphinx>=7.4", "repoze.sphinx.autointerface>=1.1"],
     },
     entry_points={},

@@ -277,10 +277,11 @@ class ChannelProtocol(Protocol):
         """
         self._continueCall = None
         self._turnMessages = self._turnBytes = 0
-        if not self.connected or self._readingHeld:
+        if not self.connected or self.closing or self._readingHeld:
             return
         self.dataReceived(b"")
-        if self.connected and self._continueCall is None and not self._readingHeld:
+        if (self.connected and not self.closing and self._continueCall is None
+                and not self._readingHeld):
             self.transport.resumeProducing()
 
     def holdReading(self):

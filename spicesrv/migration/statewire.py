@@ -177,6 +177,15 @@ class Peer(amp.AMP):
         if self.transport is not None:
             self.transport.abortConnection()
 
+    def unhandledError(self, failure):
+        # A command refused or malformed that the peer sent without _ask:
+        # nobody waits for the refusal, which is no reason for a traceback.
+        if failure.check(amp.RemoteAmpError):
+            self.protocolViolation("a command it sent without asking for the answer was "
+                                   "refused: %s" % (failure.getErrorMessage(),))
+            return
+        amp.AMP.unhandledError(self, failure)
+
 
 def reasonText(reason):
     """
