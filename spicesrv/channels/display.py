@@ -114,7 +114,7 @@ class DisplayChannel(ChannelProtocol):
             self.encoding = fields["encoding"]
         self.initialized = True
         self.sendSetAck()
-        if size != (self.source.width, self.source.height):
+        if (fields["width"], fields["height"]) != (self.source.width, self.source.height):
             self.sendMessage("SURFACE_DESTROY", surface_id=PRIMARY_SURFACE)
             self._createSurface()
         else:
