@@ -20,6 +20,7 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
+from twisted.protocols.tls import BufferingTLSTransport
 
 from spicesrv import keys
 from spicesrv.wire import caps as capwords
@@ -126,6 +127,9 @@ class LinkProtocol(Protocol, TimeoutMixin):
 
     log = Logger()
 
+    # Whether the warning about a buffering TLS transport was logged.
+    _warnedBuffering = False
+
     def __init__(self, server):
         self.server = server
         self.callLater = server.clock.callLater
@@ -152,6 +156,13 @@ class LinkProtocol(Protocol, TimeoutMixin):
         peer = self.transport.getPeer()
         self.peer = "%s:%s" % (getattr(peer, "host", peer), getattr(peer, "port", ""))
         self.secure = ISSLTransport.providedBy(self.transport)
+        if isinstance(self.transport, BufferingTLSTransport) and not LinkProtocol._warnedBuffering:
+            LinkProtocol._warnedBuffering = True
+            self.log.warn(
+                "TLS link from {peer} through Twisted's buffering TLS transport "
+                "(SSL4ServerEndpoint, listenSSL or an ssl: endpoint string): it puts "
+                "several messages in one TLS record and spice-gtk reads the later ones "
+                "late; listen with spicesrv.tlsport.TLSServerEndpoint", peer=self.peer)
         self.setTimeout(LINK_TIMEOUT)
 
     def dataReceived(self, data):

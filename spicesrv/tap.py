@@ -20,6 +20,7 @@ from spicesrv.link import SECURITY_NONE, SECURITY_SSL
 from spicesrv.migrator import Migrator
 from spicesrv.server import SpiceServer
 from spicesrv.ticket import Ticket
+from spicesrv.tlsport import TLSServerEndpoint
 
 DEFAULT_PORT = 5900
 DEFAULT_ADDR = "127.0.0.1"
@@ -291,8 +292,8 @@ class BaseOptions(usage.Options):
             result.append((description, endpoints.serverFromString(reactor, description)))
         if self["tls-port"] is not None:
             result.append(("tls:%s:%d" % (host, self["tls-port"]),
-                           endpoints.SSL4ServerEndpoint(reactor, self["tls-port"],
-                                                        self["tls"], interface=host)))
+                           TLSServerEndpoint(reactor, self["tls-port"], self["tls"],
+                                             interface=host)))
         for description in self["listen"]:
             result.append((description, endpoints.serverFromString(reactor, description)))
         return result

@@ -6,7 +6,7 @@ Three jobs, one theme (what a SPICE client will accept from our TLS port):
 - L{load_server_tls} reads a server certificate, its key and the CA the way
   QEMU's C{-spice tls-port=...,x509-dir=...} does, checks them at load time
   (each problem is one L{TLSConfigError} line naming the file), and returns a
-  Twisted connection creator for L{twisted.internet.endpoints.SSL4ServerEndpoint}.
+  Twisted connection creator for L{spicesrv.tlsport.TLSServerEndpoint}.
 - L{format_subject}, L{parse_subject}, L{validate_subject} and
   L{subject_matches} speak the C{cert-subject} strings of
   C{client_migrate_info} and spice-gtk's C{cert-subject} property, exactly as
@@ -1050,7 +1050,8 @@ def load_server_tls(x509_dir=None, cert_file=None, key_file=None,
     """
     Load the server's certificate, key and CA and return a L{ServerTLS} (a
     connection creator for
-    C{endpoints.SSL4ServerEndpoint(reactor, port, result, interface=addr)}).
+    C{spicesrv.tlsport.TLSServerEndpoint(reactor, port, result, interface=addr)};
+    not Twisted's C{SSL4ServerEndpoint}, whose buffered writes stall spice-gtk).
 
     Files follow QEMU's C{-spice} options: C{x509_dir} gives C{ca-cert.pem},
     C{server-cert.pem} and C{server-key.pem}; C{cert_file}, C{key_file} and

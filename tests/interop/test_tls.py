@@ -7,10 +7,11 @@ on NEED_SECURED, and migration to a TLS target with a cert subject.
 
 import os
 
-from twisted.internet import defer, endpoints, reactor
+from twisted.internet import defer, reactor
 
 from spicesrv import tls
 from spicesrv.link import SECURITY_SSL
+from spicesrv.tlsport import TLSServerEndpoint
 from tests.interop import harness
 from tests.interop.common import PASSWORD, InteropTestCase, RunningServer
 
@@ -31,7 +32,7 @@ class TLSServer(RunningServer):
     @defer.inlineCallbacks
     def listen(self):
         context = tls.load_server_tls(x509_dir=self.certs)
-        endpoint = endpoints.SSL4ServerEndpoint(reactor, 0, context, interface="127.0.0.1")
+        endpoint = TLSServerEndpoint(reactor, 0, context, interface="127.0.0.1")
         self.tlsListening = yield endpoint.listen(self.server.factory())
         self.testcase.addCleanup(self.tlsListening.stopListening)
         self.tlsPort = self.tlsListening.getHost().port
