@@ -355,6 +355,7 @@ class _ServerService(service.Service):
 
     def stopService(self):
         service.Service.stopService(self)
+        self.server.stopService()
         for device in self.devices:
             stop = getattr(device, "stop", None)
             if stop is not None:
