@@ -498,6 +498,8 @@ class Sample(object):
 #: found in the client's events (the first match after connect).
 STEPS = [
     ("main", lambda e: _opened(e, 1)),
+    # The main channel's CHANNELS_LIST: spice-gtk announces the others.
+    ("list", lambda e: e["event"] == "channel-new" and e["type"] == 2),
     ("display", lambda e: _opened(e, 2)),
     ("inputs", lambda e: _opened(e, 3)),
     ("cursor", lambda e: _opened(e, 4)),
@@ -581,12 +583,18 @@ def firstFrame(client, expected, since, t0):
 
 
 @defer.inlineCallbacks
-def measureOnce(reactor, port, clientArgs, expected, children):
+def measureOnce(reactor, port, clientArgs, expected, children, caFile=None):
     """
     Start a client, connect it, and fire with C{(Sample, clientVersion)}.
+    With C{caFile}, C{port} is a TLS port and every channel uses TLS.
     """
-    client = yield harness.GtkClient.start(
-        reactor, HOST, port, extra_args=["--no-autoconnect"] + clientArgs)
+    if caFile is None:
+        client = yield harness.GtkClient.start(
+            reactor, HOST, port, extra_args=["--no-autoconnect"] + clientArgs)
+    else:
+        client = yield harness.GtkClient.start(
+            reactor, HOST, None, tls_port=port, ca_file=caFile,
+            extra_args=["--no-autoconnect"] + clientArgs)
     children.clients.add(client)
 
     def stop():
@@ -621,7 +629,7 @@ class Variant(object):
 
     def __init__(self, server, label, picture, size, clientArgs,
                  makeServer, makeExpected, prepare=None, serverCPU=True,
-                 reference=False):
+                 reference=False, caFile=None):
         self.server = server            # "spicesrv", "QEMU 7.2.22"
         self.label = label              # "lz4", "raw (--no-lz4)", ...
         self.picture = picture          # "generated", "BIOS screen"
@@ -632,6 +640,7 @@ class Variant(object):
         self.prepare = prepare          # (reactor, expected) -> Deferred
         self.serverCPU = serverCPU
         self.reference = reference      # QEMU's libspice-server
+        self.caFile = caFile            # TLS only: the CA the client trusts
         self.samples = []
         self.cpuPerRun = None
         self.process = None
@@ -674,7 +683,7 @@ def measure(reactor, variant, children, what):
     server = variant.process
     try:
         result = yield measureOnce(reactor, server.port, variant.clientArgs,
-                                   variant.expected, children)
+                                   variant.expected, children, variant.caFile)
     except (harness.GtkClientError, harness.HarnessTimeout,
             BenchmarkError) as e:
         raise BenchmarkError("%s, %s: %s%s" % (
@@ -724,41 +733,78 @@ def twistdPath():
     return shutil.which("twistd") or "twistd"
 
 
-def spicesrvVariants(picturePath, pictureName, rgb, tmpdir):
+def x509Dir(tmpdir):
+    """
+    A development CA and server certificate (QEMU's x509-dir layout) for
+    the TLS variants, made once per benchmark.
+    """
+    directory = os.path.join(tmpdir, "x509")
+    if not os.path.isdir(directory):
+        from spicesrv import tls
+        tls.write_dev_certs(directory, sans=("DNS:localhost", "IP:" + HOST))
+    return directory
+
+
+def spicesrvVariants(picturePath, pictureName, rgb, tmpdir, plain=True,
+                     secure=False):
+    """
+    spicesrv showing a picture: LZ4 and raw over plain TCP (C{plain}), and
+    LZ4 over TLS, every channel on the TLS port (C{secure}).
+    """
     size = (rgb.shape[1], rgb.shape[0])
 
     def makeServer(port, variant):
+        if variant.caFile is None:
+            listen = ["--port", str(port)]
+        else:
+            listen = ["--tls-port", str(port), "--x509-dir", x509Dir(tmpdir)]
         return ServerProcess(
-            "spicesrv", [twistdPath(), "-n", "--pidfile=", "spice", "--port",
-                         str(port), "--addr", HOST, "--disable-ticketing",
-                         "--source", "image:" + picturePath],
+            "spicesrv", [twistdPath(), "-n", "--pidfile=", "spice"] + listen
+            + ["--addr", HOST, "--disable-ticketing",
+               "--source", "image:" + picturePath],
             port, os.path.join(tmpdir, variant.tag + ".log"),
             env={"PYTHONPATH": REPO})
 
     def makeExpected():
         return KnownPicture(rgb, tmpdir)
 
-    return [
-        Variant("spicesrv", "lz4 (default)", pictureName, size, [],
-                makeServer, makeExpected),
-        Variant("spicesrv", "raw (--no-lz4)", pictureName, size,
-                ["--no-lz4"], makeServer, makeExpected),
-    ]
+    variants = []
+    if plain:
+        variants += [
+            Variant("spicesrv", "lz4 (default)", pictureName, size, [],
+                    makeServer, makeExpected),
+            Variant("spicesrv", "raw (--no-lz4)", pictureName, size,
+                    ["--no-lz4"], makeServer, makeExpected),
+        ]
+    if secure:
+        variants.append(Variant(
+            "spicesrv", "TLS lz4 (default)", pictureName, size, [],
+            makeServer, makeExpected,
+            caFile=os.path.join(x509Dir(tmpdir), "ca-cert.pem")))
+    return variants
 
 
-def qemuVariant(binary, version, tmpdir):
-    qmpPath = os.path.join(tmpdir, "qmp.sock")
+def qemuVariant(binary, version, tmpdir, secure=False):
+    """
+    QEMU's BIOS screen, over plain TCP or (C{secure}) with every channel
+    on its TLS port, each its own QEMU process.
+    """
+    qmpPath = os.path.join(tmpdir, "qmp-tls.sock" if secure else "qmp.sock")
 
     def makeServer(port, variant):
         if os.path.exists(qmpPath):
             os.unlink(qmpPath)
+        if secure:
+            listen = "tls-port=%d,x509-dir=%s" % (port, x509Dir(tmpdir))
+        else:
+            listen = "port=%d" % (port,)
         return ServerProcess(
             "QEMU", [binary, "-nodefaults", "-vga", "std", "-display", "none",
-                     "-spice", "port=%d,addr=%s,disable-ticketing=on"
-                     % (port, HOST),
+                     "-spice", "%s,addr=%s,disable-ticketing=on"
+                     % (listen, HOST),
                      "-boot", "menu=on,splash-time=%d" % (SPLASH_MS,),
                      "-qmp", "unix:%s,server=on,wait=off" % (qmpPath,)],
-            port, os.path.join(tmpdir, "qemu.log"))
+            port, os.path.join(tmpdir, variant.tag + ".log"))
 
     def makeExpected():
         return QemuScreen(qmpPath, tmpdir)
@@ -766,9 +812,12 @@ def qemuVariant(binary, version, tmpdir):
     def prepare(reactor, expected):
         return expected.waitSettled(reactor, BIOS)
 
-    return Variant("QEMU %s" % (version,), "default (auto_glz)",
+    caFile = os.path.join(x509Dir(tmpdir), "ca-cert.pem") if secure else None
+    return Variant("QEMU %s" % (version,),
+                   "TLS (auto_glz)" if secure else "default (auto_glz)",
                    "BIOS screen", BIOS, [], makeServer, makeExpected,
-                   prepare=prepare, serverCPU=False, reference=True)
+                   prepare=prepare, serverCPU=False, reference=True,
+                   caFile=caFile)
 
 
 # -- output ----------------------------------------------------------------------
@@ -805,7 +854,8 @@ def printTable(variants, args):
 
 def printTimeline(variants):
     names = [name for name, _ in STEPS]
-    print("median ms from connect to each channel's OPENED, to the primary "
+    print("median ms from connect to each channel's OPENED (list: the main channel's "
+          "CHANNELS_LIST), to the primary "
           "surface's creation and to the first frame:")
     print("%-12s %-19s %-20s | %s | %7s" % (
         "server", "variant", "picture", " ".join("%7s" % n for n in names),
@@ -822,6 +872,48 @@ def printTimeline(variants):
             v.server, v.label, "%dx%d %s" % (v.size + (v.picture,)),
             " ".join(cells),
             ms(statistics.median(s.frame for s in v.samples))))
+
+
+def _medianStep(variant, name):
+    if name == "link":
+        values = [s.link for s in variant.samples]
+    elif name == "frame":
+        values = [s.frame for s in variant.samples]
+    else:
+        values = [s.steps[name] for s in variant.samples if name in s.steps]
+    return statistics.median(values) if values else None
+
+
+def printRatios(variants):
+    """
+    spicesrv's medians over QEMU's, same transport (plain or TLS), for the
+    very picture QEMU shows (its BIOS screen), and for the bigger generated
+    picture against the same QEMU figures.
+    """
+    references = {v.caFile is not None: v for v in variants
+                  if v.reference and v.samples}
+    if not references:
+        return
+    names = [name for name, _ in STEPS] + ["link", "frame"]
+    print()
+    print("spicesrv's median over QEMU's in the same run, same transport "
+          "(under 1: spicesrv is faster):")
+    print("%-12s %-19s %-20s | %s" % (
+        "server", "variant", "picture", " ".join("%7s" % n for n in names)))
+    for v in variants:
+        reference = references.get(v.caFile is not None)
+        if v.reference or not v.samples or reference is None:
+            continue
+        if v.label.startswith("raw"):
+            continue
+        cells = []
+        for name in names:
+            mine, theirs = _medianStep(v, name), _medianStep(reference, name)
+            cells.append("%7.2f" % (mine / theirs) if mine and theirs
+                         else "%7s" % "-")
+        print("%-12s %-19s %-20s | %s" % (
+            v.server, v.label, "%dx%d %s" % (v.size + (v.picture,)),
+            " ".join(cells)))
 
 
 def printNotes(variants, args, qemuSkipped):
@@ -880,7 +972,8 @@ def printNotes(variants, args, qemuSkipped):
             continue
         command = re.sub(r"port(=| )\d+", r"port\1PORT", v.command)
         command = re.sub(r"image:\S+/", "image:", command)
-        command = re.sub(r"unix:\S+/qmp.sock", "unix:QMP.sock", command)
+        command = re.sub(r"unix:\S+/(qmp[-a-z]*\.sock)", r"unix:\1", command)
+        command = re.sub(r"(x509-dir[= ])[^\s,]+", r"\1X509DIR", command)
         if command not in seen:
             seen.add(command)
             print("  " + command)
@@ -968,27 +1061,32 @@ def _run(reactor, args, qemu, qemuSkipped, tmpdir, children):
         path = os.path.join(tmpdir, "gradient-%dx%d.png" % size)
         picture.save(path)
         variants += spicesrvVariants(path, "generated", np.asarray(picture),
-                                     tmpdir)
+                                     tmpdir, secure=size == BIG)
     for variant in variants:
         yield startServer(reactor, variant, children)
     if qemu is not None:
-        reference = qemuVariant(qemu, qemuVersion(qemu), tmpdir)
+        version = qemuVersion(qemu)
+        references = [qemuVariant(qemu, version, tmpdir),
+                      qemuVariant(qemu, version, tmpdir, secure=True)]
         try:
-            yield startServer(reactor, reference, children)
+            for reference in references:
+                yield startServer(reactor, reference, children)
         except BenchmarkError as e:
             # The reference failing leaves spicesrv's figures valid.
             qemuSkipped = "QEMU FAILED, no reference figures: %s" % (e,)
             print("  %s" % (qemuSkipped,))
-            children.servers.discard(reference.process)
-            yield reference.process.stop(reactor)
+            for reference in references:
+                if reference.process is not None:
+                    children.servers.discard(reference.process)
+                    yield reference.process.stop(reactor)
         else:
-            variants.append(reference)
+            variants.extend(references)
             # spicesrv showing the very pixels QEMU shows: like for like.
-            bios = reference.prepared
+            bios = references[0].prepared
             path = os.path.join(tmpdir, "qemu-bios-%dx%d.png" % BIOS)
             Image.fromarray(bios, "RGB").save(path)
             for variant in spicesrvVariants(path, "BIOS screen", bios,
-                                            tmpdir):
+                                            tmpdir, secure=True):
                 variants.append(variant)
                 yield startServer(reactor, variant, children)
     print("  %d servers started and ready in %.1f s" % (
@@ -998,6 +1096,7 @@ def _run(reactor, args, qemu, qemuSkipped, tmpdir, children):
     printTable(variants, args)
     print()
     printTimeline(variants)
+    printRatios(variants)
     printNotes(variants, args, qemuSkipped)
     if args.per_run:
         print()

@@ -20,6 +20,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
+from twisted.protocols.tls import BufferingTLSTransport
 
 from spicesrv import keys
 from spicesrv.address import describe_peer
@@ -131,6 +132,9 @@ class LinkProtocol(Protocol):
 
     log = Logger()
 
+    # Whether the warning about a buffering TLS transport was logged.
+    _warnedBuffering = False
+
     def __init__(self, server):
         self.server = server
         self.clock = server.clock
@@ -168,6 +172,13 @@ class LinkProtocol(Protocol):
             self.transport.setTcpNoDelay(True)
         except (AttributeError, NotImplementedError, OSError):
             pass  # not TCP (a UNIX socket, a test transport)
+        if isinstance(self.transport, BufferingTLSTransport) and not LinkProtocol._warnedBuffering:
+            LinkProtocol._warnedBuffering = True
+            self.log.warn(
+                "TLS link from {peer} through Twisted's buffering TLS transport "
+                "(SSL4ServerEndpoint, listenSSL or an ssl: endpoint string): it puts "
+                "several messages in one TLS record and spice-gtk reads the later ones "
+                "late; listen with spicesrv.tls.endpoint.TLSServerEndpoint", peer=self.peer)
         # As libspice-server: keepalive on every link, so a peer that
         # vanished (power off, a dropped NAT entry) is noticed and its
         # connection freed.

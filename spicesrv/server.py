@@ -150,6 +150,14 @@ class SpiceServer:
         """
         self.keys.start()
 
+    def stopService(self):
+        """
+        Stop generating keys (the pool's worker threads end).
+        """
+        stop = getattr(self.keys, "stop", None)
+        if stop is not None:
+            stop()
+
     def factory(self):
         """
         A protocol factory for listening endpoints.

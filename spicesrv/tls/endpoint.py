@@ -1,24 +1,43 @@
 """
-The TLS listening endpoint of SPICE ports: L{TLSServerEndpoint}, with one
-TLS record per message.
+The TLS port for SPICE clients (L{TLSServerEndpoint}): every write becomes
+TLS records of its own.
+
+Twisted's default TLS transport (L{twisted.protocols.tls.BufferingTLSTransport},
+what C{reactor.listenSSL}, C{SSL4ServerEndpoint} and C{ssl:} endpoint strings
+give) gathers the writes of one reactor iteration and encrypts them together,
+so several SPICE messages share one TLS record: the link result and the main
+channel's INIT, a DRAW_COPY's last bytes and the MARK after it.
+
+spice-gtk cannot read that promptly.  Its channel loop reads one message at
+a time with C{SSL_read} and, between messages, waits for the I{socket} to
+become readable (C{spice_channel_iterate_read}); it never asks OpenSSL
+whether decrypted bytes are already waiting (C{SSL_pending}).  Whatever
+followed the message it read in the same record stays in OpenSSL's buffer
+until more bytes reach the socket: over loopback that was the first PING,
+100 ms later.  The client's timeline showed it as the main channel opening
+at 9 ms and the channel list arriving at 117 ms.
+
+libspice-server writes every message with C{SSL_write}s of its own (no
+message shares a record with the next), and so does this port: it wraps
+connections in L{twisted.protocols.tls.TLSMemoryBIOProtocol}, which encrypts
+each C{write} at once.  A channel writes one message per call, so a message
+always ends its last record.  Large messages still go as full 16 KiB
+records, and the TCP layer underneath still gathers records into segments.
 """
 
 from zope.interface import implementer
 
-from twisted.internet import endpoints
+from twisted.internet import defer
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 
+__all__ = ["MessageRecordsTLSFactory", "TLSServerEndpoint"]
 
-class _OneRecordPerWrite(TLSMemoryBIOFactory):
+
+class MessageRecordsTLSFactory(TLSMemoryBIOFactory):
     """
-    TLS that puts each write in its own record.  Twisted's default
-    transport gathers the writes of a reactor turn into one record; a SPICE
-    message after the first in such a record can wait in spice-gtk's
-    OpenSSL buffer until more bytes reach the socket (spice-gtk reads on
-    while the socket, not the TLS layer, has data).  A reply that the
-    client answers with nothing, such as agent data sent with
-    CHANNELS_LIST, would then leave the client waiting.
+    Server-side TLS around C{wrappedFactory}'s protocols, encrypting each
+    write into records of its own (no buffering across writes).
     """
 
     protocol = TLSMemoryBIOProtocol
@@ -27,17 +46,25 @@ class _OneRecordPerWrite(TLSMemoryBIOFactory):
 @implementer(IStreamServerEndpoint)
 class TLSServerEndpoint(object):
     """
-    A TLS listening endpoint for SPICE channels: like
-    L{twisted.internet.endpoints.SSL4ServerEndpoint}, with one TLS record
-    per message (see L{_OneRecordPerWrite}).
+    Listen for TLS on TCP, as L{twisted.internet.endpoints.SSL4ServerEndpoint}
+    does, but with L{MessageRecordsTLSFactory}: the endpoint for SPICE's
+    C{tls-port}.
 
-    @param contextFactory: a L{spicesrv.tls.context.ServerTLS} from
-        L{spicesrv.tls.context.load_server_tls}.
+    @param options: the server's TLS settings, a
+        L{spicesrv.tls.context.ServerTLS} (or any connection creator or context
+        factory C{TLSMemoryBIOFactory} takes).
+    @param interface: the address to listen on (IPv4 or IPv6).
     """
 
-    def __init__(self, reactor, port, contextFactory, backlog=50, interface=""):
-        self._tcp = endpoints.TCP4ServerEndpoint(reactor, port, backlog, interface)
-        self._contextFactory = contextFactory
+    def __init__(self, reactor, port, options, backlog=50, interface=""):
+        self._reactor = reactor
+        self._port = port
+        self._options = options
+        self._backlog = backlog
+        self._interface = interface
 
-    def listen(self, factory):
-        return self._tcp.listen(_OneRecordPerWrite(self._contextFactory, False, factory))
+    def listen(self, protocolFactory):
+        factory = MessageRecordsTLSFactory(self._options, False, protocolFactory,
+                                           clock=self._reactor)
+        return defer.execute(self._reactor.listenTCP, self._port, factory,
+                             backlog=self._backlog, interface=self._interface)

@@ -40,6 +40,7 @@ class RunningServer:
         self.source = DemoSource(clock=self.clock)
         self.server = SpiceServer(clock=reactor, **kwargs)
         self.server.startService()
+        testcase.addCleanup(self.server.stopService)
         for device in self.source.devices():
             self.server.addInterface(device)
         self.testcase = testcase
