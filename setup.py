@@ -19,6 +19,7 @@ setup(
         "lz4>=4",
         "Pillow>=10",
         "numpy>=1.24",
+        "simplejpeg>=1.7",
     ],
     extras_require={
         "test": ["qemu.qmp>=0.0.3", "sphinx>=7.4", "repoze.sphinx.autointerface>=1.1"],
