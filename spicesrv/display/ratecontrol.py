@@ -1,0 +1,188 @@
+"""
+Rate control for video streams: how much the link to one client carries,
+whether a frame may go now, at which JPEG quality, and how far ahead of the
+client's multimedia clock to stamp it.
+
+The link is measured, not configured: the channel reports the bytes it has
+written and the bytes still queued (Twisted's buffer plus the kernel's
+unacknowledged send queue); while the queue stays non-empty the link is
+busy, and what drained in that time is its rate.  A frame is admitted only
+while the queue holds less than about L{QUEUE_SECONDS} of data at that rate,
+so frames that the link cannot carry are dropped before they are encoded,
+never queued: the client always gets the newest picture the link allows.
+The quality follows from the rate: each frame should take at most
+L{CAPACITY} of the link's share per input frame.
+
+The client's clock (protocol.md 6.5) shows a frame when it reaches the
+frame's mm_time and drops frames already late on arrival; the client's
+STREAM_REPORTs say by how much each frame was early (``last_frame_delay``),
+and the playback delay follows them: up at once when frames come late,
+down slowly while they come early.
+"""
+
+import fcntl
+import struct
+import termios
+
+from spicesrv.display.video import MAX_QUALITY, MIN_QUALITY, START_QUALITY
+
+#: Share of the measured link rate video may use (libspice: 0.8).
+CAPACITY = 0.8
+#: How much queued data, in seconds at the link's rate, admits no new frame.
+QUEUE_SECONDS = 0.04
+#: Queued bytes that admit no new frame while the link's rate is unknown.
+UNKNOWN_RATE_BUDGET = 512 * 1024
+#: Busy time accumulated before the rate estimate is updated.
+RATE_WINDOW = 0.1
+#: Weight of a new rate sample.
+RATE_WEIGHT = 0.3
+
+#: Playback delay (ms) for a new stream, its bounds, and the headroom kept
+#: above the latest frames' transit time.
+START_DELAY_MS = 100
+MIN_DELAY_MS = 20
+MAX_DELAY_MS = 400
+DELAY_HEADROOM_MS = 25
+
+#: STREAM_ACTIVATE_REPORT: frames per report and its timeout (libspice's).
+REPORT_WINDOW = 5
+REPORT_TIMEOUT_MS = 1000
+
+QUALITY_STEP = 5
+
+
+def queuedBytes(transport):
+    """
+    Bytes written to C{transport} that the peer has not acknowledged yet:
+    what Twisted still buffers plus, for a TCP socket on Linux, the kernel's
+    send queue (SIOCOUTQ).  Unknown parts count as 0.
+    """
+    pending = 0
+    # Twisted's FileDescriptor keeps what the kernel did not take yet.
+    pending += getattr(transport, "_tempDataLen", 0) or 0
+    buffered = getattr(transport, "dataBuffer", b"")
+    try:
+        pending += len(buffered)
+    except TypeError:
+        pass
+    try:
+        fd = transport.getHandle().fileno()
+        pending += struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except Exception:
+        pass
+    return pending
+
+
+class RateControl:
+    """
+    The video budget of one display channel.
+
+    @ivar rate: the link's measured rate in bytes per second, or L{None}
+        while it was never busy long enough to tell.
+    @ivar quality: the JPEG quality for the next frame.
+    @ivar delayMs: how far ahead of the client's clock frames are stamped.
+    """
+
+    def __init__(self):
+        self.rate = None
+        self.quality = START_QUALITY
+        self.delayMs = START_DELAY_MS
+        self.inputFps = 30.0
+        self.framesSent = 0
+        self.framesDropped = 0
+        self.bytesSent = 0
+        self._last = None          # (now, written, queued)
+        self._busyBytes = 0
+        self._busyTime = 0.0
+        self._lateReports = 0
+
+    # -- the link --------------------------------------------------------------
+
+    def sample(self, now, written, queued):
+        """
+        The channel has written C{written} bytes in all and C{queued} of them
+        are not delivered yet.
+        """
+        last, self._last = self._last, (now, written, queued)
+        if last is None:
+            return
+        then, wasWritten, wasQueued = last
+        elapsed = now - then
+        if elapsed <= 0:
+            return
+        delivered = (written - queued) - (wasWritten - wasQueued)
+        if wasQueued > 0 and queued > 0 and delivered > 0:
+            # Busy the whole interval: what drained is what the link carries.
+            self._busyBytes += delivered
+            self._busyTime += elapsed
+            if self._busyTime >= RATE_WINDOW:
+                measured = self._busyBytes / self._busyTime
+                self.rate = (measured if self.rate is None
+                             else (1 - RATE_WEIGHT) * self.rate + RATE_WEIGHT * measured)
+                self._busyBytes = 0
+                self._busyTime = 0.0
+        elif self.rate is not None and queued == 0 and delivered / elapsed > self.rate:
+            # Idle at the end yet faster than believed: the link grew.
+            self.rate = (1 - RATE_WEIGHT) * self.rate + RATE_WEIGHT * (delivered / elapsed)
+
+    def budget(self):
+        """
+        Queued bytes above which no new frame is admitted.
+        """
+        if self.rate is None:
+            return UNKNOWN_RATE_BUDGET
+        return max(16 * 1024, self.rate * QUEUE_SECONDS)
+
+    def admit(self, queued):
+        """
+        Whether a new frame may be encoded now, with C{queued} bytes not yet
+        delivered.
+        """
+        return queued <= self.budget()
+
+    def dropped(self):
+        """
+        A source frame was skipped because the link was full.
+        """
+        self.framesDropped += 1
+        self.quality = max(MIN_QUALITY, self.quality - 1)
+
+    # -- frames ------------------------------------------------------------------
+
+    def targetFrameBytes(self):
+        if self.rate is None:
+            return None
+        return CAPACITY * self.rate / max(1.0, self.inputFps)
+
+    def encoded(self, size):
+        """
+        A frame of C{size} bytes was encoded at L{quality}: steer the quality
+        towards the link's share per frame.
+        """
+        self.framesSent += 1
+        self.bytesSent += size
+        target = self.targetFrameBytes()
+        if target is None or size < 0.7 * target:
+            self.quality = min(MAX_QUALITY, self.quality + 1 if target is None
+                               else self.quality + QUALITY_STEP)
+        elif size > 1.1 * target:
+            self.quality = max(MIN_QUALITY, self.quality - QUALITY_STEP)
+
+    # -- the client's reports -------------------------------------------------------
+
+    def report(self, numFrames, numDrops, marginMs):
+        """
+        A STREAM_REPORT: of C{numFrames} frames C{numDrops} came too late, and
+        the last one arrived C{marginMs} before its time (negative: after).
+        """
+        transit = self.delayMs - marginMs
+        if numDrops or marginMs < MIN_DELAY_MS // 2:
+            self._lateReports += 1
+            self.delayMs = min(MAX_DELAY_MS, max(self.delayMs + DELAY_HEADROOM_MS,
+                                                 transit + 2 * DELAY_HEADROOM_MS))
+        else:
+            wanted = max(MIN_DELAY_MS, transit + DELAY_HEADROOM_MS)
+            if wanted < self.delayMs:
+                # Come down slowly: frames stamped earlier than the ones
+                # before would reset the client's queue.
+                self.delayMs = max(wanted, self.delayMs - 5)
