@@ -36,8 +36,8 @@ SCROLL = "scroll"
 TYPING = "typing"
 WORKLOADS = (VIDEO, SCROLL, TYPING)
 
-CODE_BITS = 20
-CODE_BLOCK = 16
+CODE_BITS = 16
+CODE_BLOCK = 8
 SCROLL_STEP = 8
 #: The scrolling picture's height, in screens; it wraps around.
 SCROLL_SCREENS = 3
