@@ -18,7 +18,7 @@ from twisted.logger import Logger
 
 from spicesrv.link import SECURITY_NONE, SECURITY_SSL
 from spicesrv.migrator import Migrator
-from spicesrv.server import SpiceServer
+from spicesrv.server import STREAMING_VIDEO_MODES, SpiceServer
 from spicesrv.ticket import Ticket
 
 DEFAULT_PORT = 5900
@@ -100,6 +100,9 @@ class BaseOptions(usage.Options):
          int],
         ["name", None, None, "Name of the machine, shown by clients."],
         ["uuid", None, None, "UUID of the machine, sent to clients."],
+        ["streaming-video", None, "filter", "Send areas that change like video as MJPEG "
+         "streams: filter (those that also look like video; the default), all, or off "
+         "(everything lossless), as QEMU's streaming-video."],
     ]
     optFlags = [
         ["disable-ticketing", None, "Accept clients without a password."],
@@ -187,6 +190,9 @@ class BaseOptions(usage.Options):
             raise ConfigError("%s would accept connections from other machines without a "
                               "password; add --password-file FILE (or --disable-ticketing "
                               "if you really mean it)" % exposed[0])
+        if self["streaming-video"] not in STREAMING_VIDEO_MODES:
+            raise ConfigError("--streaming-video %r is not one of %s"
+                              % (self["streaming-video"], ", ".join(STREAMING_VIDEO_MODES)))
         name, _, args = self["source"].partition(":")
         if name not in self.sources:
             raise ConfigError("unknown --source %r; use one of %s"
@@ -410,7 +416,8 @@ def makeServer(config, reactor):
     server = SpiceServer(clock=reactor, password=config["password"],
                          disable_ticketing=config["password"] is None,
                          name=config["name"], uuid=config["uuid"],
-                         seamless_migration=config["seamless-migration"])
+                         seamless_migration=config["seamless-migration"],
+                         streaming_video=config["streaming-video"])
     if config["password"] is not None and config["password-lifetime"]:
         server.ticket.expire_in(config["password-lifetime"])
     if config["tls"] is not None:
