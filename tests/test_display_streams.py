@@ -92,14 +92,25 @@ class RateControlTests(unittest.TestCase):
         While the queue never empties, what drains per second is the rate.
         """
         rate = RateControl()
-        written, queued = 0, 0
+        written, queued = 1000000, 1000000
         for i in range(40):
-            written += 20000
-            queued = 100000  # stays full: 20 kB drain per 10 ms
+            queued -= 20000  # 20 kB drain per 10 ms, nothing added
             rate.sample(i * 0.01, written, queued)
         self.assertAlmostEqual(rate.rate, 2e6, delta=1e3)
         self.assertTrue(rate.admit(60000))
         self.assertFalse(rate.admit(100000))
+
+    def test_newDataIsNotABusyLink(self):
+        """
+        A queue that is non-empty at both ends of an interval in which a
+        frame was written does not tell the link's rate.
+        """
+        rate = RateControl()
+        written = 0
+        for i in range(40):
+            written += 1000
+            rate.sample(i * 0.01, written, 500)
+        self.assertIsNone(rate.rate)
 
     def test_unknownRateAdmitsUpToBudget(self):
         rate = RateControl()
@@ -208,7 +219,7 @@ class StreamingSetup:
         Let C{seconds} pass on the clock, in steps, applying what the server
         sends to the client surface.
         """
-        for _ in range(int(round(seconds / step))):
+        for _ in range(max(1, int(round(seconds / step)))):
             self.clock.advance(step)
             taken = self.client.take()
             self.messages.extend(taken)
@@ -455,3 +466,93 @@ class MotionSourceTests(unittest.TestCase):
         self.assertTrue(seen)
         self.assertTrue(all((r[2] - r[0]) * (r[3] - r[1]) < 400 for r in seen), seen)
         typing.stop()
+
+
+class LosslessPacingTests(StreamingSetup, unittest.TestCase):
+    mode = "off"
+
+    def test_fullLinkHoldsLosslessUpdates(self):
+        """
+        While more than the lossless budget is queued, damage waits (and
+        merges) instead of going to the socket; it goes once the link
+        drains.
+        """
+        self.queued = 10 * 1024 * 1024
+        self.source.start()
+        self.play(0.3)
+        self.assertNotIn("DRAW_COPY", self.names())
+        self.assertTrue(self.channel.damage)
+        self.source.stop()
+        self.queued = 0
+        self.play(0.05)
+        self.assertIn("DRAW_COPY", self.names())
+        numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
+
+
+class StreamStartTests(StreamingSetup, unittest.TestCase):
+    def test_pendingLosslessInsideStreamDropped(self):
+        """
+        When a stream starts, lossless damage that waits inside its
+        rectangle is dropped: the stream's frames paint it.
+        """
+        self.source.start()
+        self.play(0.3)
+        self.queued = 10 * 1024 * 1024  # the link is full: damage waits
+        self.play(0.2)
+        self.assertFalse(self.channel.streams.streams)
+        self.assertTrue(self.channel.damage)
+        self.play(0.5)
+        self.assertTrue(self.channel.streams.streams)
+        self.assertFalse(self.channel.damage)
+
+
+class ManualEncoder:
+    """
+    Encodes when the test says so, in any order.
+    """
+
+    def __init__(self):
+        self.waiting = []
+
+    def encode(self, pixels, quality):
+        d = defer.Deferred()
+        self.waiting.append((d, pixels))
+        return d
+
+    def finish(self, index):
+        d, pixels = self.waiting.pop(index)
+        d.callback(encode_mjpeg(pixels, 80))
+
+
+class InFlightTests(StreamingSetup, unittest.TestCase):
+    def setUp(self):
+        StreamingSetup.setUp(self)
+        self.encoder = ManualEncoder()
+        self.channel.streams.encoder = self.encoder
+
+    def test_twoInFlightSentInOrder(self):
+        """
+        Two frames of a stream may be encoding at once; they go out in the
+        order they were taken, whichever finishes first, and no third is
+        taken meanwhile.
+        """
+        self.source.start()
+        for _ in range(60):
+            self.play(FRAME)
+            if self.channel.streams.streams:
+                break
+        self.play(FRAME * 4)
+        self.assertEqual(len(self.encoder.waiting), streams.MAX_IN_FLIGHT)
+        self.encoder.finish(1)
+        self.play(0)
+        self.assertNotIn("STREAM_DATA", self.names())
+        self.encoder.finish(0)
+        self.play(FRAME)
+        times = [r.multi_media_time for n, r in self.messages if n == "STREAM_DATA"]
+        self.assertEqual(len(times), 2)
+        self.assertLessEqual(times[0], times[1])
+        codes = []
+        for n, r in self.messages:
+            if n == "STREAM_DATA":
+                codes.append(readFrameCode(decode_mjpeg(r.data), 0, 112))
+        self.assertLess(codes[0], codes[1])

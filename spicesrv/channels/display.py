@@ -23,6 +23,8 @@ from spicesrv.wire.constants import (
 from spicesrv.wire.messages import DISPLAY_CLIENT, DISPLAY_SERVER
 
 PRIMARY_SURFACE = 0
+# Seconds between looks at a full link while lossless updates wait.
+LOSSLESS_RETRY = 0.01
 DISPLAY_PING_INTERVAL = 15.0
 
 # The largest raw image one DRAW_COPY of an update carries; bigger damaged
@@ -190,9 +192,9 @@ class DisplayChannel(ChannelProtocol):
     def stopProducing(self):
         self._paused = True
 
-    def _scheduleFlush(self):
+    def _scheduleFlush(self, delay=0):
         if self._flushCall is None and self.initialized and self.connected:
-            self._flushCall = self.clock.callLater(0, self._flush)
+            self._flushCall = self.clock.callLater(delay, self._flush)
 
     def _flush(self):
         self._flushCall = None
@@ -204,6 +206,13 @@ class DisplayChannel(ChannelProtocol):
 
     def msg_STREAM_REPORT(self, msg):
         self.streams.report(msg)
+
+    def streamStarted(self, rect):
+        """
+        A stream now shows C{rect}: pending lossless updates inside it are
+        moot.
+        """
+        self.damage.discardInside(rect)
 
     def refresh(self, rect):
         """
@@ -243,9 +252,21 @@ class DisplayChannel(ChannelProtocol):
         if not self.damage:
             return
         frame = self.source.framebuffer()
-        for rect in self.damage.take():
+        rects = self.damage.take()
+        for i, rect in enumerate(rects):
             for strip in strips(rect):
+                if respectWindow and not self._losslessRoom():
+                    # The link is full: the rest waits, and merges with
+                    # whatever changes meanwhile.
+                    for rest in [(rect[0], strip[1], rect[2], rect[3])] + rects[i + 1:]:
+                        self.damage.add(rest)
+                    self._scheduleFlush(LOSSLESS_RETRY)
+                    return
                 self._drawCopy(frame, strip)
+
+    def _losslessRoom(self):
+        self.streams.sampleLink()
+        return self.queuedBytes() <= self.streams.rate.losslessBudget()
 
     def _drawCopy(self, frame, rect):
         left, top, right, bottom = rect

@@ -20,6 +20,7 @@ and the playback delay follows them: up at once when frames come late,
 down slowly while they come early.
 """
 
+import collections
 import fcntl
 import struct
 import termios
@@ -32,17 +33,28 @@ CAPACITY = 0.8
 QUEUE_SECONDS = 0.04
 #: Queued bytes that admit no new frame while the link's rate is unknown.
 UNKNOWN_RATE_BUDGET = 512 * 1024
+#: Lossless updates wait while more than this many seconds of data at the
+#: link's rate are queued (at least L{LOSSLESS_MIN_BUDGET} bytes; while the
+#: rate is unknown, L{LOSSLESS_UNKNOWN_BUDGET}), so that a stream's frames
+#: and newer updates do not queue behind megabytes of old ones.
+LOSSLESS_QUEUE_SECONDS = 0.1
+LOSSLESS_MIN_BUDGET = 256 * 1024
+LOSSLESS_UNKNOWN_BUDGET = 2 * 1024 * 1024
 #: Busy time accumulated before the rate estimate is updated.
 RATE_WINDOW = 0.1
 #: Weight of a new rate sample.
 RATE_WEIGHT = 0.3
+#: What was delivered over this many seconds is a floor for the rate.
+THROUGHPUT_WINDOW = 1.0
+#: The queue budget never drops below this, nor below 1.5 frames.
+MIN_BUDGET = 64 * 1024
 
 #: Playback delay (ms) for a new stream, its bounds, and the headroom kept
 #: above the latest frames' transit time.
 START_DELAY_MS = 100
 MIN_DELAY_MS = 20
 MAX_DELAY_MS = 400
-DELAY_HEADROOM_MS = 25
+DELAY_HEADROOM_MS = 40
 
 #: STREAM_ACTIVATE_REPORT: frames per report and its timeout (libspice's).
 REPORT_WINDOW = 5
@@ -95,6 +107,10 @@ class RateControl:
         self._busyBytes = 0
         self._busyTime = 0.0
         self._lateReports = 0
+        self._history = collections.deque()
+        self.lastFrameBytes = 0
+        self.reportedFrames = 0
+        self.reportedDrops = 0
 
     # -- the link --------------------------------------------------------------
 
@@ -104,6 +120,9 @@ class RateControl:
         are not delivered yet.
         """
         last, self._last = self._last, (now, written, queued)
+        self._history.append((now, written - queued))
+        while self._history and now - self._history[0][0] > THROUGHPUT_WINDOW:
+            self._history.popleft()
         if last is None:
             return
         then, wasWritten, wasQueued = last
@@ -111,19 +130,24 @@ class RateControl:
         if elapsed <= 0:
             return
         delivered = (written - queued) - (wasWritten - wasQueued)
-        if wasQueued > 0 and queued > 0 and delivered > 0:
-            # Busy the whole interval: what drained is what the link carries.
+        if written == wasWritten and wasQueued > 0 and queued > 0 and delivered >= 0:
+            # Nothing was added and the queue never emptied: the link was
+            # busy the whole interval, and what drained is what it carries.
             self._busyBytes += delivered
             self._busyTime += elapsed
             if self._busyTime >= RATE_WINDOW:
                 measured = self._busyBytes / self._busyTime
-                self.rate = (measured if self.rate is None
-                             else (1 - RATE_WEIGHT) * self.rate + RATE_WEIGHT * measured)
                 self._busyBytes = 0
                 self._busyTime = 0.0
-        elif self.rate is not None and queued == 0 and delivered / elapsed > self.rate:
-            # Idle at the end yet faster than believed: the link grew.
-            self.rate = (1 - RATE_WEIGHT) * self.rate + RATE_WEIGHT * (delivered / elapsed)
+                if measured > 0:
+                    # (Nothing drained at all is a stalled peer, not a rate.)
+                    self.rate = (measured if self.rate is None
+                                 else (1 - RATE_WEIGHT) * self.rate + RATE_WEIGHT * measured)
+        if self.rate is not None and len(self._history) > 1:
+            (first, sent), (last_, sentNow) = self._history[0], self._history[-1]
+            if last_ - first >= THROUGHPUT_WINDOW / 2:
+                # The link carried at least what it delivered lately.
+                self.rate = max(self.rate, (sentNow - sent) / (last_ - first))
 
     def budget(self):
         """
@@ -131,7 +155,15 @@ class RateControl:
         """
         if self.rate is None:
             return UNKNOWN_RATE_BUDGET
-        return max(16 * 1024, self.rate * QUEUE_SECONDS)
+        return max(MIN_BUDGET, 1.5 * self.lastFrameBytes, self.rate * QUEUE_SECONDS)
+
+    def losslessBudget(self):
+        """
+        Queued bytes above which lossless updates wait.
+        """
+        if self.rate is None:
+            return LOSSLESS_UNKNOWN_BUDGET
+        return max(LOSSLESS_MIN_BUDGET, self.rate * LOSSLESS_QUEUE_SECONDS)
 
     def admit(self, queued):
         """
@@ -161,6 +193,7 @@ class RateControl:
         """
         self.framesSent += 1
         self.bytesSent += size
+        self.lastFrameBytes = size
         target = self.targetFrameBytes()
         if target is None or size < 0.7 * target:
             self.quality = min(MAX_QUALITY, self.quality + 1 if target is None
@@ -176,6 +209,8 @@ class RateControl:
         the last one arrived C{marginMs} before its time (negative: after).
         """
         transit = self.delayMs - marginMs
+        self.reportedFrames += numFrames
+        self.reportedDrops += numDrops
         if numDrops or marginMs < MIN_DELAY_MS // 2:
             self._lateReports += 1
             self.delayMs = min(MAX_DELAY_MS, max(self.delayMs + DELAY_HEADROOM_MS,

@@ -54,6 +54,8 @@ MAX_TRACES = 64
 STREAM_TIMEOUT = 0.5
 #: The most frames per second a stream sends (libspice's MAX_FPS).
 MAX_FPS = 30
+#: Frames of one stream being encoded at once (they are sent in order).
+MAX_IN_FLIGHT = 2
 #: How often a stream that waits for the link looks again, in seconds.
 RETRY_INTERVAL = 0.005
 
@@ -157,8 +159,11 @@ class VideoStream:
         self._inputStart = now
         self.dirty = True
         self.blocked = False
-        self.encoding = False
+        self.inFlight = 0
         self.frames = 0
+        self._nextSeq = 0
+        self._sendSeq = 0
+        self._done = {}
         self.reportId = random.getrandbits(32)
 
     @property
@@ -188,7 +193,8 @@ class StreamManager:
 
     @param channel: what the streams need from their display channel:
         C{sendMessage(name, **fields)}, C{refresh(rect)} (send C{rect}
-        losslessly), C{queuedBytes()}, C{bytesWritten}, C{mmTime()} (the
+        losslessly), C{streamStarted(rect)} (forget pending lossless
+        updates inside C{rect}), C{queuedBytes()}, C{bytesWritten}, C{mmTime()} (the
         client's multimedia clock, ms), C{canSendVideo()} (the channel is
         neither paused nor over its ACK window) and C{clientCaps} (the
         display channel caps of the client).
@@ -284,6 +290,7 @@ class StreamManager:
         stream = VideoStream(free[0], rect, now, fps)
         self.streams[stream.id] = stream
         self.created += 1
+        self.channel.streamStarted(rect)
         left, top, right, bottom = rect
         width, height = right - left, bottom - top
         self.channel.sendMessage(
@@ -344,13 +351,19 @@ class StreamManager:
         self._timeoutCall = None
         now = self.clock.seconds()
         for stream in list(self.streams.values()):
-            if now - stream.lastDamage >= STREAM_TIMEOUT and not stream.encoding:
+            if now - stream.lastDamage >= STREAM_TIMEOUT and not stream.inFlight:
                 self.log.debug("stream {id}: still for {timeout} s, refreshing losslessly",
                                id=stream.id, timeout=STREAM_TIMEOUT)
                 self.end(stream)
         self._scheduleTimeout()
 
     # -- the link ------------------------------------------------------------------
+
+    def sampleLink(self):
+        """
+        Note how much the link has taken (for L{RateControl}'s estimate).
+        """
+        self._sample()
 
     def _sample(self):
         self.rate.sample(self.clock.seconds(), self.channel.bytesWritten,
@@ -383,7 +396,7 @@ class StreamManager:
         now = self.clock.seconds()
         retry = None
         for stream in list(self.streams.values()):
-            if not stream.dirty or stream.encoding:
+            if not stream.dirty or stream.inFlight >= MAX_IN_FLIGHT:
                 continue
             if stream.lastCapture is not None:
                 wait = stream.lastCapture + 0.9 / MAX_FPS - now
@@ -404,7 +417,9 @@ class StreamManager:
 
     def _capture(self, stream, now):
         stream.dirty = False
-        stream.encoding = True
+        stream.inFlight += 1
+        seq = stream._nextSeq
+        stream._nextSeq += 1
         stream.lastCapture = now
         left, top, right, bottom = stream.frameRect
         pixels = self.source.framebuffer()[top:bottom, left:right].copy()
@@ -416,13 +431,22 @@ class StreamManager:
         quality = self.rate.quality
         frameRect = stream.frameRect
         d = self.encoder.encode(pixels, quality)
-        d.addCallback(self._encoded, stream, frameRect, stamp)
-        d.addErrback(self._failed, stream)
+        d.addCallback(self._encoded, stream, seq, frameRect, stamp)
+        d.addErrback(self._failed, stream, seq)
 
-    def _encoded(self, data, stream, frameRect, stamp):
-        stream.encoding = False
-        if self.streams.get(stream.id) is not stream:
-            return
+    def _encoded(self, data, stream, seq, frameRect, stamp):
+        stream.inFlight -= 1
+        stream._done[seq] = (data, frameRect, stamp)
+        # Frames encoded side by side go out in the order they were taken.
+        while stream._sendSeq in stream._done:
+            done = stream._done.pop(stream._sendSeq)
+            stream._sendSeq += 1
+            if done is not None and self.streams.get(stream.id) is stream:
+                self._send(stream, *done)
+        if stream.dirty and self.streams.get(stream.id) is stream:
+            self._schedulePump()
+
+    def _send(self, stream, data, frameRect, stamp):
         self.rate.encoded(len(data))
         stream.frames += 1
         if frameRect == stream.rect:
@@ -434,11 +458,10 @@ class StreamManager:
                 "STREAM_DATA_SIZED", id=stream.id, multi_media_time=stamp,
                 width=right - left, height=bottom - top,
                 dest=dict(top=top, left=left, bottom=bottom, right=right), data=data)
-        if stream.dirty:
-            self._schedulePump()
 
-    def _failed(self, failure, stream):
-        stream.encoding = False
+    def _failed(self, failure, stream, seq):
+        stream.inFlight -= 1
+        stream._done[seq] = None
         self.log.failure("stream {id}: encoding failed; ending the stream", failure,
                          id=stream.id)
         self.end(stream)

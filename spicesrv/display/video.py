@@ -22,7 +22,7 @@ from twisted.python.threadpool import ThreadPool
 
 #: JPEG quality bounds and the start value for a new stream.
 MIN_QUALITY = 20
-MAX_QUALITY = 85
+MAX_QUALITY = 80
 START_QUALITY = 70
 
 #: Encoding threads shared by every display channel of a process: frames of
