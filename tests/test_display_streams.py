@@ -125,12 +125,27 @@ class RateControlTests(unittest.TestCase):
         rate.rate = 1e6
         rate.inputFps = 30
         target = rate.targetFrameBytes()
-        for _ in range(20):
-            rate.encoded(int(target * 2))
+        for i in range(20):
+            rate.encoded(int(target * 2), i * FRAME)
         self.assertEqual(rate.quality, MIN_QUALITY)
-        for _ in range(30):
-            rate.encoded(int(target * 0.3))
+        for i in range(30):
+            rate.encoded(int(target * 0.3), i * FRAME)
         self.assertEqual(rate.quality, MAX_QUALITY)
+
+    def test_dropsHoldTheQuality(self):
+        """
+        A frame dropped for the link lowers the quality, which then does
+        not rise for a second however small the frames.
+        """
+        rate = RateControl()
+        rate.rate = 1e6
+        rate.dropped(10.0)
+        held = rate.quality
+        self.assertLess(held, ratecontrol.START_QUALITY)
+        rate.encoded(10, 10.5)
+        self.assertEqual(rate.quality, held)
+        rate.encoded(10, 11.1)
+        self.assertGreater(rate.quality, held)
 
     def test_lateFramesRaiseTheDelay(self):
         rate = RateControl()

@@ -61,6 +61,8 @@ REPORT_WINDOW = 5
 REPORT_TIMEOUT_MS = 1000
 
 QUALITY_STEP = 5
+#: No quality increase for this long after a frame was dropped for the link.
+DROP_MEMORY = 1.0
 
 
 def queuedBytes(transport):
@@ -108,6 +110,7 @@ class RateControl:
         self._busyTime = 0.0
         self._lateReports = 0
         self._history = collections.deque()
+        self._lastDrop = None
         self.lastFrameBytes = 0
         self.reportedFrames = 0
         self.reportedDrops = 0
@@ -172,12 +175,13 @@ class RateControl:
         """
         return queued <= self.budget()
 
-    def dropped(self):
+    def dropped(self, now):
         """
         A source frame was skipped because the link was full.
         """
         self.framesDropped += 1
-        self.quality = max(MIN_QUALITY, self.quality - 1)
+        self._lastDrop = now
+        self.quality = max(MIN_QUALITY, self.quality - 2)
 
     # -- frames ------------------------------------------------------------------
 
@@ -186,20 +190,24 @@ class RateControl:
             return None
         return CAPACITY * self.rate / max(1.0, self.inputFps)
 
-    def encoded(self, size):
+    def encoded(self, size, now):
         """
         A frame of C{size} bytes was encoded at L{quality}: steer the quality
-        towards the link's share per frame.
+        towards the link's share per frame, and up only while no frame was
+        dropped lately (whatever the bytes say, the link or the client did
+        not keep up).
         """
         self.framesSent += 1
         self.bytesSent += size
         self.lastFrameBytes = size
         target = self.targetFrameBytes()
-        if target is None or size < 0.7 * target:
-            self.quality = min(MAX_QUALITY, self.quality + 1 if target is None
-                               else self.quality + QUALITY_STEP)
-        elif size > 1.1 * target:
+        calm = self._lastDrop is None or now - self._lastDrop >= DROP_MEMORY
+        if target is not None and size > 1.1 * target:
             self.quality = max(MIN_QUALITY, self.quality - QUALITY_STEP)
+        elif calm and target is None:
+            self.quality = min(MAX_QUALITY, self.quality + 1)
+        elif calm and size < 0.7 * target:
+            self.quality = min(MAX_QUALITY, self.quality + QUALITY_STEP)
 
     # -- the client's reports -------------------------------------------------------
 

@@ -12,9 +12,10 @@ updates must look like photographs rather than text or flat drawings
 (L{looksGradual}).  C{all} streams any such rectangle; C{off} never streams.
 
 A stream then takes every damage inside its rectangle: instead of lossless
-DRAW_COPYs the area goes to the client as MJPEG frames, at most one being
-encoded at a time and none while the link is full (L{RateControl}), each
-stamped with the multimedia time it is to be shown at.  A damage rectangle
+DRAW_COPYs the area goes to the client as MJPEG frames, at most L{MAX_IN_FLIGHT}
+being encoded at a time (off the reactor thread; they go out in order) and
+none while the link is full (L{RateControl}), each stamped with the
+multimedia time it is to be shown at.  A damage rectangle
 that contains the stream's and is at most twice as big is the same video
 grown: the frame goes as STREAM_DATA_SIZED to clients that can take it.
 When the rectangle sees no damage for L{STREAM_TIMEOUT} the stream ends:
@@ -279,7 +280,7 @@ class StreamManager:
 
     def _damaged(self, stream, now):
         if stream.damaged(now):
-            self.rate.dropped()
+            self.rate.dropped(now)
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -447,7 +448,7 @@ class StreamManager:
             self._schedulePump()
 
     def _send(self, stream, data, frameRect, stamp):
-        self.rate.encoded(len(data))
+        self.rate.encoded(len(data), self.clock.seconds())
         stream.frames += 1
         if frameRect == stream.rect:
             self.channel.sendMessage("STREAM_DATA", id=stream.id, multi_media_time=stamp,

@@ -13,9 +13,11 @@ knows the number knows every pixel:
 - C{typing}: a text area in which one character appears per frame.
 
 In C{video} and C{scroll} the frame number is also drawn into the picture as
-a bar code of L{CODE_BITS} black or white L{CODE_BLOCK}-pixel squares along
-the bottom of the moving area (L{readFrameCode} reads it back, also from a
-JPEG-compressed copy): a client's picture tells which frame it shows.
+a bar code of L{CODE_BITS} black or white L{CODE_BLOCK}-pixel squares at the
+top left and the bottom left of the moving area (L{readFrameCode} reads it
+back, also from a JPEG-compressed copy): a client's picture tells which frame
+it shows, and two equal codes that it shows one whole frame (lossless updates
+go top to bottom).
 
 The source draws frame C{n} at C{start + n / fps} on its clock, skipping
 numbers when it runs late, and stops after C{frames} frames if asked, so the
@@ -197,6 +199,8 @@ class MotionSource(FramebufferSource):
         self.rect = tuple(rect)
         self.frameNumber = -1
         self.frameTimes = {}
+        #: CPU seconds the drawing took (on the drawing thread).
+        self.drawSeconds = 0.0
         self._loop = None
         self._start = None
         self._font = ImageFont.load_default()
@@ -244,12 +248,14 @@ class MotionSource(FramebufferSource):
         left, top, right, bottom = self.movingRect()
         if self.workload == VIDEO:
             picture = videoPicture(n, right - left, bottom - top, self.fps)
+            drawFrameCode(picture, n, 0, CODE_BLOCK)
             drawFrameCode(picture, n, 0, bottom - top)
             return picture
         if self.workload == SCROLL:
             offset = (n * SCROLL_STEP) % self._tall.shape[0]
             rows = np.arange(offset, offset + self.height) % self._tall.shape[0]
             picture = self._tall[rows]
+            drawFrameCode(picture, n, 0, CODE_BLOCK)
             drawFrameCode(picture, n, 0, self.height)
             return picture
         picture = np.array(self.frame[top:bottom, left:right])
@@ -290,6 +296,13 @@ class MotionSource(FramebufferSource):
         return max(1, (right - left - 16) // cw) * max(1, (bottom - top - 16) // ch)
 
     def _draw(self, n):
+        started = time.thread_time()
+        try:
+            return self._drawFrame(n)
+        finally:
+            self.drawSeconds += time.thread_time() - started
+
+    def _drawFrame(self, n):
         left, top, right, bottom = self.movingRect()
         if self.workload == TYPING:
             area = self.frame[top:bottom, left:right]
