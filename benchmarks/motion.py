@@ -298,9 +298,10 @@ def formatPsnr(samples, workload):
 def formatRow(link, workload, pipeline, r):
     def ms(v):
         return "%6.0f" % (v * 1000) if v is not None else "   n/a"
-    return ("%-8s %-7s %-8s | %5.1f %5.1f | %8.1f %6.1f | %-16s | %s %s | %6.1f %6.1f %5.0f%% |"
+    perFrame = "%8.1f" % (r["bytesPerFrame"] / 1024,) if r["fps"] else "     n/a"
+    return ("%-8s %-7s %-8s | %5.1f %5.1f | %s %6.1f | %-16s | %s %s | %6.1f %6.1f %5.0f%% |"
             " %6.1f" % (
-                link, workload, pipeline, r["fps"], r["sourceFps"], r["bytesPerFrame"] / 1024,
+                link, workload, pipeline, r["fps"], r["sourceFps"], perFrame,
                 r["mbit"], formatPsnr(r["psnr"], workload), ms(r["latencyMedian"]),
                 ms(r["latencyP90"]), r["cpuPerFrame"] * 1000, r["cpuPerFrameNoDraw"] * 1000,
                 r["cpuShare"] * 100, r["exactAfter"]))

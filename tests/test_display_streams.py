@@ -132,6 +132,20 @@ class RateControlTests(unittest.TestCase):
             rate.encoded(int(target * 0.3), i * FRAME)
         self.assertEqual(rate.quality, MAX_QUALITY)
 
+    def test_slightOvershootKeepsTheQuality(self):
+        """
+        The rate is floored by the delivered throughput, so frames a little
+        over their share (1.25 times: the share is 80 % of the rate) must not
+        spiral the quality down.
+        """
+        rate = RateControl()
+        rate.rate = 1e6
+        rate.inputFps = 30
+        before = rate.quality
+        for i in range(30):
+            rate.encoded(int(rate.targetFrameBytes() * 1.25), i * FRAME)
+        self.assertEqual(rate.quality, before)
+
     def test_dropsHoldTheQuality(self):
         """
         A frame dropped for the link lowers the quality, which then does

@@ -61,6 +61,8 @@ REPORT_WINDOW = 5
 REPORT_TIMEOUT_MS = 1000
 
 QUALITY_STEP = 5
+#: A frame this many times its share of the link lowers the quality.
+OVERSHOOT = 1.5
 #: No quality increase for this long after a frame was dropped for the link.
 DROP_MEMORY = 1.0
 
@@ -202,7 +204,10 @@ class RateControl:
         self.lastFrameBytes = size
         target = self.targetFrameBytes()
         calm = self._lastDrop is None or now - self._lastDrop >= DROP_MEMORY
-        if target is not None and size > 1.1 * target:
+        # Only a gross overshoot lowers the quality by itself: the rate is
+        # floored by what was delivered, so a frame a little over its share
+        # is no evidence of a full link (drops are).
+        if target is not None and size > OVERSHOOT * target:
             self.quality = max(MIN_QUALITY, self.quality - QUALITY_STEP)
         elif calm and target is None:
             self.quality = min(MAX_QUALITY, self.quality + 1)
