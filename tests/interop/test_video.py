@@ -51,8 +51,8 @@ class VideoStreamTests(InteropTestCase):
     @defer.inlineCallbacks
     def test_videoIsStreamedAndEndsExact(self):
         """
-        The moving rectangle becomes a stream; the client shows new frames
-        at a good rate, each close to the source's frame of that number;
+        The moving rectangle becomes a stream; the client shows new frames,
+        each close to the source's frame of that number, and reports on them;
         once the source stops, the client's picture is the source's
         exactly and the stream is gone.
         """
@@ -83,6 +83,8 @@ class VideoStreamTests(InteropTestCase):
         quality = psnr(area, self.source.render(n))
         self.assertGreater(quality, PSNR_BOUND, "frame %d shown at %.1f dB" % (n, quality))
         self.assertGreater(streamed.rate.framesSent, 10)
+        # The client answered STREAM_ACTIVATE_REPORT with reports.
+        yield self.waitUntil(lambda: streamed.rate.reportedFrames >= 5, timeout=20)
 
         # Motion stops: the stream ends and the picture turns exact.
         self.source.stop()
