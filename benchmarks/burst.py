@@ -32,7 +32,7 @@ import struct
 import sys
 import time
 
-from twisted.internet import defer, protocol, task
+from twisted.internet import defer, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from benchmarks import BenchmarkError

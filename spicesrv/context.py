@@ -56,6 +56,21 @@ class ChannelContext:
         return self._server.mmTime()
 
     @property
+    def streamingVideo(self):
+        """
+        Which areas become video streams: C{"off"}, C{"all"} or C{"filter"}
+        (C{--streaming-video}, as QEMU's C{streaming-video}).
+        """
+        return self._server.streamingVideo
+
+    def videoEncoder(self):
+        """
+        The encoder of video stream frames (shared by every display
+        channel; see L{spicesrv.display.video}).
+        """
+        return self._server.videoEncoder()
+
+    @property
     def tlsAvailable(self):
         """
         Whether clients could have linked over TLS (the inputs channel warns

@@ -39,6 +39,10 @@ from spicesrv.ticket import Ticket
 from spicesrv.wire.constants import (
     MM_TIME_DELTA_MS, ChannelType, LinkErr, MouseMode)
 
+#: --streaming-video, as QEMU's -spice streaming-video: never stream, stream
+#: every area updated like video, or only those that look like video.
+STREAMING_VIDEO_MODES = ("off", "all", "filter")
+
 # How long a client migrating in may take to switch here (its MIGRATE_END)
 # before it is dropped.  libspice-server waits forever; the VM's RAM copy
 # happens in between, so this is generous.
@@ -103,12 +107,19 @@ class SpiceServer:
     @param keys: a L{KeyPool}; one is made by default.
     @param seamless_migration: offer seamless migration, as QEMU's
         C{seamless-migration=on}; semi-seamless otherwise.
+    @param streaming_video: C{"filter"} (the default, as libspice-server's)
+        sends areas that change like video, and look like it, as MJPEG
+        streams; C{"all"} streams every area updated like video; C{"off"}
+        sends everything losslessly (QEMU's C{streaming-video}).
+    @param video_encoder: what encodes stream frames (see
+        L{spicesrv.display.video}); a shared thread pool by default.
     """
 
     log = Logger()
 
     def __init__(self, clock=None, password=None, disable_ticketing=False, name=None,
-                 uuid=None, keys=None, seamless_migration=False):
+                 uuid=None, keys=None, seamless_migration=False, streaming_video="filter",
+                 video_encoder=None):
         if clock is None:
             from twisted.internet import reactor as clock
         self.clock = clock
@@ -140,6 +151,11 @@ class SpiceServer:
         self.sourceMigration = SourceMigration(self)
         self.migrationArrivalTimeout = MIGRATION_ARRIVAL_TIMEOUT
         self.seamless = seamless_migration
+        if streaming_video not in STREAMING_VIDEO_MODES:
+            raise ValueError("streaming_video %r is not one of %s"
+                             % (streaming_video, ", ".join(STREAMING_VIDEO_MODES)))
+        self.streamingVideo = streaming_video
+        self._videoEncoder = video_encoder
         self.registry.register(ChannelType.MAIN, 0, MainChannel)
         self.registry.register(ChannelType.INPUTS, 0, InputsChannel)
 
@@ -532,6 +548,19 @@ class SpiceServer:
         if leds != self._leds:
             self._leds = leds
             self.broadcast("ledsChanged")
+
+    def videoEncoder(self):
+        """
+        What encodes video stream frames: the given one, else a thread pool
+        on a real reactor, else (a test clock) encoding in place.
+        """
+        if self._videoEncoder is None:
+            from twisted.internet.interfaces import IReactorThreads
+
+            from spicesrv.display.video import SynchronousEncoder, sharedEncoder
+            self._videoEncoder = (sharedEncoder(self.clock) if IReactorThreads.providedBy(self.clock)
+                                  else SynchronousEncoder())
+        return self._videoEncoder
 
     def mmTime(self):
         """

@@ -21,7 +21,7 @@ from spicesrv.interfaces import ISource
 from spicesrv.limits import Limits
 from spicesrv.link import SECURITY_NONE, SECURITY_SSL
 from spicesrv.migration.command import Migrator
-from spicesrv.server import SpiceServer
+from spicesrv.server import STREAMING_VIDEO_MODES, SpiceServer
 from spicesrv.ticket import Ticket
 from spicesrv import unixsocket
 from spicesrv.unixsocket import has_parameter, unix_server_endpoint
@@ -117,6 +117,9 @@ class BaseOptions(usage.Options):
         ["unix-socket-group", None, None, "Give --listen unix: sockets to this group (name "
          "or number), whose members may then connect."],
         ["uuid", None, None, "UUID of the machine, sent to clients."],
+        ["streaming-video", None, "filter", "Send areas that change like video as MJPEG "
+         "streams: filter (those that also look like video; the default), all, or off "
+         "(everything lossless), as QEMU's streaming-video."],
     ]
     optFlags = [
         ["disable-ticketing", None, "Accept clients without a password."],
@@ -216,6 +219,9 @@ class BaseOptions(usage.Options):
             raise ConfigError("%s would accept connections from other machines without a "
                               "password; add --password-file FILE (or --disable-ticketing "
                               "if you really mean it)" % exposed[0])
+        if self["streaming-video"] not in STREAMING_VIDEO_MODES:
+            raise ConfigError("--streaming-video %r is not one of %s"
+                              % (self["streaming-video"], ", ".join(STREAMING_VIDEO_MODES)))
         name, _, args = self["source"].partition(":")
         if name not in self.sources:
             raise ConfigError("unknown --source %r; use one of %s"
@@ -502,7 +508,8 @@ def makeServer(config, reactor):
     server = SpiceServer(clock=reactor, password=config["password"],
                          disable_ticketing=config["password"] is None,
                          name=config["name"], uuid=config["uuid"],
-                         seamless_migration=config["seamless-migration"])
+                         seamless_migration=config["seamless-migration"],
+                         streaming_video=config["streaming-video"])
     server.limits = config.limits()
     if config["password"] is not None and config["password-lifetime"]:
         server.ticket.expire_in(config["password-lifetime"])

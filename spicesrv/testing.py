@@ -871,12 +871,19 @@ class ClientSurface:
         show).
     @ivar imageTypes: the SPICE image type of every DRAW_COPY (0 raw
         bitmap, 109 LZ4).
+    @ivar streams: the video streams the server created and did not
+        destroy yet: id -> the STREAM_CREATE record.
+    @ivar frameTimes: the C{multi_media_time} of every stream frame, in
+        order.  Frames are drawn as they come (a real client waits for each
+        frame's time and drops late ones).
     """
 
     def __init__(self):
         self.pixels = None
         self.marked = False
         self.imageTypes = []
+        self.streams = {}
+        self.frameTimes = []
 
     def apply(self, name, record):
         """
@@ -896,6 +903,25 @@ class ClientSurface:
             area = record.src_area
             self.pixels[box.top:box.bottom, box.left:box.right] = \
                 image[area.top:area.bottom, area.left:area.right]
+        elif name == "STREAM_CREATE":
+            if record.id in self.streams:
+                raise ValueError("stream %d created twice" % (record.id,))
+            self.streams[record.id] = record
+        elif name in ("STREAM_DATA", "STREAM_DATA_SIZED"):
+            from spicesrv.display.video import decode_mjpeg
+            create = self.streams[record.id]
+            dest = record.dest if name == "STREAM_DATA_SIZED" else create.dest
+            frame = decode_mjpeg(record.data)
+            if frame.shape[:2] != (dest.bottom - dest.top, dest.right - dest.left):
+                raise ValueError("a %dx%d frame for a %dx%d destination"
+                                 % (frame.shape[1], frame.shape[0],
+                                    dest.right - dest.left, dest.bottom - dest.top))
+            self.frameTimes.append(record.multi_media_time)
+            self.pixels[dest.top:dest.bottom, dest.left:dest.right, :3] = frame[..., :3]
+        elif name == "STREAM_DESTROY":
+            del self.streams[record.id]
+        elif name == "STREAM_DESTROY_ALL":
+            self.streams.clear()
 
     def applyAll(self, messages):
         """

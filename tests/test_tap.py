@@ -335,7 +335,7 @@ class PluginOptionTests(unittest.TestCase):
 
     def test_pluginsFound(self):
         config = tap.Options()
-        self.assertEqual(sorted(config.sources), ["demo", "image", "x11"])
+        self.assertEqual(sorted(config.sources), ["demo", "image", "motion", "x11"])
         self.assertIn("port", [p.name for p in config.channels])
 
     def test_flagOption(self):
@@ -353,6 +353,35 @@ class PluginOptionTests(unittest.TestCase):
                               parse("--source", "x11::999999"), MemoryReactorClock())
         self.assertIn("--source x11::999999", str(e.code))
         self.assertNotIn("\n", str(e.code))
+
+    def test_motionSource(self):
+        top = tap.makeService(parse("--source", "motion:typing", "--motion-size", "640x480",
+                                    "--motion-fps", "10"), MemoryReactorClock())
+        (source,) = top.server.displays
+        self.assertEqual((source.workload, source.width, source.height, source.fps),
+                         ("typing", 640, 480, 10.0))
+        source.stop()
+
+    def test_badMotionWorkload(self):
+        e = self.assertRaises(SystemExit, tap.makeService, parse("--source", "motion:dance"),
+                              MemoryReactorClock())
+        self.assertIn("dance", str(e.code))
+
+
+class StreamingVideoOptionTests(unittest.TestCase):
+    def test_default(self):
+        top = tap.makeService(parse(), MemoryReactorClock())
+        self.assertEqual(top.server.streamingVideo, "filter")
+
+    def test_modes(self):
+        for mode in ("off", "all", "filter"):
+            top = tap.makeService(parse("--streaming-video", mode), MemoryReactorClock())
+            self.assertEqual(top.server.streamingVideo, mode)
+
+    def test_badMode(self):
+        e = self.assertRaises(SystemExit, parse, "--streaming-video", "sometimes")
+        self.assertIn("--streaming-video", str(e.code))
+        self.assertIn("filter", str(e.code))
 
 
 class MigrationOptionTests(unittest.TestCase):

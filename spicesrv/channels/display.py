@@ -1,17 +1,21 @@
 """
 The display channel (type 2): the primary surface of one display source,
-kept up to date with DRAW_COPY of the damaged rectangles.
+kept up to date with DRAW_COPY of the damaged rectangles, and with MJPEG
+video streams for the areas that change like video (L{StreamManager}).
 
 Updates are pulled, not queued: damage accumulates in a L{Damage} while the
 client's ACK window or the socket is full, so a slow client gets fewer,
-larger updates instead of an ever-growing backlog.
+larger updates instead of an ever-growing backlog.  Video frames are
+dropped, not queued, when the link is full.
 """
 
 from zope.interface import implementer
 
 from spicesrv.channel import MIGRATE_NEED_DATA_TRANSFER, MIGRATE_NEED_FLUSH, ChannelProtocol
 from spicesrv.display.encoders import encode_bitmap, encode_lz4, new_image_id
+from spicesrv.display.ratecontrol import queuedBytes
 from spicesrv.display.region import Damage
+from spicesrv.display.streams import StreamManager
 from spicesrv.interfaces import IDisplayObserver
 from spicesrv.wire.constants import (
     ROPD_OP_PUT, SCALE_MODE_NEAREST, SURFACE_FLAG_PRIMARY, ChannelType, DisplayCap,
@@ -20,6 +24,8 @@ from spicesrv.wire.messages import DISPLAY_CLIENT, DISPLAY_SERVER
 from spicesrv.migration.seamless import Boolean, Choice, Integer
 
 PRIMARY_SURFACE = 0
+# Seconds between looks at a full link while lossless updates wait.
+LOSSLESS_RETRY = 0.01
 DISPLAY_PING_INTERVAL = 15.0
 
 # The largest raw image one DRAW_COPY of an update carries; bigger damaged
@@ -73,10 +79,18 @@ class DisplayChannel(ChannelProtocol):
         self.encoding = LZ4 if self.clientHasLz4 else RAW
         self._flushCall = None
         self._paused = False
+        self.bytesWritten = 0
+        self.streams = StreamManager(self, source, self.clock, self.context.videoEncoder(),
+                                     mode=self.context.streamingVideo,
+                                     surfaceId=PRIMARY_SURFACE)
 
     @classmethod
     def capabilities(cls, context):
-        return {DisplayCap.PREF_COMPRESSION}
+        return {DisplayCap.PREF_COMPRESSION, DisplayCap.STREAM_REPORT}
+
+    @property
+    def clientCaps(self):
+        return self.info.channel_caps
 
     @property
     def clientHasLz4(self):
@@ -123,6 +137,7 @@ class DisplayChannel(ChannelProtocol):
         self._sendWholeSurface()
 
     def channelDown(self):
+        self.streams.stop()
         if self.initialized:
             self.source.removeObserver(self)
         if self._flushCall is not None and self._flushCall.active():
@@ -157,12 +172,13 @@ class DisplayChannel(ChannelProtocol):
     def surface_changed(self, width, height):
         if not self.initialized:
             return
+        self.streams.endAll()
         self.sendMessage("SURFACE_DESTROY", surface_id=PRIMARY_SURFACE)
         self._createSurface()
         self._sendWholeSurface()
 
     def damaged(self, rects):
-        for rect in rects:
+        for rect in self.streams.filterDamage(rects):
             self.damage.add(rect)
         self._scheduleFlush()
 
@@ -176,6 +192,7 @@ class DisplayChannel(ChannelProtocol):
 
     def windowOpened(self):
         self._scheduleFlush()
+        self.streams.resume()
 
     def pauseProducing(self):
         self._paused = True
@@ -183,19 +200,52 @@ class DisplayChannel(ChannelProtocol):
     def resumeProducing(self):
         self._paused = False
         self._scheduleFlush()
+        self.streams.resume()
 
     def stopProducing(self):
         self._paused = True
 
-    def _scheduleFlush(self):
+    def _scheduleFlush(self, delay=0):
         if self._flushCall is None and self.initialized and self.connected:
-            self._flushCall = self.clock.callLater(0, self._flush)
+            self._flushCall = self.clock.callLater(delay, self._flush)
 
     def _flush(self):
         self._flushCall = None
         if self._paused or not self.connected:
             return
         self._sendDamage(respectWindow=True)
+
+    # -- video streams ---------------------------------------------------------
+
+    def msg_STREAM_REPORT(self, msg):
+        self.streams.report(msg)
+
+    def streamStarted(self, rect):
+        """
+        A stream now shows C{rect}: pending lossless updates inside it are
+        moot.
+        """
+        self.damage.discardInside(rect)
+
+    def refresh(self, rect):
+        """
+        Send C{rect} losslessly with the next update.
+        """
+        self.damage.add(rect)
+        self._scheduleFlush()
+
+    def canSendVideo(self):
+        return self.initialized and self.connected and not self._paused and self.canSend()
+
+    def queuedBytes(self):
+        return queuedBytes(self.transport)
+
+    def mmTime(self):
+        return self.context.mmTime()
+
+    def sendRaw(self, msgType, body, counted=True):
+        self.bytesWritten += len(body)
+        ChannelProtocol.sendRaw(self, msgType, body, counted)
 
     # -- drawing ---------------------------------------------------------------
 
@@ -215,9 +265,21 @@ class DisplayChannel(ChannelProtocol):
         if not self.damage:
             return
         frame = self.source.framebuffer()
-        for rect in self.damage.take():
+        rects = self.damage.take()
+        for i, rect in enumerate(rects):
             for strip in strips(rect):
+                if respectWindow and not self._losslessRoom():
+                    # The link is full: the rest waits, and merges with
+                    # whatever changes meanwhile.
+                    for rest in [(rect[0], strip[1], rect[2], rect[3])] + rects[i + 1:]:
+                        self.damage.add(rest)
+                    self._scheduleFlush(LOSSLESS_RETRY)
+                    return
                 self._drawCopy(frame, strip)
+
+    def _losslessRoom(self):
+        self.streams.sampleLink()
+        return self.queuedBytes() <= self.streams.rate.losslessBudget()
 
     def _drawCopy(self, frame, rect):
         left, top, right, bottom = rect

@@ -93,6 +93,15 @@ class Damage:
         if self.width > 0 and self.height > 0:
             self._rects.append((0, 0, self.width, self.height))
 
+    def discardInside(self, rect):
+        """
+        Forget the kept rectangles that lie wholly inside C{rect} (something
+        else, a video stream, sends that area).
+        """
+        left, top, right, bottom = rect
+        self._rects = [r for r in self._rects
+                       if not (left <= r[0] and top <= r[1] and r[2] <= right and r[3] <= bottom)]
+
     def resize(self, width, height):
         """
         The surface is now C{width} x C{height}: forget the old damage and

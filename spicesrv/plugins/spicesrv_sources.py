@@ -57,6 +57,37 @@ class X11Plugin:
                          reactor=reactor)
 
 
+@implementer(IPlugin, ISourcePlugin)
+class MotionPlugin:
+    name = "motion"
+    description = ("motion[:video|scroll|typing] plays a deterministic moving picture "
+                   "(for trying and measuring video streams)")
+    options = (Option("motion-size", "Size of the motion screen, WIDTHxHEIGHT.",
+                      default="1920x1080"),
+               Option("motion-fps", "Frames per second of the motion source.", default="30"))
+
+    def makeSource(self, args, values, reactor):
+        from spicesrv.sources.motion import VIDEO, WORKLOADS, MotionSource
+        workload = args or VIDEO
+        if workload not in WORKLOADS:
+            raise ValueError("unknown workload %r; use one of %s"
+                             % (workload, ", ".join(WORKLOADS)))
+        match = re.fullmatch(r"(\d+)x(\d+)", values.get("motion-size") or "1920x1080")
+        if match is None:
+            raise ValueError("--motion-size %r is not WIDTHxHEIGHT, e.g. 1920x1080"
+                             % values.get("motion-size"))
+        try:
+            fps = float(values.get("motion-fps") or 30)
+        except ValueError:
+            fps = 0
+        if not 0 < fps <= 240:
+            raise ValueError("--motion-fps %r is not a number of frames per second"
+                             % values.get("motion-fps"))
+        return MotionSource(width=int(match.group(1)), height=int(match.group(2)),
+                            workload=workload, fps=fps, clock=reactor)
+
+
 demo = DemoPlugin()
 image = ImagePlugin()
 x11 = X11Plugin()
+motion = MotionPlugin()

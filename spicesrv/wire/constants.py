@@ -77,6 +77,26 @@ class DisplayCap(IntEnum):
     CODEC_H265 = 14
 
 
+class VideoCodecType(IntEnum):
+    """
+    SpiceVideoCodecType: a stream's codec_type, and the values of
+    PREFERRED_VIDEO_CODEC_TYPE.
+    """
+    MJPEG = 1
+    VP8 = 2
+    H264 = 3
+    VP9 = 4
+    H265 = 5
+
+
+#: SpiceStreamFlags: the frames' first row is the top one.
+STREAM_FLAG_TOP_DOWN = 1
+
+#: The most streams a display channel has at once (SPICE_MAX_NUM_STREAMS
+#: ids, 0..63, as spice-gtk allows).
+MAX_STREAMS = 64
+
+
 class InputsCap(IntEnum):
     KEY_SCANCODE = 0
 

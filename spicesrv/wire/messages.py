@@ -174,6 +174,16 @@ DISPLAY_SERVER = COMMON_SERVER.extend(
     Message("MARK", 102),
     Message("RESET", 103),
     Message("INVAL_ALL_PALETTES", 108),
+    # Video streams (protocol.md 6.5): a rectangle of the surface shown as a
+    # sequence of frames of a lossy codec, each played at its mm_time.
+    Message("STREAM_CREATE", 122, ("surface_id", U32), ("id", U32), ("flags", U8),
+            ("codec_type", U8), ("stamp", U64), ("stream_width", U32),
+            ("stream_height", U32), ("src_width", U32), ("src_height", U32),
+            ("dest", Rect), ("clip", Clip)),
+    Message("STREAM_DATA", 123, ("id", U32), ("multi_media_time", U32),
+            ("data_size", U32), ("data", Bytes(size="data_size"))),
+    Message("STREAM_CLIP", 124, ("id", U32), ("clip", Clip)),
+    Message("STREAM_DESTROY", 125, ("id", U32)),
     Message("STREAM_DESTROY_ALL", 126),
     Message("DRAW_FILL", 302, ("base", DisplayBase), ("brush_type", U8),
             ("color", U32), ("rop_descriptor", U16), ("mask", QMask)),
@@ -183,8 +193,13 @@ DISPLAY_SERVER = COMMON_SERVER.extend(
     Message("SURFACE_CREATE", 314, ("surface_id", U32), ("width", U32), ("height", U32),
             ("format", U32), ("flags", U32)),
     Message("SURFACE_DESTROY", 315, ("surface_id", U32)),
+    Message("STREAM_DATA_SIZED", 316, ("id", U32), ("multi_media_time", U32),
+            ("width", U32), ("height", U32), ("dest", Rect),
+            ("data_size", U32), ("data", Bytes(size="data_size"))),
     Message("MONITORS_CONFIG", 317, ("count", U16), ("max_allowed", U16),
             ("heads", Array(Head, count="count"))),
+    Message("STREAM_ACTIVATE_REPORT", 319, ("stream_id", U32), ("unique_id", U32),
+            ("max_window_size", U32), ("timeout_ms", U32)),
 )
 
 DISPLAY_CLIENT = COMMON_CLIENT.extend(

@@ -46,6 +46,15 @@ Commands (fields besides ``cmd`` and ``seq``):
   SPICE_MSGC_DISPLAY_PREFERRED_COMPRESSION (SpiceImageCompression: 1 off,
   2 auto_glz, 3 auto_lz, 4 quic, 5 glz, 6 lz, 7 lz4); spice-gtk sends it only
   if the server advertised SPICE_DISPLAY_CAP_PREF_COMPRESSION.
+- ``watch`` ``[channel_id=0] [code=[left, bottom, bits, block]]
+  [invalidates=false]``: from now on, at each ``display-invalidate`` of that
+  channel, read the frame bar code of spicesrv's motion source (``bits``
+  squares of ``block`` pixels, bit 0 leftmost, white for 1, bottom-left
+  corner at ``left, bottom``) from the primary surface and emit ``frame``
+  when the number changes; with ``invalidates`` also emit every invalidate
+  at once as ``invalidate-now``.  Event times are ``g_get_monotonic_time``
+  (the same clock as Python's ``time.monotonic`` on Linux).  ``watch`` with
+  neither stops watching.
 - ``port_write`` ``hex [channel_id]``: write bytes on a port channel.
 - ``port_event`` ``event [channel_id]``: send a port event (SPICE_PORT_EVENT_*).
 - ``agent``: ``connected`` (the main channel's agent-connected) and
@@ -84,6 +93,10 @@ Events:
   ``primary-destroy`` ``{id}``; ``display-mark`` ``{id, mark}``;
   ``display-invalidate`` ``{id, count, x, y, width, height}``: invalidations
   coalesced over at most 100 ms, with their bounding box.
+- ``frame`` ``{id, n, t, x, y, width, height}``: under ``watch``, the bar
+  code changed to ``n`` with the invalidate of that rectangle at ``t``
+  (seconds); ``invalidate-now`` ``{id, t, x, y, width, height}``: one
+  invalidate, not coalesced.
 - ``mouse-mode`` ``{mode}``; ``agent-update`` ``{connected}``;
   ``clipboard-grab`` ``{selection, types}``, ``clipboard-release``
   ``{selection}``, ``clipboard`` ``{selection, type, size, sha256, hex}``
@@ -269,6 +282,7 @@ class Client(object):
         self.loop = loop
         self.channels = {}       # (type, id) -> record dict
         self.invalidate = {}     # display id -> [count, x0, y0, x1, y1]
+        self.watching = {}       # display id -> watch settings
         self.invalidateTimer = None
         self.connected = False
         self.quitting = False
@@ -436,6 +450,8 @@ class Client(object):
 
     def onInvalidate(self, ch, x, y, w, h):
         i = self.key(ch)[1]
+        if i in self.watching:
+            self.watchInvalidate(ch, i, x, y, w, h)
         acc = self.invalidate.get(i)
         if acc is None:
             self.invalidate[i] = [1, x, y, x + w, y + h]
@@ -587,6 +603,48 @@ class Client(object):
     def cmd_request_mouse_mode(self, c):
         ch = self.needOpen(Spice.MainChannel, what="main")
         ch.request_mouse_mode(int(c["mode"]))
+        return {}
+
+    def watchInvalidate(self, ch, i, x, y, w, h):
+        watch = self.watching[i]
+        now = GLib.get_monotonic_time() / 1e6
+        if watch["invalidates"]:
+            emit({"event": "invalidate-now", "id": i, "t": now, "x": x, "y": y,
+                  "width": w, "height": h})
+        code = watch["code"]
+        if code is None:
+            return
+        left, bottom, bits, block = code
+        if not (x < left + bits * block and left < x + w
+                and y < bottom and bottom - block < y + h):
+            return
+        prim = SpiceDisplayPrimary()
+        if not _lib.spice_display_channel_get_primary(gpointer(ch), 0, ctypes.byref(prim)) \
+                or not prim.data or prim.format not in (32, 96):
+            return
+        row = bottom - block // 2
+        if not (0 <= row < prim.height and left + bits * block <= prim.width):
+            return
+        raw = ctypes.string_at(prim.data + row * prim.stride, prim.stride)
+        n = 0
+        for bit in range(bits):
+            off = (left + bit * block + block // 2) * 4
+            if raw[off] + raw[off + 1] + raw[off + 2] > 3 * 128:
+                n |= 1 << bit
+        if n != watch["last"]:
+            watch["last"] = n
+            emit({"event": "frame", "id": i, "n": n, "t": now, "x": x, "y": y,
+                  "width": w, "height": h})
+
+    def cmd_watch(self, c):
+        cid = int(c.get("channel_id", 0))
+        code = c.get("code")
+        invalidates = bool(c.get("invalidates", False))
+        if code is None and not invalidates:
+            self.watching.pop(cid, None)
+            return {}
+        self.watching[cid] = {"code": [int(v) for v in code] if code else None,
+                              "invalidates": invalidates, "last": None}
         return {}
 
     def cmd_preferred_compression(self, c):

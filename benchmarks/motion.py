@@ -1,0 +1,395 @@
+"""
+The motion benchmark (issue 10): what a real spice-gtk client gets of moving
+pictures, with video streams (MJPEG) and with the lossless pipeline
+(C{--streaming-video off}), on loopback and on links limited to 50 and
+10 Mbit/s.
+
+Workloads (L{spicesrv.sources.motion}, deterministic, 1920x1080):
+
+- C{video}: a 640x360 area plays video at 30 fps on a still desktop;
+- C{scroll}: the whole screen scrolls a photograph-like picture at 30 fps;
+- C{typing}: 20 characters a second appear in a text area.
+
+Links: C{loopback} is the host's own; C{50mbit} and C{10mbit} run inside a
+network namespace the benchmark makes (``ip netns add``), whose loopback
+has MTU 1500 and a token-bucket filter (``tc qdisc add dev lo root tbf rate
+50mbit burst 32kb latency 300ms``; this kernel has no netem).  Each variant
+runs in a worker process (``python3 -m benchmarks.motion --worker ...``,
+under ``ip netns exec`` for the shaped links) holding the server and the
+harness; the client (``tests/interop/gtkclient.py``) is its child, so it is
+in the same namespace.
+
+Figures, over a measured window after the warm-up (streams are detected
+after 20 frames):
+
+- fps: distinct frames the client showed per second (its ``watch`` reads the
+  frame's bar code at every invalidate); for C{typing}, characters shown;
+- KiB/frame: display-channel bytes in the window per frame shown;
+- PSNR: the client's moving area (dumped a few times in the window, when its
+  top and bottom frame codes agree) against the source's frame of that
+  number; "exact" when equal; for C{typing}, whether each dump equals one
+  of the source's recent states;
+- latency: from the source drawing a frame (``time.monotonic``) to the
+  client's invalidate that showed it (``g_get_monotonic_time``, the same
+  clock), median and 90th percentile;
+- CPU/frame: the worker's CPU (server, encoder threads, harness) per frame
+  shown, and the same without the source's own drawing; CPU% is per core;
+- exact after stop: seconds from the motion stopping until the client's
+  picture equals the source's exactly.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy
+
+NAME = "motion"
+DESCRIPTION = ("Video area, full-HD scroll and typing with MJPEG streams and lossless, "
+               "on loopback and 50/10 Mbit/s links (tbf in a network namespace).")
+DEFAULT_RUNS = 1
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKLOADS = ("video", "scroll", "typing")
+LINKS = {"loopback": None, "50mbit": "50mbit", "10mbit": "10mbit"}
+PIPELINES = ("stream", "lossless")
+SIZE = (1920, 1080)
+FPS = {"video": 30, "scroll": 30, "typing": 20}
+TBF = "burst 32kb latency 300ms"
+
+
+def addArguments(group):
+    group.add_argument("--seconds", type=float, default=6.0,
+                       help="measured seconds per variant (default 6)")
+    group.add_argument("--links", default=",".join(LINKS),
+                       help="links to measure (default: %s)" % (",".join(LINKS),))
+    group.add_argument("--workloads", default=",".join(WORKLOADS),
+                       help="workloads (default: %s)" % (",".join(WORKLOADS),))
+    group.add_argument("--pipelines", default=",".join(PIPELINES),
+                       help="stream (MJPEG streams, the default server) and/or "
+                       "lossless (--streaming-video off)")
+
+
+# -- the worker: one server, one client, one variant -------------------------------
+
+def psnr(a, b):
+    mse = numpy.mean((a[..., :3].astype(numpy.float64) - b[..., :3]) ** 2)
+    return float("inf") if mse == 0 else 10 * numpy.log10(255.0 ** 2 / mse)
+
+
+def percentile(values, q):
+    if not values:
+        return None
+    return float(numpy.percentile(numpy.array(values), q))
+
+
+def cpuSeconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def worker(reactor, options):
+    from twisted.internet import defer, endpoints, task
+
+    from spicesrv.display.video import ThreadedEncoder
+    from spicesrv.server import SpiceServer
+    from spicesrv.sources.motion import (
+        CODE_BITS, CODE_BLOCK, TYPING, MotionSource, readFrameCode)
+    from spicesrv.wire.constants import ChannelType
+    from tests.interop import harness
+
+    def sleep(seconds):
+        return task.deferLater(reactor, seconds, lambda: None)
+
+    @defer.inlineCallbacks
+    def waitUntil(condition, timeout, what):
+        deadline = reactor.seconds() + timeout
+        while not condition():
+            if reactor.seconds() > deadline:
+                raise RuntimeError("timed out (%s s) waiting for %s" % (timeout, what))
+            yield sleep(0.02)
+
+    @defer.inlineCallbacks
+    def run():
+        tmp = tempfile.mkdtemp(prefix="spicesrv-motion-")
+        workload = options.workload
+        source = MotionSource(width=SIZE[0], height=SIZE[1], workload=workload,
+                              fps=FPS[workload], clock=reactor, autostart=False)
+        server = SpiceServer(clock=reactor, disable_ticketing=True,
+                             streaming_video="filter" if options.pipeline == "stream" else "off",
+                             video_encoder=ThreadedEncoder(reactor))
+        server.startService()
+        for device in source.devices():
+            server.addInterface(device)
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        port = yield endpoint.listen(server.factory())
+        client = yield harness.GtkClient.start(reactor, "127.0.0.1", port.getHost().port)
+        result = {}
+        try:
+            yield client.waitForChannelsOpened((1, 2), timeout=30)
+            dump = os.path.join(tmp, "primary.raw")
+
+            def shows(frame):
+                def check(reply):
+                    return reply.get("ok") and numpy.array_equal(
+                        harness.loadPrimary(reply)[..., :3], frame[..., :3])
+                return check
+
+            yield client.waitForPrimary(shows(source.framebuffer()), timeout=60, dump=dump)
+            code = source.codePosition()
+            if code is not None:
+                yield client.check("watch", code=[code[0], code[1], CODE_BITS, CODE_BLOCK])
+            else:
+                yield client.check("watch", invalidates=True)
+            (session,) = server.sessions.values()
+            display = session.channels[(ChannelType.DISPLAY, 0)]
+            source.start()
+            if options.pipeline == "stream" and workload != TYPING:
+                yield waitUntil(lambda: display.streams.streams, 20, "a stream")
+            yield sleep(1.0)
+
+            left, top, right, bottom = source.movingRect()
+            events0 = len(client.events)
+            bytes0 = display.bytesWritten
+            cpu0, draw0, frame0 = cpuSeconds(), source.drawSeconds, source.frameNumber
+            t0 = time.monotonic()
+            dumps = []
+            while time.monotonic() - t0 < options.seconds:
+                yield sleep(options.seconds / 6)
+                # Dump now, compare after the window: comparing here would
+                # stall the server, which shares this reactor.
+                path = os.path.join(tmp, "sample%d.raw" % (len(dumps),))
+                reply = yield client.check("primary", dump=path)
+                dumps.append((reply, source.frameNumber))
+            elapsed = time.monotonic() - t0
+            cpu = cpuSeconds() - cpu0
+            draw = source.drawSeconds - draw0
+            sent = display.bytesWritten - bytes0
+            drawn = source.frameNumber - frame0
+            events = client.events[events0:]
+            samples = []
+            for reply, last in dumps:
+                shown = harness.loadPrimary(reply)[top:bottom, left:right]
+                if code is not None:
+                    n = readFrameCode(shown, 0, bottom - top)
+                    if n == readFrameCode(shown, 0, CODE_BLOCK) and n <= last:
+                        samples.append(psnr(shown, source.render(n)))
+                else:
+                    samples.append(any(numpy.array_equal(shown[..., :3],
+                                                         source.render(k)[..., :3])
+                                       for k in range(max(0, last - 8), last + 1)))
+            latencies = []
+            if code is not None:
+                shownFrames = [e for e in events if e["event"] == "frame"]
+                for e in shownFrames:
+                    drawnAt = source.frameTimes.get(e["n"])
+                    if drawnAt is not None:
+                        latencies.append(e["t"] - drawnAt)
+                delivered = len(shownFrames)
+            else:
+                pending = {}
+                delivered = 0
+                for e in events:
+                    if e["event"] != "invalidate-now":
+                        continue
+                    box = (e["x"], e["y"], e["x"] + e["width"], e["y"] + e["height"])
+                    for i in range(frame0 + 1, source.frameNumber + 1):
+                        if i in pending or i not in source.frameTimes:
+                            continue
+                        x0, y0, x1, y1 = source.charRect(i)
+                        r = (left + x0, top + y0, left + x1, top + y1)
+                        if (box[0] <= r[0] and box[1] <= r[1] and box[2] >= r[2]
+                                and box[3] >= r[3] and source.frameTimes[i] <= e["t"]):
+                            pending[i] = e["t"] - source.frameTimes[i]
+                latencies = list(pending.values())
+                delivered = len(pending)
+            result.update(
+                fps=delivered / elapsed, sourceFps=drawn / elapsed,
+                bytesPerFrame=sent / max(1, delivered), mbit=sent * 8 / elapsed / 1e6,
+                psnr=samples, latencyMedian=percentile(latencies, 50),
+                latencyP90=percentile(latencies, 90), cpuPerFrame=cpu / max(1, delivered),
+                cpuPerFrameNoDraw=(cpu - draw) / max(1, delivered), cpuShare=cpu / elapsed,
+                streams=display.streams.created, quality=display.streams.rate.quality,
+                delayMs=display.streams.rate.delayMs, rate=display.streams.rate.rate,
+                dropped=display.streams.rate.framesDropped,
+                clientFrames=display.streams.rate.reportedFrames,
+                clientDrops=display.streams.rate.reportedDrops)
+
+            source.stop()
+            stopped = time.monotonic()
+            yield client.waitForPrimary(shows(source.framebuffer()), timeout=120, dump=dump)
+            result["exactAfter"] = time.monotonic() - stopped
+        finally:
+            source.stop()
+            yield client.stop()
+            for s in list(server.sessions.values()):
+                s.end()
+            yield port.stopListening()
+            server.videoEncoder().stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+        print("RESULT " + json.dumps(result))
+        sys.stdout.flush()
+
+    return run()
+
+
+# -- the driver ---------------------------------------------------------------------
+
+class Namespace:
+    """
+    A network namespace whose loopback is limited to C{rate} by tbf.
+    """
+
+    def __init__(self, rate):
+        self.rate = rate
+        self.name = "spicesrv-motion-%d-%s" % (os.getpid(), rate)
+
+    def commands(self):
+        return [
+            ["ip", "netns", "add", self.name],
+            ["ip", "netns", "exec", self.name, "ip", "link", "set", "lo", "mtu", "1500", "up"],
+            ["ip", "netns", "exec", self.name, "tc", "qdisc", "add", "dev", "lo", "root",
+             "tbf", "rate", self.rate] + TBF.split(),
+        ]
+
+    def __enter__(self):
+        for argv in self.commands():
+            subprocess.run(argv, check=True, capture_output=True, timeout=30)
+        return self
+
+    def __exit__(self, *exc):
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=30)
+
+    def prefix(self):
+        return ["ip", "netns", "exec", self.name]
+
+
+def runWorker(prefix, workload, pipeline, seconds):
+    argv = prefix + [sys.executable, "-m", "benchmarks.motion", "--worker",
+                     "--workload", workload, "--pipeline", pipeline,
+                     "--seconds", str(seconds)]
+    env = dict(os.environ, PYTHONPATH=REPO)
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=seconds + 240)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError("worker %s/%s failed (exit %s): %s" % (
+        workload, pipeline, proc.returncode, (proc.stderr or proc.stdout)[-3000:]))
+
+
+def formatPsnr(samples, workload):
+    if not samples:
+        return "n/a"
+    if workload == "typing":
+        return "exact %d/%d" % (sum(1 for s in samples if s), len(samples))
+    finite = [s for s in samples if s != float("inf")]
+    if not finite:
+        return "exact"
+    return "%.1f min %.1f" % (numpy.median([min(s, 99) for s in samples]), min(finite))
+
+
+def formatRow(link, workload, pipeline, r):
+    def ms(v):
+        return "%6.0f" % (v * 1000) if v is not None else "   n/a"
+    perFrame = "%8.1f" % (r["bytesPerFrame"] / 1024,) if r["fps"] else "     n/a"
+    return ("%-8s %-7s %-8s | %5.1f %5.1f | %s %6.1f | %-16s | %s %s | %6.1f %6.1f %5.0f%% |"
+            " %6.1f" % (
+                link, workload, pipeline, r["fps"], r["sourceFps"], perFrame,
+                r["mbit"], formatPsnr(r["psnr"], workload), ms(r["latencyMedian"]),
+                ms(r["latencyP90"]), r["cpuPerFrame"] * 1000, r["cpuPerFrameNoDraw"] * 1000,
+                r["cpuShare"] * 100, r["exactAfter"]))
+
+
+HEADER = ("link     load    pipeline |   fps   src | KiB/frm Mbit/s | PSNR dB med/min   |"
+          " lat ms p50 p90 | CPU ms/frm nodraw  CPU%% | exact s")
+
+
+def run(reactor, args):
+    from twisted.internet import threads
+    return threads.deferToThread(runAll, args)
+
+
+def runAll(args):
+    links = [l for l in args.links.split(",") if l]
+    workloads = [w for w in args.workloads.split(",") if w]
+    pipelines = [p for p in args.pipelines.split(",") if p]
+    for name, values, known in (("link", links, LINKS), ("workload", workloads, WORKLOADS),
+                                ("pipeline", pipelines, PIPELINES)):
+        for v in values:
+            if v not in known:
+                raise ValueError("unknown %s %r; use %s" % (name, v, ", ".join(known)))
+    print("motion benchmark: %s s measured per variant, %dx%d, %d run%s each" % (
+        args.seconds, SIZE[0], SIZE[1], args.runs, "" if args.runs == 1 else "s"))
+    shaped = [l for l in links if LINKS[l]]
+    if shaped:
+        missing = [t for t in ("ip", "tc") if shutil.which(t) is None]
+        if missing or os.geteuid() != 0:
+            print("shaped links need root and iproute2 (%s): skipped %s" % (
+                "missing " + ", ".join(missing) if missing else "not root", ", ".join(shaped)))
+            links = [l for l in links if not LINKS[l]]
+        else:
+            print("shaped links: ip netns add NS; ip netns exec NS ip link set lo mtu 1500 up; "
+                  "ip netns exec NS tc qdisc add dev lo root tbf rate RATE %s" % (TBF,))
+    print()
+    print(HEADER.replace("%%", "%"))
+    print("-" * len(HEADER))
+    sys.stdout.flush()
+    results = []
+    for link in links:
+        rate = LINKS[link]
+        namespace = Namespace(rate) if rate else None
+        if namespace is not None:
+            namespace.__enter__()
+        try:
+            prefix = namespace.prefix() if namespace is not None else []
+            for workload in workloads:
+                for pipeline in pipelines:
+                    for _ in range(args.runs):
+                        try:
+                            r = runWorker(prefix, workload, pipeline, args.seconds)
+                        except Exception as e:
+                            print("%-8s %-7s %-8s | FAILED: %s" % (link, workload, pipeline, e))
+                            sys.stdout.flush()
+                            continue
+                        results.append((link, workload, pipeline, r))
+                        print(formatRow(link, workload, pipeline, r))
+                        sys.stdout.flush()
+        finally:
+            if namespace is not None:
+                namespace.__exit__(None, None, None)
+    print()
+    print("stream details (frames dropped for the full link, frames the client reported "
+          "late of those it got, last quality, playback delay ms, measured link Mbit/s):")
+    for link, workload, pipeline, r in results:
+        if pipeline == "stream" and r["streams"]:
+            print("  %-8s %-7s dropped %4d  late %4d/%-4d  quality %2d  delay %3.0f  link %s" % (
+                link, workload, r["dropped"], r["clientDrops"], r["clientFrames"], r["quality"],
+                r["delayMs"],
+                "%.1f" % (r["rate"] * 8 / 1e6) if r["rate"] else "unmeasured"))
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m benchmarks.motion")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--workload", default="video", choices=WORKLOADS)
+    parser.add_argument("--pipeline", default="stream", choices=PIPELINES)
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS)
+    addArguments(parser)
+    args = parser.parse_args(argv)
+    if args.worker:
+        from twisted.internet import task
+        task.react(lambda reactor: worker(reactor, args))
+    else:
+        runAll(args)
+
+
+if __name__ == "__main__":
+    main()

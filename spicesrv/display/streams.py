@@ -1,0 +1,483 @@
+"""
+Video streams on a display channel: which areas change like video, and
+each stream's life from STREAM_CREATE to the lossless refresh after
+STREAM_DESTROY.
+
+Detection follows libspice-server's (``server/video-stream.cpp``): an area
+is video when the source replaces the same rectangle again and again, each
+time within L{DETECTION_MAX_GAP} of the last, L{START_FRAMES} times in a
+row; in the C{filter} mode (the default, as libspice's) the rectangle must
+also cover at least L{MIN_AREA} pixels and at least a fifth of those
+updates must look like photographs rather than text or flat drawings
+(L{looksGradual}).  C{all} streams any such rectangle; C{off} never streams.
+
+A stream then takes every damage inside its rectangle: instead of lossless
+DRAW_COPYs the area goes to the client as MJPEG frames, at most L{MAX_IN_FLIGHT}
+being encoded at a time (off the reactor thread; they go out in order) and
+none while the link is full (L{RateControl}), each stamped with the
+multimedia time it is to be shown at.  A damage rectangle
+that contains the stream's and is at most twice as big is the same video
+grown: the frame goes as STREAM_DATA_SIZED to clients that can take it.
+When the rectangle sees no damage for L{STREAM_TIMEOUT} the stream ends:
+STREAM_DESTROY (the client drops the frames it still holds), then the area
+is refreshed losslessly, so a still picture always ends pixel-exact.
+
+The source's framebuffer is already composited, so a window drawn over a
+stream is simply part of the next frames; it becomes exact with the
+lossless refresh when the motion stops.
+"""
+
+import random
+
+import numpy as np
+from twisted.logger import Logger
+
+from spicesrv.display import ratecontrol
+from spicesrv.display.region import area, overlaps
+from spicesrv.wire.constants import (
+    MAX_STREAMS, STREAM_FLAG_TOP_DOWN, DisplayCap, VideoCodecType)
+
+OFF = "off"
+ALL = "all"
+FILTER = "filter"
+MODES = (OFF, ALL, FILTER)
+
+#: Detection (libspice's RED_STREAM_* values).
+DETECTION_MAX_GAP = 0.2
+START_FRAMES = 20
+GRADUAL_SHARE = 0.2
+MIN_AREA = 96 * 96
+#: Rectangles followed at once while detecting.
+MAX_TRACES = 64
+
+#: A stream with no damage for this long ends (libspice: 1 s; shorter here,
+#: so that a paused video turns exact sooner).
+STREAM_TIMEOUT = 0.5
+#: The most frames per second a stream sends (libspice's MAX_FPS).
+MAX_FPS = 30
+#: Frames of one stream being encoded at once (they are sent in order).
+MAX_IN_FLIGHT = 2
+#: How often a stream that waits for the link looks again, in seconds.
+RETRY_INTERVAL = 0.005
+
+
+def looksGradual(pixels):
+    """
+    Whether C{pixels} (BGRX) look like a photograph or video rather than
+    text or flat drawing: most neighbouring pixels differ a little, not
+    either not at all or a lot.  A cheap sample of rows, in the spirit of
+    libspice's bitmap graduality.
+    """
+    height = pixels.shape[0]
+    rows = pixels[::max(1, height // 32), :, :3].astype(np.int16)
+    diff = np.abs(np.diff(rows, axis=1)).max(axis=2)
+    changed = np.count_nonzero(diff)
+    if changed == 0:
+        return False
+    small = np.count_nonzero((diff > 0) & (diff <= 24))
+    return small >= 0.5 * changed and changed >= 0.2 * diff.size
+
+
+def contains(outer, inner):
+    return (outer[0] <= inner[0] and outer[1] <= inner[1]
+            and outer[2] >= inner[2] and outer[3] >= inner[3])
+
+
+class _Trace:
+    __slots__ = ("first", "last", "count", "gradual")
+
+    def __init__(self, now):
+        self.first = self.last = now
+        self.count = 0
+        self.gradual = 0
+
+
+class StreamDetector:
+    """
+    Follows damage rectangles and says when one has become video.
+    """
+
+    def __init__(self, mode=FILTER):
+        if mode not in MODES:
+            raise ValueError("streaming video mode %r is not one of %s"
+                             % (mode, ", ".join(MODES)))
+        self.mode = mode
+        self._traces = {}
+
+    def update(self, rect, now, pixels=None):
+        """
+        The source replaced C{rect} at C{now}; C{pixels} returns its content
+        (called only when needed).  Return the frames per second it has
+        changed at if it is now to be streamed, else L{None}.
+        """
+        if self.mode == OFF:
+            return None
+        if self.mode == FILTER and area(rect) < MIN_AREA:
+            return None
+        trace = self._traces.get(rect)
+        if trace is None or now - trace.last > DETECTION_MAX_GAP:
+            if len(self._traces) >= MAX_TRACES:
+                self._prune(now)
+            trace = self._traces[rect] = _Trace(now)
+        trace.count += 1
+        trace.last = now
+        if self.mode == FILTER and pixels is not None and looksGradual(pixels()):
+            trace.gradual += 1
+        if trace.count < START_FRAMES:
+            return None
+        if self.mode == FILTER and trace.gradual < GRADUAL_SHARE * trace.count:
+            return None
+        del self._traces[rect]
+        elapsed = trace.last - trace.first
+        return (trace.count - 1) / elapsed if elapsed > 0 else float(MAX_FPS)
+
+    def forget(self, rect):
+        self._traces.pop(rect, None)
+
+    def _prune(self, now):
+        for rect, trace in list(self._traces.items()):
+            if now - trace.last > DETECTION_MAX_GAP:
+                del self._traces[rect]
+        while len(self._traces) >= MAX_TRACES:
+            oldest = min(self._traces, key=lambda r: self._traces[r].last)
+            del self._traces[oldest]
+
+
+class VideoStream:
+    """
+    One stream: its id, the rectangle it was created for and the one its
+    frames now cover, and what is waiting to be sent.
+    """
+
+    def __init__(self, streamId, rect, now, fps):
+        self.id = streamId
+        self.rect = rect
+        self.frameRect = rect
+        self.lastDamage = now
+        self.lastCapture = None
+        self.inputFps = fps
+        self._inputCount = 0
+        self._inputStart = now
+        self.dirty = True
+        self.blocked = False
+        self.inFlight = 0
+        self.frames = 0
+        self._nextSeq = 0
+        self._sendSeq = 0
+        self._done = {}
+        self.reportId = random.getrandbits(32)
+
+    @property
+    def sized(self):
+        return self.frameRect != self.rect
+
+    def damaged(self, now):
+        """
+        New content; return whether it replaces content that never went out
+        because the link was full (a dropped frame).
+        """
+        dropped = self.dirty and self.blocked
+        self.lastDamage = now
+        self.dirty = True
+        self._inputCount += 1
+        elapsed = now - self._inputStart
+        if elapsed >= 2.0:
+            self.inputFps = self._inputCount / elapsed
+            self._inputCount = 0
+            self._inputStart = now
+        return dropped
+
+
+class StreamManager:
+    """
+    The streams of one display channel.
+
+    @param channel: what the streams need from their display channel:
+        C{sendMessage(name, **fields)}, C{refresh(rect)} (send C{rect}
+        losslessly), C{streamStarted(rect)} (forget pending lossless
+        updates inside C{rect}), C{queuedBytes()}, C{bytesWritten}, C{mmTime()} (the
+        client's multimedia clock, ms), C{canSendVideo()} (the channel is
+        neither paused nor over its ACK window) and C{clientCaps} (the
+        display channel caps of the client).
+    @param source: the display source (its C{framebuffer()}).
+    @param clock: an C{IReactorTime}.
+    @param encoder: a L{spicesrv.display.video.ThreadedEncoder} or
+        L{spicesrv.display.video.SynchronousEncoder}.
+    """
+
+    log = Logger()
+
+    def __init__(self, channel, source, clock, encoder, mode=FILTER, surfaceId=0):
+        self.channel = channel
+        self.source = source
+        self.clock = clock
+        self.encoder = encoder
+        self.detector = StreamDetector(mode)
+        self.surfaceId = surfaceId
+        self.rate = ratecontrol.RateControl()
+        self.streams = {}
+        self._lastStamp = None
+        self._pumpCall = None
+        self._timeoutCall = None
+        self._sampleCall = None
+        self.created = 0
+        self.ended = 0
+
+    @property
+    def mode(self):
+        return self.detector.mode
+
+    def _caps(self):
+        return self.channel.clientCaps
+
+    # -- damage ------------------------------------------------------------------
+
+    def filterDamage(self, rects):
+        """
+        Take the damage that streams show and return the rest, to be sent
+        losslessly.
+        """
+        if self.mode == OFF:
+            return list(rects)
+        now = self.clock.seconds()
+        lossless = []
+        for rect in rects:
+            rect = tuple(rect)
+            if self._absorb(rect, now):
+                continue
+            fps = self.detector.update(rect, now, lambda r=rect: self._pixels(r))
+            if fps is not None and self._create(rect, now, fps):
+                continue
+            lossless.append(rect)
+        if self.streams:
+            self._schedulePump()
+        return lossless
+
+    def _pixels(self, rect):
+        left, top, right, bottom = rect
+        return self.source.framebuffer()[top:bottom, left:right]
+
+    def _absorb(self, rect, now):
+        """
+        Whether C{rect} is (part of) a stream's next frame.
+        """
+        for stream in self.streams.values():
+            if contains(stream.frameRect, rect):
+                self._damaged(stream, now)
+                return True
+            if (contains(rect, stream.frameRect)
+                    and area(rect) <= 2 * area(stream.frameRect)
+                    and DisplayCap.SIZED_STREAM in self._caps()):
+                stream.frameRect = rect
+                self._damaged(stream, now)
+                return True
+        for stream in list(self.streams.values()):
+            if overlaps(rect, stream.frameRect):
+                # Drawn across the stream's edge: the stream goes on, and
+                # the rectangle goes losslessly.
+                self._damaged(stream, now)
+        return False
+
+    def _damaged(self, stream, now):
+        if stream.damaged(now):
+            self.rate.dropped(now)
+
+    # -- life cycle ---------------------------------------------------------------
+
+    def _create(self, rect, now, fps):
+        free = [i for i in range(MAX_STREAMS) if i not in self.streams]
+        if not free:
+            return False
+        stream = VideoStream(free[0], rect, now, fps)
+        self.streams[stream.id] = stream
+        self.created += 1
+        self.channel.streamStarted(rect)
+        left, top, right, bottom = rect
+        width, height = right - left, bottom - top
+        self.channel.sendMessage(
+            "STREAM_CREATE", surface_id=self.surfaceId, id=stream.id,
+            flags=STREAM_FLAG_TOP_DOWN, codec_type=VideoCodecType.MJPEG, stamp=0,
+            stream_width=width, stream_height=height, src_width=width, src_height=height,
+            dest=dict(top=top, left=left, bottom=bottom, right=right), clip=None)
+        if DisplayCap.STREAM_REPORT in self._caps():
+            self.channel.sendMessage(
+                "STREAM_ACTIVATE_REPORT", stream_id=stream.id, unique_id=stream.reportId,
+                max_window_size=ratecontrol.REPORT_WINDOW,
+                timeout_ms=ratecontrol.REPORT_TIMEOUT_MS)
+        self.log.debug("stream {id}: {width}x{height} at ({left}, {top}), {fps:.1f} fps",
+                       id=stream.id, width=width, height=height, left=left, top=top, fps=fps)
+        self._scheduleTimeout()
+        self._scheduleSample()
+        return True
+
+    def end(self, stream, refresh=True):
+        """
+        Destroy C{stream} on the client and, with C{refresh}, send its area
+        losslessly.
+        """
+        if self.streams.pop(stream.id, None) is None:
+            return
+        self.ended += 1
+        self.channel.sendMessage("STREAM_DESTROY", id=stream.id)
+        if refresh:
+            self.channel.refresh(stream.frameRect)
+            if stream.sized:
+                self.channel.refresh(stream.rect)
+
+    def endAll(self):
+        """
+        Forget every stream without refreshing (the surface is going away),
+        telling the client with one STREAM_DESTROY_ALL.
+        """
+        if self.streams:
+            self.streams.clear()
+            self.channel.sendMessage("STREAM_DESTROY_ALL")
+
+    def stop(self):
+        """
+        The channel is gone: cancel every timer.
+        """
+        self.streams.clear()
+        for name in ("_pumpCall", "_timeoutCall", "_sampleCall"):
+            call = getattr(self, name)
+            if call is not None and call.active():
+                call.cancel()
+            setattr(self, name, None)
+
+    def _scheduleTimeout(self):
+        if self._timeoutCall is None and self.streams:
+            self._timeoutCall = self.clock.callLater(STREAM_TIMEOUT / 4, self._checkTimeouts)
+
+    def _checkTimeouts(self):
+        self._timeoutCall = None
+        now = self.clock.seconds()
+        for stream in list(self.streams.values()):
+            if now - stream.lastDamage >= STREAM_TIMEOUT and not stream.inFlight:
+                self.log.debug("stream {id}: still for {timeout} s, refreshing losslessly",
+                               id=stream.id, timeout=STREAM_TIMEOUT)
+                self.end(stream)
+        self._scheduleTimeout()
+
+    # -- the link ------------------------------------------------------------------
+
+    def sampleLink(self):
+        """
+        Note how much the link has taken (for L{RateControl}'s estimate).
+        """
+        self._sample()
+
+    def _sample(self):
+        self.rate.sample(self.clock.seconds(), self.channel.bytesWritten,
+                         self.channel.queuedBytes())
+
+    def _scheduleSample(self):
+        if self._sampleCall is None and self.streams:
+            self._sampleCall = self.clock.callLater(0.01, self._periodicSample)
+
+    def _periodicSample(self):
+        self._sampleCall = None
+        self._sample()
+        self._scheduleSample()
+
+    # -- frames --------------------------------------------------------------------
+
+    def resume(self):
+        """
+        The channel can send again.
+        """
+        if self.streams:
+            self._schedulePump()
+
+    def _schedulePump(self, delay=0):
+        if self._pumpCall is None:
+            self._pumpCall = self.clock.callLater(delay, self._pump)
+
+    def _pump(self):
+        self._pumpCall = None
+        now = self.clock.seconds()
+        retry = None
+        for stream in list(self.streams.values()):
+            if not stream.dirty or stream.inFlight >= MAX_IN_FLIGHT:
+                continue
+            if stream.lastCapture is not None:
+                wait = stream.lastCapture + 0.9 / MAX_FPS - now
+                if wait > 0:
+                    retry = wait if retry is None else min(retry, wait)
+                    continue
+            self._sample()
+            if not self.channel.canSendVideo() or not self.rate.admit(self.channel.queuedBytes()):
+                # Wait for the link with the newest content; what the source
+                # draws meanwhile replaces it (a dropped frame).
+                stream.blocked = True
+                retry = RETRY_INTERVAL
+                continue
+            stream.blocked = False
+            self._capture(stream, now)
+        if retry is not None:
+            self._schedulePump(retry)
+
+    def _capture(self, stream, now):
+        stream.dirty = False
+        stream.inFlight += 1
+        seq = stream._nextSeq
+        stream._nextSeq += 1
+        stream.lastCapture = now
+        left, top, right, bottom = stream.frameRect
+        pixels = self.source.framebuffer()[top:bottom, left:right].copy()
+        stamp = (self.channel.mmTime() + int(self.rate.delayMs)) & 0xFFFFFFFF
+        if self._lastStamp is not None and 0 < (self._lastStamp - stamp) & 0xFFFFFFFF < 1 << 31:
+            stamp = self._lastStamp  # never earlier than the frame before
+        self._lastStamp = stamp
+        self.rate.inputFps = min(MAX_FPS, max(1.0, stream.inputFps))
+        quality = self.rate.quality
+        frameRect = stream.frameRect
+        d = self.encoder.encode(pixels, quality)
+        d.addCallback(self._encoded, stream, seq, frameRect, stamp)
+        d.addErrback(self._failed, stream, seq)
+
+    def _encoded(self, data, stream, seq, frameRect, stamp):
+        stream.inFlight -= 1
+        stream._done[seq] = (data, frameRect, stamp)
+        # Frames encoded side by side go out in the order they were taken.
+        while stream._sendSeq in stream._done:
+            done = stream._done.pop(stream._sendSeq)
+            stream._sendSeq += 1
+            if done is not None and self.streams.get(stream.id) is stream:
+                self._send(stream, *done)
+        if stream.dirty and self.streams.get(stream.id) is stream:
+            self._schedulePump()
+
+    def _send(self, stream, data, frameRect, stamp):
+        self.rate.encoded(len(data), self.clock.seconds())
+        stream.frames += 1
+        if frameRect == stream.rect:
+            self.channel.sendMessage("STREAM_DATA", id=stream.id, multi_media_time=stamp,
+                                     data=data)
+        else:
+            left, top, right, bottom = frameRect
+            self.channel.sendMessage(
+                "STREAM_DATA_SIZED", id=stream.id, multi_media_time=stamp,
+                width=right - left, height=bottom - top,
+                dest=dict(top=top, left=left, bottom=bottom, right=right), data=data)
+
+    def _failed(self, failure, stream, seq):
+        stream.inFlight -= 1
+        stream._done[seq] = None
+        self.log.failure("stream {id}: encoding failed; ending the stream", failure,
+                         id=stream.id)
+        self.end(stream)
+
+    # -- the client's reports -------------------------------------------------------
+
+    def report(self, msg):
+        """
+        A STREAM_REPORT from the client.
+        """
+        stream = self.streams.get(msg.stream_id)
+        if stream is None or msg.unique_id != stream.reportId:
+            return
+        if msg.num_frames == 0 and msg.num_drops == 0xFFFFFFFF:
+            self.log.warn("stream {id}: the client cannot decode it; ending it", id=stream.id)
+            self.end(stream)
+            return
+        self.rate.report(msg.num_frames, msg.num_drops, msg.last_frame_delay)

@@ -1,0 +1,587 @@
+"""
+Tests for video streams: detection, the display channel's stream messages,
+multimedia time, rate control and the lossless refresh when motion stops.
+Every timer runs on a task.Clock and frames are encoded in place.
+"""
+
+import numpy
+from twisted.internet import defer, reactor
+from twisted.trial import unittest
+
+from spicesrv.display import ratecontrol, streams
+from spicesrv.display.ratecontrol import RateControl
+from spicesrv.display.streams import StreamDetector, looksGradual
+from spicesrv.display.video import (
+    MAX_QUALITY, MIN_QUALITY, SynchronousEncoder, ThreadedEncoder, decode_mjpeg, encode_mjpeg)
+from spicesrv.sources.motion import (
+    SCROLL, TYPING, VIDEO, MotionSource, desktopPicture, readFrameCode, videoPicture)
+from spicesrv.testing import ClientSurface, TestClientChannel, makeTestServer
+from spicesrv.wire.constants import ChannelType, DisplayCap, LinkErr, MM_TIME_DELTA_MS
+from spicesrv.wire.messages import COMMON_CLIENT, DISPLAY_CLIENT
+
+FRAME = 1.0 / 30
+VIDEO_RECT = (64, 32, 64 + 160, 32 + 112)
+
+
+def psnr(a, b):
+    mse = numpy.mean((a[..., :3].astype(numpy.float64) - b[..., :3]) ** 2)
+    return float("inf") if mse == 0 else 10 * numpy.log10(255.0 ** 2 / mse)
+
+
+class DetectorTests(unittest.TestCase):
+    def video(self):
+        return videoPicture(3, 160, 112)
+
+    def feed(self, detector, rect, count, gap=FRAME, pixels=None, start=100.0):
+        results = []
+        for i in range(count):
+            results.append(detector.update(rect, start + i * gap,
+                                           pixels or (lambda: self.video())))
+        return results
+
+    def test_videoDetectedAfterStartFrames(self):
+        """
+        The same rectangle replaced at 30 fps becomes a stream at the 20th
+        update, with its frame rate.
+        """
+        results = self.feed(StreamDetector("filter"), (0, 0, 160, 112), streams.START_FRAMES)
+        self.assertEqual(results[:-1], [None] * (streams.START_FRAMES - 1))
+        self.assertAlmostEqual(results[-1], 30.0, places=3)
+
+    def test_gapRestarts(self):
+        detector = StreamDetector("filter")
+        self.feed(detector, (0, 0, 160, 112), streams.START_FRAMES - 1)
+        self.assertIsNone(detector.update((0, 0, 160, 112), 200.0, self.video))
+        results = self.feed(detector, (0, 0, 160, 112), streams.START_FRAMES - 1,
+                            start=200.0 + FRAME)
+        self.assertIsNotNone(results[-1])
+
+    def test_slowUpdatesNeverStream(self):
+        results = self.feed(StreamDetector("all"), (0, 0, 160, 112), 60, gap=0.25)
+        self.assertEqual(set(results), {None})
+
+    def test_smallOnlyInAllMode(self):
+        small = (0, 0, 50, 50)
+        self.assertEqual(set(self.feed(StreamDetector("filter"), small, 40)), {None})
+        self.assertIsNotNone(self.feed(StreamDetector("all"), small, 20)[-1])
+
+    def test_textOnlyInAllMode(self):
+        """
+        Filter mode streams only what looks like video: text redrawn at 30
+        fps stays lossless.
+        """
+        text = desktopPicture(400, 240)[20:140, 30:330]
+        self.assertFalse(looksGradual(text))
+        self.assertTrue(looksGradual(self.video()))
+        rect = (0, 0, 300, 120)
+        self.assertEqual(set(self.feed(StreamDetector("filter"), rect, 40,
+                                       pixels=lambda: text)), {None})
+        self.assertIsNotNone(self.feed(StreamDetector("all"), rect, 20,
+                                       pixels=lambda: text)[-1])
+
+    def test_off(self):
+        self.assertEqual(set(self.feed(StreamDetector("off"), (0, 0, 160, 112), 40)), {None})
+
+    def test_badMode(self):
+        self.assertRaises(ValueError, StreamDetector, "sometimes")
+
+
+class RateControlTests(unittest.TestCase):
+    def test_rateMeasuredWhileBusy(self):
+        """
+        While the queue never empties, what drains per second is the rate.
+        """
+        rate = RateControl()
+        written, queued = 1000000, 1000000
+        for i in range(40):
+            queued -= 20000  # 20 kB drain per 10 ms, nothing added
+            rate.sample(i * 0.01, written, queued)
+        self.assertAlmostEqual(rate.rate, 2e6, delta=1e3)
+        self.assertTrue(rate.admit(60000))
+        self.assertFalse(rate.admit(100000))
+
+    def test_newDataIsNotABusyLink(self):
+        """
+        A queue that is non-empty at both ends of an interval in which a
+        frame was written does not tell the link's rate.
+        """
+        rate = RateControl()
+        written = 0
+        for i in range(40):
+            written += 1000
+            rate.sample(i * 0.01, written, 500)
+        self.assertIsNone(rate.rate)
+
+    def test_unknownRateAdmitsUpToBudget(self):
+        rate = RateControl()
+        rate.sample(0.0, 1000, 0)
+        rate.sample(0.1, 2000, 0)
+        self.assertIsNone(rate.rate)
+        self.assertTrue(rate.admit(ratecontrol.UNKNOWN_RATE_BUDGET))
+        self.assertFalse(rate.admit(ratecontrol.UNKNOWN_RATE_BUDGET + 1))
+
+    def test_qualityFollowsTheLink(self):
+        rate = RateControl()
+        rate.rate = 1e6
+        rate.inputFps = 30
+        target = rate.targetFrameBytes()
+        for i in range(20):
+            rate.encoded(int(target * 2), i * FRAME)
+        self.assertEqual(rate.quality, MIN_QUALITY)
+        for i in range(30):
+            rate.encoded(int(target * 0.3), i * FRAME)
+        self.assertEqual(rate.quality, MAX_QUALITY)
+
+    def test_slightOvershootKeepsTheQuality(self):
+        """
+        The rate is floored by the delivered throughput, so frames a little
+        over their share (1.25 times: the share is 80 % of the rate) must not
+        spiral the quality down.
+        """
+        rate = RateControl()
+        rate.rate = 1e6
+        rate.inputFps = 30
+        before = rate.quality
+        for i in range(30):
+            rate.encoded(int(rate.targetFrameBytes() * 1.25), i * FRAME)
+        self.assertEqual(rate.quality, before)
+
+    def test_dropsHoldTheQuality(self):
+        """
+        A frame dropped for the link lowers the quality, which then does
+        not rise for a second however small the frames.
+        """
+        rate = RateControl()
+        rate.rate = 1e6
+        rate.dropped(10.0)
+        held = rate.quality
+        self.assertLess(held, ratecontrol.START_QUALITY)
+        rate.encoded(10, 10.5)
+        self.assertEqual(rate.quality, held)
+        rate.encoded(10, 11.1)
+        self.assertGreater(rate.quality, held)
+
+    def test_lateFramesRaiseTheDelay(self):
+        rate = RateControl()
+        before = rate.delayMs
+        rate.report(5, 2, -30)
+        self.assertGreaterEqual(rate.delayMs, before + 30)
+        self.assertLessEqual(rate.delayMs, ratecontrol.MAX_DELAY_MS)
+
+    def test_earlyFramesLowerTheDelaySlowly(self):
+        rate = RateControl()
+        before = rate.delayMs
+        rate.report(5, 0, before - 10)
+        self.assertEqual(rate.delayMs, before - 5)
+        for _ in range(100):
+            rate.report(5, 0, rate.delayMs - 10)
+        self.assertEqual(rate.delayMs, max(ratecontrol.MIN_DELAY_MS,
+                                           10 + ratecontrol.DELAY_HEADROOM_MS))
+
+
+class EncoderTests(unittest.TestCase):
+    def test_roundTrip(self):
+        picture = videoPicture(5, 160, 112)
+        data = encode_mjpeg(picture[:, 1:], 80)
+        self.assertEqual(data[:2], b"\xff\xd8")
+        decoded = decode_mjpeg(data)
+        self.assertEqual(decoded.shape, (112, 159, 4))
+        self.assertGreater(psnr(decoded, picture[:, 1:]), 38)
+
+    def test_rejectsBadArrays(self):
+        self.assertRaises(ValueError, encode_mjpeg, numpy.zeros((4, 4, 3), numpy.uint8), 50)
+        self.assertRaises(ValueError, encode_mjpeg, numpy.zeros((0, 4, 4), numpy.uint8), 50)
+
+    def test_threaded(self):
+        """
+        The threaded encoder answers on the reactor thread with the same
+        bytes.
+        """
+        encoder = ThreadedEncoder(reactor, threads=1)
+        self.addCleanup(encoder.stop)
+        picture = videoPicture(1, 64, 48)
+        d = encoder.encode(picture, 60)
+        d.addCallback(self.assertEqual, encode_mjpeg(picture, 60))
+        return d
+
+    def test_synchronous(self):
+        d = SynchronousEncoder().encode(videoPicture(1, 64, 48), 60)
+        self.assertTrue(d.called)
+
+
+class StreamingSetup:
+    caps = {DisplayCap.SIZED_STREAM, DisplayCap.STREAM_REPORT}
+    mode = "filter"
+
+    def setUp(self):
+        self.server = makeTestServer(disable_ticketing=True, streaming_video=self.mode,
+                                     video_encoder=SynchronousEncoder())
+        self.clock = self.server.clock
+        self.clock.advance(1000)
+        self.source = MotionSource(width=320, height=200, workload=VIDEO, rect=VIDEO_RECT,
+                                   clock=self.clock, autostart=False)
+        self.addCleanup(self.source.stop)
+        self.server.addInterface(self.source)
+        main = TestClientChannel(self.server, ChannelType.MAIN)
+        self.sessionId = main.next("INIT").session_id
+        self.client = TestClientChannel(self.server, ChannelType.DISPLAY,
+                                        connection_id=self.sessionId,
+                                        channel_caps=self.caps)
+        self.assertEqual(self.client.result, LinkErr.OK)
+        self.client.send(DISPLAY_CLIENT["INIT"], pixmap_cache_id=1,
+                         pixmap_cache_size=20971520, glz_dictionary_id=1,
+                         glz_dictionary_window_size=1 << 22)
+        first = self.client.take()
+        self.surface = ClientSurface().applyAll(first)
+        # Acknowledge as spice-gtk does: ACK_SYNC, then an ACK per window.
+        (setAck,) = [r for n, r in first if n == "SET_ACK"]
+        self.window = setAck.window
+        self.client.send(COMMON_CLIENT["ACK_SYNC"], generation=setAck.generation)
+        self.unacked = len(first) - 1
+        self.channel = self.client.channel
+        self.channel.queuedBytes = lambda: self.queued
+        self.queued = 0
+        self.messages = []
+
+    def play(self, seconds, step=FRAME / 2):
+        """
+        Let C{seconds} pass on the clock, in steps, applying what the server
+        sends to the client surface.
+        """
+        for _ in range(max(1, int(round(seconds / step)))):
+            self.clock.advance(step)
+            taken = self.client.take()
+            self.messages.extend(taken)
+            self.surface.applyAll(taken)
+            self.unacked += len(taken)
+            while self.unacked >= self.window:
+                self.unacked -= self.window
+                self.client.send(COMMON_CLIENT["ACK"])
+
+    def names(self):
+        return [n for n, _ in self.messages]
+
+    def streamArea(self):
+        left, top, right, bottom = VIDEO_RECT
+        return self.surface.pixels[top:bottom, left:right]
+
+
+class DisplayStreamTests(StreamingSetup, unittest.TestCase):
+    def test_serverAdvertisesStreamReport(self):
+        self.assertIn(DisplayCap.STREAM_REPORT, self.client.serverChannelCaps)
+
+    def test_videoBecomesStreamAndEndsExact(self):
+        """
+        The moving rectangle goes losslessly until it is detected, then as
+        MJPEG frames close to the source's; when it stops the stream is
+        destroyed and the area refreshed exactly.
+        """
+        self.source.start()
+        self.play(0.5)
+        self.assertNotIn("STREAM_CREATE", self.names())
+        self.play(0.5)
+        self.assertIn("STREAM_CREATE", self.names())
+        (create,) = [r for n, r in self.messages if n == "STREAM_CREATE"]
+        self.assertEqual((create.dest.left, create.dest.top, create.dest.right,
+                          create.dest.bottom), VIDEO_RECT)
+        self.assertEqual((create.stream_width, create.stream_height, create.flags,
+                          create.codec_type, create.clip), (160, 112, 1, 1, None))
+        (activate,) = [r for n, r in self.messages if n == "STREAM_ACTIVATE_REPORT"]
+        self.assertEqual((activate.stream_id, activate.max_window_size, activate.timeout_ms),
+                         (create.id, 5, 1000))
+        self.play(1.0)
+        data = [r for n, r in self.messages if n == "STREAM_DATA"]
+        self.assertGreater(len(data), 20)
+        n = readFrameCode(self.streamArea(), 0, 112)
+        self.assertGreater(psnr(self.streamArea(), self.source.render(n)), 35)
+        # No lossless update of the stream's area while it streams.
+        created = self.names().index("STREAM_CREATE")
+        for name, record in self.messages[created + 2:]:
+            self.assertNotEqual(name, "DRAW_COPY")
+
+        self.source.stop()
+        self.play(streams.STREAM_TIMEOUT + 0.2)
+        self.assertEqual(self.surface.streams, {})
+        destroyed = self.names().index("STREAM_DESTROY")
+        self.assertIn("DRAW_COPY", self.names()[destroyed:])
+        numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
+
+    def test_multiMediaTime(self):
+        """
+        Frames are stamped ahead of the client's clock (the server's mm time
+        as MAIN INIT gave it) by the playback delay, never going backwards.
+        """
+        self.source.start()
+        self.play(1.0)
+        data = [(n, r) for n, r in self.messages if n == "STREAM_DATA"]
+        self.assertTrue(data)
+        times = self.surface.frameTimes
+        self.assertEqual(times, sorted(times))
+        clientClock = int(self.clock.seconds() * 1000) - MM_TIME_DELTA_MS
+        self.assertEqual(self.server.mmTime(), clientClock)
+        last = times[-1]
+        delay = self.channel.streams.rate.delayMs
+        self.assertTrue(clientClock - FRAME * 1000 + delay - 1 <= last <= clientClock + delay,
+                        (last, clientClock, delay))
+
+    def test_reportsSteerTheDelay(self):
+        self.source.start()
+        self.play(1.0)
+        manager = self.channel.streams
+        (stream,) = manager.streams.values()
+        before = manager.rate.delayMs
+        self.client.send(DISPLAY_CLIENT["STREAM_REPORT"], stream_id=stream.id,
+                         unique_id=stream.reportId, start_frame_mm_time=1, end_frame_mm_time=2,
+                         num_frames=5, num_drops=3, last_frame_delay=-40,
+                         audio_delay=0xFFFFFFFF)
+        self.assertGreater(manager.rate.delayMs, before)
+        # A report for another stream instance is ignored.
+        raised = manager.rate.delayMs
+        self.client.send(DISPLAY_CLIENT["STREAM_REPORT"], stream_id=stream.id,
+                         unique_id=stream.reportId ^ 1, start_frame_mm_time=1,
+                         end_frame_mm_time=2, num_frames=5, num_drops=5,
+                         last_frame_delay=-400, audio_delay=0)
+        self.assertEqual(manager.rate.delayMs, raised)
+
+    def test_undecodableStreamEnds(self):
+        """
+        "Cannot decode" (no frames, 0xFFFFFFFF drops) ends the stream and
+        sends its area losslessly.
+        """
+        self.source.start()
+        self.play(1.0)
+        (stream,) = self.channel.streams.streams.values()
+        self.source.stop()
+        self.client.send(DISPLAY_CLIENT["STREAM_REPORT"], stream_id=stream.id,
+                         unique_id=stream.reportId, start_frame_mm_time=0, end_frame_mm_time=0,
+                         num_frames=0, num_drops=0xFFFFFFFF, last_frame_delay=0,
+                         audio_delay=0)
+        self.assertEqual(self.channel.streams.streams, {})
+        self.play(0.1)
+        numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
+
+    def test_fullLinkDropsFrames(self):
+        """
+        While the link holds more than its budget no frame is encoded; when
+        it drains, the newest picture goes, not the ones in between.
+        """
+        self.source.start()
+        self.play(1.0)
+        self.queued = 10 * 1024 * 1024
+        sent = len(self.surface.frameTimes)
+        self.play(0.3)
+        self.assertEqual(len(self.surface.frameTimes), sent)
+        self.assertGreater(self.channel.streams.rate.framesDropped, 3)
+        self.queued = 0
+        self.play(FRAME)
+        self.assertEqual(len(self.surface.frameTimes), sent + 1)
+        n = readFrameCode(self.streamArea(), 0, 112)
+        self.assertGreaterEqual(n, self.source.frameNumber - 1)
+
+    def test_pausedTransportSendsNoFrames(self):
+        self.source.start()
+        self.play(1.0)
+        sent = len(self.surface.frameTimes)
+        self.channel.pauseProducing()
+        self.play(0.2)
+        self.assertEqual(len(self.surface.frameTimes), sent)
+        self.channel.resumeProducing()
+        self.play(FRAME)
+        self.assertEqual(len(self.surface.frameTimes), sent + 1)
+
+    def test_grownVideoGoesSized(self):
+        """
+        A damage that contains the stream's rectangle and is at most twice
+        its area continues the stream with STREAM_DATA_SIZED frames.
+        """
+        self.source.start()
+        self.play(1.0)
+        self.source.stop()
+        left, top, right, bottom = VIDEO_RECT
+        grown = (left - 8, top, right + 8, bottom + 16)
+        for i in range(5):
+            self.source.frame[top:bottom + 16, left - 8:right + 8, :3] = (i * 40) % 256
+            self.source.damage([grown])
+            self.play(FRAME)
+        sized = [r for n, r in self.messages if n == "STREAM_DATA_SIZED"]
+        self.assertTrue(sized)
+        self.assertEqual((sized[-1].width, sized[-1].height), (176, 128))
+        self.play(streams.STREAM_TIMEOUT + 0.2)
+        numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
+
+    def test_resizeDestroysAllStreams(self):
+        self.source.start()
+        self.play(1.0)
+        self.source.stop()
+        self.source.setFrame(numpy.zeros((100, 120, 4), numpy.uint8))
+        self.play(0.1)
+        names = self.names()
+        self.assertLess(names.index("STREAM_DESTROY_ALL"), names.index("SURFACE_DESTROY"))
+        self.assertEqual(self.channel.streams.streams, {})
+
+    def test_closedChannelStopsTimers(self):
+        self.source.start()
+        self.play(1.0)
+        self.client.protocol.connectionLost(None)
+        self.source.stop()
+        self.assertEqual([c for c in self.clock.getDelayedCalls() if c.active()
+                          and getattr(c.func, "__self__", None) is self.channel.streams], [])
+
+
+class NoSizedStreamTests(StreamingSetup, unittest.TestCase):
+    caps = set()
+
+    def test_grownVideoWithoutSizedCapGoesLossless(self):
+        self.source.start()
+        self.play(1.0)
+        self.assertNotIn("STREAM_ACTIVATE_REPORT", self.names())
+        self.source.stop()
+        left, top, right, bottom = VIDEO_RECT
+        for i in range(3):
+            self.source.frame[top:bottom + 16, left:right, :3] = i * 50
+            self.source.damage([(left, top, right, bottom + 16)])
+            self.play(FRAME)
+        self.assertNotIn("STREAM_DATA_SIZED", self.names())
+        self.play(streams.STREAM_TIMEOUT + 0.2)
+        numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
+
+
+class StreamingOffTests(StreamingSetup, unittest.TestCase):
+    mode = "off"
+
+    def test_neverStreams(self):
+        self.source.start()
+        self.play(1.5)
+        self.source.stop()
+        self.play(0.1)
+        self.assertNotIn("STREAM_CREATE", self.names())
+        numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
+
+
+class MotionSourceTests(unittest.TestCase):
+    def test_framesAreAFunctionOfTheirNumber(self):
+        from twisted.internet.task import Clock
+        clock = Clock()
+        source = MotionSource(width=320, height=200, rect=VIDEO_RECT, clock=clock)
+        for _ in range(7):
+            clock.advance(FRAME)
+        self.assertEqual(source.frameNumber, 7)
+        left, top, right, bottom = VIDEO_RECT
+        numpy.testing.assert_array_equal(source.frame[top:bottom, left:right],
+                                         source.render(7))
+        self.assertEqual(readFrameCode(source.frame, left, bottom), 7)
+        source.stop()
+
+    def test_framesLimitStops(self):
+        from twisted.internet.task import Clock
+        clock = Clock()
+        source = MotionSource(width=320, height=200, rect=VIDEO_RECT, clock=clock, frames=5)
+        for _ in range(10):
+            clock.advance(FRAME)
+        self.assertEqual(source.frameNumber, 4)
+        self.assertFalse(source.running)
+
+    def test_scrollCodeAndTypingRects(self):
+        from twisted.internet.task import Clock
+        clock = Clock()
+        scroll = MotionSource(width=256, height=96, workload=SCROLL, clock=clock)
+        clock.advance(FRAME * 3)
+        self.assertEqual(readFrameCode(scroll.frame, 0, 96), 3)
+        scroll.stop()
+        typing = MotionSource(width=320, height=200, workload=TYPING, clock=clock)
+        seen = []
+        typing.addObserver(type("O", (), {"damaged": lambda self, r: seen.extend(r)})())
+        clock.advance(FRAME * 2)
+        self.assertTrue(seen)
+        self.assertTrue(all((r[2] - r[0]) * (r[3] - r[1]) < 400 for r in seen), seen)
+        typing.stop()
+
+
+class LosslessPacingTests(StreamingSetup, unittest.TestCase):
+    mode = "off"
+
+    def test_fullLinkHoldsLosslessUpdates(self):
+        """
+        While more than the lossless budget is queued, damage waits (and
+        merges) instead of going to the socket; it goes once the link
+        drains.
+        """
+        self.queued = 10 * 1024 * 1024
+        self.source.start()
+        self.play(0.3)
+        self.assertNotIn("DRAW_COPY", self.names())
+        self.assertTrue(self.channel.damage)
+        self.source.stop()
+        self.queued = 0
+        self.play(0.05)
+        self.assertIn("DRAW_COPY", self.names())
+        numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
+
+
+class StreamStartTests(StreamingSetup, unittest.TestCase):
+    def test_pendingLosslessInsideStreamDropped(self):
+        """
+        When a stream starts, lossless damage that waits inside its
+        rectangle is dropped: the stream's frames paint it.
+        """
+        self.source.start()
+        self.play(0.3)
+        self.queued = 10 * 1024 * 1024  # the link is full: damage waits
+        self.play(0.2)
+        self.assertFalse(self.channel.streams.streams)
+        self.assertTrue(self.channel.damage)
+        self.play(0.5)
+        self.assertTrue(self.channel.streams.streams)
+        self.assertFalse(self.channel.damage)
+
+
+class ManualEncoder:
+    """
+    Encodes when the test says so, in any order.
+    """
+
+    def __init__(self):
+        self.waiting = []
+
+    def encode(self, pixels, quality):
+        d = defer.Deferred()
+        self.waiting.append((d, pixels))
+        return d
+
+    def finish(self, index):
+        d, pixels = self.waiting.pop(index)
+        d.callback(encode_mjpeg(pixels, 80))
+
+
+class InFlightTests(StreamingSetup, unittest.TestCase):
+    def setUp(self):
+        StreamingSetup.setUp(self)
+        self.encoder = ManualEncoder()
+        self.channel.streams.encoder = self.encoder
+
+    def test_twoInFlightSentInOrder(self):
+        """
+        Two frames of a stream may be encoding at once; they go out in the
+        order they were taken, whichever finishes first, and no third is
+        taken meanwhile.
+        """
+        self.source.start()
+        for _ in range(60):
+            self.play(FRAME)
+            if self.channel.streams.streams:
+                break
+        self.play(FRAME * 4)
+        self.assertEqual(len(self.encoder.waiting), streams.MAX_IN_FLIGHT)
+        self.encoder.finish(1)
+        self.play(0)
+        self.assertNotIn("STREAM_DATA", self.names())
+        self.encoder.finish(0)
+        self.play(FRAME)
+        times = [r.multi_media_time for n, r in self.messages if n == "STREAM_DATA"]
+        self.assertEqual(len(times), 2)
+        self.assertLessEqual(times[0], times[1])
+        codes = []
+        for n, r in self.messages:
+            if n == "STREAM_DATA":
+                codes.append(readFrameCode(decode_mjpeg(r.data), 0, 112))
+        self.assertLess(codes[0], codes[1])
