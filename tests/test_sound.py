@@ -598,7 +598,7 @@ class PluginTests(TestCase):
 
     def test_found(self):
         plugins = soundPlugins()
-        for name in ("tone", "file"):
+        for name in ("tone", "file", "pulse"):
             self.assertTrue(verifyObject(ISoundPlugin, plugins[name]))
 
     def options(self, *argv):

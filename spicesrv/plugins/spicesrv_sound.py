@@ -47,6 +47,25 @@ class FilePlugin:
         return FileSink(args)
 
 
+@implementer(IPlugin, ISoundPlugin)
+class PulsePlugin:
+    name = "pulse"
+    description = ("pulse[:DEVICE] plays a PulseAudio / PipeWire source (the default "
+                   "sink's monitor: the desktop's sound) and records into a sink (a null "
+                   "sink spicesrv-microphone, whose monitor programs record from)")
+    options = (Option("pulse-server", "The Pulse server for pulse: sound (as the tools' "
+                      "--server, e.g. unix:/run/user/1000/pulse/native); $PULSE_SERVER or "
+                      "the user's own by default."),)
+
+    def makePlayback(self, args, values, reactor):
+        from spicesrv.sound.pulse import PulseSource
+        return PulseSource(reactor, args or None, values.get("pulse-server"))
+
+    def makeRecord(self, args, values, reactor):
+        from spicesrv.sound.pulse import PulseSink
+        return PulseSink(reactor, args or None, values.get("pulse-server"))
+
+
 @implementer(IPlugin, IChannelPlugin)
 class SoundPlugin:
     """
@@ -115,4 +134,5 @@ class SoundPlugin:
 
 tone = TonePlugin()
 file = FilePlugin()
+pulse = PulsePlugin()
 sound = SoundPlugin()
