@@ -106,6 +106,8 @@ Events:
   ``cursor-hide``, ``cursor-reset``.
 - ``port-opened`` ``{id, port_name, opened}``, ``port-data`` ``{id, size,
   hex}`` (hex of the first 4096 bytes), ``port-event`` ``{id, port_event}``.
+- ``playback-onset`` ``{peak}`` (with ``--onset``): a loud chunk after a
+  quiet one.
 - ``playback-start`` ``{format, channels, rate}``, ``playback-stop``,
   ``playback-volume`` ``{volume}``, ``playback-mute`` ``{mute}``,
   ``playback-latency`` ``{min_latency}``, ``record-start`` ``{format,
@@ -168,6 +170,10 @@ def parseArgs(argv):
                    "backend play and record (spice_audio_get); "
                    "SPICE_GST_AUDIOSINK and GST_PLUGIN_FEATURE_RANK in the "
                    "environment choose its elements")
+    p.add_argument("--onset", type=int, default=None, metavar="LEVEL",
+                   help="with --audio, emit playback-onset when a chunk of "
+                   "decoded playback PCM reaches LEVEL (0..32767) after a "
+                   "quiet one (for latency measurements)")
     p.add_argument("--channel-types", default=None,
                    help="comma-separated channel type numbers to open "
                    "(default: all that the server announces)")
@@ -553,8 +559,19 @@ class Client(object):
         pb = self.playback
         pb["bytes"] += size
         pb["chunks"] += 1
-        if data and len(pb["pcm"]) < self.PCM_KEEP:
-            pb["pcm"] += ctypes.string_at(data, size)
+        if not data:
+            return
+        raw = ctypes.string_at(data, size)
+        if len(pb["pcm"]) < self.PCM_KEEP:
+            pb["pcm"] += raw
+        if self.args.onset is not None:
+            import array
+            samples = array.array("h")
+            samples.frombytes(raw[:len(raw) - len(raw) % 2])
+            peak = max(max(samples, default=0), -min(samples, default=0))
+            if peak >= self.args.onset and pb.get("quiet", True):
+                emit({"event": "playback-onset", "peak": peak})
+            pb["quiet"] = peak < self.args.onset // 4
 
     def onPlaybackStop(self, ch):
         self.playback["stopped"] += 1
