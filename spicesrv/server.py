@@ -261,6 +261,8 @@ class SpiceServer:
             if getattr(self, attr) is instance and instance is not None:
                 setattr(self, attr, None)
                 self.registry.unregister(kind, 0)
+                self.log.info("removed {type} interface: {description}", type=attr,
+                              description=instance.description)
                 for session in list(self.sessions.values()):
                     channel = session.channels.get((kind, 0))
                     if channel is not None:
