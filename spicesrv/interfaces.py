@@ -432,6 +432,176 @@ class IMigration(ISpiceBase):
         """
 
 
+class IPlaybackObserver(Interface):
+    """
+    What a playback channel registers with an L{IPlaybackSource} to hear its
+    sound.  A source calls these from the reactor thread.
+    """
+
+    def playback_started():
+        """
+        The source starts playing (libspice's C{spice_server_playback_start}):
+        frames follow.
+        """
+
+    def playback_stopped():
+        """
+        The source stopped playing (C{spice_server_playback_stop}).
+        """
+
+    def playback_frame(frame):
+        """
+        The next 10 ms of sound.
+
+        @param frame: a L{spicesrv.sound.pcm.AudioFrame}: C{pcm} holds
+            L{spicesrv.wire.sound.FRAME_SAMPLES} samples per channel of
+            48 kHz stereo S16 LE interleaved audio, C{opus()} the same
+            encoded once for every client that takes Opus.
+        """
+
+    def volume_changed(volume):
+        """
+        The source's volume changed (C{spice_server_playback_set_volume}).
+
+        @param volume: one level per channel, 0 (silent) to 65535 (full).
+        @type volume: L{tuple} of L{int}
+        """
+
+    def mute_changed(mute):
+        """
+        The source was muted or unmuted.
+
+        @type mute: L{bool}
+        """
+
+
+class IPlaybackSource(ISpiceBase):
+    """
+    Sound for the clients to play, as libspice's ``SpicePlaybackInterface``:
+    registering one offers the playback channel (type 5).  The source pushes
+    10 ms frames of 48 kHz stereo S16 audio to its observers; what a client
+    cannot take in time is dropped, never queued.
+    L{spicesrv.sound.device.PlaybackDevice} provides it.
+    """
+
+    taggedValue("type", "playback")
+    taggedValue("major_version", 1)
+    taggedValue("minor_version", 0)
+
+    active = Attribute("Whether the source is playing now (frames are coming).")
+    volume = Attribute(
+        "The volume as one level per channel (0..65535), or L{None} if the "
+        "source has none to tell.")
+    mute = Attribute("Whether the source is muted (a L{bool}).")
+
+    def addObserver(observer):
+        """
+        Start telling an L{IPlaybackObserver} about the sound.  A source may
+        produce frames only while it has observers.
+        """
+
+    def removeObserver(observer):
+        """
+        Stop telling an observer given to L{addObserver}.
+
+        @raise ValueError: it was not added.
+        """
+
+
+class IRecordObserver(Interface):
+    """
+    What a record channel registers with an L{IRecordSink}.
+    """
+
+    def record_started():
+        """
+        The sink wants sound (C{spice_server_record_start}): the channel asks
+        its client to record.
+        """
+
+    def record_stopped():
+        """
+        The sink wants no more sound (C{spice_server_record_stop}).
+        """
+
+    def volume_changed(volume):
+        """
+        The sink's volume changed; C{volume} has one level (0..65535) per
+        channel.
+        """
+
+    def mute_changed(mute):
+        """
+        The sink was muted or unmuted (a L{bool}).
+        """
+
+
+class IRecordSink(ISpiceBase):
+    """
+    Where a client's microphone goes, as libspice's ``SpiceRecordInterface``:
+    registering one offers the record channel (type 6).
+    L{spicesrv.sound.device.RecordDevice} provides it.
+    """
+
+    taggedValue("type", "record")
+    taggedValue("major_version", 1)
+    taggedValue("minor_version", 0)
+
+    active = Attribute("Whether the sink wants sound now.")
+    volume = Attribute("One level per channel (0..65535), or L{None}.")
+    mute = Attribute("Whether the sink is muted (a L{bool}).")
+
+    def addObserver(observer):
+        """
+        Start telling an L{IRecordObserver} when sound is wanted.
+        """
+
+    def removeObserver(observer):
+        """
+        Stop telling an observer given to L{addObserver}.
+
+        @raise ValueError: it was not added.
+        """
+
+    def record_data(pcm):
+        """
+        Sound from a client: 48 kHz stereo S16 LE interleaved samples (a
+        whole number of them), already decoded.  Must not block.
+
+        @type pcm: L{bytes}
+        """
+
+
+class ISoundPlugin(Interface):
+    """
+    A plugin that provides sound sources for ``--playback NAME[:ARGS]``
+    and sinks for ``--record NAME[:ARGS]``, found like L{ISourcePlugin}.
+    """
+
+    name = Attribute("The name used with C{--playback} / C{--record}, e.g. C{'tone'}.")
+    description = Attribute("One line of help, including the form of ARGS.")
+    options = Attribute("A sequence of L{IPluginOption} providers.")
+
+    def makePlayback(args, values, reactor):
+        """
+        Make the sound source for C{--playback NAME:ARGS}.
+
+        @param args: the text after the colon, or C{''}.
+        @param values: option name -> value, for this plugin's options.
+        @param reactor: the reactor the server runs on.
+        @return: an L{IPlaybackSource} provider.
+        @raise ValueError: the arguments are wrong, or this plugin has no
+            playback; the message is one line saying what to change.
+        """
+
+    def makeRecord(args, values, reactor):
+        """
+        Make the sink for C{--record NAME:ARGS}, as L{makePlayback}.
+
+        @return: an L{IRecordSink} provider.
+        """
+
+
 class IPluginOption(Interface):
     """
     A command-line option a plugin adds to ``twistd spice``.

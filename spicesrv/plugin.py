@@ -40,3 +40,13 @@ def sourcePlugins():
     """
     import spicesrv.plugins
     return {p.name: p for p in getPlugins(ISourcePlugin, spicesrv.plugins)}
+
+
+def soundPlugins():
+    """
+    Every L{ISoundPlugin} (sources for C{--playback}, sinks for
+    C{--record}), by name.
+    """
+    import spicesrv.plugins
+    from spicesrv.interfaces import ISoundPlugin
+    return {p.name: p for p in getPlugins(ISoundPlugin, spicesrv.plugins)}

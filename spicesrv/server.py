@@ -28,7 +28,7 @@ from spicesrv.context import ChannelContext
 from spicesrv.control.events import EventObservers, channelEventData
 from spicesrv.interfaces import (
     IAgent, IDisplayObserver, IDisplaySource, IKeyboard, IMigratableState, IMigration, IMouse,
-    ITablet)
+    IPlaybackSource, IRecordSink, ITablet)
 from spicesrv.keys import KeyPool
 from spicesrv.limits import ConnectionCounter, Limits
 from spicesrv.link import LinkProtocol, Park, Refuse, SECURITY_NONE, SECURITY_SSL, Start
@@ -49,7 +49,8 @@ STREAMING_VIDEO_MODES = ("off", "all", "filter")
 MIGRATION_ARRIVAL_TIMEOUT = 300.0
 
 # The device interfaces addInterface knows, most specific first.
-DEVICE_INTERFACES = (IDisplaySource, IKeyboard, IMouse, ITablet, IMigration, IAgent)
+DEVICE_INTERFACES = (IDisplaySource, IKeyboard, IMouse, ITablet, IMigration, IAgent,
+                     IPlaybackSource, IRecordSink)
 
 #: Channel names as QEMU's tls-channel and plaintext-channel options spell
 #: them ("main", "display", ...), to their types.
@@ -141,6 +142,11 @@ class SpiceServer:
         self.tablet = None
         self.migration = None
         self.agent = None
+        # Sound (addInterface): one playback source, one record sink; whether
+        # playback may use Opus (QEMU's playback-compression).
+        self.playback = None
+        self.record = None
+        self.playbackCompression = True
         self.migratable = []
         self.mouseMode = MouseMode.SERVER
         self.tlsAvailable = False
@@ -239,10 +245,54 @@ class SpiceServer:
             self.migratable.append(self.agent)
             instance.agent_attached(self.agent)
             self.broadcast("agentConnected")
+        elif IPlaybackSource.providedBy(instance) or IRecordSink.providedBy(instance):
+            self._addSound(instance)
         if IMigratableState.providedBy(instance):
             self.migratable.append(instance)
         self.log.info("added {type} interface: {description}",
                       type=instance.type, description=instance.description)
+
+    def _addSound(self, instance):
+        """
+        A playback source or record sink: it gets channel 0 of its type, as
+        libspice's one playback and one record instance.
+        """
+        from spicesrv.channels.playback import PlaybackChannel
+        from spicesrv.channels.record import RecordChannel
+        if IPlaybackSource.providedBy(instance):
+            attr, kind, factory, kwargs = ("playback", ChannelType.PLAYBACK, PlaybackChannel,
+                                           dict(source=instance,
+                                                compression=self.playbackCompression))
+        else:
+            attr, kind, factory, kwargs = ("record", ChannelType.RECORD, RecordChannel,
+                                           dict(sink=instance))
+        if getattr(self, attr) is not None:
+            raise InterfaceError("this server already has a %s device: %s; remove it first"
+                                 % (attr, getattr(self, attr).description))
+        setattr(self, attr, instance)
+        self.registry.register(kind, 0, factory, **kwargs)
+
+    def removeInterface(self, instance):
+        """
+        Unregister a playback source or record sink, as libspice's
+        C{spice_server_remove_interface}: its channel is no longer offered
+        and the clients' channels of it close.
+
+        @raise InterfaceError: C{instance} is not this server's playback or
+            record device.
+        """
+        for attr, kind in (("playback", ChannelType.PLAYBACK), ("record", ChannelType.RECORD)):
+            if getattr(self, attr) is instance and instance is not None:
+                setattr(self, attr, None)
+                self.registry.unregister(kind, 0)
+                self.log.info("removed {type} interface: {description}", type=attr,
+                              description=instance.description)
+                for session in list(self.sessions.values()):
+                    channel = session.channels.get((kind, 0))
+                    if channel is not None:
+                        channel.close("its %s device was removed" % (attr,))
+                return
+        raise InterfaceError("%r is not a device this server can remove" % (instance,))
 
     # -- channels and sessions ---------------------------------------------------
 
@@ -435,8 +485,10 @@ class SpiceServer:
 
     def sessionArrived(self, session):
         """
-        A client that migrated in has switched here.
+        A client that migrated in has switched here; its channels that
+        waited for it (sound) start.
         """
+        session.broadcast("clientArrived")
         self.sourceMigration.sessionArrived(session)
 
     @property

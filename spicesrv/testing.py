@@ -24,10 +24,11 @@ from spicesrv.channel import FULL_HEADER, MINI_HEADER, packHeader, unpackHeader
 from spicesrv.display import encoders as enc
 from spicesrv.display.cursor import Cursor
 from spicesrv.sources.base import FramebufferSource
+from spicesrv.sound.device import PlaybackDevice, RecordDevice
 from spicesrv.interfaces import (
     IAgent, IAgentClients, IChannelPlugin, IDisplayObserver, IDisplaySource, IKeyboard, IMigratableState,
-    IMigration, IMonitorBackend, IMouse, IPluginOption, ISource, ISourcePlugin, ISpiceBase,
-    ITablet)
+    IMigration, IMonitorBackend, IMouse, IPlaybackObserver, IPlaybackSource, IPluginOption,
+    IRecordObserver, IRecordSink, ISoundPlugin, ISource, ISourcePlugin, ISpiceBase, ITablet)
 from spicesrv.plugin import Option
 from spicesrv.wire import caps as capwords
 from spicesrv.wire.constants import (
@@ -37,6 +38,7 @@ from spicesrv.wire.messages import (
     CURSOR_SERVER, DISPLAY_SERVER, INPUTS_SERVER, MAIN_SERVER, LinkHeader, LinkMess, LinkReply,
     COMMON_SERVER, DISPLAY_CLIENT, MAIN_CLIENT)
 from spicesrv.wire.port import PORT_SERVER
+from spicesrv.wire.sound import PLAYBACK_SERVER, RECORD_SERVER
 from spicesrv.wire.vdagent import CLIPBOARD_MESSAGES, AgentCap, agentMessages
 
 #: The server message table of each built-in channel type, which
@@ -47,6 +49,8 @@ SERVER_TABLES = {
     ChannelType.INPUTS: INPUTS_SERVER,
     ChannelType.CURSOR: CURSOR_SERVER,
     ChannelType.PORT: PORT_SERVER,
+    ChannelType.PLAYBACK: PLAYBACK_SERVER,
+    ChannelType.RECORD: RECORD_SERVER,
 }
 
 #: The common capabilities a test client announces: auth selection, SPICE
@@ -933,6 +937,108 @@ class ClientSurface:
         return self
 
 
+class FakeSoundSource(PlaybackDevice):
+    """
+    A playback source a test drives: C{start()}, C{write(pcm)}, C{stop()},
+    C{setVolume(levels)}, C{setMute(flag)} (those of
+    L{spicesrv.sound.device.PlaybackDevice}).
+    """
+
+    def __init__(self, description="fake sound"):
+        PlaybackDevice.__init__(self, description)
+
+
+class RecordingSink(RecordDevice):
+    """
+    A record sink that keeps what clients send (C{pcm}, all of it as one
+    L{bytes}); active from the start unless C{active=False}.
+    """
+
+    def __init__(self, description="recording sink", active=True):
+        RecordDevice.__init__(self, description)
+        self.pcm = b""
+        if active:
+            self.start()
+
+    def received(self, pcm):
+        self.pcm += pcm
+
+
+@implementer(IPlaybackObserver)
+class RecordingPlaybackObserver:
+    """
+    Records what a playback source tells it: C{events} (names and
+    arguments) and C{frames}.
+    """
+
+    def __init__(self):
+        self.events = []
+        self.frames = []
+
+    def playback_started(self):
+        self.events.append(("started",))
+
+    def playback_stopped(self):
+        self.events.append(("stopped",))
+
+    def playback_frame(self, frame):
+        self.frames.append(frame)
+
+    def volume_changed(self, volume):
+        self.events.append(("volume", tuple(volume)))
+
+    def mute_changed(self, mute):
+        self.events.append(("mute", mute))
+
+
+@implementer(IRecordObserver)
+class RecordingRecordObserver:
+    """
+    Records what a record sink tells it, in C{events}.
+    """
+
+    def __init__(self):
+        self.events = []
+
+    def record_started(self):
+        self.events.append(("started",))
+
+    def record_stopped(self):
+        self.events.append(("stopped",))
+
+    def volume_changed(self, volume):
+        self.events.append(("volume", tuple(volume)))
+
+    def mute_changed(self, mute):
+        self.events.append(("mute", mute))
+
+
+@implementer(IPlugin, ISoundPlugin)
+class FakeSoundPlugin:
+    """
+    A sound plugin (C{--playback fake-sound}, C{--record fake-sound}) that
+    makes L{FakeSoundSource}s and L{RecordingSink}s and records them in
+    C{made}.
+    """
+
+    name = "fake-sound"
+    description = "fake-sound a source and a sink a test drives"
+
+    def __init__(self, options=()):
+        self.options = tuple(options)
+        self.made = []
+
+    def makePlayback(self, args, values, reactor):
+        device = FakeSoundSource()
+        self.made.append(device)
+        return device
+
+    def makeRecord(self, args, values, reactor):
+        device = RecordingSink()
+        self.made.append(device)
+        return device
+
+
 #: Every interface of L{spicesrv.interfaces} -> a callable that makes a
 #: fake provider of it with no arguments (for L{IPluginOption}, the real
 #: L{spicesrv.plugin.Option}, which is only data).  The tests check each
@@ -946,4 +1052,7 @@ FAKES = {
     IChannelPlugin: FakeChannelPlugin, ISourcePlugin: FakeSourcePlugin,
     IMonitorBackend: RecordingMonitorBackend, IAgent: RecordingAgent,
     IAgentClients: RecordingAgentClients,
+    IPlaybackSource: FakeSoundSource, IPlaybackObserver: RecordingPlaybackObserver,
+    IRecordSink: RecordingSink, IRecordObserver: RecordingRecordObserver,
+    ISoundPlugin: FakeSoundPlugin,
 }

@@ -99,7 +99,7 @@ class InterfaceTests(DemoTestCase):
             self.assertIsInstance(device.description, str)
         self.assertEqual(self.demo.devices(),
                          [self.demo, self.demo.keyboard, self.demo.mouse,
-                          self.demo.tablet, self.demo.agent])
+                          self.demo.tablet, self.demo.agent, self.demo.sound])
         self.assertTrue(verifyObject(IAgent, self.demo.agent))
 
     def test_observer(self):

@@ -35,6 +35,9 @@ from spicesrv.sources.base import FramebufferSource
 from spicesrv.sources.picture import checkPictureSize, loadPicture
 from spicesrv.wire.vdagent import ClipboardType, Selection
 
+# The beep of each button's click (Hz): left, middle, right.
+CLICK_PITCH = {1: 880.0, 2: 660.0, 4: 1320.0}
+
 # SPICE button mask bits and lock-key flags (protocol.md section 7).
 BUTTON_LEFT = 1
 BUTTON_MIDDLE = 2
@@ -336,15 +339,17 @@ class DemoSource(FramebufferSource):
         self.mouse = DemoMouse(self)
         self.tablet = DemoTablet(self)
         self.agent = DemoAgent(self)
+        from spicesrv.sound.click import ClickSound
+        self.sound = ClickSound(clock)
         self.offering = False
         self._build(None)
 
     def devices(self):
         """
         Return everything to register with the server: this source, its
-        keyboard, mouse, tablet and agent.
+        keyboard, mouse, tablet, agent and sound (a beep on each click).
         """
-        return [self, self.keyboard, self.mouse, self.tablet, self.agent]
+        return [self, self.keyboard, self.mouse, self.tablet, self.agent, self.sound]
 
     def start(self):
         """
@@ -530,6 +535,8 @@ class DemoSource(FramebufferSource):
         self._buttons = buttons_state
         pressed = buttons_state & ~old_buttons
         damage = []
+        if pressed:
+            self.sound.click(CLICK_PITCH.get(pressed & -pressed, 880.0))
         if pressed & BUTTON_RIGHT:
             self._colour = (self._colour + 1) % len(PALETTE)
             self._notify("cursor_changed", self.cursor())

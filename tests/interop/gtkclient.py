@@ -73,6 +73,18 @@ Commands (fields besides ``cmd`` and ``seq``):
   window does: enable display ``id``, set its size and send the monitors
   config to the agent at once (spice_main_channel_update_display_enabled,
   _update_display, _send_monitor_config).
+- ``playback`` ``[dump=PATH] [reset=false]``: what the playback channel
+  received (``--audio``): ``started``/``stopped`` counts, ``format``,
+  ``channels``, ``rate``, ``bytes`` and ``chunks`` of PCM (decoded by
+  spice-gtk, whatever the mode), ``volume`` (a list), ``mute``,
+  ``min_latency``; ``dump`` writes the PCM kept (at most 60 s); ``reset``
+  forgets it afterwards.
+- ``record`` : what the record channel was told (``--audio``):
+  ``started``, ``stopped``, ``format``, ``channels``, ``rate``, ``volume``,
+  ``mute``.
+- ``record_tone`` ``hz seconds [amplitude=0.3]``: send a sine as
+  microphone audio with spice_record_channel_send_data (spice-gtk frames
+  and encodes it, Opus when the server offers it); ``sent`` bytes.
 - ``channels``: ``channels`` = list of ``{type, id, name, state, opened,
   peer, remote_caps, remote_common_caps}``; ``state`` is the last
   channel-event seen, ``peer`` the socket's remote "host:port",
@@ -107,6 +119,12 @@ Events:
   ``cursor-hide``, ``cursor-reset``.
 - ``port-opened`` ``{id, port_name, opened}``, ``port-data`` ``{id, size,
   hex}`` (hex of the first 4096 bytes), ``port-event`` ``{id, port_event}``.
+- ``playback-onset`` ``{peak}`` (with ``--onset``): a loud chunk after a
+  quiet one.
+- ``playback-start`` ``{format, channels, rate}``, ``playback-stop``,
+  ``playback-volume`` ``{volume}``, ``playback-mute`` ``{mute}``,
+  ``playback-latency`` ``{min_latency}``, ``record-start`` ``{format,
+  channels, rate}``, ``record-stop``, ``record-volume``, ``record-mute``.
 - ``migration-started`` (main channel signal); ``migration-state``
   ``{state, name}`` (session property notify: 0 none, 1 switching,
   2 migrating, 3 connecting).
@@ -157,6 +175,18 @@ def parseArgs(argv):
                    " number), sent after display init if the server allows")
     p.add_argument("--no-autoconnect", action="store_true",
                    help="wait for a 'connect' command")
+    p.add_argument("--audio", action="store_true",
+                   help="enable the playback and record channels and report "
+                   "them (the session's enable-audio)")
+    p.add_argument("--audio-backend", action="store_true",
+                   help="with --audio, also let spice-gtk's own GStreamer "
+                   "backend play and record (spice_audio_get); "
+                   "SPICE_GST_AUDIOSINK and GST_PLUGIN_FEATURE_RANK in the "
+                   "environment choose its elements")
+    p.add_argument("--onset", type=int, default=None, metavar="LEVEL",
+                   help="with --audio, emit playback-onset when a chunk of "
+                   "decoded playback PCM reaches LEVEL (0..32767) after a "
+                   "quiet one (for latency measurements)")
     p.add_argument("--channel-types", default=None,
                    help="comma-separated channel type numbers to open "
                    "(default: all that the server announces)")
@@ -244,6 +274,11 @@ _lib = ctypes.CDLL("libspice-client-glib-2.0.so.8")
 _lib.spice_display_channel_get_primary.restype = ctypes.c_int
 _lib.spice_display_channel_get_primary.argtypes = [
     ctypes.c_void_p, ctypes.c_uint32, ctypes.POINTER(SpiceDisplayPrimary)]
+_lib.spice_record_channel_send_data.restype = None
+_lib.spice_record_channel_send_data.argtypes = [
+    ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32]
+_gobject = ctypes.CDLL("libgobject-2.0.so.0")
+_gobject.g_object_get.restype = None
 _lib.spice_channel_type_to_string.restype = ctypes.c_char_p
 _lib.spice_channel_type_to_string.argtypes = [ctypes.c_int]
 
@@ -308,14 +343,22 @@ class Client(object):
                            args.secure_channels.split(","))
         if args.preferred_compression is not None:
             s.set_property("preferred-compression", args.preferred_compression)
-        # Headless test client: no audio, no USB, no smartcard.
-        s.set_property("enable-audio", False)
+        # Headless test client: no USB, no smartcard; audio on request.
+        s.set_property("enable-audio", bool(args.audio))
+        self.playback = {"started": 0, "stopped": 0, "bytes": 0, "chunks": 0,
+                         "pcm": bytearray()}
+        self.record = {"started": 0, "stopped": 0}
+        self.audio = None
         s.set_property("enable-usbredir", False)
         s.set_property("enable-smartcard", False)
         gconnect(s, "channel-new", self.onChannelNew)
         gconnect(s, "channel-destroy", self.onChannelDestroy)
         gconnect(s, "disconnected", self.onDisconnected)
         gconnect(s, "notify::migration-state", self.onMigrationState)
+        if args.audio and args.audio_backend:
+            self.audio = Spice.Audio.get(s, None)
+            if self.audio is None:
+                emit({"event": "error", "message": "spice_audio_get() gave nothing"})
 
     # session / channel signals
 
@@ -353,12 +396,28 @@ class Client(object):
             gconnect(ch, "cursor-move", self.onCursorMove)
             gconnect(ch, "cursor-hide", self.onCursorHide)
             gconnect(ch, "cursor-reset", self.onCursorReset)
+        elif isinstance(ch, Spice.PlaybackChannel):
+            gconnect(ch, "playback-start", self.onPlaybackStart)
+            gconnect(ch, "playback-data", self.onPlaybackData)
+            gconnect(ch, "playback-stop", self.onPlaybackStop)
+            gconnect(ch, "notify::volume", self.onPlaybackVolume)
+            gconnect(ch, "notify::mute", self.onPlaybackMute)
+            gconnect(ch, "notify::min-latency", self.onPlaybackLatency)
+        elif isinstance(ch, Spice.RecordChannel):
+            gconnect(ch, "record-start", self.onRecordStart)
+            gconnect(ch, "record-stop", self.onRecordStop)
+            gconnect(ch, "notify::volume", self.onRecordVolume)
+            gconnect(ch, "notify::mute", self.onRecordMute)
         elif isinstance(ch, Spice.PortChannel):
             gconnect(ch, "notify::port-opened", self.onPortOpened)
             gconnect(ch, "port-data", self.onPortData)
             gconnect(ch, "port-event", self.onPortEvent)
-        # The library opens the main channel itself; every other one is ours.
-        if not isinstance(ch, Spice.MainChannel):
+        # The library opens the main channel itself; a SpiceAudio backend
+        # opens the audio channels (only those still unconnected after this
+        # handler); every other one is ours.
+        audioByBackend = self.audio is not None and isinstance(
+            ch, (Spice.PlaybackChannel, Spice.RecordChannel))
+        if not isinstance(ch, Spice.MainChannel) and not audioByBackend:
             if self.openTypes is None or t in self.openTypes:
                 ch.connect()
 
@@ -501,6 +560,112 @@ class Client(object):
     def onPortEvent(self, ch, event):
         emit({"event": "port-event", "id": self.key(ch)[1],
               "port_event": event})
+
+    # audio
+
+    PCM_KEEP = 48000 * 4 * 60
+
+    def onPlaybackStart(self, ch, fmt, channels, rate):
+        self.playback.update(started=self.playback["started"] + 1, format=fmt,
+                             channels=channels, rate=rate)
+        emit({"event": "playback-start", "format": fmt, "channels": channels,
+              "rate": rate})
+
+    def onPlaybackData(self, ch, data, size):
+        pb = self.playback
+        pb["bytes"] += size
+        pb["chunks"] += 1
+        if not data:
+            return
+        raw = ctypes.string_at(data, size)
+        if len(pb["pcm"]) < self.PCM_KEEP:
+            pb["pcm"] += raw
+        if self.args.onset is not None:
+            import array
+            samples = array.array("h")
+            samples.frombytes(raw[:len(raw) - len(raw) % 2])
+            peak = max(max(samples, default=0), -min(samples, default=0))
+            if peak >= self.args.onset and pb.get("quiet", True):
+                emit({"event": "playback-onset", "peak": peak})
+            pb["quiet"] = peak < self.args.onset // 4
+
+    def onPlaybackStop(self, ch):
+        self.playback["stopped"] += 1
+        emit({"event": "playback-stop"})
+
+    def volumeOf(self, ch):
+        n = ch.get_property("nchannels")
+        pointer = ctypes.c_void_p()
+        _gobject.g_object_get(ctypes.c_void_p(gpointer(ch)), b"volume",
+                              ctypes.byref(pointer), None)
+        if not pointer.value or not n:
+            return []
+        return list((ctypes.c_uint16 * n).from_address(pointer.value))
+
+    def onPlaybackVolume(self, ch, pspec):
+        self.playback["volume"] = self.volumeOf(ch)
+        emit({"event": "playback-volume", "volume": self.playback["volume"]})
+
+    def onPlaybackMute(self, ch, pspec):
+        self.playback["mute"] = ch.get_property("mute")
+        emit({"event": "playback-mute", "mute": self.playback["mute"]})
+
+    def onPlaybackLatency(self, ch, pspec):
+        self.playback["min_latency"] = ch.get_property("min-latency")
+        emit({"event": "playback-latency",
+              "min_latency": self.playback["min_latency"]})
+
+    def onRecordStart(self, ch, fmt, channels, rate):
+        self.record.update(started=self.record["started"] + 1, format=fmt,
+                           channels=channels, rate=rate)
+        emit({"event": "record-start", "format": fmt, "channels": channels,
+              "rate": rate})
+
+    def onRecordStop(self, ch):
+        self.record["stopped"] += 1
+        emit({"event": "record-stop"})
+
+    def onRecordVolume(self, ch, pspec):
+        self.record["volume"] = self.volumeOf(ch)
+        emit({"event": "record-volume", "volume": self.record["volume"]})
+
+    def onRecordMute(self, ch, pspec):
+        self.record["mute"] = ch.get_property("mute")
+        emit({"event": "record-mute", "mute": self.record["mute"]})
+
+    def cmd_playback(self, c):
+        pb = self.playback
+        r = {k: v for k, v in pb.items() if k != "pcm"}
+        if c.get("dump"):
+            with open(c["dump"], "wb") as f:
+                f.write(bytes(pb["pcm"]))
+            r["dump"] = c["dump"]
+            r["kept"] = len(pb["pcm"])
+        if c.get("reset"):
+            pb["pcm"] = bytearray()
+            pb["bytes"] = pb["chunks"] = 0
+        return r
+
+    def cmd_record(self, c):
+        return dict(self.record)
+
+    def cmd_record_tone(self, c):
+        import array
+        import math
+        ch = self.needOpen(Spice.RecordChannel, what="record")
+        hz, seconds = float(c["hz"]), float(c["seconds"])
+        amplitude = float(c.get("amplitude", 0.3)) * 32767
+        samples = array.array("h")
+        for n in range(int(seconds * 48000)):
+            v = int(amplitude * math.sin(2 * math.pi * hz * n / 48000))
+            samples.append(v)
+            samples.append(v)
+        if sys.byteorder != "little":
+            samples.byteswap()
+        raw = samples.tobytes()
+        buf = ctypes.create_string_buffer(raw, len(raw))
+        _lib.spice_record_channel_send_data(gpointer(ch), buf, len(raw), 0)
+        return {"sent": len(raw)}
 
     # commands
 

@@ -1,0 +1,197 @@
+"""
+The playback channel (type 5): the server's sound, played by the client.
+
+What goes out, as libspice-server sends it (``server/sound.cpp``):
+
+- On link: MODE (RAW, or OPUS when the client advertised
+  SPICE_PLAYBACK_CAP_OPUS and the server may compress), VOLUME and MUTE when
+  the source has a volume, then START if the source is playing.
+- While playing: one DATA per 10 ms frame, stamped with the multimedia
+  time (C{context.mmTime()}, the clock display streams are stamped with
+  too).  spice-gtk's audio backend sets the session's multimedia time from
+  these stamps minus what it still has to play, which is how pictures are
+  shown in step with the sound.
+- STOP when the source stops; VOLUME / MUTE whenever they change; LATENCY
+  (clients with SPICE_PLAYBACK_CAP_LATENCY) when L{playbackLatency} asks
+  the client to keep more sound buffered (display streams do, so their
+  frames and the sound stay in step).
+
+Back-pressure: the channel is its transport's push producer.  While the
+socket is full, frames are dropped (and counted), never queued: a client
+that does not read costs nothing and hears a gap.
+
+Migration: no migration data (libspice sends SPICE_MSG_MIGRATE with no
+flags).  On a target the channel waits until its client has arrived; after
+a seamless switch, where the client kept its playback state from the
+source, it restarts the stream (STOP, MODE, START) so that the mode and
+codec are this server's.
+"""
+
+from zope.interface import implementer
+from twisted.internet.interfaces import IPushProducer
+
+from spicesrv.channel import ChannelProtocol
+from spicesrv.interfaces import IPlaybackObserver
+from spicesrv.wire.constants import ChannelType
+from spicesrv.wire.sound import (
+    CHANNELS, PLAYBACK_CLIENT, PLAYBACK_SERVER, RATE, AudioDataMode, AudioFormat,
+    PlaybackCap)
+
+
+def opusPossible():
+    from spicesrv.sound.codec import opusAvailable
+    return opusAvailable()
+
+
+@implementer(IPlaybackObserver, IPushProducer)
+class PlaybackChannel(ChannelProtocol):
+    """
+    The playback channel of one client.  The registry calls it as
+    C{PlaybackChannel(session, info, source=..., compression=True)}.
+
+    @param source: the L{spicesrv.interfaces.IPlaybackSource}.
+    @param compression: whether Opus may be used (QEMU's
+        C{playback-compression}).
+
+    @ivar mode: the L{AudioDataMode} told to the client.
+    @ivar sent: frames sent; @ivar dropped: frames dropped because the
+        client did not take them in time.
+    """
+
+    channelType = ChannelType.PLAYBACK
+    serverMessages = PLAYBACK_SERVER
+    clientMessages = PLAYBACK_CLIENT
+
+    def __init__(self, session, info, source, compression=True):
+        ChannelProtocol.__init__(self, session, info)
+        self.source = source
+        self.compression = compression
+        self.mode = AudioDataMode.RAW
+        self.playing = False        # START sent, STOP not yet
+        self.sent = 0
+        self.dropped = 0
+        self.bytesSent = 0
+        self._paused = False
+        self._waiting = False       # for the client to arrive (migration)
+        self._restart = False       # the client kept a stream from the source
+        self._observing = False
+
+    @classmethod
+    def capabilities(cls, context):
+        caps = {PlaybackCap.VOLUME}
+        if opusPossible():
+            caps.add(PlaybackCap.OPUS)
+        return caps
+
+    def chooseMode(self):
+        """
+        Opus when both sides can and compression is allowed, raw otherwise
+        (libspice's C{snd_desired_audio_mode}).
+        """
+        if (self.compression and PlaybackCap.OPUS in self.info.channel_caps
+                and opusPossible()):
+            return AudioDataMode.OPUS
+        return AudioDataMode.RAW
+
+    # -- life cycle ---------------------------------------------------------------
+
+    def channelUp(self):
+        self.transport.registerProducer(self, True)
+        self.mode = self.chooseMode()
+        self._restart = self.session.restoringSeamlessly
+        if self.session.arriving:
+            # A migration target: nothing until the client works here.
+            self._waiting = True
+            return
+        self._begin()
+
+    def clientArrived(self):
+        """
+        The session's client has switched to this server (the server
+        broadcasts it to the session's channels).
+        """
+        if self._waiting and self.connected:
+            self._waiting = False
+            self._begin()
+
+    def _begin(self):
+        if self._restart:
+            self._restart = False
+            self.sendMessage("STOP")
+        self.log.info("{session} {channel}: playing {source} in {mode} mode",
+                      session=self.session.id, channel=self.name,
+                      source=self.source.description, mode=self.mode.name)
+        self.sendMessage("MODE", time=self.context.mmTime(), mode=self.mode, data=b"")
+        if self.source.volume is not None:
+            self.volume_changed(self.source.volume)
+            self.mute_changed(self.source.mute)
+        self._observing = True
+        self.source.addObserver(self)
+        if self.source.active:
+            self.playback_started()
+
+    def channelDown(self):
+        if self._observing:
+            self._observing = False
+            self.source.removeObserver(self)
+        if self.sent or self.dropped:
+            self.log.info("{session} {channel}: {sent} frames sent ({bytes} bytes), "
+                          "{dropped} dropped", session=self.session.id, channel=self.name,
+                          sent=self.sent, bytes=self.bytesSent, dropped=self.dropped)
+
+    # -- IPlaybackObserver ----------------------------------------------------------
+
+    def playback_started(self):
+        if self.playing:
+            return
+        self.playing = True
+        self.sendMessage("START", channels=CHANNELS, format=AudioFormat.S16,
+                         frequency=RATE, time=self.context.mmTime())
+
+    def playback_stopped(self):
+        if not self.playing:
+            return
+        self.playing = False
+        self.sendMessage("STOP")
+
+    def playback_frame(self, frame):
+        if not self.playing or not self.connected or self.migratedAway:
+            return
+        if self._paused or self.migrationStarted:
+            self.dropped += 1
+            return
+        data = frame.opus() if self.mode == AudioDataMode.OPUS else frame.pcm
+        if not data:
+            return
+        self.sent += 1
+        self.bytesSent += len(data)
+        self.sendMessage("DATA", time=self.context.mmTime(), data=data)
+
+    def volume_changed(self, volume):
+        if PlaybackCap.VOLUME in self.info.channel_caps:
+            self.sendMessage("VOLUME", volume=list(volume))
+
+    def mute_changed(self, mute):
+        if PlaybackCap.VOLUME in self.info.channel_caps:
+            self.sendMessage("MUTE", mute=int(bool(mute)))
+
+    def playbackLatency(self, milliseconds):
+        """
+        Ask the client to keep at least C{milliseconds} of sound buffered
+        (libspice's C{snd_set_playback_latency}, which display streams call
+        with their own latency); only clients with
+        SPICE_PLAYBACK_CAP_LATENCY understand it.
+        """
+        if PlaybackCap.LATENCY in self.info.channel_caps:
+            self.sendMessage("LATENCY", latency_ms=max(0, int(milliseconds)))
+
+    # -- IPushProducer (the client's socket) ---------------------------------------
+
+    def pauseProducing(self):
+        self._paused = True
+
+    def resumeProducing(self):
+        self._paused = False
+
+    def stopProducing(self):
+        self._paused = True
