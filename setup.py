@@ -9,7 +9,8 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(exclude=["tests", "tests.*", "benchmarks"]) + ["twisted.plugins"],
-    package_data={"twisted": ["plugins/spice_plugin.py"]},
+    package_data={"twisted": ["plugins/spice_plugin.py"],
+                  "spicesrv.web": ["static/*.html", "static/*.js", "static/*.css"]},
     install_requires=[
         "twisted>=23.8",
         "zope.interface>=5",
@@ -20,9 +21,12 @@ setup(
         "Pillow>=10",
         "numpy>=1.24",
         "xcffib>=1.4",
+        # browsers: WebSocket framing, and HTTP requests on the SPICE ports
+        "autobahn>=24.4",
+        "h11>=0.14",
     ],
     extras_require={
-        "test": ["qemu.qmp>=0.0.3", "sphinx>=7.4", "repoze.sphinx.autointerface>=1.1"],
+        "test": ["qemu.qmp>=0.0.3", "hypothesis>=6.100", "sphinx>=7.4", "repoze.sphinx.autointerface>=1.1"],
         "docs": ["sphinx>=7.4", "repoze.sphinx.autointerface>=1.1"],
     },
     entry_points={},

@@ -8,6 +8,13 @@ what to do with the link (L{Start} a channel, L{Park} it for a client
 migrating in, or L{Refuse} it), does it, and forwards every later byte to
 the channel.
 
+Every listener also takes browsers: when a connection's first four bytes
+are an HTTP method instead of the magic "REDQ", the link hands the
+connection to the server's web front (L{spicesrv.web}), which serves HTTP
+and, after a WebSocket upgrade, runs another L{LinkProtocol} inside the
+WebSocket.  Native links are decided on those four bytes, which they send
+anyway: detection adds no wait.
+
 The order of checks and the error sent for each follow libspice-server
 (``reds.cpp``): errors before authentication are a full link header plus
 reply with only C{error} set; errors after it are a bare u32.
@@ -106,6 +113,18 @@ class LinkInfo:
             return "type%d" % self.channel_type
 
 
+#: How HTTP requests begin (RFC 9110 methods, with their separator).
+HTTP_STARTS = frozenset([b"GET ", b"HEAD", b"POST", b"PUT ", b"DELE", b"OPTI", b"PATC",
+                         b"CONN", b"TRAC"])
+
+
+def looks_like_http(first):
+    """
+    Whether the first four bytes of a connection open an HTTP request.
+    """
+    return first in HTTP_STARTS
+
+
 def error_reply(error):
     """
     The bytes of a link header plus a SpiceLinkReply with only C{error}
@@ -131,13 +150,26 @@ class LinkProtocol(Protocol):
 
     log = Logger()
 
-    def __init__(self, server):
+    def __init__(self, server, carried=False, deadline=None):
+        """
+        @param carried: this link runs inside another connection (a
+            WebSocket) that is already counted against the connection caps
+            and has taken HTTP's place: it is not counted again, and HTTP is
+            not looked for.
+        @param deadline: when the handshake must be done, on C{server.clock}
+            (a carried link keeps the deadline of the connection carrying
+            it); L{None}: C{server.limits.linkTimeout} from now.
+        """
         self.server = server
         self.clock = server.clock
         self.channel = None
+        self.web = None
+        self._carried = carried
+        self._deadlineAt = deadline
+        self._first = b""
         self._buffer = b""
-        self._state = "header"
-        self._need = 16
+        self._state = "magic"
+        self._need = 4
         self._key = None
         self.info = None
         self.parkedIn = None
@@ -154,6 +186,12 @@ class LinkProtocol(Protocol):
         self.peer = describe_peer(peer)
         self.secure = ISSLTransport.providedBy(self.transport)
         limits = self.server.limits
+        self._linkTimeout = limits.linkTimeout
+        if self._carried:
+            delay = (limits.linkTimeout if self._deadlineAt is None
+                     else max(0, self._deadlineAt - self.clock.seconds()))
+            self._deadline = self.clock.callLater(delay, self._linkExpired)
+            return
         refused = self.server.connections.admit(peer)
         if refused is not None:
             self.log.warn("connection from {peer} refused: {reason}", peer=self.peer,
@@ -172,12 +210,14 @@ class LinkProtocol(Protocol):
         # vanished (power off, a dropped NAT entry) is noticed and its
         # connection freed.
         setKeepalive(self.transport, limits.keepaliveIdle)
-        self._linkTimeout = limits.linkTimeout
         self._deadline = self.clock.callLater(limits.linkTimeout, self._linkExpired)
 
     def dataReceived(self, data):
         if self.channel is not None:
             self.channel.dataReceived(data)
+            return
+        if self.web is not None:
+            self.web.dataReceived(data)
             return
         if self._closed:
             return
@@ -216,6 +256,8 @@ class LinkProtocol(Protocol):
             self._keyRequest.cancel()
         if self.channel is not None:
             self.channel.connectionLost(reason)
+        if self.web is not None:
+            self.web.connectionLost(reason)
 
     def _linkExpired(self):
         self._deadline = None
@@ -227,10 +269,50 @@ class LinkProtocol(Protocol):
             self._deadline.cancel()
         self._deadline = None
 
+    # -- the web front -------------------------------------------------------
+
+    def _becomeWeb(self, first):
+        """
+        Hand this connection to the server's web front: it speaks HTTP from
+        here on.  The connection stays counted, and the link deadline runs
+        on until the web front carries a link (L{carryLink}).
+        """
+        from spicesrv.web import frontendOf
+        self._state, self._need = "web", float("inf")
+        rest, self._buffer = first + self._buffer, b""
+        self.web = frontendOf(self.server).connect(self)
+        self.web.dataReceived(rest)
+
+    def carryLink(self):
+        """
+        A L{LinkProtocol} for a SPICE link carried inside this connection (a
+        WebSocket): not counted again, with this connection's link deadline,
+        which this connection stops keeping.
+        """
+        deadline = None
+        if self._deadline is not None and self._deadline.active():
+            deadline = self._deadline.getTime()
+        self._stopDeadline()
+        return LinkProtocol(self.server, carried=True, deadline=deadline)
+
+    def closeWeb(self):
+        """
+        Close the connection politely (the web front has logged why), with
+        the same grace time as a link.
+        """
+        self._close()
+
     # -- states ----------------------------------------------------------------
 
+    def _got_magic(self, data):
+        if data != MAGIC and not self._carried and looks_like_http(data):
+            self._becomeWeb(data)
+            return
+        self._first = data
+        self._state, self._need = "header", 12
+
     def _got_header(self, data):
-        header = LinkHeader.unpack(data)
+        header = LinkHeader.unpack(self._first + data)
         if header.magic != MAGIC:
             self._refuse(LinkErr.INVALID_MAGIC, "bad magic %r" % (header.magic,))
             return
