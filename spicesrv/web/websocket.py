@@ -153,8 +153,11 @@ class WebSocketTransport:
             alsoProvides(self, ISSLTransport)
 
     def write(self, data):
+        # sendFrame, not sendMessage: autobahn's message size limit is for
+        # what clients send; the server's messages (a whole raw screen for
+        # spice-html5, which has no LZ4) may be larger.
         if data and self.ws.state == WebSocketProtocol.STATE_OPEN:
-            self.ws.sendMessage(bytes(data), isBinary=True)
+            self.ws.sendFrame(opcode=2, payload=bytes(data))
 
     def writeSequence(self, data):
         self.write(b"".join(data))
