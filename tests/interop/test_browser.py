@@ -244,3 +244,35 @@ class BrowserTests(unittest.TestCase):
         (session,) = running.server.sessions.values()
         self.assertTrue(all(channel.info.secure for channel in session.channels.values()))
         yield self.waitForSamePicture(browser, running.source)
+
+    @defer.inlineCallbacks
+    def test_migration(self):
+        """
+        spice-html5 cannot follow a migration: it advertises neither
+        semi-seamless nor seamless migration, and ignores MIGRATE_BEGIN,
+        SWITCH_HOST and MIGRATE_END ("Unimplemented function").  spicesrv
+        therefore sends it no MIGRATE_BEGIN (it is not asked to pre-connect
+        and the migration does not wait for it), then SWITCH_HOST at the
+        end as libspice-server does; the client stays, so after the source's
+        migration timeout its session is closed and the page says it was
+        disconnected.
+        """
+        from spicesrv.migration import source as migrationSource
+        self.patch(migrationSource, "MIGRATE_TIMEOUT", 1.0)
+        running = BrowserServer(self, self.client, disable_ticketing=True)
+        browser = yield self.openPage(running)
+        yield self.connected(browser, running)
+        (session,) = running.server.sessions.values()
+        yield running.server.migrate_connect("127.0.0.1", port=1, tls_port=0)
+        self.assertEqual(running.server.sourceMigration.answers,
+                         {session.id: migrationSource.NO_CAPABILITY})
+        ended = running.server.migrate_end(True)
+        yield browser.waitFor("document.getElementById('message-div').textContent"
+                              ".includes('Main Migrate Switch Host')")
+        self.assertEqual(len(running.server.sessions), 1)
+        yield ended
+        self.assertEqual(running.server.sessions, {})
+        self.assertEqual(running.server.sourceMigration.forcedDisconnects, 1)
+        yield browser.waitFor("window.spicesrv.phase === 'error'")
+        status = yield browser.evaluate("document.getElementById('status').textContent")
+        self.assertTrue(status.startswith("Disconnected"), status)
