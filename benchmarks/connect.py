@@ -105,6 +105,14 @@ def addArguments(group):
         "--no-qemu", action="store_true",
         help="skip the reference (QEMU's libspice-server) figures")
     group.add_argument(
+        "--no-browser", action="store_true",
+        help="skip the browser figures (spice-html5 in headless Chromium)")
+    group.add_argument(
+        "--baseline", default=None, metavar="DIR",
+        help="also measure the native link against the spicesrv in this "
+        "checkout (e.g. one without WebSocket detection: git archive "
+        "COMMIT | tar -x -C DIR), interleaved with the current one")
+    group.add_argument(
         "--per-run", action="store_true",
         help="also print every run's figures")
     group.add_argument(
@@ -724,26 +732,27 @@ def twistdPath():
     return shutil.which("twistd") or "twistd"
 
 
-def spicesrvVariants(picturePath, pictureName, rgb, tmpdir):
+def spicesrvVariants(picturePath, pictureName, rgb, tmpdir, checkout=REPO,
+                     extraArgs=(), labels=("lz4 (default)", "raw (--no-lz4)")):
     size = (rgb.shape[1], rgb.shape[0])
 
     def makeServer(port, variant):
         return ServerProcess(
             "spicesrv", [twistdPath(), "-n", "--pidfile=", "spice", "--port",
                          str(port), "--addr", HOST, "--disable-ticketing",
-                         "--source", "image:" + picturePath],
+                         "--source", "image:" + picturePath] + list(extraArgs),
             port, os.path.join(tmpdir, variant.tag + ".log"),
-            env={"PYTHONPATH": REPO})
+            env={"PYTHONPATH": checkout})
 
     def makeExpected():
         return KnownPicture(rgb, tmpdir)
 
-    return [
-        Variant("spicesrv", "lz4 (default)", pictureName, size, [],
+    return [variant for variant in [
+        Variant("spicesrv", labels[0], pictureName, size, [],
                 makeServer, makeExpected),
-        Variant("spicesrv", "raw (--no-lz4)", pictureName, size,
+        Variant("spicesrv", labels[1], pictureName, size,
                 ["--no-lz4"], makeServer, makeExpected),
-    ]
+    ] if variant.label]
 
 
 def qemuVariant(binary, version, tmpdir):
@@ -969,6 +978,11 @@ def _run(reactor, args, qemu, qemuSkipped, tmpdir, children):
         picture.save(path)
         variants += spicesrvVariants(path, "generated", np.asarray(picture),
                                      tmpdir)
+        if args.baseline is not None and size == BIG:
+            # Before WebSocket detection: the native link must not regress.
+            variants += spicesrvVariants(path, "generated", np.asarray(picture), tmpdir,
+                                         checkout=os.path.abspath(args.baseline),
+                                         labels=("lz4, baseline", None))
     for variant in variants:
         yield startServer(reactor, variant, children)
     if qemu is not None:
@@ -1003,6 +1017,31 @@ def _run(reactor, args, qemu, qemuSkipped, tmpdir, children):
         print()
         print("per run:")
         printPerRun(variants)
+    if not args.no_browser:
+        yield _runBrowser(reactor, args, tmpdir, children)
+
+
+@defer.inlineCallbacks
+def _runBrowser(reactor, args, tmpdir, children):
+    from benchmarks import browser
+    print()
+    why = browser.unavailable()
+    if why is not None:
+        print("browser: skipped: %s" % (why,))
+        return
+    picture = makePicture(*BIG)
+    path = os.path.join(tmpdir, "browser-%dx%d.png" % BIG)
+    picture.save(path)
+    (variant,) = spicesrvVariants(path, "generated", np.asarray(picture), tmpdir,
+                                  extraArgs=["--web-client"],
+                                  labels=("web client", None))
+    yield startServer(reactor, variant, children)
+    samples = yield browser.measureBrowser(reactor, args, variant.process,
+                                           np.asarray(picture), tmpdir)
+    print()
+    browser.printBrowser(samples, "%dx%d" % BIG)
+    print("  server: " + re.sub(r"port(=| )\d+", r"port\1PORT",
+                                re.sub(r"image:\S+/", "image:", variant.command)))
 
 
 if __name__ == "__main__":
