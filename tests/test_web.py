@@ -558,3 +558,45 @@ class TransportTests(unittest.TestCase):
         transport.write(b"ef")
         self.assertEqual(conn.frames(), [(True, 2, b"abcd"), (True, 2, b"ef")])
         self.assertFalse(ISSLTransport.providedBy(transport))
+
+
+class OptionsTests(unittest.TestCase):
+    """
+    C{twistd spice --web-client}, C{--web-client-dir}, C{--web-allow-origin}.
+    """
+
+    def parse(self, *args):
+        from spicesrv import tap
+        config = tap.Options()
+        config.parseOptions(list(args))
+        return config
+
+    def test_webClientDir(self):
+        directory = fakeClient(os.path.abspath(self.mktemp()))
+        config = self.parse("--web-client", "--web-client-dir", directory,
+                            "--web-allow-origin", "https://portal.example:8443")
+        web = config["web"]
+        self.assertIn("/spice-html5/main.js", web.client.files)
+        self.assertEqual(web.allowedOrigins, frozenset(["https://portal.example:8443"]))
+
+    def test_withoutWebClient(self):
+        self.assertIsNone(self.parse()["web"].client)
+
+    def test_serverGetsTheFront(self):
+        from twisted.internet.testing import MemoryReactorClock
+        from spicesrv import tap
+        directory = fakeClient(os.path.abspath(self.mktemp()))
+        config = self.parse("--web-client", "--web-client-dir", directory)
+        top = tap.makeService(config, MemoryReactorClock())
+        self.assertIs(top.server.web, config["web"])
+
+    def test_mistakes(self):
+        empty = os.path.abspath(self.mktemp())
+        os.makedirs(empty)
+        for args, words in (
+                (("--web-client", "--web-client-dir", empty), "no spice-html5 client"),
+                (("--web-client-dir", empty), "needs --web-client"),
+                (("--web-allow-origin", "portal.example"), "is not an origin"),
+                (("--web-allow-origin", "https://portal.example/page"), "is not an origin")):
+            e = self.assertRaises(SystemExit, self.parse, *args)
+            self.assertIn(words, str(e))

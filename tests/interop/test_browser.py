@@ -276,3 +276,44 @@ class BrowserTests(unittest.TestCase):
         yield browser.waitFor("window.spicesrv.phase === 'error'")
         status = yield browser.evaluate("document.getElementById('status').textContent")
         self.assertTrue(status.startswith("Disconnected"), status)
+
+    @defer.inlineCallbacks
+    def test_twistdWebClient(self):
+        """
+        The operator's whole setup: ``twistd spice --web-client``, with a
+        password, on a plain and a TLS port, and a browser on each: the
+        page asks for the password, then shows the demo; over https the
+        WebSocket is wss.
+        """
+        from tests.interop.processes import Twistd, freePort
+        certs = os.path.join(self.tmp, "certs")
+        write_dev_certs(certs)
+        password = os.path.join(self.tmp, "password")
+        with open(password, "w") as f:
+            f.write(PASSWORD + "\n")
+        port, tlsPort = freePort(), freePort()
+        process = Twistd(self, "--port", str(port), "--tls-port", str(tlsPort),
+                         "--x509-dir", certs, "--password-file", password, "--web-client")
+        yield process.waitForPorts(port, tlsPort)
+        browser = yield Chromium.start(reactor, self.tmp, *VIEWPORT,
+                                       caFile=os.path.join(certs, "ca-cert.pem"))
+        self.addCleanup(browser.stop)
+        for url in ("http://127.0.0.1:%d/" % port, "https://localhost:%d/" % tlsPort):
+            yield browser.navigate(url)
+            yield browser.waitFor("window.spicesrv && window.spicesrv.phase === 'password'")
+            yield browser.evaluate("document.getElementById('password').value = %r; "
+                                   "document.getElementById('login').requestSubmit(); true"
+                                   % (PASSWORD,))
+            yield browser.waitFor("window.spicesrv.phase === 'connected'")
+            yield browser.waitFor("document.querySelector(%r) !== null" % (CANVAS,))
+            ws = yield browser.evaluate("window.spice_connection.ws.url")
+            self.assertTrue(ws.startswith("wss://" if url.startswith("https") else "ws://"),
+                            ws)
+            # The demo's picture arrives: the canvas is no longer one colour.
+            yield browser.waitFor("""(() => {
+                const c = document.querySelector(%r);
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                for (let i = 4; i < d.length; i += 4)
+                    if (d[i] !== d[0] || d[i + 1] !== d[1] || d[i + 2] !== d[2]) return true;
+                return false;
+            })()""" % (CANVAS,))
