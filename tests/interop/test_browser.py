@@ -148,8 +148,9 @@ class BrowserTests(unittest.TestCase):
         """
         The page loads from the SPICE port, spice-html5 links main,
         display, inputs and cursor over WebSocket, the demo's agent fits
-        the screen to the window, and the canvas (read back, and in a
-        screenshot) is the demo's picture.
+        the screen to the window, the canvas (read back, and in a
+        screenshot) is the demo's picture, and after a right-click (the
+        demo's next colour) the demo's cursor is the page's mouse cursor.
         """
         running = BrowserServer(self, self.client, disable_ticketing=True)
         browser = yield self.openPage(running)
@@ -158,10 +159,22 @@ class BrowserTests(unittest.TestCase):
         self.assertEqual(sorted(t for t, _ in session.channels),
                          [ChannelType.MAIN, ChannelType.DISPLAY, ChannelType.INPUTS,
                           ChannelType.CURSOR])
-        yield self.waitForSamePicture(browser, running.source)
+        x, y, _, _ = yield self.waitForSamePicture(browser, running.source)
         width, height = running.source.width, running.source.height
         self.assertEqual(width, VIEWPORT[0])
         self.assertLessEqual(height, VIEWPORT[1])
+        # spice-html5 ignores the shape in CURSOR_INIT and takes the next
+        # CURSOR_SET: a right-click gives the demo's cursor the next colour,
+        # and the page's mouse cursor becomes that shape (a PNG).
+        before = running.source.cursor
+        for kind in ("mousePressed", "mouseReleased"):
+            yield browser.send("Input.dispatchMouseEvent", {
+                "type": kind, "x": x + 100, "y": y + 100, "button": "right",
+                "clickCount": 1})
+        yield self.waitUntil(lambda: running.source.cursor is not before)
+        cursor = yield browser.waitFor(
+            "document.getElementById('spice-screen').style.cursor")
+        self.assertIn("data:image/png", cursor)
 
     @defer.inlineCallbacks
     def test_typedKeysReachTheDemo(self):
@@ -317,3 +330,37 @@ class BrowserTests(unittest.TestCase):
                     if (d[i] !== d[0] || d[i + 1] !== d[1] || d[i + 2] !== d[2]) return true;
                 return false;
             })()""" % (CANVAS,))
+
+    @defer.inlineCallbacks
+    def test_portChannel(self):
+        """
+        spice-html5 links a named port and hands what the port's backend
+        sends to the page as C{spice-port-data} events (it has no way to
+        send on a port).
+        """
+        from twisted.internet.protocol import Factory, Protocol
+        from spicesrv.channels.port import PortChannel, portBackend
+
+        class Greeter(Protocol):
+            def connectionMade(self):
+                self.transport.write(b"hello from the port")
+
+        backend = yield endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Factory.forProtocol(Greeter))
+        self.addCleanup(backend.stopListening)
+        running = BrowserServer(self, self.client, disable_ticketing=True)
+        running.server.registry.register(
+            ChannelType.PORT, 0, PortChannel, name="com.example.greeter",
+            endpoint=portBackend(reactor, "tcp:127.0.0.1:%d" % backend.getHost().port))
+        port = yield running.listen()
+        browser = yield Chromium.start(reactor, self.tmp, *VIEWPORT)
+        self.addCleanup(browser.stop)
+        yield browser.send("Page.addScriptToEvaluateOnNewDocument", {"source": """
+            window.portData = [];
+            window.addEventListener('spice-port-data', (e) => window.portData.push(
+                [e.detail.channel.portName,
+                 String.fromCharCode.apply(null, new Uint8Array(e.detail.data))]));
+        """})
+        yield browser.navigate("http://127.0.0.1:%d/" % port)
+        got = yield browser.waitFor("window.portData.length > 0 && window.portData")
+        self.assertEqual(got[0], ["com.example.greeter", "hello from the port"])
