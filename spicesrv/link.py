@@ -403,9 +403,8 @@ class LinkProtocol(Protocol):
     def _got_ticket(self, data):
         self._stopDeadline()
         key, self._key = self._key, None
-        try:
-            plaintext = keys.decrypt_ticket(key, data)
-        except ValueError:
+        plaintext = self._decryptTicket(key, data)
+        if plaintext is None:
             self._result(LinkErr.PERMISSION_DENIED, "the ticket did not decrypt")
             return
         ok, why = self.server.ticket.check(plaintext)
@@ -423,6 +422,32 @@ class LinkProtocol(Protocol):
             decision.arrival.park(self, decision.entry)
         else:
             self.runChannel(decision.channel)
+
+    def _decryptTicket(self, key, data):
+        """
+        The ticket's plaintext, or L{None}.
+
+        spice-html5 (0.3.0) drops the leading zero bytes of its ciphertext
+        (a big integer printed in hex) and pads the 128 bytes with zeros at
+        the end instead, so about one link in 256 would be refused; for
+        links carried in a WebSocket, a ciphertext that does not decrypt
+        and ends in zeros is tried again with those zeros moved to the
+        front.  Each key serves one ticket, so the retry gives a peer
+        nothing to learn.
+        """
+        try:
+            return keys.decrypt_ticket(key, data)
+        except ValueError:
+            pass
+        if not self._carried:
+            return None
+        trailing = len(data) - len(data.rstrip(b"\0"))
+        for shift in range(1, min(trailing, 4) + 1):
+            try:
+                return keys.decrypt_ticket(key, b"\0" * shift + data[:-shift])
+            except ValueError:
+                continue
+        return None
 
     # -- endings -------------------------------------------------------------
 

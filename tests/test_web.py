@@ -393,6 +393,50 @@ class WebSocketLinkTests(unittest.TestCase):
         self.assertTrue(conn.closed)
         self.assertTrue(self.log.matching("wrong password"))
 
+    def spiceHtml5Ticket(self, reply, password):
+        """
+        The ticket as spice-html5 0.3.0 sends it when its ciphertext starts
+        with a zero byte: without that byte, zero-padded at the end.
+        """
+        from spicesrv import keys
+        while True:
+            ciphertext = keys.encrypt_ticket(reply.pub_key, password)
+            if ciphertext[0] == 0:
+                break
+        stripped = ciphertext.lstrip(b"\0")
+        return (struct.pack("<I", 1)
+                + stripped + b"\0" * (len(ciphertext) - len(stripped)))
+
+    def test_spiceHtml5LeadingZeroTicket(self):
+        """
+        spice-html5's ciphertext that lost its leading zero byte still
+        authenticates over WebSocket (about one link in 256 would fail).
+        """
+        conn = WebSocketConnection(self.server)
+        conn.sendSpice(linkMessage(ChannelType.MAIN))
+        reply, _, _, _ = parseLinkReply(conn.takeSpice())
+        conn.sendSpice(self.spiceHtml5Ticket(reply, "secret"))
+        self.assertEqual(struct.unpack("<I", conn.takeSpice()[:4])[0], LinkErr.OK)
+
+    def test_leadingZeroWrongPasswordStillRefused(self):
+        conn = WebSocketConnection(self.server)
+        conn.sendSpice(linkMessage(ChannelType.MAIN))
+        reply, _, _, _ = parseLinkReply(conn.takeSpice())
+        conn.sendSpice(self.spiceHtml5Ticket(reply, "wrong"))
+        self.assertEqual(struct.unpack("<I", conn.takeSpice()[:4])[0],
+                         LinkErr.PERMISSION_DENIED)
+
+    def test_nativeLinksGetNoRetry(self):
+        """
+        Native links are checked as libspice-server checks them: a shifted
+        ciphertext is refused.
+        """
+        conn = Connection(self.server)
+        conn.send(linkMessage(ChannelType.MAIN))
+        reply, _, _, _ = parseLinkReply(conn.take())
+        conn.send(self.spiceHtml5Ticket(reply, "secret"))
+        self.assertEqual(struct.unpack("<I", conn.take()[:4])[0], LinkErr.PERMISSION_DENIED)
+
     def test_plainWebSocketIsNotSecure(self):
         self.server.setChannelSecurity("main", SECURITY_SSL)
         conn = WebSocketConnection(self.server)
