@@ -261,6 +261,10 @@ class LinkProtocol(Protocol):
 
     def _linkExpired(self):
         self._deadline = None
+        if self.web is not None and self.web.idle():
+            # A browser's kept-alive page connection: closing it is routine.
+            self._close()
+            return
         self._fail("the client did not finish the link within %g seconds"
                    % (self._linkTimeout,))
 

@@ -275,6 +275,8 @@ class ClientFilesTests(unittest.TestCase):
         request = b"GET /spice-html5/main.js HTTP/1.1\r\nHost: a\r\n\r\n"
         conn.send(request * 2)
         self.assertEqual(conn.take().count(b"HTTP/1.1 200 OK"), 2)
+        conn.send(request)
+        self.assertEqual(conn.take().count(b"HTTP/1.1 200 OK"), 1)
         self.assertFalse(conn.closed)
 
     def test_locate(self):
@@ -318,6 +320,19 @@ class BadHTTPTests(unittest.TestCase):
         conn.send(b"GET / HTTP/1.1\r\n")
         self.server.clock.advance(self.server.limits.linkTimeout)
         self.assertTrue(conn.closed)
+
+    def test_keptAliveConnectionClosedQuietly(self):
+        """
+        A browser's page connection, idle after its answers, is closed at
+        the deadline without a warning; one in the middle of a request
+        gets the link's warning.
+        """
+        idle, partial = Connection(self.server), Connection(self.server)
+        idle.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        partial.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HT")
+        self.server.clock.advance(self.server.limits.linkTimeout)
+        self.assertTrue(idle.closed and partial.closed)
+        self.assertEqual(len(self.log.matching("did not finish the link")), 1)
 
     def test_countsAsOneConnection(self):
         conn = Connection(self.server)

@@ -101,6 +101,7 @@ class HTTPConnection:
         self.peer = link.peer
         self.ws = None
         self._closed = False
+        self._answered = 0
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=front.maxRequestHead)
 
     def dataReceived(self, data):
@@ -112,6 +113,14 @@ class HTTPConnection:
         self._h11.receive_data(data)
         self._process()
 
+    def idle(self):
+        """
+        Whether this is a page connection kept alive between requests:
+        every request answered, nothing of another one received.
+        """
+        return (self.ws is None and self._answered > 0
+                and self._h11.their_state is h11.IDLE and not self._h11.trailing_data[0])
+
     def connectionLost(self, reason):
         self._closed = True
         if self.ws is not None:
@@ -119,6 +128,9 @@ class HTTPConnection:
 
     def _process(self):
         while not self._closed and self.ws is None:
+            if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
+                # Keep-alive: ready for the next request.
+                self._h11.start_next_cycle()
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as e:
@@ -128,10 +140,11 @@ class HTTPConnection:
                            str(e))
                 return
             if event is h11.NEED_DATA:
+                if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
+                    self._h11.start_next_cycle()
                 return
             if event is h11.PAUSED:
                 if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
-                    self._h11.start_next_cycle()
                     continue
                 return
             if isinstance(event, h11.Request):
@@ -205,6 +218,7 @@ class HTTPConnection:
             out.append(self._h11.send(h11.Data(data=body)))
         out.append(self._h11.send(h11.EndOfMessage()))
         self.transport.write(b"".join(out))
+        self._answered += 1
         if close or self._h11.our_state is h11.MUST_CLOSE:
             self._close()
 
