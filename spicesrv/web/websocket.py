@@ -5,14 +5,16 @@ the policy (subprotocol, Origin, limits, logging) and a transport that
 carries a L{spicesrv.link.LinkProtocol} in binary frames.
 
 Why autobahn and not Twisted's own C{twisted.web.websocket} (on wsproto),
-measured in this project with Twisted 26.10, wsproto 1.3.2 and autobahn
-26.11 (C{docs/operator.rst}, "Browsers"): sending a 256 KiB display update
-costs 28 us with autobahn and 385 us with wsproto (13 times as much: the
-display path), small client frames cost the same (25 and 23 us), and
-Twisted's wrapper can neither answer the C{binary} subprotocol spice-html5
-asks for nor bound a message's size (it reassembles messages without a
-limit), while autobahn checks frame and message sizes on the frame header,
-before the payload arrives.
+measured with C{benchmarks/websocket_libraries.py} (Twisted 26.10, wsproto
+1.3.2, autobahn 26.11, two runs on a loaded 2-CPU machine): sending a
+256 KiB display update costs 28-33 us with autobahn and 385-413 us with
+wsproto (12 to 13 times as much, on the display path); a small client
+frame costs 17-25 us with either; the opening handshake costs about
+0.5 ms with autobahn, 0.15-0.46 ms with wsproto (once per channel).
+Twisted's wrapper can neither answer the C{binary} subprotocol
+spice-html5 asks for nor bound a message's size (it reassembles messages
+without a limit), while autobahn checks frame and message sizes on the
+frame header, before the payload arrives.
 """
 
 import ipaddress
