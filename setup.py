@@ -9,7 +9,8 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(exclude=["tests", "tests.*", "benchmarks"]) + ["twisted.plugins"],
-    package_data={"twisted": ["plugins/spice_plugin.py"]},
+    package_data={"twisted": ["plugins/spice_plugin.py"],
+                  "spicesrv.web": ["static/*.html", "static/*.js", "static/*.css"]},
     install_requires=[
         "twisted>=23.8",
         "zope.interface>=5",
@@ -23,6 +24,9 @@ setup(
         "simplejpeg>=1.7",
         # Opus for the sound channels, and the file: sound source and sink.
         "av>=12",
+        # browsers: WebSocket framing, and HTTP requests on the SPICE ports
+        "autobahn>=24.4",
+        "h11>=0.14",
     ],
     extras_require={
         "test": ["qemu.qmp>=0.0.3", "sphinx>=7.4", "repoze.sphinx.autointerface>=1.1",

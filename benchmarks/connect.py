@@ -105,6 +105,14 @@ def addArguments(group):
         "--no-qemu", action="store_true",
         help="skip the reference (QEMU's libspice-server) figures")
     group.add_argument(
+        "--no-browser", action="store_true",
+        help="skip the browser figures (spice-html5 in headless Chromium)")
+    group.add_argument(
+        "--baseline", default=None, metavar="DIR",
+        help="also measure the native link against the spicesrv in this "
+        "checkout (e.g. one without WebSocket detection: git archive "
+        "COMMIT | tar -x -C DIR), interleaved with the current one")
+    group.add_argument(
         "--per-run", action="store_true",
         help="also print every run's figures")
     group.add_argument(
@@ -746,10 +754,13 @@ def x509Dir(tmpdir):
 
 
 def spicesrvVariants(picturePath, pictureName, rgb, tmpdir, plain=True,
-                     secure=False):
+                     secure=False, checkout=REPO, extraArgs=(),
+                     labels=("lz4 (default)", "raw (--no-lz4)")):
     """
-    spicesrv showing a picture: LZ4 and raw over plain TCP (C{plain}), and
-    LZ4 over TLS, every channel on the TLS port (C{secure}).
+    spicesrv showing a picture: LZ4 and raw over plain TCP (C{plain}; a
+    variant whose label is L{None} is left out), and LZ4 over TLS, every
+    channel on the TLS port (C{secure}); the server runs from C{checkout}
+    with C{extraArgs}.
     """
     size = (rgb.shape[1], rgb.shape[0])
 
@@ -761,21 +772,21 @@ def spicesrvVariants(picturePath, pictureName, rgb, tmpdir, plain=True,
         return ServerProcess(
             "spicesrv", [twistdPath(), "-n", "--pidfile=", "spice"] + listen
             + ["--addr", HOST, "--disable-ticketing",
-               "--source", "image:" + picturePath],
+               "--source", "image:" + picturePath] + list(extraArgs),
             port, os.path.join(tmpdir, variant.tag + ".log"),
-            env={"PYTHONPATH": REPO})
+            env={"PYTHONPATH": checkout})
 
     def makeExpected():
         return KnownPicture(rgb, tmpdir)
 
     variants = []
     if plain:
-        variants += [
-            Variant("spicesrv", "lz4 (default)", pictureName, size, [],
+        variants += [variant for variant in [
+            Variant("spicesrv", labels[0], pictureName, size, [],
                     makeServer, makeExpected),
-            Variant("spicesrv", "raw (--no-lz4)", pictureName, size,
+            Variant("spicesrv", labels[1], pictureName, size,
                     ["--no-lz4"], makeServer, makeExpected),
-        ]
+        ] if variant.label]
     if secure:
         variants.append(Variant(
             "spicesrv", "TLS lz4 (default)", pictureName, size, [],
@@ -1062,6 +1073,11 @@ def _run(reactor, args, qemu, qemuSkipped, tmpdir, children):
         picture.save(path)
         variants += spicesrvVariants(path, "generated", np.asarray(picture),
                                      tmpdir, secure=size == BIG)
+        if args.baseline is not None and size == BIG:
+            # Before WebSocket detection: the native link must not regress.
+            variants += spicesrvVariants(path, "generated", np.asarray(picture), tmpdir,
+                                         checkout=os.path.abspath(args.baseline),
+                                         labels=("lz4, baseline", None))
     for variant in variants:
         yield startServer(reactor, variant, children)
     if qemu is not None:
@@ -1102,6 +1118,31 @@ def _run(reactor, args, qemu, qemuSkipped, tmpdir, children):
         print()
         print("per run:")
         printPerRun(variants)
+    if not args.no_browser:
+        yield _runBrowser(reactor, args, tmpdir, children)
+
+
+@defer.inlineCallbacks
+def _runBrowser(reactor, args, tmpdir, children):
+    from benchmarks import browser
+    print()
+    why = browser.unavailable()
+    if why is not None:
+        print("browser: skipped: %s" % (why,))
+        return
+    picture = makePicture(*BIG)
+    path = os.path.join(tmpdir, "browser-%dx%d.png" % BIG)
+    picture.save(path)
+    (variant,) = spicesrvVariants(path, "generated", np.asarray(picture), tmpdir,
+                                  extraArgs=["--web-client"],
+                                  labels=("web client", None))
+    yield startServer(reactor, variant, children)
+    samples = yield browser.measureBrowser(reactor, args, variant.process,
+                                           np.asarray(picture), tmpdir)
+    print()
+    browser.printBrowser(samples, "%dx%d" % BIG)
+    print("  server: " + re.sub(r"port(=| )\d+", r"port\1PORT",
+                                re.sub(r"image:\S+/", "image:", variant.command)))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,13 @@ what to do with the link (L{Start} a channel, L{Park} it for a client
 migrating in, or L{Refuse} it), does it, and forwards every later byte to
 the channel.
 
+Every listener also takes browsers: when a connection's first four bytes
+are an HTTP method instead of the magic "REDQ", the link hands the
+connection to the server's web front (L{spicesrv.web}), which serves HTTP
+and, after a WebSocket upgrade, runs another L{LinkProtocol} inside the
+WebSocket.  Native links are decided on those four bytes, which they send
+anyway: detection adds no wait.
+
 The order of checks and the error sent for each follow libspice-server
 (``reds.cpp``): errors before authentication are a full link header plus
 reply with only C{error} set; errors after it are a bare u32.
@@ -107,6 +114,18 @@ class LinkInfo:
             return "type%d" % self.channel_type
 
 
+#: How HTTP requests begin (RFC 9110 methods, with their separator).
+HTTP_STARTS = frozenset([b"GET ", b"HEAD", b"POST", b"PUT ", b"DELE", b"OPTI", b"PATC",
+                         b"CONN", b"TRAC"])
+
+
+def looks_like_http(first):
+    """
+    Whether the first four bytes of a connection open an HTTP request.
+    """
+    return first in HTTP_STARTS
+
+
 def error_reply(error):
     """
     The bytes of a link header plus a SpiceLinkReply with only C{error}
@@ -135,13 +154,26 @@ class LinkProtocol(Protocol):
     # Whether the warning about a buffering TLS transport was logged.
     _warnedBuffering = False
 
-    def __init__(self, server):
+    def __init__(self, server, carried=False, deadline=None):
+        """
+        @param carried: this link runs inside another connection (a
+            WebSocket) that is already counted against the connection caps
+            and has taken HTTP's place: it is not counted again, and HTTP is
+            not looked for.
+        @param deadline: when the handshake must be done, on C{server.clock}
+            (a carried link keeps the deadline of the connection carrying
+            it); L{None}: C{server.limits.linkTimeout} from now.
+        """
         self.server = server
         self.clock = server.clock
         self.channel = None
+        self.web = None
+        self._carried = carried
+        self._deadlineAt = deadline
+        self._first = b""
         self._buffer = b""
-        self._state = "header"
-        self._need = 16
+        self._state = "magic"
+        self._need = 4
         self._key = None
         self.info = None
         self.parkedIn = None
@@ -158,6 +190,12 @@ class LinkProtocol(Protocol):
         self.peer = describe_peer(peer)
         self.secure = ISSLTransport.providedBy(self.transport)
         limits = self.server.limits
+        self._linkTimeout = limits.linkTimeout
+        if self._carried:
+            delay = (limits.linkTimeout if self._deadlineAt is None
+                     else max(0, self._deadlineAt - self.clock.seconds()))
+            self._deadline = self.clock.callLater(delay, self._linkExpired)
+            return
         refused = self.server.connections.admit(peer)
         if refused is not None:
             self.log.warn("connection from {peer} refused: {reason}", peer=self.peer,
@@ -183,12 +221,14 @@ class LinkProtocol(Protocol):
         # vanished (power off, a dropped NAT entry) is noticed and its
         # connection freed.
         setKeepalive(self.transport, limits.keepaliveIdle)
-        self._linkTimeout = limits.linkTimeout
         self._deadline = self.clock.callLater(limits.linkTimeout, self._linkExpired)
 
     def dataReceived(self, data):
         if self.channel is not None:
             self.channel.dataReceived(data)
+            return
+        if self.web is not None:
+            self.web.dataReceived(data)
             return
         if self._closed:
             return
@@ -227,9 +267,15 @@ class LinkProtocol(Protocol):
             self._keyRequest.cancel()
         if self.channel is not None:
             self.channel.connectionLost(reason)
+        if self.web is not None:
+            self.web.connectionLost(reason)
 
     def _linkExpired(self):
         self._deadline = None
+        if self.web is not None and self.web.idle():
+            # A browser's kept-alive page connection: closing it is routine.
+            self._close()
+            return
         self._fail("the client did not finish the link within %g seconds"
                    % (self._linkTimeout,))
 
@@ -238,10 +284,50 @@ class LinkProtocol(Protocol):
             self._deadline.cancel()
         self._deadline = None
 
+    # -- the web front -------------------------------------------------------
+
+    def _becomeWeb(self, first):
+        """
+        Hand this connection to the server's web front: it speaks HTTP from
+        here on.  The connection stays counted, and the link deadline runs
+        on until the web front carries a link (L{carryLink}).
+        """
+        from spicesrv.web import frontendOf
+        self._state, self._need = "web", float("inf")
+        rest, self._buffer = first + self._buffer, b""
+        self.web = frontendOf(self.server).connect(self)
+        self.web.dataReceived(rest)
+
+    def carryLink(self):
+        """
+        A L{LinkProtocol} for a SPICE link carried inside this connection (a
+        WebSocket): not counted again, with this connection's link deadline,
+        which this connection stops keeping.
+        """
+        deadline = None
+        if self._deadline is not None and self._deadline.active():
+            deadline = self._deadline.getTime()
+        self._stopDeadline()
+        return LinkProtocol(self.server, carried=True, deadline=deadline)
+
+    def closeWeb(self):
+        """
+        Close the connection politely (the web front has logged why), with
+        the same grace time as a link.
+        """
+        self._close()
+
     # -- states ----------------------------------------------------------------
 
+    def _got_magic(self, data):
+        if data != MAGIC and not self._carried and looks_like_http(data):
+            self._becomeWeb(data)
+            return
+        self._first = data
+        self._state, self._need = "header", 12
+
     def _got_header(self, data):
-        header = LinkHeader.unpack(data)
+        header = LinkHeader.unpack(self._first + data)
         if header.magic != MAGIC:
             self._refuse(LinkErr.INVALID_MAGIC, "bad magic %r" % (header.magic,))
             return
@@ -332,9 +418,8 @@ class LinkProtocol(Protocol):
     def _got_ticket(self, data):
         self._stopDeadline()
         key, self._key = self._key, None
-        try:
-            plaintext = keys.decrypt_ticket(key, data)
-        except ValueError:
+        plaintext = self._decryptTicket(key, data)
+        if plaintext is None:
             self._result(LinkErr.PERMISSION_DENIED, "the ticket did not decrypt")
             return
         ok, why = self.server.ticket.check(plaintext)
@@ -352,6 +437,32 @@ class LinkProtocol(Protocol):
             decision.arrival.park(self, decision.entry)
         else:
             self.runChannel(decision.channel)
+
+    def _decryptTicket(self, key, data):
+        """
+        The ticket's plaintext, or L{None}.
+
+        spice-html5 (0.3.0) drops the leading zero bytes of its ciphertext
+        (a big integer printed in hex) and pads the 128 bytes with zeros at
+        the end instead, so about one link in 256 would be refused; for
+        links carried in a WebSocket, a ciphertext that does not decrypt
+        and ends in zeros is tried again with those zeros moved to the
+        front.  Each key serves one ticket, so the retry gives a peer
+        nothing to learn.
+        """
+        try:
+            return keys.decrypt_ticket(key, data)
+        except ValueError:
+            pass
+        if not self._carried:
+            return None
+        trailing = len(data) - len(data.rstrip(b"\0"))
+        for shift in range(1, min(trailing, 4) + 1):
+            try:
+                return keys.decrypt_ticket(key, b"\0" * shift + data[:-shift])
+            except ValueError:
+                continue
+        return None
 
     # -- endings -------------------------------------------------------------
 

@@ -120,11 +120,15 @@ class BaseOptions(usage.Options):
         ["streaming-video", None, "filter", "Send areas that change like video as MJPEG "
          "streams: filter (those that also look like video; the default), all, or off "
          "(everything lossless), as QEMU's streaming-video."],
+        ["web-client-dir", None, None, "With --web-client: the spice-html5 directory (default: "
+         "where Debian's spice-html5 package puts it, /usr/share/spice-html5)."],
     ]
     optFlags = [
         ["disable-ticketing", None, "Accept clients without a password."],
         ["seamless-migration", None, "Offer seamless migration (each channel moves with its "
          "state), as QEMU's seamless-migration=on; semi-seamless otherwise."],
+        ["web-client", None, "Serve the browser client (spice-html5) on the SPICE ports: "
+         "open http://HOST:PORT/ (https:// on --tls-port)."],
     ]
 
     sources = {}
@@ -140,6 +144,8 @@ class BaseOptions(usage.Options):
         self["plaintext-channel"] = []
         self["tls"] = None
         self["unix-socket-gid"] = None
+        self["web-allow-origin"] = []
+        self["web"] = None
 
     def opt_tls_channel(self, name):
         """This channel (main, display, inputs, cursor, ... or default) must use the TLS port (repeatable)."""
@@ -152,6 +158,10 @@ class BaseOptions(usage.Options):
     def opt_listen(self, description):
         """Also listen on this Twisted endpoint, e.g. unix:/run/spice.sock or tcp:5930:interface=127.0.0.1 (repeatable)."""
         self["listen"].append(description)
+
+    def opt_web_allow_origin(self, origin):
+        """Let pages from this origin (https://portal.example:8443) open SPICE WebSockets here, besides this server's own pages (repeatable)."""
+        self["web-allow-origin"].append(origin)
 
     def pluginValues(self, plugin):
         """
@@ -203,6 +213,7 @@ class BaseOptions(usage.Options):
         self._checkLimits()
         self._checkTls()
         self._checkMigration()
+        self._checkWeb()
         if self["password-lifetime"] < 0:
             raise ConfigError("--password-lifetime must be 0 (never) or a number of seconds")
         for description in self["listen"]:
@@ -335,6 +346,26 @@ class BaseOptions(usage.Options):
         for plugin in self.channels:
             names.setdefault(plugin.name, plugin.channel_type)
         return names
+
+    def _checkWeb(self):
+        from urllib.parse import urlsplit
+        from spicesrv.web import WebFrontend
+        from spicesrv.web.client import ClientNotFound, WebClient
+        if self["web-client-dir"] is not None and not self["web-client"]:
+            raise ConfigError("--web-client-dir needs --web-client")
+        for origin in self["web-allow-origin"]:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
+                raise ConfigError("--web-allow-origin %s is not an origin; write it as "
+                                  "scheme://host[:port], e.g. https://portal.example:8443"
+                                  % (origin,))
+        client = None
+        if self["web-client"]:
+            try:
+                client = WebClient(self["web-client-dir"])
+            except ClientNotFound as e:
+                raise ConfigError("--web-client: %s" % (e,))
+        self["web"] = WebFrontend(client, self["web-allow-origin"])
 
     def _checkMigration(self):
         from spicesrv.control.qmp import monitorEndpoint
@@ -511,6 +542,7 @@ def makeServer(config, reactor):
                          seamless_migration=config["seamless-migration"],
                          streaming_video=config["streaming-video"])
     server.limits = config.limits()
+    server.web = config["web"]
     if config["password"] is not None and config["password-lifetime"]:
         server.ticket.expire_in(config["password-lifetime"])
     if config["tls"] is not None:

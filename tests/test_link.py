@@ -58,8 +58,9 @@ class LinkErrorTests(unittest.TestCase):
             self.assertIn(word, lines[0])
 
     def test_badMagic(self):
+        # (An HTTP request is no longer a bad magic: it goes to the web front.)
         conn = Connection(self.server)
-        conn.send(b"GET / HTTP/1.1\r\n")
+        conn.send(b"SSH-2.0-OpenSSH_9.2\r\n")
         self.assertRefused(conn, LinkErr.INVALID_MAGIC)
         self.assertOneLogLine("INVALID_MAGIC")
 
@@ -247,7 +248,7 @@ class LinkDeadlineTests(unittest.TestCase):
         taken the error within the grace time.
         """
         conn = Connection(self.server)
-        conn.send(b"GET / HTTP/1.1\r\n")
+        conn.send(b"SSH-2.0-OpenSSH_9.2\r\n")
         self.assertTrue(conn.closed)
         self.assertFalse(conn.transport.disconnected)
         self.clock.advance(self.server.limits.closeGrace)
@@ -256,7 +257,7 @@ class LinkDeadlineTests(unittest.TestCase):
 
     def test_closedInTimeIsNotAborted(self):
         conn = Connection(self.server)
-        conn.send(b"GET / HTTP/1.1\r\n")
+        conn.send(b"SSH-2.0-OpenSSH_9.2\r\n")
         conn.protocol.connectionLost(None)
         self.clock.advance(self.server.limits.closeGrace)
         self.assertFalse(conn.transport.disconnected)

@@ -1,0 +1,366 @@
+"""
+spice-html5 in headless Chromium against spicesrv, the way a user without
+remote-viewer meets it: the browser loads the page from the SPICE port
+(C{--web-client}), the client links over WebSocket, the canvas shows the
+demo's picture pixel for pixel, a typed key and a drag reach the demo, the
+same over https/wss with the development CA trusted through an NSS
+database, and a wrong password is refused with a message on the page.
+
+Needs Debian's C{chromium}, C{libnss3-tools} and C{spice-html5}: missing,
+the tests are skipped, and fail under C{CI=true}.
+"""
+
+import os
+
+import numpy
+from twisted.internet import defer, endpoints, reactor, task
+from twisted.trial import unittest
+
+from spicesrv.link import SECURITY_SSL
+from spicesrv.tls.context import load_server_tls
+from spicesrv.tls.devcerts import write_dev_certs
+from spicesrv.tls.endpoint import TLSServerEndpoint
+from spicesrv.web import WebFrontend
+from spicesrv.web.client import ClientNotFound, WebClient
+from spicesrv.wire.constants import ChannelType
+from tests.interop.chromium import Chromium, ChromiumError, requireChromium
+from tests.interop.common import PASSWORD, RunningServer
+
+#: The browser's viewport; the demo's agent resizes the screen to fit it.
+VIEWPORT = (1024, 800)
+
+CANVAS = "#spice_surface_0"
+
+
+def webClient(testcase):
+    try:
+        return WebClient()
+    except ClientNotFound as e:
+        if os.environ.get("CI") == "true":
+            testcase.fail(str(e))
+        raise unittest.SkipTest(str(e))
+
+
+class BrowserServer(RunningServer):
+    """
+    The demo on a free loopback port, serving the browser client; with
+    C{certs}, on a TLS port (and every channel must use TLS).
+    """
+
+    def __init__(self, testcase, client, certs=None, **kwargs):
+        RunningServer.__init__(self, testcase, **kwargs)
+        self.server.web = WebFrontend(client)
+        self.certs = certs
+        if certs is not None:
+            self.server.tlsAvailable = True
+            self.server.setChannelSecurity("default", SECURITY_SSL)
+
+    @defer.inlineCallbacks
+    def listen(self):
+        if self.certs is None:
+            port = yield RunningServer.listen(self)
+            return port
+        endpoint = TLSServerEndpoint(reactor, 0, load_server_tls(x509_dir=self.certs),
+                                     interface="127.0.0.1")
+        self.port = yield endpoint.listen(self.server.factory())
+        self.testcase.addCleanup(self.stop)
+        return self.port.getHost().port
+
+
+def rgbOf(framebuffer):
+    """
+    The source's BGRX framebuffer as RGB.
+    """
+    return framebuffer[:, :, 2::-1]
+
+
+class BrowserTests(unittest.TestCase):
+    timeout = 120
+
+    def setUp(self):
+        requireChromium(self)
+        self.client = webClient(self)
+        self.tmp = os.path.abspath(self.mktemp())
+        os.makedirs(self.tmp)
+
+    @defer.inlineCallbacks
+    def openPage(self, running, scheme="http", caFile=None):
+        port = yield running.listen()
+        browser = yield Chromium.start(reactor, self.tmp, *VIEWPORT, caFile=caFile)
+        self.addCleanup(browser.stop)
+        yield browser.navigate("%s://127.0.0.1:%d/" % (scheme, port))
+        return browser
+
+    @defer.inlineCallbacks
+    def waitUntil(self, predicate, timeout=20):
+        for _ in range(int(timeout / 0.05)):
+            if predicate():
+                return
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        self.fail("timed out waiting for %r" % (predicate,))
+
+    @defer.inlineCallbacks
+    def waitForSamePicture(self, browser, source, timeout=20):
+        """
+        Poll the page's canvas until it is the source's picture, pixel for
+        pixel; then the screenshot of the canvas must show it too.
+        """
+        started = reactor.seconds()
+        while True:
+            frame = source.framebuffer()
+            try:
+                pixels = yield browser.canvasPixels(CANVAS)
+            except ChromiumError:
+                pixels = None
+            if pixels is not None and pixels.shape[:2] == frame.shape[:2] and \
+                    numpy.array_equal(pixels[:, :, :3], rgbOf(frame)):
+                break
+            if reactor.seconds() - started > timeout:
+                differing = (None if pixels is None or pixels.shape[:2] != frame.shape[:2]
+                             else int((pixels[:, :, :3] != rgbOf(frame)).any(axis=2).sum()))
+                self.fail("the canvas never showed the source's picture (%s; %s pixels "
+                          "differ); the page logged: %s"
+                          % (None if pixels is None else pixels.shape, differing,
+                             browser.consoleMessages[-10:]))
+            yield task.deferLater(reactor, 0.1, lambda: None)
+        rect = yield browser.evaluate(
+            "(() => { const r = document.querySelector(%r).getBoundingClientRect(); "
+            "return [r.x, r.y, r.width, r.height]; })()" % (CANVAS,))
+        x, y, width, height = rect
+        visible = (min(int(width), VIEWPORT[0] - int(x)), min(int(height), VIEWPORT[1] - int(y)))
+        shot = yield browser.screenshot(x, y, *visible)
+        expected = rgbOf(frame)[:visible[1], :visible[0]]
+        self.assertEqual(shot.shape, expected.shape)
+        self.assertTrue(numpy.array_equal(shot, expected),
+                        "the screenshot differs from the source's picture in %d pixels"
+                        % int((shot != expected).any(axis=2).sum()))
+        return rect
+
+    @defer.inlineCallbacks
+    def connected(self, browser, running):
+        yield browser.waitFor("window.spicesrv && window.spicesrv.phase === 'connected'")
+        yield browser.waitFor("document.querySelector(%r) !== null" % (CANVAS,))
+        yield self.waitUntil(lambda: len(running.server.sessions) == 1 and
+                             len(next(iter(running.server.sessions.values())).channels) >= 4)
+
+    @defer.inlineCallbacks
+    def test_pageShowsTheDemo(self):
+        """
+        The page loads from the SPICE port, spice-html5 links main,
+        display, inputs and cursor over WebSocket, the demo's agent fits
+        the screen to the window, the canvas (read back, and in a
+        screenshot) is the demo's picture, and after a right-click (the
+        demo's next colour) the demo's cursor is the page's mouse cursor.
+        """
+        running = BrowserServer(self, self.client, disable_ticketing=True)
+        browser = yield self.openPage(running)
+        yield self.connected(browser, running)
+        (session,) = running.server.sessions.values()
+        self.assertEqual(sorted(t for t, _ in session.channels),
+                         [ChannelType.MAIN, ChannelType.DISPLAY, ChannelType.INPUTS,
+                          ChannelType.CURSOR])
+        x, y, _, _ = yield self.waitForSamePicture(browser, running.source)
+        width, height = running.source.width, running.source.height
+        self.assertEqual(width, VIEWPORT[0])
+        self.assertLessEqual(height, VIEWPORT[1])
+        # spice-html5 ignores the shape in CURSOR_INIT and takes the next
+        # CURSOR_SET: a right-click gives the demo's cursor the next colour,
+        # and the page's mouse cursor becomes that shape (a PNG).
+        before = running.source.cursor
+        for kind in ("mousePressed", "mouseReleased"):
+            yield browser.send("Input.dispatchMouseEvent", {
+                "type": kind, "x": x + 100, "y": y + 100, "button": "right",
+                "clickCount": 1})
+        yield self.waitUntil(lambda: running.source.cursor is not before)
+        cursor = yield browser.waitFor(
+            "document.getElementById('spice-screen').style.cursor")
+        self.assertIn("data:image/png", cursor)
+
+    @defer.inlineCallbacks
+    def test_typedKeysReachTheDemo(self):
+        """
+        Keys typed into the page reach the demo's keyboard as scancodes: the
+        demo shows the text, and the canvas shows the demo's new picture.
+        """
+        running = BrowserServer(self, self.client, disable_ticketing=True)
+        browser = yield self.openPage(running)
+        yield self.connected(browser, running)
+        yield self.waitForSamePicture(browser, running.source)
+        yield browser.evaluate("document.querySelector(%r).focus()" % (CANVAS,))
+        for key, code, keyCode in (("h", "KeyH", 72), ("i", "KeyI", 73)):
+            yield browser.typeKey(key, code, keyCode)
+        yield self.waitUntil(lambda: running.source.text == "hi")
+        yield self.waitForSamePicture(browser, running.source)
+
+    @defer.inlineCallbacks
+    def test_dragPaints(self):
+        """
+        A left-button drag on the canvas paints on the demo (client mouse
+        mode: spice-html5 sends positions), and the canvas shows the paint.
+        """
+        running = BrowserServer(self, self.client, disable_ticketing=True)
+        browser = yield self.openPage(running)
+        yield self.connected(browser, running)
+        x, y, _, _ = yield self.waitForSamePicture(browser, running.source)
+        row = 300
+        before = running.source.framebuffer()[row, 400, :3].copy()
+        yield browser.drag([(x + px, y + row) for px in range(200, 620, 20)])
+        yield self.waitUntil(lambda: not numpy.array_equal(
+            running.source.framebuffer()[row, 400, :3], before))
+        yield self.waitForSamePicture(browser, running.source)
+        pixels = yield browser.canvasPixels(CANVAS)
+        self.assertFalse(numpy.array_equal(pixels[row, 400, :3], before[::-1]))
+
+    @defer.inlineCallbacks
+    def test_wrongPasswordThenRight(self):
+        """
+        With a password the page asks for it; a wrong one is refused with
+        a message on the page and no session; the right one connects.
+        """
+        running = BrowserServer(self, self.client, password=PASSWORD)
+        browser = yield self.openPage(running)
+        yield browser.waitFor("window.spicesrv && window.spicesrv.phase === 'password'")
+        first = yield browser.evaluate("document.getElementById('login-message').textContent")
+        self.assertEqual(first, "This server needs a password.")
+        yield browser.evaluate("document.getElementById('password').value = 'not-it'; "
+                               "document.getElementById('login').requestSubmit(); true")
+        yield browser.waitFor("window.spicesrv.phase === 'password' && "
+                              "window.spicesrv.tries === 2")
+        shown = yield browser.evaluate(
+            "[document.getElementById('login').hidden, "
+            "document.getElementById('login-message').textContent, "
+            "document.getElementById('status').textContent]")
+        self.assertEqual(shown, [False, "Wrong password; try again.", "Wrong password."])
+        self.assertEqual(running.server.sessions, {})
+        yield browser.evaluate("document.getElementById('password').value = %r; "
+                               "document.getElementById('login').requestSubmit(); true"
+                               % (PASSWORD,))
+        yield self.connected(browser, running)
+        yield self.waitForSamePicture(browser, running.source)
+
+    @defer.inlineCallbacks
+    def test_overTLS(self):
+        """
+        The page over https from the TLS port, with the development CA
+        trusted in Chromium's NSS database (no certificate error ignored):
+        spice-html5 links over wss, which is secure, since every channel
+        must use TLS here, and shows the demo.
+        """
+        certs = os.path.join(self.tmp, "certs")
+        write_dev_certs(certs)
+        running = BrowserServer(self, self.client, certs=certs, disable_ticketing=True)
+        browser = yield self.openPage(running, "https",
+                                      caFile=os.path.join(certs, "ca-cert.pem"))
+        yield self.connected(browser, running)
+        scheme = yield browser.evaluate("window.spice_connection.ws.url")
+        self.assertTrue(scheme.startswith("wss://127.0.0.1:"), scheme)
+        (session,) = running.server.sessions.values()
+        self.assertTrue(all(channel.info.secure for channel in session.channels.values()))
+        yield self.waitForSamePicture(browser, running.source)
+
+    @defer.inlineCallbacks
+    def test_migration(self):
+        """
+        spice-html5 cannot follow a migration: it advertises neither
+        semi-seamless nor seamless migration, and ignores MIGRATE_BEGIN,
+        SWITCH_HOST and MIGRATE_END ("Unimplemented function").  spicesrv
+        therefore sends it no MIGRATE_BEGIN (it is not asked to pre-connect
+        and the migration does not wait for it), then SWITCH_HOST at the
+        end as libspice-server does; the client stays, so after the source's
+        migration timeout its session is closed and the page says it was
+        disconnected.
+        """
+        from spicesrv.migration import source as migrationSource
+        self.patch(migrationSource, "MIGRATE_TIMEOUT", 1.0)
+        running = BrowserServer(self, self.client, disable_ticketing=True)
+        browser = yield self.openPage(running)
+        yield self.connected(browser, running)
+        (session,) = running.server.sessions.values()
+        yield running.server.migrate_connect("127.0.0.1", port=1, tls_port=0)
+        self.assertEqual(running.server.sourceMigration.answers,
+                         {session.id: migrationSource.NO_CAPABILITY})
+        ended = running.server.migrate_end(True)
+        yield browser.waitFor("document.getElementById('message-div').textContent"
+                              ".includes('Main Migrate Switch Host')")
+        self.assertEqual(len(running.server.sessions), 1)
+        yield ended
+        self.assertEqual(running.server.sessions, {})
+        self.assertEqual(running.server.sourceMigration.forcedDisconnects, 1)
+        yield browser.waitFor("window.spicesrv.phase === 'error'")
+        status = yield browser.evaluate("document.getElementById('status').textContent")
+        self.assertTrue(status.startswith("Disconnected"), status)
+
+    @defer.inlineCallbacks
+    def test_twistdWebClient(self):
+        """
+        The operator's whole setup: ``twistd spice --web-client``, with a
+        password, on a plain and a TLS port, and a browser on each: the
+        page asks for the password, then shows the demo; over https the
+        WebSocket is wss.
+        """
+        from tests.interop.processes import Twistd, freePort
+        certs = os.path.join(self.tmp, "certs")
+        write_dev_certs(certs)
+        password = os.path.join(self.tmp, "password")
+        with open(password, "w") as f:
+            f.write(PASSWORD + "\n")
+        port, tlsPort = freePort(), freePort()
+        process = Twistd(self, "--port", str(port), "--tls-port", str(tlsPort),
+                         "--x509-dir", certs, "--password-file", password, "--web-client")
+        yield process.waitForPorts(port, tlsPort)
+        browser = yield Chromium.start(reactor, self.tmp, *VIEWPORT,
+                                       caFile=os.path.join(certs, "ca-cert.pem"))
+        self.addCleanup(browser.stop)
+        for url in ("http://127.0.0.1:%d/" % port, "https://localhost:%d/" % tlsPort):
+            yield browser.navigate(url)
+            yield browser.waitFor("window.spicesrv && window.spicesrv.phase === 'password'")
+            yield browser.evaluate("document.getElementById('password').value = %r; "
+                                   "document.getElementById('login').requestSubmit(); true"
+                                   % (PASSWORD,))
+            yield browser.waitFor("window.spicesrv.phase === 'connected'")
+            yield browser.waitFor("document.querySelector(%r) !== null" % (CANVAS,))
+            ws = yield browser.evaluate("window.spice_connection.ws.url")
+            self.assertTrue(ws.startswith("wss://" if url.startswith("https") else "ws://"),
+                            ws)
+            # The demo's picture arrives: the canvas is no longer one colour.
+            yield browser.waitFor("""(() => {
+                const c = document.querySelector(%r);
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                for (let i = 4; i < d.length; i += 4)
+                    if (d[i] !== d[0] || d[i + 1] !== d[1] || d[i + 2] !== d[2]) return true;
+                return false;
+            })()""" % (CANVAS,))
+
+    @defer.inlineCallbacks
+    def test_portChannel(self):
+        """
+        spice-html5 links a named port and hands what the port's backend
+        sends to the page as C{spice-port-data} events (it has no way to
+        send on a port).
+        """
+        from twisted.internet.protocol import Factory, Protocol
+        from spicesrv.channels.port import PortChannel, portBackend
+
+        class Greeter(Protocol):
+            def connectionMade(self):
+                self.transport.write(b"hello from the port")
+
+        backend = yield endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Factory.forProtocol(Greeter))
+        self.addCleanup(backend.stopListening)
+        running = BrowserServer(self, self.client, disable_ticketing=True)
+        running.server.registry.register(
+            ChannelType.PORT, 0, PortChannel, name="com.example.greeter",
+            endpoint=portBackend(reactor, "tcp:127.0.0.1:%d" % backend.getHost().port))
+        port = yield running.listen()
+        browser = yield Chromium.start(reactor, self.tmp, *VIEWPORT)
+        self.addCleanup(browser.stop)
+        yield browser.send("Page.addScriptToEvaluateOnNewDocument", {"source": """
+            window.portData = [];
+            window.addEventListener('spice-port-data', (e) => window.portData.push(
+                [e.detail.channel.portName,
+                 String.fromCharCode.apply(null, new Uint8Array(e.detail.data))]));
+        """})
+        yield browser.navigate("http://127.0.0.1:%d/" % port)
+        got = yield browser.waitFor("window.portData.length > 0 && window.portData")
+        self.assertEqual(got[0], ["com.example.greeter", "hello from the port"])
