@@ -608,6 +608,8 @@ class DemoSource(FramebufferSource):
         self._text_panel = Image.new(
             "RGB", (width, TEXT_HEIGHT), TEXT_BACKGROUND)
         self._shown_lines = []
+        self._textRowsPending = set()
+        self._statusPending = False
         self._status = Image.new(
             "RGB", (width, STATUS_HEIGHT), STATUS_BACKGROUND)
         ImageDraw.Draw(self._title).text(
@@ -680,17 +682,42 @@ class DemoSource(FramebufferSource):
                    if self._shown_lines[row:row + 1] != lines[row:row + 1]]
         if not changed:
             return None
+        self._shown_lines = lines
+        self._textRowsPending.update(range(changed[0], changed[-1] + 1))
+        upper = MARGIN + changed[0] * self._line_height
+        lower = MARGIN + (changed[-1] + 1) * self._line_height
+        return (0, self._text_top + upper, self.width, self._text_top + lower)
+
+    def _render_text(self):
+        """
+        Draw the text rows marked by L{_draw_text} into the framebuffer.
+        """
+        rows = sorted(self._textRowsPending)
+        self._textRowsPending.clear()
         draw = ImageDraw.Draw(self._text_panel)
-        for row in range(changed[0], changed[-1] + 1):
+        for row in range(rows[0], rows[-1] + 1):
             y = MARGIN + row * self._line_height
             draw.rectangle((0, y, self.width, y + self._line_height - 1),
                            fill=TEXT_BACKGROUND)
-            draw.text((MARGIN, y), lines[row], fill=TEXT_INK, font=self._font)
-        self._shown_lines = lines
-        upper = MARGIN + changed[0] * self._line_height
-        lower = MARGIN + (changed[-1] + 1) * self._line_height
-        return self._blit(self._text_panel, self._text_top,
-                          (0, upper, self.width, lower))
+            line = self._shown_lines[row] if row < len(self._shown_lines) else ""
+            draw.text((MARGIN, y), line, fill=TEXT_INK, font=self._font)
+        upper = MARGIN + rows[0] * self._line_height
+        lower = MARGIN + (rows[-1] + 1) * self._line_height
+        self._blit(self._text_panel, self._text_top, (0, upper, self.width, lower))
+
+    def framebuffer(self):
+        """
+        The framebuffer, with the text and status line brought up to date:
+        they are drawn here, once for every event since the last read,
+        rather than once per key or pointer event (a client flooding input
+        costs a few bookkeeping steps per event, not a text rendering).
+        """
+        if self._statusPending:
+            self._statusPending = False
+            self._render_status()
+        if self._textRowsPending:
+            self._render_text()
+        return self.frame
 
     def _visible_lines(self, rows):
         """
@@ -719,6 +746,16 @@ class DemoSource(FramebufferSource):
         return lines
 
     def _draw_status(self):
+        """
+        Mark the status line for redrawing; it is drawn when the framebuffer
+        is next read (L{framebuffer}), however many events changed it
+        meanwhile.  Return the rectangle it covers.
+        """
+        self._statusPending = True
+        top = self._status_top
+        return (0, top, self.width, top + STATUS_HEIGHT)
+
+    def _render_status(self):
         draw = ImageDraw.Draw(self._status)
         draw.rectangle((0, 0) + self._status.size, fill=STATUS_BACKGROUND)
         buttons = "".join(name if self._buttons & bit else "-"
