@@ -11,7 +11,9 @@ It prints, per library: the opening handshake, parsing one small masked
 client frame (an input event), sending one 256 KiB binary frame (a display
 update) and one 40-byte frame.  Best of 5 repetitions, microseconds.
 """
-import os, time, struct, statistics
+import os
+import struct
+import time
 from twisted.internet.testing import StringTransport
 from twisted.internet.address import IPv4Address
 

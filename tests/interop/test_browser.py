@@ -147,7 +147,7 @@ class BrowserTests(unittest.TestCase):
     def test_pageShowsTheDemo(self):
         """
         The page loads from the SPICE port, spice-html5 links main,
-        display, inputs and cursor over WebSocket, the demo's agent fits
+        display, inputs, cursor and playback over WebSocket, the demo's agent fits
         the screen to the window, the canvas (read back, and in a
         screenshot) is the demo's picture, and after a right-click (the
         demo's next colour) the demo's cursor is the page's mouse cursor.
@@ -156,9 +156,11 @@ class BrowserTests(unittest.TestCase):
         browser = yield self.openPage(running)
         yield self.connected(browser, running)
         (session,) = running.server.sessions.values()
-        self.assertEqual(sorted(t for t, _ in session.channels),
-                         [ChannelType.MAIN, ChannelType.DISPLAY, ChannelType.INPUTS,
-                          ChannelType.CURSOR])
+        # Every channel the demo offers, its click sound's playback too.
+        offered = sorted(e.channel_type for e in running.server.registry.entries())
+        self.assertEqual(offered, [ChannelType.MAIN, ChannelType.DISPLAY, ChannelType.INPUTS,
+                                   ChannelType.CURSOR, ChannelType.PLAYBACK])
+        yield self.waitUntil(lambda: sorted(t for t, _ in session.channels) == offered)
         x, y, _, _ = yield self.waitForSamePicture(browser, running.source)
         width, height = running.source.width, running.source.height
         self.assertEqual(width, VIEWPORT[0])
