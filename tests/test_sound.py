@@ -13,6 +13,7 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from spicesrv.channels.playback import PlaybackChannel
+from spicesrv.display import streams
 from spicesrv.interfaces import IPlaybackSource, IRecordSink, ISoundPlugin
 from spicesrv.plugin import soundPlugins
 from spicesrv.server import InterfaceError
@@ -26,6 +27,7 @@ from spicesrv.testing import (
     FakeSoundSource, LogCapture, RecordingPlaybackObserver, RecordingRecordObserver,
     RecordingSink, connectChannel, makeTestServer)
 from spicesrv.wire.constants import ChannelType
+from spicesrv.wire.messages import DISPLAY_CLIENT
 from spicesrv.wire.sound import (
     FRAME_BYTES, FRAME_SAMPLES, MAX_OPUS_PACKET, PLAYBACK_SERVER, RECORD_CLIENT,
     RECORD_SERVER, AudioDataMode, AudioFormat, PlaybackCap, RecordCap)
@@ -33,6 +35,7 @@ from spicesrv.wire.sound import (
 PLAYBACK, RECORD = ChannelType.PLAYBACK, ChannelType.RECORD
 SPICE_GTK_PLAYBACK_CAPS = {PlaybackCap.VOLUME, PlaybackCap.LATENCY, PlaybackCap.OPUS}
 SPICE_GTK_RECORD_CAPS = {RecordCap.VOLUME, RecordCap.OPUS}
+FRAME_SECONDS = 1.0 / 30
 
 
 def soundServer(source=None, sink=None, **kwargs):
@@ -652,3 +655,158 @@ class FrameTests(TestCase):
     def test_frameSize(self):
         self.assertRaises(ValueError, AudioFrame, b"\0" * 10)
         self.assertRaises(ValueError, AudioFrame(b"\0" * FRAME_BYTES).opus)
+
+
+class SyncTests(TestCase):
+    """
+    Sound and video streams in step: the display streams' playback delay
+    reaches the playback channel as LATENCY, and the sound is stamped on
+    the frames' clock (the multimedia time plus that delay).
+    """
+
+    CAPS = {PlaybackCap.VOLUME, PlaybackCap.LATENCY}
+
+    def setUp(self):
+        from tests.test_display_streams import StreamingSetup
+
+        class Streaming(StreamingSetup):
+            pass
+        self.video = Streaming()
+        self.video.assertEqual = self.assertEqual
+        self.video.addCleanup = self.addCleanup
+        self.video.setUp()
+        self.server = self.video.server
+        self.clock = self.video.clock
+        self.tone = ToneSource(self.clock, 1000)
+        self.server.addInterface(self.tone)
+        self.session = self.server.sessions[self.video.sessionId]
+        self.audio = []
+
+    def linkPlayback(self, caps=CAPS):
+        from spicesrv.testing import TestClientChannel
+        client = TestClientChannel(self.server, PLAYBACK, connection_id=self.video.sessionId,
+                                   channel_caps=caps)
+        self.playback = client
+        return client
+
+    def play(self, seconds):
+        self.video.play(seconds)
+        self.audio.extend(self.playback.take())
+
+    def latencies(self):
+        return [r.latency_ms for n, r in self.audio if n == "LATENCY"]
+
+    def lastData(self):
+        return [r for n, r in self.audio if n == "DATA"][-1].time
+
+    def assertStamped(self, delay):
+        """
+        The newest sound frame carries the multimedia time plus C{delay}
+        (it was made within the tone's last 20 ms tick).
+        """
+        now = self.server.mmTime()
+        self.assertTrue(now + delay - 1000 * paced.TICK <= self.lastData() <= now + delay,
+                        (self.lastData(), now, delay))
+
+    def test_latencyFollowsTheStreamDelay(self):
+        """
+        No LATENCY before a stream; when one starts, LATENCY says its delay
+        and the sound is stamped that far ahead, as the frames are; a late
+        STREAM_REPORT raises both; when the stream ends no LATENCY 0 goes
+        out and the stamps come back to the clock without going backwards.
+        """
+        self.linkPlayback()
+        self.play(0.3)
+        self.assertEqual(self.latencies(), [])
+        self.assertStamped(0)
+
+        self.video.source.start()
+        self.play(1.0)
+        manager = self.video.channel.streams
+        (stream,) = manager.streams.values()
+        delay = int(manager.rate.delayMs)
+        self.assertEqual(self.latencies(), [delay])
+        self.assertEqual(self.session.playbackDelay, delay)
+        self.assertStamped(delay)
+        frameTime = self.video.surface.frameTimes[-1]
+        self.assertNear(frameTime, self.lastData(), 1000 * (FRAME_SECONDS + paced.TICK))
+
+        self.video.client.send(DISPLAY_CLIENT["STREAM_REPORT"], stream_id=stream.id,
+                               unique_id=stream.reportId, start_frame_mm_time=1,
+                               end_frame_mm_time=2, num_frames=5, num_drops=3,
+                               last_frame_delay=-40, audio_delay=0xFFFFFFFF)
+        raised = int(manager.rate.delayMs)
+        self.assertGreater(raised, delay)
+        self.play(0.2)
+        self.assertEqual(self.latencies(), [delay, raised])
+        self.assertStamped(raised)
+
+        self.video.source.stop()
+        self.play(streams.STREAM_TIMEOUT + 0.5)
+        self.assertEqual(manager.streams, {})
+        self.assertEqual(self.session.playbackDelay, 0)
+        self.assertEqual(self.latencies(), [delay, raised])
+        self.play(1.0)
+        self.assertStamped(0)
+        times = [r.time for n, r in self.audio if n in ("START", "DATA")]
+        self.assertEqual(times, sorted(times))
+
+    def test_linkedDuringAStream(self):
+        """
+        A playback channel linked while a stream plays gets LATENCY right
+        after START (spice-gtk resets its min-latency on START), and its
+        sound is stamped with the delay from the first packet; a client
+        without SPICE_PLAYBACK_CAP_LATENCY gets the same stamps, no LATENCY.
+        """
+        self.video.source.start()
+        self.video.play(1.0)
+        delay = self.session.playbackDelay
+        self.assertGreater(delay, 0)
+        self.linkPlayback()
+        self.play(0.1)
+        self.assertEqual([n for n, _ in self.audio][:3], ["MODE", "START", "LATENCY"])
+        self.assertEqual(self.latencies(), [delay])
+        start = [r for n, r in self.audio if n == "START"][0]
+        self.assertEqual(start.time, (self.server.mmTime() - 100 + delay))
+        self.assertStamped(delay)
+        self.audio = []
+        self.linkPlayback(caps={PlaybackCap.VOLUME})
+        self.play(0.1)
+        self.assertEqual(self.latencies(), [])
+        self.assertStamped(delay)
+
+    def test_largestDelayOfTheSession(self):
+        """
+        The session's playback delay is the largest of its stream managers'
+        delays; LATENCY follows it up and down, but never to 0.
+        """
+        self.linkPlayback()
+        self.playback.take()
+        first, second = object(), object()
+        self.session.videoDelay(first, 100)
+        self.session.videoDelay(second, 250)
+        self.session.videoDelay(first, 120)
+        self.session.videoDelay(second, 0)
+        self.session.videoDelay(first, 0)
+        self.assertEqual(self.session.playbackDelay, 0)
+        self.assertEqual([r.latency_ms for n, r in self.playback.take() if n == "LATENCY"],
+                         [100, 250, 120])
+
+    def test_stampsNeverGoBack(self):
+        """
+        When the delay shrinks the sound's stamps wait for the clock instead
+        of going back (spice-gtk warns of an older packet and resets its
+        clock).
+        """
+        self.linkPlayback()
+        self.play(0.1)
+        self.session.broadcast("playbackLatency", 300)
+        self.play(0.1)
+        high = self.lastData()
+        self.session.broadcast("playbackLatency", 0)
+        self.play(0.2)
+        self.assertEqual(self.lastData(), high)
+        self.play(0.2)
+        self.assertStamped(0)
+        times = [r.time for n, r in self.audio if n == "DATA"]
+        self.assertEqual(times, sorted(times))
