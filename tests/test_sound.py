@@ -5,15 +5,18 @@ built-in sources and sinks, and their plugins and options.
 """
 
 import os
+import socket
 import struct
 import wave
 
+from twisted.internet import defer, reactor, task
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from spicesrv.channels.playback import PlaybackChannel
 from spicesrv.display import streams
+from spicesrv.display.ratecontrol import queuedBytes
 from spicesrv.interfaces import IPlaybackSource, IRecordSink, ISoundPlugin
 from spicesrv.plugin import soundPlugins
 from spicesrv.server import InterfaceError
@@ -810,3 +813,82 @@ class SyncTests(TestCase):
         self.assertStamped(0)
         times = [r.time for n, r in self.audio if n == "DATA"]
         self.assertEqual(times, sorted(times))
+
+
+class RealSocketTests(TestCase):
+    """
+    Back-pressure on real loopback sockets, run by the real reactor: the
+    tone plays on a clock the test fast-forwards (ten seconds of sound in
+    far less), the server's sockets are real.
+    """
+
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def test_clientThatDoesNotReadGetsDrops(self):
+        """
+        One client links main and playback, then stops reading while ten
+        seconds of raw PCM (about 1.9 MB) play: what the server holds for
+        it (Twisted's buffer plus the kernel's send queue) stays within the
+        transport's buffer size and the socket's send buffer, the frames it
+        could not take are counted as dropped, and every frame made for it
+        is either sent or dropped.  Meanwhile a second client's playback
+        gets every frame.  Once the first client reads again, its sound
+        goes on.
+        """
+        from tests.test_fairness import LoopbackServer
+        toneClock = Clock()
+        tone = ToneSource(toneClock, 440)
+        loopback = LoopbackServer(self, tone)
+
+        _, stalledId = yield loopback.client()
+        stalled = yield loopback.connect(PLAYBACK, stalledId, read=False)
+        _, flowingId = yield loopback.client()
+        flowing = yield loopback.connect(PLAYBACK, flowingId)
+        stalledChannel = loopback.server.sessions[stalledId].channels[(PLAYBACK, 0)]
+        flowingChannel = loopback.server.sessions[flowingId].channels[(PLAYBACK, 0)]
+        self.assertEqual((stalledChannel.mode, flowingChannel.mode),
+                         (AudioDataMode.RAW, AudioDataMode.RAW))
+        transport = stalledChannel.transport
+        # Without this the kernel's send buffer grows (autotuning) to
+        # megabytes first; set, it bounds the kernel's part.
+        transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        sendBuffer = transport.getHandle().getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+
+        def held():
+            return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+        message = 6 + 4 + FRAME_BYTES          # mini header, time, one frame
+        mostHeld = transport.bufferSize + 2 * message
+        made = tone.frames
+        largest = 0
+        for _ in range(500):                   # 10 s of sound, 20 ms a step
+            toneClock.advance(paced.TICK)
+            yield task.deferLater(reactor, 0, lambda: None)
+            largest = max(largest, held())
+            self.assertLessEqual(queuedBytes(transport), mostHeld + sendBuffer)
+        made = tone.frames - made
+        self.assertEqual(made, 1000)
+        self.assertLessEqual(largest, mostHeld)
+        self.assertGreater(stalledChannel.dropped, 0)
+        self.assertEqual(stalledChannel.sent + stalledChannel.dropped, made)
+        self.assertTrue(stalledChannel.connected)
+        self.assertLess(stalledChannel.sent * message, made * message - transport.bufferSize)
+
+        # The other client heard all of it meanwhile.
+        self.assertEqual((flowingChannel.sent, flowingChannel.dropped), (made, 0))
+        for _ in range(1000):
+            if len([n for n, _ in flowing.messages.messages if n == "DATA"]) == made:
+                break
+            yield task.deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(len([n for n, _ in flowing.messages.messages if n == "DATA"]), made)
+
+        # Reading again, the first client gets sound again.
+        sent = stalledChannel.sent
+        stalled.transport.resumeProducing()
+        for _ in range(1000):
+            toneClock.advance(paced.TICK)
+            yield task.deferLater(reactor, 0.001, lambda: None)
+            if stalledChannel.sent > sent + 10:
+                break
+        self.assertGreater(stalledChannel.sent, sent + 10)
