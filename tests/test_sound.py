@@ -623,6 +623,7 @@ class PluginTests(TestCase):
         self.assertIsInstance(server.playback, ToneSource)
         self.assertEqual(server.playback.hz, 1000)
         self.assertIsInstance(server.record, FileSink)
+        self.addCleanup(server.record.close)
         self.assertTrue(server.playbackCompression)
         self.assertEqual(len(reactor.triggers["before"]["shutdown"]), 2)
 
@@ -892,3 +893,162 @@ class RealSocketTests(TestCase):
             if stalledChannel.sent > sent + 10:
                 break
         self.assertGreater(stalledChannel.sent, sent + 10)
+
+
+def readAudio(path):
+    """
+    Decode an audio file (WAV or Ogg, chained streams included) to 48 kHz
+    stereo S16; check that an Ogg file's every stream is complete (ends
+    with an end-of-stream page).
+    """
+    import av
+    with open(path, "rb") as f:
+        data = f.read()
+    if data.startswith(b"OggS"):
+        begun, ended, at = set(), set(), 0
+        while True:
+            at = data.find(b"OggS", at)
+            if at < 0:
+                break
+            flags, serial = data[at + 5], struct.unpack_from("<I", data, at + 14)[0]
+            if flags & 2:
+                begun.add(serial)
+            if flags & 4:
+                ended.add(serial)
+            at += 4
+        if not begun or begun != ended:
+            raise AssertionError("%s: Ogg streams %r begun, %r ended" % (path, begun, ended))
+    with av.open(path) as container:
+        resampler = av.AudioResampler(format="s16", layout="stereo", rate=48000)
+        return b"".join(bytes(c.planes[0])[:c.samples * 4]
+                        for frame in container.decode(audio=0)
+                        for c in resampler.resample(frame))
+
+
+class RecordFileTests(TestCase):
+    """
+    C{file:} recording per client: C{{session}} / C{{n}} patterns and
+    directories, and files complete when a recording ends, while the
+    server runs.
+    """
+
+    def setUp(self):
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+
+    def sink(self, path):
+        sink = FileSink(path)
+        self.addCleanup(sink.close)
+        self.server = soundServer(sink=sink)
+        return sink
+
+    def record(self, hz, seconds=0.5, client=None):
+        """
+        Link a record channel (a new client unless C{client}) and send
+        C{seconds} of a sine as raw DATA.
+        """
+        if client is None:
+            client = connectChannel(self.server, RECORD, channel_caps={RecordCap.VOLUME})
+        client.send(RECORD_CLIENT["MODE"], time=1, mode=AudioDataMode.RAW, data=b"")
+        client.send(RECORD_CLIENT["START_MARK"], time=1)
+        pcm = tone(hz, 0, int(48000 * seconds))
+        for offset in range(0, len(pcm), FRAME_BYTES):
+            client.send(RECORD_CLIENT["DATA"], time=2, data=pcm[offset:offset + FRAME_BYTES])
+            self.server.clock.advance(0)
+        return client
+
+    def assertTone(self, path, hz, seconds=0.5):
+        pcm = readAudio(path)
+        self.assertNear(len(pcm) / 4 / 48000, seconds, 0.03)
+        self.assertNear(peakFrequency(pcm), hz, 5)
+
+    def test_sessionPattern(self):
+        """
+        With C{{session}} each client records into its own Ogg file; the
+        first client's file is complete as soon as a newer client takes the
+        sink over, the second's once the sink stops (STOP), both while the
+        server still runs.
+        """
+        sink = self.sink(os.path.join(self.dir, "mic-{session}.ogg"))
+        self.assertEqual(os.listdir(self.dir), [])
+        first = self.record(500)
+        firstPath = os.path.join(self.dir, "mic-%d.ogg" % first.channel.session.id)
+        self.assertEqual(sink.files, [firstPath])
+        second = self.record(900)
+        self.assertTrue(first.channel.closing)
+        self.assertTone(firstPath, 500)
+        secondPath = os.path.join(self.dir, "mic-%d.ogg" % second.channel.session.id)
+        self.assertEqual(sink.files, [firstPath, secondPath])
+        second.take()
+        sink.stop()
+        self.assertEqual(second.names(), ["STOP"])
+        self.assertTone(secondPath, 900)
+        self.assertTrue(second.channel.connected)
+
+    def test_directoryAndRecordingNumbers(self):
+        """
+        A directory gets C{session-ID.wav}; the same client recording again
+        (after STOP, START) gets a new file beside it, never overwriting;
+        a client whose record channel closes has its file complete.
+        """
+        sink = self.sink(self.dir)
+        client = self.record(600)
+        session = client.channel.session.id
+        sink.stop()
+        sink.start()
+        self.record(700, client=client)
+        client.channel.transport.loseConnection()
+        client.protocol.connectionLost(None)
+        names = ["session-%d.wav" % session, "session-%d-2.wav" % session]
+        self.assertEqual(sorted(os.listdir(self.dir)), sorted(names))
+        self.assertTone(os.path.join(self.dir, names[0]), 600)
+        self.assertTone(os.path.join(self.dir, names[1]), 700)
+
+    def test_numberPattern(self):
+        sink = self.sink(os.path.join(self.dir, "take-{n}-{session}.wav"))
+        client = self.record(600, seconds=0.1)
+        sink.stop()
+        sink.start()
+        self.record(600, seconds=0.1, client=client)
+        session = client.channel.session.id
+        self.assertEqual(sorted(os.listdir(self.dir)),
+                         ["take-1-%d.wav" % session, "take-2-%d.wav" % session])
+
+    def test_oneOggFileChainsRecordings(self):
+        """
+        Without a pattern one Ogg file takes every recording, each a
+        chained stream complete when it ends: after the first recording's
+        STOP the file is whole, and after the second it holds both.
+        """
+        path = os.path.join(self.dir, "all.ogg")
+        sink = self.sink(path)
+        client = self.record(500)
+        sink.stop()
+        self.assertTone(path, 500)
+        sink.start()
+        self.record(900, client=client)
+        sink.stop()
+        pcm = readAudio(path)
+        self.assertNear(len(pcm) / 4 / 48000, 1.0, 0.05)
+        self.assertNear(peakFrequency(pcm[:24000 * 4]), 500, 5)
+        self.assertNear(peakFrequency(pcm[-24000 * 4:]), 900, 5)
+        self.assertEqual(sink.files, [path])
+
+    def test_oneWavFileKeepsEverything(self):
+        path = os.path.join(self.dir, "all.wav")
+        sink = self.sink(path)
+        client = self.record(500, seconds=0.2)
+        sink.stop()
+        sink.start()
+        self.record(500, seconds=0.2, client=client)
+        with wave.open(path) as w:
+            self.assertEqual(w.getnframes(), 2 * 9600)
+
+    def test_badPaths(self):
+        for path, text in ((os.path.join(self.dir, "x-{who}.wav"), "pattern"),
+                           (os.path.join(self.dir, "x-{session.wav"), "pattern"),
+                           (os.path.join(self.dir, "missing") + os.sep, "no such directory"),
+                           (os.path.join(self.dir, "missing", "{session}.wav"), "cannot write")):
+            with self.assertRaises(ValueError) as e:
+                FileSink(path)
+            self.assertIn(text, str(e.exception))

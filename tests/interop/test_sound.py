@@ -222,6 +222,31 @@ class SoundTests(InteropTestCase):
         self.assertGreaterEqual(len(pcm), 48000 * 4 * 0.9)
         self.assertLessEqual(abs(peakFrequency(pcm[-48000 * 4:]) - 440), PEAK_TOLERANCE)
 
+    @defer.inlineCallbacks
+    def test_recordPerSessionOggCompleteAtStop(self):
+        """
+        C{file:} with C{{session}}: spice-gtk's microphone goes into a file
+        named after its session, and when the sink stops (the client gets
+        STOP) the Ogg file is complete, while the server still runs: every
+        stream in it has its end page, and it decodes to the sine sent.
+        """
+        from tests.test_sound import readAudio
+        server = SoundServer(self, recordTo="mic-{session}.ogg")
+        client = yield self.connect(server)
+        yield client.waitForEvent({"event": "record-start"})
+        since = len(client.events)
+        yield client.check("record_tone", hz=600, seconds=1.0)
+        yield self.waitUntil(lambda: server.sink.samples >= 48000 - 480)
+        (session,) = server.server.sessions
+        path = os.path.join(self.tmp, "mic-%d.ogg" % session)
+        self.assertEqual(server.sink.files, [path])
+        server.sink.stop()
+        yield client.waitForEvent({"event": "record-stop"}, since=since)
+        self.assertTrue(server.channel(RECORD).connected)
+        pcm = readAudio(path)
+        self.assertGreaterEqual(len(pcm), (48000 - 960) * 4)
+        self.assertLessEqual(abs(peakFrequency(pcm[-48000 * 4:]) - 600), PEAK_TOLERANCE)
+
 
 class SoundMigrationTests(InteropTestCase):
     """
