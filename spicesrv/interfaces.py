@@ -545,7 +545,7 @@ class IRecordSink(ISpiceBase):
 
     taggedValue("type", "record")
     taggedValue("major_version", 1)
-    taggedValue("minor_version", 0)
+    taggedValue("minor_version", 1)
 
     active = Attribute("Whether the sink wants sound now.")
     volume = Attribute("One level per channel (0..65535), or L{None}.")
@@ -569,6 +569,26 @@ class IRecordSink(ISpiceBase):
         whole number of them), already decoded.  Must not block.
 
         @type pcm: L{bytes}
+        """
+
+    def recording_started(session_id):
+        """
+        A client's recording begins: the record channel of session
+        C{session_id} is about to give its first L{record_data} since it
+        was asked to record.  A sink may keep each recording apart (the
+        C{file} sink writes one file per client with C{{session}}).
+        Minor version 1; the record channel calls it only when the sink has
+        it.
+
+        @return: a key for L{recording_stopped}.
+        """
+
+    def recording_stopped(key):
+        """
+        The recording C{key} (from L{recording_started}) ended: the sink
+        stopped wanting sound, or the client's record channel closed or was
+        replaced.  What the sink keeps of it is complete now.  A key that
+        is not the current recording's is ignored.
         """
 
 

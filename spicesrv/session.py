@@ -26,6 +26,9 @@ class ClientSession:
         L{arrival} follows it until it has switched here.
     @ivar arrival: the L{Arrival} of a client that migrated in (kept once it
         has arrived), or L{None}.
+    @ivar playbackDelay: how far ahead of the multimedia clock (ms) this
+        client's video frames are stamped: the largest of its display
+        streams' delays, 0 while none plays (see L{videoDelay}).
     """
 
     log = Logger()
@@ -39,6 +42,8 @@ class ClientSession:
         self.channels = {}
         self.ended = False
         self.arrival = None
+        self.playbackDelay = 0
+        self._videoDelays = {}
         if migratingIn:
             self.arrival = Arrival(self, server, server.migrationArrivalTimeout)
 
@@ -60,6 +65,27 @@ class ClientSession:
         (and skips the messages the client kept from the source).
         """
         return self.arrival is not None and self.arrival.restoring
+
+    def videoDelay(self, who, milliseconds):
+        """
+        C{who} (a display channel's stream manager) now stamps its video
+        frames C{milliseconds} ahead of the multimedia clock, 0 once it has
+        no stream.  When the session's L{playbackDelay}, the largest of
+        these, changes, its channels hear it as C{playbackLatency(ms)}: the
+        playback channel stamps its sound with the same delay and asks the
+        client to keep that much buffered (LATENCY), so that a picture and
+        the sound made with it are due at the same moment (libspice's
+        C{reds_set_client_mm_time_latency}).
+        """
+        milliseconds = max(0, int(milliseconds))
+        if milliseconds:
+            self._videoDelays[who] = milliseconds
+        else:
+            self._videoDelays.pop(who, None)
+        delay = max(self._videoDelays.values(), default=0)
+        if delay != self.playbackDelay:
+            self.playbackDelay = delay
+            self.broadcast("playbackLatency", delay)
 
     def add(self, channel):
         key = (channel.channelType, channel.channelId)

@@ -5,14 +5,18 @@ built-in sources and sinks, and their plugins and options.
 """
 
 import os
+import socket
 import struct
 import wave
 
+from twisted.internet import defer, reactor, task
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from spicesrv.channels.playback import PlaybackChannel
+from spicesrv.display import streams
+from spicesrv.display.ratecontrol import queuedBytes
 from spicesrv.interfaces import IPlaybackSource, IRecordSink, ISoundPlugin
 from spicesrv.plugin import soundPlugins
 from spicesrv.server import InterfaceError
@@ -26,6 +30,7 @@ from spicesrv.testing import (
     FakeSoundSource, LogCapture, RecordingPlaybackObserver, RecordingRecordObserver,
     RecordingSink, connectChannel, makeTestServer)
 from spicesrv.wire.constants import ChannelType
+from spicesrv.wire.messages import DISPLAY_CLIENT
 from spicesrv.wire.sound import (
     FRAME_BYTES, FRAME_SAMPLES, MAX_OPUS_PACKET, PLAYBACK_SERVER, RECORD_CLIENT,
     RECORD_SERVER, AudioDataMode, AudioFormat, PlaybackCap, RecordCap)
@@ -33,6 +38,7 @@ from spicesrv.wire.sound import (
 PLAYBACK, RECORD = ChannelType.PLAYBACK, ChannelType.RECORD
 SPICE_GTK_PLAYBACK_CAPS = {PlaybackCap.VOLUME, PlaybackCap.LATENCY, PlaybackCap.OPUS}
 SPICE_GTK_RECORD_CAPS = {RecordCap.VOLUME, RecordCap.OPUS}
+FRAME_SECONDS = 1.0 / 30
 
 
 def soundServer(source=None, sink=None, **kwargs):
@@ -617,6 +623,7 @@ class PluginTests(TestCase):
         self.assertIsInstance(server.playback, ToneSource)
         self.assertEqual(server.playback.hz, 1000)
         self.assertIsInstance(server.record, FileSink)
+        self.addCleanup(server.record.close)
         self.assertTrue(server.playbackCompression)
         self.assertEqual(len(reactor.triggers["before"]["shutdown"]), 2)
 
@@ -652,3 +659,396 @@ class FrameTests(TestCase):
     def test_frameSize(self):
         self.assertRaises(ValueError, AudioFrame, b"\0" * 10)
         self.assertRaises(ValueError, AudioFrame(b"\0" * FRAME_BYTES).opus)
+
+
+class SyncTests(TestCase):
+    """
+    Sound and video streams in step: the display streams' playback delay
+    reaches the playback channel as LATENCY, and the sound is stamped on
+    the frames' clock (the multimedia time plus that delay).
+    """
+
+    CAPS = {PlaybackCap.VOLUME, PlaybackCap.LATENCY}
+
+    def setUp(self):
+        from tests.test_display_streams import StreamingSetup
+
+        class Streaming(StreamingSetup):
+            pass
+        self.video = Streaming()
+        self.video.assertEqual = self.assertEqual
+        self.video.addCleanup = self.addCleanup
+        self.video.setUp()
+        self.server = self.video.server
+        self.clock = self.video.clock
+        self.tone = ToneSource(self.clock, 1000)
+        self.server.addInterface(self.tone)
+        self.session = self.server.sessions[self.video.sessionId]
+        self.audio = []
+
+    def linkPlayback(self, caps=CAPS):
+        from spicesrv.testing import TestClientChannel
+        client = TestClientChannel(self.server, PLAYBACK, connection_id=self.video.sessionId,
+                                   channel_caps=caps)
+        self.playback = client
+        return client
+
+    def play(self, seconds):
+        self.video.play(seconds)
+        self.audio.extend(self.playback.take())
+
+    def latencies(self):
+        return [r.latency_ms for n, r in self.audio if n == "LATENCY"]
+
+    def lastData(self):
+        return [r for n, r in self.audio if n == "DATA"][-1].time
+
+    def assertStamped(self, delay):
+        """
+        The newest sound frame carries the multimedia time plus C{delay}
+        (it was made within the tone's last 20 ms tick).
+        """
+        now = self.server.mmTime()
+        self.assertTrue(now + delay - 1000 * paced.TICK <= self.lastData() <= now + delay,
+                        (self.lastData(), now, delay))
+
+    def test_latencyFollowsTheStreamDelay(self):
+        """
+        No LATENCY before a stream; when one starts, LATENCY says its delay
+        and the sound is stamped that far ahead, as the frames are; a late
+        STREAM_REPORT raises both; when the stream ends no LATENCY 0 goes
+        out and the stamps come back to the clock without going backwards.
+        """
+        self.linkPlayback()
+        self.play(0.3)
+        self.assertEqual(self.latencies(), [])
+        self.assertStamped(0)
+
+        self.video.source.start()
+        self.play(1.0)
+        manager = self.video.channel.streams
+        (stream,) = manager.streams.values()
+        delay = int(manager.rate.delayMs)
+        self.assertEqual(self.latencies(), [delay])
+        self.assertEqual(self.session.playbackDelay, delay)
+        self.assertStamped(delay)
+        frameTime = self.video.surface.frameTimes[-1]
+        self.assertNear(frameTime, self.lastData(), 1000 * (FRAME_SECONDS + paced.TICK))
+
+        self.video.client.send(DISPLAY_CLIENT["STREAM_REPORT"], stream_id=stream.id,
+                               unique_id=stream.reportId, start_frame_mm_time=1,
+                               end_frame_mm_time=2, num_frames=5, num_drops=3,
+                               last_frame_delay=-40, audio_delay=0xFFFFFFFF)
+        raised = int(manager.rate.delayMs)
+        self.assertGreater(raised, delay)
+        self.play(0.2)
+        self.assertEqual(self.latencies(), [delay, raised])
+        self.assertStamped(raised)
+
+        self.video.source.stop()
+        self.play(streams.STREAM_TIMEOUT + 0.5)
+        self.assertEqual(manager.streams, {})
+        self.assertEqual(self.session.playbackDelay, 0)
+        self.assertEqual(self.latencies(), [delay, raised])
+        self.play(1.0)
+        self.assertStamped(0)
+        times = [r.time for n, r in self.audio if n in ("START", "DATA")]
+        self.assertEqual(times, sorted(times))
+
+    def test_linkedDuringAStream(self):
+        """
+        A playback channel linked while a stream plays gets LATENCY right
+        after START (spice-gtk resets its min-latency on START), and its
+        sound is stamped with the delay from the first packet; a client
+        without SPICE_PLAYBACK_CAP_LATENCY gets the same stamps, no LATENCY.
+        """
+        self.video.source.start()
+        self.video.play(1.0)
+        delay = self.session.playbackDelay
+        self.assertGreater(delay, 0)
+        self.linkPlayback()
+        self.play(0.1)
+        self.assertEqual([n for n, _ in self.audio][:3], ["MODE", "START", "LATENCY"])
+        self.assertEqual(self.latencies(), [delay])
+        start = [r for n, r in self.audio if n == "START"][0]
+        self.assertEqual(start.time, (self.server.mmTime() - 100 + delay))
+        self.assertStamped(delay)
+        self.audio = []
+        self.linkPlayback(caps={PlaybackCap.VOLUME})
+        self.play(0.1)
+        self.assertEqual(self.latencies(), [])
+        self.assertStamped(delay)
+
+    def test_largestDelayOfTheSession(self):
+        """
+        The session's playback delay is the largest of its stream managers'
+        delays; LATENCY follows it up and down, but never to 0.
+        """
+        self.linkPlayback()
+        self.playback.take()
+        first, second = object(), object()
+        self.session.videoDelay(first, 100)
+        self.session.videoDelay(second, 250)
+        self.session.videoDelay(first, 120)
+        self.session.videoDelay(second, 0)
+        self.session.videoDelay(first, 0)
+        self.assertEqual(self.session.playbackDelay, 0)
+        self.assertEqual([r.latency_ms for n, r in self.playback.take() if n == "LATENCY"],
+                         [100, 250, 120])
+
+    def test_stampsNeverGoBack(self):
+        """
+        When the delay shrinks the sound's stamps wait for the clock instead
+        of going back (spice-gtk warns of an older packet and resets its
+        clock).
+        """
+        self.linkPlayback()
+        self.play(0.1)
+        self.session.broadcast("playbackLatency", 300)
+        self.play(0.1)
+        high = self.lastData()
+        self.session.broadcast("playbackLatency", 0)
+        self.play(0.2)
+        self.assertEqual(self.lastData(), high)
+        self.play(0.2)
+        self.assertStamped(0)
+        times = [r.time for n, r in self.audio if n == "DATA"]
+        self.assertEqual(times, sorted(times))
+
+
+class RealSocketTests(TestCase):
+    """
+    Back-pressure on real loopback sockets, run by the real reactor: the
+    tone plays on a clock the test fast-forwards (ten seconds of sound in
+    far less), the server's sockets are real.
+    """
+
+    timeout = 120
+
+    @defer.inlineCallbacks
+    def test_clientThatDoesNotReadGetsDrops(self):
+        """
+        One client links main and playback, then stops reading while ten
+        seconds of raw PCM (about 1.9 MB) play: what the server holds for
+        it (Twisted's buffer plus the kernel's send queue) stays within the
+        transport's buffer size and the socket's send buffer, the frames it
+        could not take are counted as dropped, and every frame made for it
+        is either sent or dropped.  Meanwhile a second client's playback
+        gets every frame.  Once the first client reads again, its sound
+        goes on.
+        """
+        from tests.test_fairness import LoopbackServer
+        toneClock = Clock()
+        tone = ToneSource(toneClock, 440)
+        loopback = LoopbackServer(self, tone)
+
+        _, stalledId = yield loopback.client()
+        stalled = yield loopback.connect(PLAYBACK, stalledId, read=False)
+        _, flowingId = yield loopback.client()
+        flowing = yield loopback.connect(PLAYBACK, flowingId)
+        stalledChannel = loopback.server.sessions[stalledId].channels[(PLAYBACK, 0)]
+        flowingChannel = loopback.server.sessions[flowingId].channels[(PLAYBACK, 0)]
+        self.assertEqual((stalledChannel.mode, flowingChannel.mode),
+                         (AudioDataMode.RAW, AudioDataMode.RAW))
+        transport = stalledChannel.transport
+        # Without this the kernel's send buffer grows (autotuning) to
+        # megabytes first; set, it bounds the kernel's part.
+        transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        sendBuffer = transport.getHandle().getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+
+        def held():
+            return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+        message = 6 + 4 + FRAME_BYTES          # mini header, time, one frame
+        mostHeld = transport.bufferSize + 2 * message
+        made = tone.frames
+        largest = 0
+        for _ in range(500):                   # 10 s of sound, 20 ms a step
+            toneClock.advance(paced.TICK)
+            yield task.deferLater(reactor, 0, lambda: None)
+            largest = max(largest, held())
+            self.assertLessEqual(queuedBytes(transport), mostHeld + sendBuffer)
+        made = tone.frames - made
+        self.assertEqual(made, 1000)
+        self.assertLessEqual(largest, mostHeld)
+        self.assertGreater(stalledChannel.dropped, 0)
+        self.assertEqual(stalledChannel.sent + stalledChannel.dropped, made)
+        self.assertTrue(stalledChannel.connected)
+        self.assertLess(stalledChannel.sent * message, made * message - transport.bufferSize)
+
+        # The other client heard all of it meanwhile.
+        self.assertEqual((flowingChannel.sent, flowingChannel.dropped), (made, 0))
+        for _ in range(1000):
+            if len([n for n, _ in flowing.messages.messages if n == "DATA"]) == made:
+                break
+            yield task.deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(len([n for n, _ in flowing.messages.messages if n == "DATA"]), made)
+
+        # Reading again, the first client gets sound again.
+        sent = stalledChannel.sent
+        stalled.transport.resumeProducing()
+        for _ in range(1000):
+            toneClock.advance(paced.TICK)
+            yield task.deferLater(reactor, 0.001, lambda: None)
+            if stalledChannel.sent > sent + 10:
+                break
+        self.assertGreater(stalledChannel.sent, sent + 10)
+
+
+def readAudio(path):
+    """
+    Decode an audio file (WAV or Ogg, chained streams included) to 48 kHz
+    stereo S16; check that an Ogg file's every stream is complete (ends
+    with an end-of-stream page).
+    """
+    import av
+    with open(path, "rb") as f:
+        data = f.read()
+    if data.startswith(b"OggS"):
+        begun, ended, at = set(), set(), 0
+        while True:
+            at = data.find(b"OggS", at)
+            if at < 0:
+                break
+            flags, serial = data[at + 5], struct.unpack_from("<I", data, at + 14)[0]
+            if flags & 2:
+                begun.add(serial)
+            if flags & 4:
+                ended.add(serial)
+            at += 4
+        if not begun or begun != ended:
+            raise AssertionError("%s: Ogg streams %r begun, %r ended" % (path, begun, ended))
+    with av.open(path) as container:
+        resampler = av.AudioResampler(format="s16", layout="stereo", rate=48000)
+        return b"".join(bytes(c.planes[0])[:c.samples * 4]
+                        for frame in container.decode(audio=0)
+                        for c in resampler.resample(frame))
+
+
+class RecordFileTests(TestCase):
+    """
+    C{file:} recording per client: C{{session}} / C{{n}} patterns and
+    directories, and files complete when a recording ends, while the
+    server runs.
+    """
+
+    def setUp(self):
+        self.dir = os.path.abspath(self.mktemp())
+        os.makedirs(self.dir)
+
+    def sink(self, path):
+        sink = FileSink(path)
+        self.addCleanup(sink.close)
+        self.server = soundServer(sink=sink)
+        return sink
+
+    def record(self, hz, seconds=0.5, client=None):
+        """
+        Link a record channel (a new client unless C{client}) and send
+        C{seconds} of a sine as raw DATA.
+        """
+        if client is None:
+            client = connectChannel(self.server, RECORD, channel_caps={RecordCap.VOLUME})
+        client.send(RECORD_CLIENT["MODE"], time=1, mode=AudioDataMode.RAW, data=b"")
+        client.send(RECORD_CLIENT["START_MARK"], time=1)
+        pcm = tone(hz, 0, int(48000 * seconds))
+        for offset in range(0, len(pcm), FRAME_BYTES):
+            client.send(RECORD_CLIENT["DATA"], time=2, data=pcm[offset:offset + FRAME_BYTES])
+            self.server.clock.advance(0)
+        return client
+
+    def assertTone(self, path, hz, seconds=0.5):
+        pcm = readAudio(path)
+        self.assertNear(len(pcm) / 4 / 48000, seconds, 0.03)
+        self.assertNear(peakFrequency(pcm), hz, 5)
+
+    def test_sessionPattern(self):
+        """
+        With C{{session}} each client records into its own Ogg file; the
+        first client's file is complete as soon as a newer client takes the
+        sink over, the second's once the sink stops (STOP), both while the
+        server still runs.
+        """
+        sink = self.sink(os.path.join(self.dir, "mic-{session}.ogg"))
+        self.assertEqual(os.listdir(self.dir), [])
+        first = self.record(500)
+        firstPath = os.path.join(self.dir, "mic-%d.ogg" % first.channel.session.id)
+        self.assertEqual(sink.files, [firstPath])
+        second = self.record(900)
+        self.assertTrue(first.channel.closing)
+        self.assertTone(firstPath, 500)
+        secondPath = os.path.join(self.dir, "mic-%d.ogg" % second.channel.session.id)
+        self.assertEqual(sink.files, [firstPath, secondPath])
+        second.take()
+        sink.stop()
+        self.assertEqual(second.names(), ["STOP"])
+        self.assertTone(secondPath, 900)
+        self.assertTrue(second.channel.connected)
+
+    def test_directoryAndRecordingNumbers(self):
+        """
+        A directory gets C{session-ID.wav}; the same client recording again
+        (after STOP, START) gets a new file beside it, never overwriting;
+        a client whose record channel closes has its file complete.
+        """
+        sink = self.sink(self.dir)
+        client = self.record(600)
+        session = client.channel.session.id
+        sink.stop()
+        sink.start()
+        self.record(700, client=client)
+        client.channel.transport.loseConnection()
+        client.protocol.connectionLost(None)
+        names = ["session-%d.wav" % session, "session-%d-2.wav" % session]
+        self.assertEqual(sorted(os.listdir(self.dir)), sorted(names))
+        self.assertTone(os.path.join(self.dir, names[0]), 600)
+        self.assertTone(os.path.join(self.dir, names[1]), 700)
+
+    def test_numberPattern(self):
+        sink = self.sink(os.path.join(self.dir, "take-{n}-{session}.wav"))
+        client = self.record(600, seconds=0.1)
+        sink.stop()
+        sink.start()
+        self.record(600, seconds=0.1, client=client)
+        session = client.channel.session.id
+        self.assertEqual(sorted(os.listdir(self.dir)),
+                         ["take-1-%d.wav" % session, "take-2-%d.wav" % session])
+
+    def test_oneOggFileChainsRecordings(self):
+        """
+        Without a pattern one Ogg file takes every recording, each a
+        chained stream complete when it ends: after the first recording's
+        STOP the file is whole, and after the second it holds both.
+        """
+        path = os.path.join(self.dir, "all.ogg")
+        sink = self.sink(path)
+        client = self.record(500)
+        sink.stop()
+        self.assertTone(path, 500)
+        sink.start()
+        self.record(900, client=client)
+        sink.stop()
+        pcm = readAudio(path)
+        self.assertNear(len(pcm) / 4 / 48000, 1.0, 0.05)
+        self.assertNear(peakFrequency(pcm[:24000 * 4]), 500, 5)
+        self.assertNear(peakFrequency(pcm[-24000 * 4:]), 900, 5)
+        self.assertEqual(sink.files, [path])
+
+    def test_oneWavFileKeepsEverything(self):
+        path = os.path.join(self.dir, "all.wav")
+        sink = self.sink(path)
+        client = self.record(500, seconds=0.2)
+        sink.stop()
+        sink.start()
+        self.record(500, seconds=0.2, client=client)
+        with wave.open(path) as w:
+            self.assertEqual(w.getnframes(), 2 * 9600)
+
+    def test_badPaths(self):
+        for path, text in ((os.path.join(self.dir, "x-{who}.wav"), "pattern"),
+                           (os.path.join(self.dir, "x-{session.wav"), "pattern"),
+                           (os.path.join(self.dir, "missing") + os.sep, "no such directory"),
+                           (os.path.join(self.dir, "missing", "{session}.wav"), "cannot write")):
+            with self.assertRaises(ValueError) as e:
+                FileSink(path)
+            self.assertIn(text, str(e.exception))

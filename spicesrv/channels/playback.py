@@ -8,13 +8,24 @@ What goes out, as libspice-server sends it (``server/sound.cpp``):
   the source has a volume, then START if the source is playing.
 - While playing: one DATA per 10 ms frame, stamped with the multimedia
   time (C{context.mmTime()}, the clock display streams are stamped with
-  too).  spice-gtk's audio backend sets the session's multimedia time from
-  these stamps minus what it still has to play, which is how pictures are
-  shown in step with the sound.
+  too) plus the session's playback delay (below), never earlier than the
+  frame before.
 - STOP when the source stops; VOLUME / MUTE whenever they change; LATENCY
   (clients with SPICE_PLAYBACK_CAP_LATENCY) when L{playbackLatency} asks
-  the client to keep more sound buffered (display streams do, so their
-  frames and the sound stay in step).
+  the client to keep more sound buffered, and again after each START
+  (spice-gtk resets its C{min-latency} to 200 ms on START).
+
+Sound and pictures in step: display streams stamp each frame with the
+multimedia time plus a delay that the client's STREAM_REPORTs steer, and
+tell the session (L{spicesrv.session.ClientSession.videoDelay}), which
+tells this channel (C{playbackLatency}).  The sound is stamped with the
+same delay, so a frame and the sound made at the same moment carry the
+same time; spice-gtk's audio backend sets the session's multimedia time
+from the stamps minus what it still has to play, so the frame is shown as
+that sound is heard.  LATENCY asks the client to buffer that much sound,
+which is what a frame waits too.  libspice stamps frames with the capture
+time and delays the client's clock instead; the two are the same once the
+delay is added on both sides.
 
 Back-pressure: the channel is its transport's push producer.  While the
 socket is full, frames are dropped (and counted), never queued: a client
@@ -56,6 +67,8 @@ class PlaybackChannel(ChannelProtocol):
     @ivar mode: the L{AudioDataMode} told to the client.
     @ivar sent: frames sent; @ivar dropped: frames dropped because the
         client did not take them in time.
+    @ivar delay: the playback delay (ms) the sound is stamped with and
+        LATENCY asks of the client: the session's video delay.
     """
 
     channelType = ChannelType.PLAYBACK
@@ -75,6 +88,8 @@ class PlaybackChannel(ChannelProtocol):
         self._waiting = False       # for the client to arrive (migration)
         self._restart = False       # the client kept a stream from the source
         self._observing = False
+        self.delay = session.playbackDelay
+        self._lastStamp = None
 
     @classmethod
     def capabilities(cls, context):
@@ -121,7 +136,7 @@ class PlaybackChannel(ChannelProtocol):
         self.log.info("{session} {channel}: playing {source} in {mode} mode",
                       session=self.session.id, channel=self.name,
                       source=self.source.description, mode=self.mode.name)
-        self.sendMessage("MODE", time=self.context.mmTime(), mode=self.mode, data=b"")
+        self.sendMessage("MODE", time=self.stamp(), mode=self.mode, data=b"")
         if self.source.volume is not None:
             self.volume_changed(self.source.volume)
             self.mute_changed(self.source.mute)
@@ -146,7 +161,9 @@ class PlaybackChannel(ChannelProtocol):
             return
         self.playing = True
         self.sendMessage("START", channels=CHANNELS, format=AudioFormat.S16,
-                         frequency=RATE, time=self.context.mmTime())
+                         frequency=RATE, time=self.stamp())
+        if self.delay:
+            self._sendLatency()
 
     def playback_stopped(self):
         if not self.playing:
@@ -165,7 +182,7 @@ class PlaybackChannel(ChannelProtocol):
             return
         self.sent += 1
         self.bytesSent += len(data)
-        self.sendMessage("DATA", time=self.context.mmTime(), data=data)
+        self.sendMessage("DATA", time=self.stamp(), data=data)
 
     def volume_changed(self, volume):
         if PlaybackCap.VOLUME in self.info.channel_caps:
@@ -175,15 +192,37 @@ class PlaybackChannel(ChannelProtocol):
         if PlaybackCap.VOLUME in self.info.channel_caps:
             self.sendMessage("MUTE", mute=int(bool(mute)))
 
+    def stamp(self):
+        """
+        The multimedia time for what is sent now: C{context.mmTime()} plus
+        L{delay}, never earlier than the stamp before (spice-gtk warns of
+        a packet older than the last, and takes a clock going back as a
+        reset): when the delay shrinks, the stamps wait for the clock.
+        """
+        stamp = (self.context.mmTime() + self.delay) & 0xFFFFFFFF
+        last = self._lastStamp
+        if last is not None and 0 < (last - stamp) & 0xFFFFFFFF < 1 << 31:
+            stamp = last
+        self._lastStamp = stamp
+        return stamp
+
     def playbackLatency(self, milliseconds):
         """
-        Ask the client to keep at least C{milliseconds} of sound buffered
-        (libspice's C{snd_set_playback_latency}, which display streams call
-        with their own latency); only clients with
-        SPICE_PLAYBACK_CAP_LATENCY understand it.
+        The session's video frames are now stamped C{milliseconds} ahead of
+        the multimedia clock (0: no stream plays): stamp the sound alike
+        and ask the client to keep that much buffered (libspice's
+        C{snd_set_playback_latency}, which its display streams call with
+        their latency).  Only clients with SPICE_PLAYBACK_CAP_LATENCY
+        understand LATENCY; 0 is not sent (the client keeps what it had, as
+        with libspice when the last stream ends).
         """
+        self.delay = max(0, int(milliseconds))
+        if self.delay:
+            self._sendLatency()
+
+    def _sendLatency(self):
         if PlaybackCap.LATENCY in self.info.channel_caps:
-            self.sendMessage("LATENCY", latency_ms=max(0, int(milliseconds)))
+            self.sendMessage("LATENCY", latency_ms=self.delay)
 
     # -- IPushProducer (the client's socket) ---------------------------------------
 

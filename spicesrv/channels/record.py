@@ -11,7 +11,11 @@ channel decodes and hands to the sink.
 
 A sink takes one client at a time, as in libspice: a record channel
 linked later replaces the one before (which is closed).  Client audio is
-never queued here: it goes to the sink as it arrives.  Migration carries
+never queued here: it goes to the sink as it arrives.  A client's
+recording runs from its first DATA after START to STOP, or to the
+channel's end: the sink hears both (C{recording_started(session_id)},
+C{recording_stopped(key)}), so that it can keep each recording apart and
+finish it at once (the C{file} sink's per-client files).  Migration carries
 no data; on a target the channel waits until its client has arrived, and
 after a seamless switch sends STOP first, so that the client, which kept
 recording as it did for the source, starts over with its MODE here.
@@ -59,6 +63,8 @@ class RecordChannel(ChannelProtocol):
         self._waiting = False
         self._restart = False       # the client kept a recording from the source
         self._observing = False
+        self._recording = False     # the client's recording reached the sink
+        self._recordingKey = None   # the sink's key for it
 
     @classmethod
     def capabilities(cls, context):
@@ -101,6 +107,7 @@ class RecordChannel(ChannelProtocol):
             self.record_started()
 
     def channelDown(self):
+        self._endRecording()
         if self._observing:
             self._observing = False
             try:
@@ -124,7 +131,25 @@ class RecordChannel(ChannelProtocol):
         if not self.recording:
             return
         self.recording = False
+        self._endRecording()
         self.sendMessage("STOP")
+
+    def _beginRecording(self):
+        # recording_started is IRecordSink's minor version 1: a sink of
+        # version 1.0 has none.
+        self._recording = True
+        started = getattr(self.sink, "recording_started", None)
+        if started is not None:
+            self._recordingKey = started(self.session.id)
+
+    def _endRecording(self):
+        if not self._recording:
+            return
+        self._recording = False
+        key, self._recordingKey = self._recordingKey, None
+        stopped = getattr(self.sink, "recording_stopped", None)
+        if stopped is not None:
+            stopped(key)
 
     def volume_changed(self, volume):
         if RecordCap.VOLUME in self.info.channel_caps:
@@ -174,4 +199,6 @@ class RecordChannel(ChannelProtocol):
             whole = len(msg.data) - len(msg.data) % (CHANNELS * SAMPLE_BYTES)
             pcm = msg.data[:whole]
         self.received += 1
+        if not self._recording:
+            self._beginRecording()
         self.sink.record_data(pcm)

@@ -197,8 +197,10 @@ class StreamManager:
         losslessly), C{streamStarted(rect)} (forget pending lossless
         updates inside C{rect}), C{queuedBytes()}, C{bytesWritten}, C{mmTime()} (the
         client's multimedia clock, ms), C{canSendVideo()} (the channel is
-        neither paused nor over its ACK window) and C{clientCaps} (the
-        display channel caps of the client).
+        neither paused nor over its ACK window), C{clientCaps} (the
+        display channel caps of the client) and C{session} (whose
+        C{videoDelay(manager, ms)} hears the playback delay, so that the
+        client's sound is stamped and buffered alike).
     @param source: the display source (its C{framebuffer()}).
     @param clock: an C{IReactorTime}.
     @param encoder: a L{spicesrv.display.video.ThreadedEncoder} or
@@ -220,6 +222,7 @@ class StreamManager:
         self._pumpCall = None
         self._timeoutCall = None
         self._sampleCall = None
+        self._toldDelay = 0
         self.created = 0
         self.ended = 0
 
@@ -308,6 +311,7 @@ class StreamManager:
                        id=stream.id, width=width, height=height, left=left, top=top, fps=fps)
         self._scheduleTimeout()
         self._scheduleSample()
+        self._tellDelay()
         return True
 
     def end(self, stream, refresh=True):
@@ -319,6 +323,7 @@ class StreamManager:
             return
         self.ended += 1
         self.channel.sendMessage("STREAM_DESTROY", id=stream.id)
+        self._tellDelay()
         if refresh:
             self.channel.refresh(stream.frameRect)
             if stream.sized:
@@ -332,12 +337,14 @@ class StreamManager:
         if self.streams:
             self.streams.clear()
             self.channel.sendMessage("STREAM_DESTROY_ALL")
+            self._tellDelay()
 
     def stop(self):
         """
         The channel is gone: cancel every timer.
         """
         self.streams.clear()
+        self._tellDelay()
         for name in ("_pumpCall", "_timeoutCall", "_sampleCall"):
             call = getattr(self, name)
             if call is not None and call.active():
@@ -481,3 +488,14 @@ class StreamManager:
             self.end(stream)
             return
         self.rate.report(msg.num_frames, msg.num_drops, msg.last_frame_delay)
+        self._tellDelay()
+
+    def _tellDelay(self):
+        """
+        Tell the session how far ahead frames are stamped now (0 without a
+        stream), when that changed: its playback channel follows it.
+        """
+        delay = int(self.rate.delayMs) if self.streams else 0
+        if delay != self._toldDelay:
+            self._toldDelay = delay
+            self.channel.session.videoDelay(self, delay)

@@ -31,7 +31,8 @@ class TonePlugin:
 class FilePlugin:
     name = "file"
     description = ("file:PATH plays any audio file FFmpeg decodes, looped; records to a "
-                   "WAV file (or Ogg/Opus for .ogg and .opus)")
+                   "WAV file (or Ogg/Opus for .ogg and .opus), one per client with "
+                   "{session} in PATH or PATH a directory")
     options = ()
 
     def makePlayback(self, args, values, reactor):
@@ -43,7 +44,8 @@ class FilePlugin:
     def makeRecord(self, args, values, reactor):
         from spicesrv.sound.file import FileSink
         if not args:
-            raise ValueError("give the file as file:PATH (.wav, .ogg or .opus)")
+            raise ValueError("give the file as file:PATH (.wav, .ogg or .opus; "
+                             "{session} in PATH, or a directory, for a file per client)")
         return FileSink(args)
 
 

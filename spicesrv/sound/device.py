@@ -159,11 +159,14 @@ class RecordDevice(_Device):
     """
 
     type = "record"
+    minor_version = 1
 
     def __init__(self, description):
         _Device.__init__(self, description)
         self.samples = 0
         self._odd = b""
+        self.recordings = 0
+        self._recording = None
 
     def start(self):
         if self.active:
@@ -191,4 +194,32 @@ class RecordDevice(_Device):
     def received(self, pcm):
         """
         Whole stereo samples arrived; subclasses store or play them.
+        """
+
+    def recording_started(self, session_id):
+        if self._recording is not None:
+            self.recording_stopped(self._recording)
+        self.recordings += 1
+        self._recording = self.recordings
+        self.recordingBegan(self.recordings, session_id)
+        return self._recording
+
+    def recording_stopped(self, key):
+        if key is None or key != self._recording:
+            return
+        self._recording = None
+        self._odd = b""
+        self.recordingEnded()
+
+    def recordingBegan(self, number, session_id):
+        """
+        Recording C{number} (1, 2, ... in this device's life) of the client
+        of session C{session_id} begins; subclasses may open something for
+        it.
+        """
+
+    def recordingEnded(self):
+        """
+        The current recording ended; subclasses finish what they kept of
+        it.
         """

@@ -1,6 +1,7 @@
 """
 C{file:PATH}: play any audio file FFmpeg decodes, looped (L{FileSource});
-record a client's microphone to a WAV or Ogg/Opus file (L{FileSink}).
+record clients' microphones to WAV or Ogg/Opus files, one for all or one
+per client (L{FileSink}).
 Both through PyAV.
 
 Decoding happens on the reactor a few frames at a time (FFmpeg decodes
@@ -8,6 +9,7 @@ compressed audio hundreds of times faster than real time), so the file is
 never held in memory whole.
 """
 
+import os
 import wave
 
 from spicesrv.sound.device import RecordDevice
@@ -15,6 +17,8 @@ from spicesrv.sound.paced import PacedSource
 from spicesrv.wire.sound import CHANNELS, RATE, SAMPLE_BYTES
 
 SAMPLE = CHANNELS * SAMPLE_BYTES
+#: File names that are written as Ogg/Opus.
+OGG = (".ogg", ".opus", ".oga")
 
 
 class FileSource(PacedSource):
@@ -100,36 +104,92 @@ class FileSource(PacedSource):
 
 class FileSink(RecordDevice):
     """
-    Writes what clients record to C{path}: a WAV file (48 kHz stereo S16,
-    its header kept valid after every write) or, for C{.ogg} / C{.opus},
-    Ogg/Opus (complete once the server stops).  The file is created at
-    startup and takes every recording of the server's life.
+    Writes what clients record to files: WAV (48 kHz stereo S16) or, for
+    C{.ogg}, C{.opus} and C{.oga}, Ogg/Opus.
 
-    @raise ValueError: the file cannot be created.
+    C{path} is one of:
+
+    - a file name: one file, created at startup, takes every recording of
+      the server's life.  A WAV file's header is kept valid after every
+      write; an Ogg file gets each recording as a chained Ogg/Opus stream,
+      complete when the recording ends (players and FFmpeg read the chain
+      as one sound).
+    - a pattern (a name with braces) with C{{session}} (the client's
+      session id) and C{{n}} (the recording's number, 1, 2, ... in the
+      server's life): each recording gets its own file, complete when it
+      ends.  A brace meant literally is doubled (C{{{}}, C{}}}).
+    - a directory (one that exists, or a name ending in C{/}, which must
+      exist): as the pattern C{DIR/session-{session}.wav}.
+
+    A recording runs from the client's first sound after START to STOP,
+    or to the end of its record channel.  Per-recording files never
+    overwrite: when the name exists, C{-2}, C{-3}, ... is added before its
+    extension.
+
+    @ivar files: the files written, in order (the one file in single-file
+        mode).
+    @raise ValueError: the file or directory cannot be written, or the
+        pattern is not one.
     """
 
     def __init__(self, path):
         RecordDevice.__init__(self, "file %s" % (path,))
         self.path = path
-        self.kind = "ogg" if path.lower().endswith((".ogg", ".opus", ".oga")) else "wav"
+        self.pattern = None
+        self.files = []
+        if os.path.isdir(path) or path.endswith(os.sep):
+            if not os.path.isdir(path):
+                raise ValueError("file:%s: no such directory" % (path,))
+            self.pattern = os.path.join(path, "session-{session}.wav")
+        elif "{" in path or "}" in path:
+            self.pattern = path
+        self.kind = "ogg" if (self.pattern or path).lower().endswith(OGG) else "wav"
         self._wav = self._ogg = self._file = None
-        try:
-            if self.kind == "wav":
-                self._file = open(path, "wb")
-                self._wav = wave.open(self._file, "wb")
-                self._wav.setnchannels(CHANNELS)
-                self._wav.setsampwidth(SAMPLE_BYTES)
-                self._wav.setframerate(RATE)
-                self._wav.writeframes(b"")
-            else:
-                self._openOgg()
-        except OSError as e:
-            raise ValueError("file:%s: %s" % (path, e.strerror or e))
+        self._oggPts = 0
+        if self.pattern is not None:
+            try:
+                self._name(1, 0)
+            except (KeyError, IndexError, ValueError) as e:
+                raise ValueError("file:%s: a pattern takes {session} and {n}, and "
+                                 "doubles other braces (%s)" % (path, e))
+            folder = os.path.dirname(self.pattern) or "."
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise ValueError("file:%s: cannot write into %s" % (path, folder))
+        else:
+            try:
+                if self.kind == "wav":
+                    self._openWav(path)
+                else:
+                    # Created (emptied) now; each recording appends its stream.
+                    open(path, "wb").close()
+            except OSError as e:
+                raise ValueError("file:%s: %s" % (path, e.strerror or e))
+            self.files.append(path)
         self.start()
 
-    def _openOgg(self):
+    def _name(self, number, session):
+        return self.pattern.format(session=session, n=number)
+
+    def _freeName(self, name):
+        base, ext = os.path.splitext(name)
+        candidate, count = name, 1
+        while os.path.exists(candidate):
+            count += 1
+            candidate = "%s-%d%s" % (base, count, ext)
+        return candidate
+
+    def _openWav(self, path, mode="wb"):
+        self._file = open(path, mode)
+        self._wav = wave.open(self._file, "wb")
+        self._wav.setnchannels(CHANNELS)
+        self._wav.setsampwidth(SAMPLE_BYTES)
+        self._wav.setframerate(RATE)
+        self._wav.writeframes(b"")
+
+    def _openOgg(self, path, mode):
         import av
-        self._ogg = av.open(self.path, "w", format="ogg")
+        self._file = open(path, mode)
+        self._ogg = av.open(self._file, "w", format="ogg")
         stream = self._ogg.add_stream("libopus", rate=RATE)
         stream.codec_context.layout = "stereo"
         stream.codec_context.format = "s16"
@@ -138,7 +198,37 @@ class FileSink(RecordDevice):
         self._oggPts = 0
         self._av = av
 
+    def recordingBegan(self, number, session_id):
+        if self.pattern is None:
+            if self.kind == "ogg":
+                self._open(self.path, "ab")
+            return
+        path = self._freeName(self._name(number, session_id))
+        self._open(path, "xb")
+        self.files.append(path)
+        self.log.info("{device}: recording {number} (session {session}) into {path}",
+                      device=self.description, number=number, session=session_id, path=path)
+
+    def _open(self, path, mode):
+        try:
+            if self.kind == "wav":
+                self._openWav(path, mode)
+            else:
+                self._openOgg(path, mode)
+        except OSError as e:
+            self._wav = self._ogg = self._file = None
+            self.log.error("{device}: cannot write {path}: {error}; this recording is lost",
+                           device=self.description, path=path, error=e.strerror or e)
+
+    def recordingEnded(self):
+        if self.pattern is not None or self.kind == "ogg":
+            self._finish()
+
     def received(self, pcm):
+        if self._wav is None and self._ogg is None and self._recording is None:
+            # Sound given without recording_started (a sink used directly):
+            # it makes a recording of its own.
+            self.recording_started(0)
         if self._wav is not None:
             self._wav.writeframes(pcm)
         elif self._ogg is not None:
@@ -151,13 +241,22 @@ class FileSink(RecordDevice):
             for packet in self._oggStream.encode(frame):
                 self._ogg.mux(packet)
 
-    def close(self):
+    def _finish(self):
+        """
+        Complete the file (or Ogg stream) being written.
+        """
         if self._wav is not None:
             self._wav.close()
             self._wav = None
-            self._file.close()
         if self._ogg is not None:
             for packet in self._oggStream.encode(None):
                 self._ogg.mux(packet)
             self._ogg.close()
             self._ogg = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def close(self):
+        self.recording_stopped(self._recording)
+        self._finish()

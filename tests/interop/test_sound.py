@@ -15,7 +15,7 @@ channels (playback-stop, record-stop) and the target starts them again.
 import os
 import wave
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, endpoints, reactor, task
 
 from spicesrv.sound.file import FileSink
 from spicesrv.sound.pcm import peakFrequency
@@ -222,6 +222,31 @@ class SoundTests(InteropTestCase):
         self.assertGreaterEqual(len(pcm), 48000 * 4 * 0.9)
         self.assertLessEqual(abs(peakFrequency(pcm[-48000 * 4:]) - 440), PEAK_TOLERANCE)
 
+    @defer.inlineCallbacks
+    def test_recordPerSessionOggCompleteAtStop(self):
+        """
+        C{file:} with C{{session}}: spice-gtk's microphone goes into a file
+        named after its session, and when the sink stops (the client gets
+        STOP) the Ogg file is complete, while the server still runs: every
+        stream in it has its end page, and it decodes to the sine sent.
+        """
+        from tests.test_sound import readAudio
+        server = SoundServer(self, recordTo="mic-{session}.ogg")
+        client = yield self.connect(server)
+        yield client.waitForEvent({"event": "record-start"})
+        since = len(client.events)
+        yield client.check("record_tone", hz=600, seconds=1.0)
+        yield self.waitUntil(lambda: server.sink.samples >= 48000 - 480)
+        (session,) = server.server.sessions
+        path = os.path.join(self.tmp, "mic-%d.ogg" % session)
+        self.assertEqual(server.sink.files, [path])
+        server.sink.stop()
+        yield client.waitForEvent({"event": "record-stop"}, since=since)
+        self.assertTrue(server.channel(RECORD).connected)
+        pcm = readAudio(path)
+        self.assertGreaterEqual(len(pcm), (48000 - 960) * 4)
+        self.assertLessEqual(abs(peakFrequency(pcm[-48000 * 4:]) - 600), PEAK_TOLERANCE)
+
 
 class SoundMigrationTests(InteropTestCase):
     """
@@ -282,3 +307,55 @@ class SoundMigrationTests(InteropTestCase):
     def test_seamless(self):
         yield self.migrate(seamless_migration=True)
         self.assertLess(self.gap, 2.0)
+
+
+class StreamSyncTests(InteropTestCase):
+    """
+    Sound and video together: while a video stream plays, spice-gtk's
+    playback channel is told the stream's playback delay (LATENCY, its
+    C{min-latency} property), and told again as the client's stream reports
+    move it.
+    """
+
+    @defer.inlineCallbacks
+    def test_minLatencyFollowsTheStreamDelay(self):
+        from spicesrv.server import SpiceServer
+        from spicesrv.sources.motion import VIDEO, MotionSource
+        source = MotionSource(width=640, height=400, workload=VIDEO, fps=30, clock=reactor,
+                              autostart=False)
+        self.addCleanup(source.stop)
+        server = SpiceServer(clock=reactor, password=PASSWORD, streaming_video="filter")
+        server.startService()
+        self.addCleanup(server.stopService)
+        for device in source.devices():
+            server.addInterface(device)
+        tone = ToneSource(reactor, 1000)
+        self.addCleanup(tone.close)
+        server.addInterface(tone)
+        port = yield endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            server.factory())
+
+        def stop():
+            for session in list(server.sessions.values()):
+                session.end()
+            return port.stopListening()
+        self.addCleanup(stop)
+        client = yield self.startClient(port.getHost().port, extra_args=["--audio"])
+        yield client.waitForChannelsOpened((1, 2, 5), timeout=20)
+        yield client.waitForEvent({"event": "playback-start"})
+        (session,) = server.sessions.values()
+        self.assertEqual(session.playbackDelay, 0)
+        since = len(client.events)
+        source.start()
+        yield self.waitUntil(lambda: session.playbackDelay > 0, timeout=20)
+
+        def told():
+            latencies = [e["min_latency"] for e in client.events[since:]
+                         if e["event"] == "playback-latency"]
+            return latencies and latencies[-1] == session.playbackDelay
+        yield self.waitUntil(told, timeout=20)
+        display = session.channels[(ChannelType.DISPLAY, 0)]
+        self.assertTrue(display.streams.streams)
+        self.assertEqual(session.playbackDelay, int(display.streams.rate.delayMs))
+        self.assertEqual(server.sessions[session.id].channels[(PLAYBACK, 0)].delay,
+                         session.playbackDelay)
