@@ -38,6 +38,15 @@ class IKeyboard(ISpiceBase):
     """
     A keyboard that receives PC/XT scancode set 1 bytes, as libspice's
     ``SpiceKbdInterface``.
+
+    A keyboard whose lock LEDs can change by themselves (not only through
+    the scancodes it receives: an X server's Caps Lock pressed on its own
+    keyboard) has an attribute C{leds_changed}, L{None} at first.  When
+    the keyboard is added, the server sets it to a callable taking no
+    arguments; the keyboard calls it whenever its LEDs may have changed,
+    and the server then reads L{get_leds} and tells clients of a change, as
+    libspice's C{spice_server_kbd_leds} does.  The attribute is optional:
+    without it, the LEDs are read after each key the clients send.
     """
 
     taggedValue("type", "keyboard")

@@ -413,6 +413,8 @@ class RecordingKeyboard:
 
     @ivar scancodes: every byte received, in order.
     @ivar leds: the lock LEDs, as SPICE modifier flags.
+    @ivar leds_changed: what the server set (see L{IKeyboard}), called by
+        L{setLeds}.
     """
 
     LOCKS = {0x46: KeyModifier.SCROLL_LOCK, 0x45: KeyModifier.NUM_LOCK,
@@ -422,7 +424,17 @@ class RecordingKeyboard:
         self.__dict__.update(_base(IKeyboard, "recording keyboard"))
         self.scancodes = []
         self.leds = 0
+        self.leds_changed = None
         self._extended = False
+
+    def setLeds(self, leds):
+        """
+        The LEDs change by themselves (as a lock key pressed on the
+        machine's own keyboard): tell the server.
+        """
+        self.leds = leds
+        if self.leds_changed is not None:
+            self.leds_changed()
 
     def push_scan_freg(self, byte):
         self.scancodes.append(byte)

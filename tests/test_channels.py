@@ -513,6 +513,18 @@ class InputsChannelTests(Setup, unittest.TestCase):
         self.inputs.send(INPUTS_CLIENT["KEY_UP"], code=0xBA)
         self.assertEqual(self.inputs.next("KEY_MODIFIERS").modifiers, 4)
 
+    def test_ledsChangedByTheKeyboard(self):
+        """
+        A keyboard's own LED change (its C{leds_changed}, set by the
+        server) reaches the client at once, as C{spice_server_kbd_leds};
+        calling it without a change sends nothing.
+        """
+        self.inputs.take()
+        self.keyboard.setLeds(2)
+        self.assertEqual(self.inputs.next("KEY_MODIFIERS").modifiers, 2)
+        self.keyboard.setLeds(2)
+        self.assertEqual(self.inputs.names(), [])
+
     def test_modifierSync(self):
         self.inputs.send(INPUTS_CLIENT["KEY_MODIFIERS"], modifiers=2 | 4)
         self.assertEqual(self.keyboard.scancodes, [0x45, 0xC5, 0x3A, 0xBA])

@@ -19,7 +19,7 @@ from spicesrv.sources.x11 import X11Source, X11SourceError
 from spicesrv.sources.x11keys import EXTENDED
 from spicesrv.testing import RecordingObserver
 from tests.x11client import QUARTERS
-from tests.x11display import XClient, startXServer, waitFor
+from tests.x11display import XClient, pressXKey, startXServer, waitFor
 
 SHIFT, A, H, I, Y, CAPS = 0x2A, 0x1E, 0x23, 0x17, 0x15, 0x3A
 
@@ -241,6 +241,22 @@ class InputTests(X11SourceTestCase):
         press(source.keyboard, CAPS)
         press(source.keyboard, 0x45)
         self.assertEqual(source.keyboard.get_leds(), 0)
+
+    @defer.inlineCallbacks
+    def test_locksChangedOnTheXServer(self):
+        """
+        Caps Lock pressed on the X server itself (another X client's
+        XTEST here) calls the keyboard's C{leds_changed} at once (XKB
+        IndicatorStateNotify), and the flags show it.
+        """
+        source = self.source(allow_control=True)
+        calls = []
+        source.keyboard.leds_changed = lambda: calls.append(source.keyboard.get_leds())
+        pressXKey(self.x, source.keymap.keycode(CAPS))
+        yield waitFor(reactor, lambda: calls)
+        self.assertEqual(calls[-1], 4)
+        pressXKey(self.x, source.keymap.keycode(CAPS))
+        yield waitFor(reactor, lambda: calls[-1] == 0)
 
     @defer.inlineCallbacks
     def test_buttonsAndWheel(self):

@@ -256,6 +256,24 @@ class XClient:
         return self._done
 
 
+def pressXKey(server, keycode):
+    """
+    Press and release X keycode C{keycode} on L{XServer} C{server} from a
+    connection of its own (XTEST), as someone at the X server's own
+    keyboard would.
+    """
+    import xcffib
+    import xcffib.xtest
+    conn = xcffib.connect(display=server.display)
+    try:
+        xtest = conn(xcffib.xtest.key)
+        xtest.FakeInput(2, keycode, 0, 0, 0, 0, 0)
+        xtest.FakeInput(3, keycode, 0, 0, 0, 0, 0)
+        conn.core.GetInputFocus().reply()
+    finally:
+        conn.disconnect()
+
+
 def waitFor(reactor, condition, timeout=20, interval=0.02):
     """
     Poll C{condition} until it is true; fail after C{timeout} seconds.

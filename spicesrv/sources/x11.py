@@ -54,6 +54,8 @@ LSB_FIRST = 0
 KEY_PRESS, KEY_RELEASE, BUTTON_PRESS, BUTTON_RELEASE, MOTION_NOTIFY = 2, 3, 4, 5, 6
 ALL_PLANES = 0xFFFFFFFF
 STRUCTURE_NOTIFY = 1 << 17
+#: The xkbType of XKB's IndicatorStateNotify event.
+XKB_INDICATOR_STATE_NOTIFY = 4
 
 # SPICE button mask bits -> X buttons.
 SPICE_BUTTONS = {1: 1, 2: 2, 4: 3, 8: 8, 16: 9}
@@ -246,6 +248,11 @@ class X11Source(FramebufferSource):
             self._xtest = conn(xcffib.xtest.key)
             self._xtest.GetVersion(2, 2).reply()
             self.keymap, self._leds = self._readKeyboard()
+            if self._xkb is not None:
+                # Lock keys pressed on the X server's own keyboards.
+                indicators = xcffib.xkb.EventType.IndicatorStateNotify
+                self._xkb.SelectEvents(xcffib.xkb.ID.UseCoreKbd, indicators, 0, indicators,
+                                       0, 0, [])
             self.keyboard = X11Keyboard(self)
             self.mouse = X11Mouse(self)
             self.tablet = X11Tablet(self)
@@ -405,6 +412,15 @@ class X11Source(FramebufferSource):
         elif isinstance(event, xcffib.xproto.ConfigureNotifyEvent):
             if event.window == self._root:
                 self._screenSize(event.width, event.height)
+        elif isinstance(event, xcffib.xkb.NewKeyboardNotifyEvent):
+            # XKB's events share one event code; xcffib parses them all as
+            # the first kind, the xkbType byte says which it is.
+            if event.xkbType == XKB_INDICATOR_STATE_NOTIFY:
+                self._ledsChanged()
+
+    def _ledsChanged(self):
+        if self.keyboard is not None and self.keyboard.leds_changed is not None:
+            self.keyboard.leds_changed()
 
     def _afterRoundTrip(self):
         """
@@ -658,6 +674,9 @@ class X11Keyboard:
     def __init__(self, source):
         self._source = source
         self._decoder = x11keys.Set1Decoder()
+        #: Set by the server (see L{IKeyboard}); called when the X server's
+        #: lock indicators change, whoever pressed the key.
+        self.leds_changed = None
 
     def push_scan_freg(self, byte):
         key = self._decoder.feed(byte)

@@ -19,7 +19,7 @@ from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual
 from tests.interop.processes import Twistd, freePort
 from tests.test_sources_x11 import grab
 from tests.x11client import QUARTERS
-from tests.x11display import XClient, startXServer
+from tests.x11display import XClient, pressXKey, startXServer
 
 # PC/XT set-1 make codes, and spice-gtk's 0x100 for the 0xE0 prefix.
 H, I, A, Y, SHIFT, CAPS, UP = 0x23, 0x17, 0x1E, 0x15, 0x2A, 0x3A, 0x148
@@ -154,6 +154,23 @@ class KeyboardTests(X11InteropTestCase):
         yield self.xclient.waitFor(lambda e: e["event"] == "key" and e["char"] == "A",
                                    timeout=30)
         self.assertEqual(self.source.keyboard.get_leds() & 4, 4)
+
+    @defer.inlineCallbacks
+    def test_capsLockOnTheXServer(self):
+        """
+        Caps Lock pressed on the X server itself (not by the client)
+        reaches the client's lock state at once, and so does its release.
+        """
+        client = yield self.serve()
+        yield client.waitForEvent({"event": "primary-create"}, timeout=30)
+        since = len(client.events)
+        pressXKey(self.x, self.source.keymap.keycode(CAPS))
+        yield client.waitForEvent(lambda e: e["event"] == "inputs-modifiers"
+                                  and e["modifiers"] & 4, timeout=30, since=since)
+        since = len(client.events)
+        pressXKey(self.x, self.source.keymap.keycode(CAPS))
+        yield client.waitForEvent(lambda e: e["event"] == "inputs-modifiers"
+                                  and not e["modifiers"] & 4, timeout=30, since=since)
 
 
 class MouseTests(X11InteropTestCase):
