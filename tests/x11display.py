@@ -23,7 +23,7 @@ from twisted.internet import defer, protocol, task
 
 APT_PACKAGES = {"Xvfb": "xvfb", "Xvnc": "tigervnc-standalone-server",
                 "xauth": "xauth", "xrandr": "x11-xserver-utils",
-                "setxkbmap": "x11-xkb-utils"}
+                "setxkbmap": "x11-xkb-utils", "xclip": "xclip"}
 
 X11CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "x11client.py")
 
