@@ -5,12 +5,11 @@ reporting what reaches it.
 """
 
 import os
-import subprocess
 
 import numpy
 import xcffib
 import xcffib.xproto as xp
-from twisted.internet import defer, reactor, utils
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
@@ -22,7 +21,8 @@ from spicesrv.agent import Monitor
 from spicesrv.testing import LogCapture, RecordingAgentClients, RecordingObserver
 from spicesrv.wire.vdagent import ClipboardType, Selection
 from tests.x11client import QUARTERS
-from tests.x11display import XClient, pressXKey, requireX, startXServer, waitFor
+from tests.x11display import (
+    XClient, pressXKey, requireX, startXServer, waitFor, xclipCopy, xclipPaste)
 
 SHIFT, A, H, I, Y, CAPS = 0x2A, 0x1E, 0x23, 0x17, 0x15, 0x3A
 TEXT, PNG = ClipboardType.UTF8_TEXT, ClipboardType.IMAGE_PNG
@@ -392,31 +392,10 @@ class ClipboardTests(X11SourceTestCase):
         self.controlled.agent.agent_attached(self.clients)
 
     def xclipIn(self, data, *args):
-        """
-        xclip owning a selection with C{data}, until the test ends.
-        """
-        process = subprocess.Popen(["xclip", "-quiet", "-i"] + list(args),
-                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, env=self.xenv())
-        process.stdin.write(data)
-        process.stdin.close()
-
-        def stop():
-            process.terminate()
-            process.wait()
-        self.addCleanup(stop)
+        return xclipCopy(self, self.x, data, *args)
 
     def xclipOut(self, *args):
-        """
-        Fires with xclip -o's output and exit code.
-        """
-        d = utils.getProcessOutputAndValue("xclip", ["-o"] + list(args), env=self.xenv())
-        return d.addCallback(lambda r: (r[0], r[2]))
-
-    def xenv(self):
-        env = dict(os.environ, DISPLAY=self.x.display)
-        env.pop("XAUTHORITY", None)
-        return env
+        return xclipPaste(reactor, self.x, *args)
 
     @defer.inlineCallbacks
     def test_xTextOfferedToClients(self):
@@ -455,11 +434,7 @@ class ClipboardTests(X11SourceTestCase):
         """
         The X owner exits: the clients hear the selection is released.
         """
-        process = subprocess.Popen(["xclip", "-quiet", "-i", "-selection", "clipboard"],
-                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, env=self.xenv())
-        process.stdin.write(b"x")
-        process.stdin.close()
+        process = self.xclipIn(b"x", "-selection", "clipboard")
         yield waitFor(reactor, lambda: self.clients.events)
         process.terminate()
         process.wait()

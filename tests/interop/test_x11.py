@@ -2,14 +2,18 @@
 The X11 source against the real spice-gtk client and real X servers: the
 client shows the X screen's pixels and size, its keys and clicks reach an
 X client on that screen (through XTEST, with the X server's layout), the
-lock keys follow, a size change made on the X side re-creates the client's
-surface, and without --x11-allow-control nothing the client sends reaches
-the X server.  The last test runs the operator's command.
+lock keys follow both ways, a size change made on the X side re-creates the
+client's surface and the client's window size resizes the X screen (Xvnc;
+Xvfb keeps its size), the X clipboard and spice-gtk's go both ways (xclip
+on the X side), and without --x11-allow-control nothing the client sends
+reaches the X server.  The last test runs the operator's command.
 """
 
+import io
 import os
 
 import numpy
+from PIL import Image
 from twisted.internet import defer, endpoints, reactor, task
 
 from spicesrv.server import SpiceServer
@@ -19,10 +23,12 @@ from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual
 from tests.interop.processes import Twistd, freePort
 from tests.test_sources_x11 import grab
 from tests.x11client import QUARTERS
-from tests.x11display import XClient, pressXKey, startXServer
+from tests.x11display import (
+    XClient, pressXKey, requireX, startXServer, xclipCopy, xclipPaste)
 
 # PC/XT set-1 make codes, and spice-gtk's 0x100 for the 0xE0 prefix.
 H, I, A, Y, SHIFT, CAPS, UP = 0x23, 0x17, 0x1E, 0x15, 0x2A, 0x3A, 0x148
+TEXT, PNG = 1, 2    # VD_AGENT_CLIPBOARD_UTF8_TEXT, _IMAGE_PNG
 
 
 class X11InteropTestCase(InteropTestCase):
@@ -246,6 +252,114 @@ class ResizeTests(X11InteropTestCase):
             lambda e: e["event"] == "primary-create", timeout=30, since=before)
         self.assertEqual((created["width"], created["height"]), (800, 600))
         yield self.waitForScreen(client, 800, 600)
+
+
+class ClipboardTests(X11InteropTestCase):
+    """
+    The X selections and spice-gtk's clipboard, both ways, with xclip as
+    the X client that copies and pastes.
+    """
+
+    @defer.inlineCallbacks
+    def serveWithAgent(self):
+        requireX(self, "xclip")
+        client = yield self.serve()
+        yield client.waitForEvent({"event": "agent-update", "connected": True}, timeout=30)
+        yield self.waitUntil(lambda: any(c.ready for c in self.server.agent.connections))
+        return client
+
+    @defer.inlineCallbacks
+    def test_xCopyReachesClient(self):
+        """
+        Text copied in X with xclip, on CLIPBOARD and then on PRIMARY, is
+        offered to spice-gtk as UTF-8 text on that selection, and its
+        request gets the text.
+        """
+        client = yield self.serveWithAgent()
+        for selection, name, text in ((0, "clipboard", "copied in X, ünï"),
+                                      (1, "primary", "selected in X")):
+            since = len(client.events)
+            xclipCopy(self, self.x, text.encode("utf-8"), "-selection", name)
+            grab = yield client.waitForEvent({"event": "clipboard-grab"}, since=since,
+                                             timeout=30)
+            self.assertEqual((grab["selection"], grab["types"]), (selection, [TEXT]))
+            yield client.check("clipboard_request", type=TEXT, selection=selection)
+            data = yield client.waitForEvent({"event": "clipboard", "selection": selection},
+                                             since=since, timeout=30)
+            self.assertEqual(bytes.fromhex(data["hex"]).decode("utf-8"), text)
+
+    @defer.inlineCallbacks
+    def test_clientCopyPastedInX(self):
+        """
+        Text and a PNG copied in spice-gtk are what ``xclip -o`` pastes in
+        X (UTF8_STRING, image/png); PRIMARY too; released, X has nothing.
+        """
+        client = yield self.serveWithAgent()
+        text = "copied in spice-gtk, ünï"
+        png = io.BytesIO()
+        Image.new("RGB", (20, 10), (10, 200, 30)).save(png, "PNG")
+        png = png.getvalue()
+        yield client.check("clipboard_grab", types=[TEXT, PNG],
+                           data={str(TEXT): text.encode("utf-8").hex(), str(PNG): png.hex()})
+        yield self.waitUntil(lambda: self.source.clipboard.owned.get(0) == [TEXT, PNG])
+        out, code = yield xclipPaste(reactor, self.x, "-selection", "clipboard",
+                                     "-t", "UTF8_STRING")
+        self.assertEqual((out.decode("utf-8"), code), (text, 0))
+        out, code = yield xclipPaste(reactor, self.x, "-selection", "clipboard",
+                                     "-t", "image/png")
+        self.assertEqual((out, code), (png, 0))
+        yield client.check("clipboard_grab", selection=1, types=[TEXT],
+                           data={str(TEXT): b"primary".hex()})
+        yield self.waitUntil(lambda: self.source.clipboard.owned.get(1) == [TEXT])
+        out, code = yield xclipPaste(reactor, self.x, "-selection", "primary")
+        self.assertEqual((out, code), (b"primary", 0))
+        yield client.check("clipboard_release", selection=0)
+        yield self.waitUntil(lambda: 0 not in self.source.clipboard.owned)
+        out, code = yield xclipPaste(reactor, self.x, "-selection", "clipboard")
+        self.assertNotEqual(code, 0)
+
+
+class ClientResizeTests(X11InteropTestCase):
+    kind = "Xvnc"
+
+    @defer.inlineCallbacks
+    def test_clientResizesTheXScreen(self):
+        """
+        spice-gtk's window becomes 1280x720 (a mode Xvnc has), then
+        1100x700 (one it has not, so spicesrv creates it): each time
+        ``xrandr -q`` shows the X screen at that size and the client gets a
+        surface of that size showing it.
+        """
+        client = yield self.serve()
+        yield client.waitForEvent({"event": "agent-update", "connected": True}, timeout=30)
+        yield self.waitForScreen(client, 1024, 768)
+        for width, height in ((1280, 720), (1100, 700)):
+            since = len(client.events)
+            yield client.check("update_display", width=width, height=height)
+            created = yield client.waitForEvent(
+                lambda e: e["event"] == "primary-create", timeout=30, since=since)
+            self.assertEqual((created["width"], created["height"]), (width, height))
+            self.assertIn("current %d x %d" % (width, height), self.x.run("xrandr", "-q"))
+            yield self.waitForScreen(client, width, height)
+
+
+class FixedSizeTests(X11InteropTestCase):
+    @defer.inlineCallbacks
+    def test_xvfbKeepsItsSize(self):
+        """
+        On Xvfb, which cannot grow, a larger client window changes nothing:
+        the client keeps the X screen's size and picture.
+        """
+        client = yield self.serve()
+        yield client.waitForEvent({"event": "agent-update", "connected": True}, timeout=30)
+        yield self.waitForScreen(client, *self.size)
+        since = len(client.events)
+        yield client.check("update_display", width=1280, height=1024)
+        yield task.deferLater(reactor, 2.0, lambda: None)
+        self.assertEqual([e for e in client.events[since:] if e["event"] == "primary-create"],
+                         [])
+        self.assertEqual((self.source.width, self.source.height), self.size)
+        yield self.waitForScreen(client, *self.size)
 
 
 class TwistdX11Tests(InteropTestCase):
