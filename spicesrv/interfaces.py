@@ -260,6 +260,30 @@ class IDisplaySource(ISpiceBase):
         """
 
 
+class IMonitorLayout(Interface):
+    """
+    A display source whose surface shows several monitors, or one that
+    does not cover it all (an X screen's RandR CRTCs): clients that take
+    the display channel's MONITORS_CONFIG (C{SPICE_DISPLAY_CAP_MONITORS_CONFIG})
+    are told where each monitor is after every surface creation, as a QXL
+    guest's monitors configuration is (spice-gtk's C{monitors} property of
+    the display channel).
+
+    When the layout changes while the surface keeps its size, the source
+    calls C{monitors_changed()} (no arguments) on those of its observers
+    that have that method; the display channel does.
+    """
+
+    def monitors():
+        """
+        The monitors, in the order clients should number them.
+
+        @return: a non-empty list of C{(x, y, width, height)}, each within
+            the surface.
+        @rtype: L{list} of L{tuple}s of four L{int}s
+        """
+
+
 class ISource(Interface):
     """
     What C{--source} makes (L{ISourcePlugin.makeSource}): a display source

@@ -25,7 +25,8 @@ from spicesrv.display import encoders as enc
 from spicesrv.display.cursor import Cursor
 from spicesrv.sources.base import FramebufferSource
 from spicesrv.interfaces import (
-    IAgent, IAgentClients, IChannelPlugin, IDisplayObserver, IDisplaySource, IKeyboard, IMigratableState,
+    IAgent, IAgentClients, IChannelPlugin, IDisplayObserver, IDisplaySource, IKeyboard,
+    IMigratableState, IMonitorLayout,
     IMigration, IMonitorBackend, IMouse, IPluginOption, ISource, ISourcePlugin, ISpiceBase,
     ITablet)
 from spicesrv.plugin import Option
@@ -367,6 +368,35 @@ class FakeDisplaySource(FramebufferSource):
         observers.
         """
         self.setFrame(numpy.zeros((height, width, 4), dtype=numpy.uint8))
+
+
+@implementer(IMonitorLayout)
+class MonitoredDisplaySource(FakeDisplaySource):
+    """
+    A L{FakeDisplaySource} that reports monitors (L{IMonitorLayout}).
+
+    @ivar layout: what L{monitors} returns; one monitor over the whole
+        surface at first.
+    """
+
+    description = "fake display with monitors"
+
+    def __init__(self, width=64, height=48, cursor=None):
+        FakeDisplaySource.__init__(self, width, height, cursor)
+        self.layout = [(0, 0, width, height)]
+
+    def monitors(self):
+        return list(self.layout)
+
+    def setLayout(self, layout):
+        """
+        The monitors move: tell the observers that listen.
+        """
+        self.layout = list(layout)
+        for observer in list(self._observers):
+            changed = getattr(observer, "monitors_changed", None)
+            if changed is not None:
+                changed()
 
 
 @implementer(IDisplayObserver)
@@ -931,5 +961,5 @@ FAKES = {
     IPluginOption: lambda: Option("fake-option", "An option a test gives."),
     IChannelPlugin: FakeChannelPlugin, ISourcePlugin: FakeSourcePlugin,
     IMonitorBackend: RecordingMonitorBackend, IAgent: RecordingAgent,
-    IAgentClients: RecordingAgentClients,
+    IAgentClients: RecordingAgentClients, IMonitorLayout: MonitoredDisplaySource,
 }

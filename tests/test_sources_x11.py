@@ -13,7 +13,8 @@ from twisted.internet import defer, reactor
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
-from spicesrv.interfaces import IAgent, IDisplaySource, IKeyboard, IMouse, ITablet
+from spicesrv.interfaces import (
+    IAgent, IDisplaySource, IKeyboard, IMonitorLayout, IMouse, ITablet)
 from spicesrv.plugin import sourcePlugins
 from spicesrv.sources.x11 import X11Source, X11SourceError
 from spicesrv.sources.x11keys import EXTENDED
@@ -313,6 +314,28 @@ class ResizeTests(X11SourceTestCase):
         numpy.testing.assert_array_equal(source.framebuffer()[..., :3],
                                          grab(self.x.display, 800, 600)[..., :3])
 
+
+    @defer.inlineCallbacks
+    def test_monitors(self):
+        """
+        The monitors are RandR's active CRTCs: after a size change the new
+        one; a CRTC changed on a screen of the same size (another mode)
+        tells the observers that listen (C{monitors_changed}).
+        """
+        source = self.source()
+        self.assertTrue(verifyObject(IMonitorLayout, source))
+        self.assertEqual(source.monitors(), [(0, 0, 1024, 768)])
+        observer = RecordingObserver()
+        observer.monitors_changed = lambda: observer.events.append(("monitors_changed",))
+        source.addObserver(observer)
+        self.x.run("xrandr", "--fb", "1280x800", "--output", "VNC-0", "--mode", "1024x768",
+                   "--pos", "0x0")
+        yield waitFor(reactor, lambda: observer.of("surface_changed"))
+        self.assertEqual(source.monitors(), [(0, 0, 1024, 768)])
+        self.x.run("xrandr", "--fb", "1280x800", "--output", "VNC-0", "--mode", "800x600")
+        yield waitFor(reactor, lambda: observer.of("monitors_changed"))
+        self.assertEqual(source.monitors(), [(0, 0, 800, 600)])
+        self.assertEqual(observer.of("surface_changed"), [(1280, 800)])
 
     @defer.inlineCallbacks
     def test_resizeThroughRandr(self):

@@ -50,7 +50,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from spicesrv.display.cursor import Cursor
-from spicesrv.interfaces import IAgent, IKeyboard, IMouse, ITablet
+from spicesrv.interfaces import IAgent, IKeyboard, IMonitorLayout, IMouse, ITablet
 from spicesrv.sources import x11keys
 from spicesrv.sources.x11clipboard import X11Clipboard
 from spicesrv.sources.base import FramebufferSource
@@ -163,6 +163,7 @@ def _name(values):
     return b"".join(values).rstrip(b"\0").decode("latin-1")
 
 
+@implementer(IMonitorLayout)
 class X11Source(FramebufferSource):
     """
     The screen of an X server, with XTEST input devices when
@@ -241,10 +242,13 @@ class X11Source(FramebufferSource):
         if "RANDR" not in missing:
             self._randr = conn(xcffib.randr.key)
             self._randr.QueryVersion(1, 5).reply()
-            self._randr.SelectInput(self._root, xcffib.randr.NotifyMask.ScreenChange)
+            self._randr.SelectInput(self._root, xcffib.randr.NotifyMask.ScreenChange
+                                    | xcffib.randr.NotifyMask.CrtcChange)
         else:
             conn.core.ChangeWindowAttributes(self._root, xcffib.xproto.CW.EventMask,
                                              [STRUCTURE_NOTIFY])
+        self._monitors = self._lastMonitors = None
+        self._monitorCheck = None
         self._xkb = None
         self._leds = {}
         if "XKEYBOARD" not in missing:
@@ -340,6 +344,8 @@ class X11Source(FramebufferSource):
             self._reactor.removeReader(self._reader)
             self._reader = None
         self._stopPointerPoll()
+        if self._monitorCheck is not None and self._monitorCheck.active():
+            self._monitorCheck.cancel()
         if self.clipboard is not None:
             self.clipboard.close()
         if self._segment is not None:
@@ -430,6 +436,9 @@ class X11Source(FramebufferSource):
             self._updateCursor()
         elif isinstance(event, xcffib.randr.ScreenChangeNotifyEvent):
             self._screenSize(event.width, event.height)
+        elif isinstance(event, xcffib.randr.NotifyEvent):
+            if event.subCode == xcffib.randr.Notify.CrtcChange:
+                self._crtcChanged()
         elif isinstance(event, xcffib.xproto.ConfigureNotifyEvent):
             if event.window == self._root:
                 self._screenSize(event.width, event.height)
@@ -553,7 +562,66 @@ class X11Source(FramebufferSource):
         self._makeFrame(width, height)
         if self.tablet is not None:
             self.tablet.set_logical_size(0, 0)
+        self._monitors = None
         self._notify("surface_changed", width, height)
+
+    # -- monitors (IMonitorLayout) -------------------------------------------------
+
+    def monitors(self):
+        """
+        The active RandR CRTCs as C{(x, y, width, height)} within the
+        screen, left to right and top to bottom (clones once); the whole
+        screen when RandR has none.
+        """
+        if self._monitors is None:
+            self._monitors = self._readMonitors()
+        self._lastMonitors = self._monitors
+        return list(self._monitors)
+
+    def _readMonitors(self):
+        whole = [(0, 0, self.width, self.height)]
+        if self._randr is None or self._conn is None:
+            return whole
+        try:
+            resources = self._randr.GetScreenResourcesCurrent(self._root).reply()
+            cookies = [self._randr.GetCrtcInfo(crtc, resources.config_timestamp)
+                       for crtc in resources.crtcs]
+            infos = [cookie.reply() for cookie in cookies]
+        except xcffib.XcffibException:
+            return whole
+        finally:
+            self._afterRoundTrip()
+        heads = set()
+        for info in infos:
+            if not info.mode:
+                continue
+            x, y = max(info.x, 0), max(info.y, 0)
+            width, height = min(info.width, self.width - x), min(info.height, self.height - y)
+            if width > 0 and height > 0:
+                heads.add((x, y, width, height))
+        return sorted(heads, key=lambda head: (head[1], head[0])) or whole
+
+    def _crtcChanged(self):
+        """
+        A CRTC changed: once the events of this change are read, tell the
+        observers if the monitors moved (a new screen size tells them
+        anyway, with the new surface).
+        """
+        self._monitors = None
+        if self._monitorCheck is None or not self._monitorCheck.active():
+            self._monitorCheck = self._reactor.callLater(0, self._checkMonitors)
+
+    def _checkMonitors(self):
+        self._monitorCheck = None
+        if self._conn is None:
+            return
+        before = self._lastMonitors
+        self._monitors = None
+        if before is not None and self.monitors() != before:
+            for observer in list(self._observers):
+                changed = getattr(observer, "monitors_changed", None)
+                if changed is not None:
+                    changed()
 
     def resize(self, width, height):
         """

@@ -343,6 +343,36 @@ class ClientResizeTests(X11InteropTestCase):
             yield self.waitForScreen(client, width, height)
 
 
+class MonitorsTests(X11InteropTestCase):
+    kind = "Xvnc"
+
+    @defer.inlineCallbacks
+    def test_monitorsProperty(self):
+        """
+        spice-gtk's ``monitors`` property of the display channel is the X
+        screen's RandR CRTC (MONITORS_CONFIG), not only the surface: on a
+        1280x800 screen whose output shows 1024x768, then 800x600 (a change
+        of the CRTC alone), the client has that monitor.
+        """
+        client = yield self.serve()
+        yield self.waitForScreen(client, 1024, 768)
+        since = len(client.events)
+        self.x.run("xrandr", "--fb", "1280x800", "--output", "VNC-0", "--mode", "1024x768")
+        created = yield client.waitForEvent({"event": "primary-create"}, since=since,
+                                            timeout=30)
+        self.assertEqual((created["width"], created["height"]), (1280, 800))
+
+        def monitor(width, height):
+            return lambda e: (e["event"] == "display-monitors"
+                              and [(m["x"], m["y"], m["width"], m["height"])
+                                   for m in e["monitors"]] == [(0, 0, width, height)])
+        got = yield client.waitForEvent(monitor(1024, 768), since=since, timeout=30)
+        self.assertEqual(got["max"], 1)
+        since = len(client.events)
+        self.x.run("xrandr", "--fb", "1280x800", "--output", "VNC-0", "--mode", "800x600")
+        yield client.waitForEvent(monitor(800, 600), since=since, timeout=30)
+
+
 class FixedSizeTests(X11InteropTestCase):
     @defer.inlineCallbacks
     def test_xvfbKeepsItsSize(self):
