@@ -46,23 +46,31 @@ class X11InteropTestCase(InteropTestCase):
         self.x = startXServer(self, self.kind, self.size)
         self.xclient = yield XClient.start(reactor, self.x, *clientArgs)
         self.addCleanup(self.xclient.stop)
-        self.source = X11Source(self.x.display, allow_control=self.allowControl,
-                                reactor=reactor)
-        self.addCleanup(self.source.stop)
-        self.source.start()
-        self.server = SpiceServer(clock=reactor, password=PASSWORD)
-        self.server.startService()
-        for device in self.source.devices():
-            self.server.addInterface(device)
-        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
-        port = yield endpoint.listen(self.server.factory())
-        self.addCleanup(self._stopServer, port)
-        client = yield self.startClient(port.getHost().port)
+        self.source, self.server, port = yield self.exportX()
+        client = yield self.startClient(port)
         yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=30)
         return client
 
-    def _stopServer(self, port):
-        for session in list(self.server.sessions.values()):
+    @defer.inlineCallbacks
+    def exportX(self, **serverArgs):
+        """
+        A spicesrv server showing C{self.x} on a loopback port: fires with
+        C{(source, server, port number)}.
+        """
+        source = X11Source(self.x.display, allow_control=self.allowControl, reactor=reactor)
+        self.addCleanup(source.stop)
+        source.start()
+        server = SpiceServer(clock=reactor, password=PASSWORD, **serverArgs)
+        server.startService()
+        for device in source.devices():
+            server.addInterface(device)
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        port = yield endpoint.listen(server.factory())
+        self.addCleanup(self._stopServer, server, port)
+        return source, server, port.getHost().port
+
+    def _stopServer(self, server, port):
+        for session in list(server.sessions.values()):
             session.end()
         return port.stopListening()
 
@@ -390,6 +398,78 @@ class FixedSizeTests(X11InteropTestCase):
                          [])
         self.assertEqual((self.source.width, self.source.height), self.size)
         yield self.waitForScreen(client, *self.size)
+
+
+class MigrationTests(X11InteropTestCase):
+    """
+    A viewer of an X display moves between two spicesrv servers that export
+    the same display (a front-end moved for maintenance): afterwards it
+    shows the X screen, types into it, and what it had copied is still the
+    X clipboard, now served by the target.
+    """
+
+    @defer.inlineCallbacks
+    def migrate(self, seamless):
+        requireX(self, "xclip")
+        self.x = startXServer(self, self.kind, self.size)
+        self.xclient = yield XClient.start(reactor, self.x)
+        self.addCleanup(self.xclient.stop)
+        source, sourceServer, sourcePort = yield self.exportX(seamless_migration=seamless)
+        target, targetServer, targetPort = yield self.exportX(seamless_migration=seamless)
+        client = yield self.startClient(sourcePort)
+        yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=30)
+        yield client.waitForEvent({"event": "agent-update", "connected": True}, timeout=30)
+        yield self.waitUntil(lambda: any(c.ready for c in sourceServer.agent.connections))
+        copied = "copied before the move"
+        yield client.check("clipboard_grab", types=[TEXT],
+                           data={str(TEXT): copied.encode("utf-8").hex()})
+        yield self.waitUntil(lambda: source.clipboard.owned.get(0) == [TEXT])
+        out, _ = yield xclipPaste(reactor, self.x, "-selection", "clipboard")
+        self.assertEqual(out.decode("utf-8"), copied)
+
+        (sessionId,) = sourceServer.sessions
+        before = len(client.events)
+        answers = yield sourceServer.migrate_connect("127.0.0.1", targetPort, None, None)
+        self.assertEqual(answers, {sessionId: "connected"})
+        # The device state, as the migrate command carries it.
+        for device in sourceServer.migratable:
+            (other,) = [d for d in targetServer.migratable
+                        if d.migration_key == device.migration_key]
+            other.set_migration_state(device.get_migration_state())
+        yield sourceServer.migrate_end(True)
+        yield self.waitUntil(lambda: sessionId in targetServer.sessions
+                             and len(targetServer.sessions[sessionId].channels) == 4
+                             and not targetServer.sessions[sessionId].arriving, timeout=30)
+        yield self.waitForPeers(client, targetPort)
+
+        # The grab is known on the target, which owns the X selection for it.
+        self.assertEqual(targetServer.agent.clipboard_owner(0), [TEXT])
+        yield self.waitUntil(lambda: target.clipboard.owned.get(0) == [TEXT])
+        out, code = yield xclipPaste(reactor, self.x, "-selection", "clipboard")
+        self.assertEqual((out.decode("utf-8"), code), (copied, 0))
+        # The X screen, and typing into it, through the target.
+        yield self.waitForScreen(client, *self.size)
+        yield self.typeKeys(client, H)
+        yield self.xclient.waitFor(lambda e: e["event"] == "key", timeout=30)
+        self.assertEqual(self.xclient.keys(), [(ord("h"), "h")])
+        # The target taking the X selection for the client is no news to
+        # the client (the source does not offer it the target's window).
+        since = len(client.events)
+        self.assertEqual([e for e in client.events[before:since]
+                          if e["event"] in ("clipboard-grab", "clipboard-release")], [])
+        # Text copied in X afterwards reaches the client through the target.
+        xclipCopy(self, self.x, b"after the move", "-selection", "clipboard")
+        grab = yield client.waitForEvent({"event": "clipboard-grab"}, since=since, timeout=30)
+        self.assertEqual(grab["types"], [TEXT])
+        yield client.check("clipboard_request", type=TEXT)
+        data = yield client.waitForEvent({"event": "clipboard"}, since=since, timeout=30)
+        self.assertEqual(bytes.fromhex(data["hex"]), b"after the move")
+
+    def test_semiSeamless(self):
+        return self.migrate(seamless=False)
+
+    def test_seamless(self):
+        return self.migrate(seamless=True)
 
 
 class TwistdX11Tests(InteropTestCase):
