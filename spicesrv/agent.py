@@ -185,6 +185,10 @@ class AgentConnection:
     @ivar sendTokens: AGENT_DATA messages the server may still send.
     @ivar clientCaps: the L{AgentCap} numbers the client announced.
     @ivar offers: selection -> types this client owns.
+    @ivar held: the client is being migrated away: the device's clipboard
+        news waits (the selections in C{missed}); the target tells the
+        client what it offers once the client arrives there, and a
+        cancelled migration brings this server's news up to date.
     """
 
     log = Logger()
@@ -199,6 +203,8 @@ class AgentConnection:
         self.capsReceived = False
         self._announced = False
         self.offers = {}
+        self.held = False
+        self.missed = set()
         self._reader = AgentReader()
         self._queue = deque()
         self._requests = []
@@ -272,6 +278,42 @@ class AgentConnection:
         self._queue.clear()
 
     # -- migration -------------------------------------------------------------
+
+    def holdClipboardNews(self):
+        """
+        The client starts migrating away (MIGRATE_BEGIN): the device's
+        clipboard grabs and releases no longer go to it.  Otherwise a
+        target exporting the same clipboard (an X display), taking it over
+        for this very client, would look like new clipboard data to it.
+        """
+        self.held = True
+
+    def releaseClipboardNews(self):
+        """
+        The client stays (the migration was cancelled, or it could not
+        reach the target): tell it what it missed.
+        """
+        self.held = False
+        missed, self.missed = self.missed, set()
+        if self.ready:
+            for selection in sorted(missed):
+                types = self.hub.deviceOffers.get(selection)
+                if types is not None:
+                    self.sendClipboard("CLIPBOARD_GRAB", selection, types=types)
+                else:
+                    self.sendClipboard("CLIPBOARD_RELEASE", selection)
+
+    def deviceNews(self, _name, selection, **fields):
+        """
+        Tell the client of the device's grab or release of C{selection},
+        unless the news is held.
+        """
+        if not self.ready:
+            return
+        if self.held:
+            self.missed.add(selection)
+            return
+        self.sendClipboard(_name, selection, **fields)
 
     def migrationState(self):
         """
@@ -532,7 +574,7 @@ class AgentHub:
         A client's agent runs: it hears what the device offers.
         """
         for selection, types in self.deviceOffers.items():
-            connection.sendClipboard("CLIPBOARD_GRAB", selection, types=types)
+            connection.deviceNews("CLIPBOARD_GRAB", selection, types=types)
 
     # -- from the clients ---------------------------------------------------------
 
@@ -574,16 +616,14 @@ class AgentHub:
         if owner is not None:
             owner.offers.pop(selection, None)
         for connection in self.connections:
-            if connection.ready:
-                connection.sendClipboard("CLIPBOARD_GRAB", selection, types=types)
+            connection.deviceNews("CLIPBOARD_GRAB", selection, types=types)
 
     def clipboard_release(self, selection):
         selection = Selection(selection)
         if self.deviceOffers.pop(selection, None) is None:
             return
         for connection in self.connections:
-            if connection.ready:
-                connection.sendClipboard("CLIPBOARD_RELEASE", selection)
+            connection.deviceNews("CLIPBOARD_RELEASE", selection)
 
     def clipboard_owner(self, selection):
         owner = self.owners.get(selection)

@@ -38,6 +38,15 @@ class IKeyboard(ISpiceBase):
     """
     A keyboard that receives PC/XT scancode set 1 bytes, as libspice's
     ``SpiceKbdInterface``.
+
+    A keyboard whose lock LEDs can change by themselves (not only through
+    the scancodes it receives: an X server's Caps Lock pressed on its own
+    keyboard) has an attribute C{leds_changed}, L{None} at first.  When
+    the keyboard is added, the server sets it to a callable taking no
+    arguments; the keyboard calls it whenever its LEDs may have changed,
+    and the server then reads L{get_leds} and tells clients of a change, as
+    libspice's C{spice_server_kbd_leds} does.  The attribute is optional:
+    without it, the LEDs are read after each key the clients send.
     """
 
     taggedValue("type", "keyboard")
@@ -248,6 +257,30 @@ class IDisplaySource(ISpiceBase):
         @param observer: an observer given to L{addObserver}.
         @type observer: L{IDisplayObserver}
         @raise ValueError: it was not added.
+        """
+
+
+class IMonitorLayout(Interface):
+    """
+    A display source whose surface shows several monitors, or one that
+    does not cover it all (an X screen's RandR CRTCs): clients that take
+    the display channel's MONITORS_CONFIG (C{SPICE_DISPLAY_CAP_MONITORS_CONFIG})
+    are told where each monitor is after every surface creation, as a QXL
+    guest's monitors configuration is (spice-gtk's C{monitors} property of
+    the display channel).
+
+    When the layout changes while the surface keeps its size, the source
+    calls C{monitors_changed()} (no arguments) on those of its observers
+    that have that method; the display channel does.
+    """
+
+    def monitors():
+        """
+        The monitors, in the order clients should number them.
+
+        @return: a non-empty list of C{(x, y, width, height)}, each within
+            the surface.
+        @rtype: L{list} of L{tuple}s of four L{int}s
         """
 
 

@@ -228,6 +228,8 @@ class SpiceServer:
         elif IKeyboard.providedBy(instance):
             self.keyboard = instance
             self._leds = instance.get_leds()
+            if hasattr(instance, "leds_changed"):
+                instance.leds_changed = self.keyboardLedsMayHaveChanged
         elif IMouse.providedBy(instance):
             self.mouse = instance
         elif ITablet.providedBy(instance):
@@ -594,7 +596,8 @@ class SpiceServer:
     def keyboardLedsMayHaveChanged(self):
         """
         Tell clients about lock LEDs the keyboard changed, as
-        C{spice_server_kbd_leds}.
+        C{spice_server_kbd_leds}: after each key a client sends, and when
+        the keyboard calls its C{leds_changed} (see L{IKeyboard}).
         """
         leds = self.keyboard.get_leds() if self.keyboard is not None else 0
         if leds != self._leds:

@@ -27,7 +27,7 @@ from spicesrv.sources.base import FramebufferSource
 from spicesrv.sound.device import PlaybackDevice, RecordDevice
 from spicesrv.interfaces import (
     IAgent, IAgentClients, IChannelPlugin, IDisplayObserver, IDisplaySource, IKeyboard, IMigratableState,
-    IMigration, IMonitorBackend, IMouse, IPlaybackObserver, IPlaybackSource, IPluginOption,
+    IMigration, IMonitorBackend, IMonitorLayout, IMouse, IPlaybackObserver, IPlaybackSource, IPluginOption,
     IRecordObserver, IRecordSink, ISoundPlugin, ISource, ISourcePlugin, ISpiceBase, ITablet)
 from spicesrv.plugin import Option
 from spicesrv.wire import caps as capwords
@@ -373,6 +373,35 @@ class FakeDisplaySource(FramebufferSource):
         self.setFrame(numpy.zeros((height, width, 4), dtype=numpy.uint8))
 
 
+@implementer(IMonitorLayout)
+class MonitoredDisplaySource(FakeDisplaySource):
+    """
+    A L{FakeDisplaySource} that reports monitors (L{IMonitorLayout}).
+
+    @ivar layout: what L{monitors} returns; one monitor over the whole
+        surface at first.
+    """
+
+    description = "fake display with monitors"
+
+    def __init__(self, width=64, height=48, cursor=None):
+        FakeDisplaySource.__init__(self, width, height, cursor)
+        self.layout = [(0, 0, width, height)]
+
+    def monitors(self):
+        return list(self.layout)
+
+    def setLayout(self, layout):
+        """
+        The monitors move: tell the observers that listen.
+        """
+        self.layout = list(layout)
+        for observer in list(self._observers):
+            changed = getattr(observer, "monitors_changed", None)
+            if changed is not None:
+                changed()
+
+
 @implementer(IDisplayObserver)
 class RecordingObserver:
     """
@@ -417,6 +446,8 @@ class RecordingKeyboard:
 
     @ivar scancodes: every byte received, in order.
     @ivar leds: the lock LEDs, as SPICE modifier flags.
+    @ivar leds_changed: what the server set (see L{IKeyboard}), called by
+        L{setLeds}.
     """
 
     LOCKS = {0x46: KeyModifier.SCROLL_LOCK, 0x45: KeyModifier.NUM_LOCK,
@@ -426,7 +457,17 @@ class RecordingKeyboard:
         self.__dict__.update(_base(IKeyboard, "recording keyboard"))
         self.scancodes = []
         self.leds = 0
+        self.leds_changed = None
         self._extended = False
+
+    def setLeds(self, leds):
+        """
+        The LEDs change by themselves (as a lock key pressed on the
+        machine's own keyboard): tell the server.
+        """
+        self.leds = leds
+        if self.leds_changed is not None:
+            self.leds_changed()
 
     def push_scan_freg(self, byte):
         self.scancodes.append(byte)
@@ -1051,7 +1092,7 @@ FAKES = {
     IPluginOption: lambda: Option("fake-option", "An option a test gives."),
     IChannelPlugin: FakeChannelPlugin, ISourcePlugin: FakeSourcePlugin,
     IMonitorBackend: RecordingMonitorBackend, IAgent: RecordingAgent,
-    IAgentClients: RecordingAgentClients,
+    IAgentClients: RecordingAgentClients, IMonitorLayout: MonitoredDisplaySource,
     IPlaybackSource: FakeSoundSource, IPlaybackObserver: RecordingPlaybackObserver,
     IRecordSink: RecordingSink, IRecordObserver: RecordingRecordObserver,
     ISoundPlugin: FakeSoundPlugin,

@@ -21,6 +21,7 @@ from spicesrv.testing import (
     makeTestServer)
 from spicesrv.wire.caps import caps_to_words, words_to_caps
 from spicesrv.wire.constants import AGENT_TOKENS, ChannelType, MainCap
+from spicesrv.migration.source import TargetInfo
 from spicesrv.wire.messages import COMMON_CLIENT, MAIN_CLIENT
 from spicesrv.wire.schema import WireError
 from spicesrv.wire.vdagent import (
@@ -436,6 +437,39 @@ class ClipboardToClientTests(Setup, unittest.TestCase):
         self.device.clients.clipboard_release(CLIPBOARD)
         ((name, release),) = self.agent.messages()
         self.assertEqual((name, release.selection), ("CLIPBOARD_RELEASE", 0))
+
+
+class MigratingAwayTests(Setup, unittest.TestCase):
+    """
+    A client being migrated away hears no clipboard news from the source
+    (the target tells it what it offers); if it stays, it hears what it
+    missed.
+    """
+
+    def test_heldThenCaughtUp(self):
+        self.device.clients.clipboard_grab(PRIMARY, [TEXT])
+        self.agent.messages()
+        connection = self.server.agent.connections[0]
+        connection.channel.beginMigration(TargetInfo.make("127.0.0.1", 5901))
+        self.device.clients.clipboard_grab(CLIPBOARD, [TEXT])
+        self.device.clients.clipboard_release(PRIMARY)
+        self.assertEqual(self.agent.messages(), [])
+        connection.channel.cancelMigration()
+        got = [(n, r.selection, getattr(r, "types", None)) for n, r in self.agent.messages()]
+        self.assertEqual(got, [("CLIPBOARD_GRAB", 0, [TEXT]), ("CLIPBOARD_RELEASE", 1, None)])
+
+    def test_connectErrorCatchesUp(self):
+        """
+        A client that could not reach the target stays: it hears what it
+        missed as it answers.
+        """
+        self.agent.messages()
+        connection = self.server.agent.connections[0]
+        connection.channel.beginMigration(TargetInfo.make("127.0.0.1", 5901))
+        self.device.clients.clipboard_grab(CLIPBOARD, [PNG])
+        self.assertEqual([n for n, _ in self.agent.messages()], [])
+        self.main.send(MAIN_CLIENT["MIGRATE_CONNECT_ERROR"])
+        self.assertEqual([n for n, _ in self.agent.messages()], ["CLIPBOARD_GRAB"])
 
 
 class MigrationTests(Setup, unittest.TestCase):

@@ -13,8 +13,8 @@ from zope.interface.verify import verifyObject
 from spicesrv.display.cursor import Cursor
 from spicesrv.interfaces import IDisplayObserver
 from spicesrv.testing import (
-    ClientSurface, FakeDisplaySource, LogCapture, RecordingKeyboard, RecordingMouse,
-    RecordingTablet, TestClientChannel, makeTestServer)
+    ClientSurface, FakeDisplaySource, LogCapture, MonitoredDisplaySource, RecordingKeyboard,
+    RecordingMouse, RecordingTablet, TestClientChannel, makeTestServer)
 from spicesrv.wire.constants import ChannelType, DisplayCap, LinkErr, MainCap, MouseMode
 from spicesrv.channel import MINI_HEADER
 from spicesrv.channels.main import MOUSE_MODE_REQUEST_INTERVAL
@@ -487,6 +487,73 @@ class DisplayChannelTests(Setup, unittest.TestCase):
         self.assertNotIn(channel, self.source.observers)
 
 
+class DisplayMonitorsTests(unittest.TestCase):
+    """
+    MONITORS_CONFIG: where a source's monitors are on its surface, for
+    clients with SPICE_DISPLAY_CAP_MONITORS_CONFIG.
+    """
+
+    def setUp(self):
+        self.server = makeTestServer(disable_ticketing=True)
+        self.source = MonitoredDisplaySource(64, 48)
+        self.server.addInterface(self.source)
+        main = TestClientChannel(self.server, ChannelType.MAIN)
+        self.session_id = main.next("INIT").session_id
+
+    def display(self, caps=(DisplayCap.MONITORS_CONFIG,)):
+        display = TestClientChannel(self.server, ChannelType.DISPLAY,
+                                    connection_id=self.session_id, channel_caps=set(caps))
+        displayInit(display)
+        return display
+
+    def heads(self, message):
+        return [(h.monitor_id, h.surface_id, h.x, h.y, h.width, h.height)
+                for h in message.heads]
+
+    def test_afterSurfaceCreate(self):
+        """
+        The surface's creation is followed by the monitors: count,
+        max_allowed, and a head per monitor on surface 0.
+        """
+        self.source.layout = [(0, 0, 32, 48), (32, 0, 32, 40)]
+        messages = self.display().take()
+        names = [name for name, _ in messages]
+        index = names.index("SURFACE_CREATE") + 1
+        self.assertEqual(names[index], "MONITORS_CONFIG")
+        config = messages[index][1]
+        self.assertEqual((config.count, config.max_allowed), (2, 2))
+        self.assertEqual(self.heads(config), [(0, 0, 0, 0, 32, 48), (1, 0, 32, 0, 32, 40)])
+
+    def test_changesAndResizes(self):
+        """
+        A new layout on the same surface, and a new surface, are reported.
+        """
+        display = self.display()
+        display.take()
+        self.source.setLayout([(8, 8, 16, 16)])
+        self.assertEqual(self.heads(display.next("MONITORS_CONFIG")), [(0, 0, 8, 8, 16, 16)])
+        self.source.layout = [(0, 0, 80, 60)]
+        self.source.resize(80, 60)
+        self.server.clock.advance(0)
+        names = display.names()
+        self.assertEqual(names[:3], ["SURFACE_DESTROY", "SURFACE_CREATE", "MONITORS_CONFIG"])
+
+    def test_notWithoutTheCap(self):
+        """
+        A client without the capability, or a source without monitors,
+        gets no MONITORS_CONFIG.
+        """
+        self.assertNotIn("MONITORS_CONFIG", self.display(caps=()).names())
+        server = makeTestServer(disable_ticketing=True)
+        server.addInterface(FakeDisplaySource())
+        main = TestClientChannel(server, ChannelType.MAIN)
+        display = TestClientChannel(server, ChannelType.DISPLAY,
+                                    connection_id=main.next("INIT").session_id,
+                                    channel_caps={DisplayCap.MONITORS_CONFIG})
+        displayInit(display)
+        self.assertNotIn("MONITORS_CONFIG", display.names())
+
+
 class InputsChannelTests(Setup, unittest.TestCase):
     def setUp(self):
         Setup.setUp(self)
@@ -512,6 +579,18 @@ class InputsChannelTests(Setup, unittest.TestCase):
         self.inputs.send(INPUTS_CLIENT["KEY_DOWN"], code=0x3A)
         self.inputs.send(INPUTS_CLIENT["KEY_UP"], code=0xBA)
         self.assertEqual(self.inputs.next("KEY_MODIFIERS").modifiers, 4)
+
+    def test_ledsChangedByTheKeyboard(self):
+        """
+        A keyboard's own LED change (its C{leds_changed}, set by the
+        server) reaches the client at once, as C{spice_server_kbd_leds};
+        calling it without a change sends nothing.
+        """
+        self.inputs.take()
+        self.keyboard.setLeds(2)
+        self.assertEqual(self.inputs.next("KEY_MODIFIERS").modifiers, 2)
+        self.keyboard.setLeds(2)
+        self.assertEqual(self.inputs.names(), [])
 
     def test_modifierSync(self):
         self.inputs.send(INPUTS_CLIENT["KEY_MODIFIERS"], modifiers=2 | 4)

@@ -13,15 +13,20 @@ from twisted.internet import defer, reactor
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
-from spicesrv.interfaces import IDisplaySource, IKeyboard, IMouse, ITablet
+from spicesrv.interfaces import (
+    IAgent, IDisplaySource, IKeyboard, IMonitorLayout, IMouse, ITablet)
 from spicesrv.plugin import sourcePlugins
 from spicesrv.sources.x11 import X11Source, X11SourceError
 from spicesrv.sources.x11keys import EXTENDED
-from spicesrv.testing import RecordingObserver
+from spicesrv.agent import Monitor
+from spicesrv.testing import LogCapture, RecordingAgentClients, RecordingObserver
+from spicesrv.wire.vdagent import ClipboardType, Selection
 from tests.x11client import QUARTERS
-from tests.x11display import XClient, startXServer, waitFor
+from tests.x11display import (
+    XClient, pressXKey, requireX, startXServer, waitFor, xclipCopy, xclipPaste)
 
 SHIFT, A, H, I, Y, CAPS = 0x2A, 0x1E, 0x23, 0x17, 0x15, 0x3A
+TEXT, PNG = ClipboardType.UTF8_TEXT, ClipboardType.IMAGE_PNG
 
 
 def bgr(rgb):
@@ -89,10 +94,11 @@ class PictureTests(X11SourceTestCase):
         self.assertEqual(source.devices(), [source])
         self.assertEqual((source.width, source.height), self.size)
         controlled = self.source(allow_control=True)
-        _, keyboard, mouse, tablet = controlled.devices()
+        _, keyboard, mouse, tablet, agent = controlled.devices()
         self.assertTrue(verifyObject(IKeyboard, keyboard))
         self.assertTrue(verifyObject(IMouse, mouse))
         self.assertTrue(verifyObject(ITablet, tablet))
+        self.assertTrue(verifyObject(IAgent, agent))
 
     @defer.inlineCallbacks
     def test_pictureWithShm(self):
@@ -193,9 +199,16 @@ class InputTests(X11SourceTestCase):
         viewOnly = plugin.makeSource(self.x.display, {"x11-allow-control": False}, reactor)
         self.addCleanup(viewOnly.stop)
         self.assertEqual(viewOnly.devices(), [viewOnly])
+        self.assertIsNone(viewOnly.agent)
         controlled = plugin.makeSource(self.x.display, {"x11-allow-control": True}, reactor)
         self.addCleanup(controlled.stop)
-        self.assertEqual(len(controlled.devices()), 4)
+        self.assertEqual(len(controlled.devices()), 5)
+        self.assertIsNotNone(controlled.clipboard)
+        private = plugin.makeSource(self.x.display, {"x11-allow-control": True,
+                                                     "x11-no-clipboard": True}, reactor)
+        self.addCleanup(private.stop)
+        self.assertIsNone(private.clipboard)
+        self.assertIsNone(private.agent.clipboard_request(0, 1))
         yield defer.succeed(None)
 
     @defer.inlineCallbacks
@@ -243,6 +256,22 @@ class InputTests(X11SourceTestCase):
         self.assertEqual(source.keyboard.get_leds(), 0)
 
     @defer.inlineCallbacks
+    def test_locksChangedOnTheXServer(self):
+        """
+        Caps Lock pressed on the X server itself (another X client's
+        XTEST here) calls the keyboard's C{leds_changed} at once (XKB
+        IndicatorStateNotify), and the flags show it.
+        """
+        source = self.source(allow_control=True)
+        calls = []
+        source.keyboard.leds_changed = lambda: calls.append(source.keyboard.get_leds())
+        pressXKey(self.x, source.keymap.keycode(CAPS))
+        yield waitFor(reactor, lambda: calls)
+        self.assertEqual(calls[-1], 4)
+        pressXKey(self.x, source.keymap.keycode(CAPS))
+        yield waitFor(reactor, lambda: calls[-1] == 0)
+
+    @defer.inlineCallbacks
     def test_buttonsAndWheel(self):
         """
         Absolute positions and the SPICE button mask become X pointer
@@ -287,6 +316,28 @@ class ResizeTests(X11SourceTestCase):
 
 
     @defer.inlineCallbacks
+    def test_monitors(self):
+        """
+        The monitors are RandR's active CRTCs: after a size change the new
+        one; a CRTC changed on a screen of the same size (another mode)
+        tells the observers that listen (C{monitors_changed}).
+        """
+        source = self.source()
+        self.assertTrue(verifyObject(IMonitorLayout, source))
+        self.assertEqual(source.monitors(), [(0, 0, 1024, 768)])
+        observer = RecordingObserver()
+        observer.monitors_changed = lambda: observer.events.append(("monitors_changed",))
+        source.addObserver(observer)
+        self.x.run("xrandr", "--fb", "1280x800", "--output", "VNC-0", "--mode", "1024x768",
+                   "--pos", "0x0")
+        yield waitFor(reactor, lambda: observer.of("surface_changed"))
+        self.assertEqual(source.monitors(), [(0, 0, 1024, 768)])
+        self.x.run("xrandr", "--fb", "1280x800", "--output", "VNC-0", "--mode", "800x600")
+        yield waitFor(reactor, lambda: observer.of("monitors_changed"))
+        self.assertEqual(source.monitors(), [(0, 0, 800, 600)])
+        self.assertEqual(observer.of("surface_changed"), [(1280, 800)])
+
+    @defer.inlineCallbacks
     def test_resizeThroughRandr(self):
         """
         L{X11Source.resize} (the seam for a client's monitor configuration)
@@ -299,7 +350,181 @@ class ResizeTests(X11SourceTestCase):
         yield waitFor(reactor, lambda: observer.of("surface_changed"))
         self.assertEqual(observer.of("surface_changed"), [(1280, 800)])
         self.assertIn("1280 x 800", self.x.run("xrandr").splitlines()[0])
-        self.assertRaises(ValueError, source.resize, 1234, 567)
+
+    @defer.inlineCallbacks
+    def test_resizeCreatesAMode(self):
+        """
+        A size no mode has gets a new RandR mode, as ``xrandr --newmode``
+        and ``--addmode`` would make; asking for it again reuses it.
+        """
+        source = self.source()
+        observer = RecordingObserver()
+        source.addObserver(observer)
+        source.resize(1234, 567)
+        yield waitFor(reactor, lambda: observer.of("surface_changed"))
+        self.assertEqual(observer.of("surface_changed"), [(1234, 567)])
+        self.assertIn("1234 x 567", self.x.run("xrandr").splitlines()[0])
+        source.resize(1024, 768)
+        yield waitFor(reactor, lambda: (source.width, source.height) == (1024, 768))
+        source.resize(1234, 567)
+        yield waitFor(reactor, lambda: (source.width, source.height) == (1234, 567))
+        self.assertEqual(self.x.run("xrandr").count("1234x567"), 1)
+        self.assertRaises(ValueError, source.resize, 40000, 300)
+
+    @defer.inlineCallbacks
+    def test_agentResizes(self):
+        """
+        A client's monitors configuration resizes the X screen through the
+        agent; a display turned off or the same size changes nothing.
+        """
+        source = self.source(allow_control=True)
+        source.agent.agent_attached(RecordingAgentClients())
+        source.agent.monitors_config([None])
+        source.agent.monitors_config([Monitor(1024, 768, 0, 0)])
+        source.agent.monitors_config([Monitor(1000, 700, 0, 0)])
+        yield waitFor(reactor, lambda: (source.width, source.height) == (1000, 700))
+
+
+class FixedSizeTests(X11SourceTestCase):
+    def test_xvfbKeepsItsSize(self):
+        """
+        Xvfb's screen cannot grow past the size it started with: a client's
+        resize request beyond it is logged and changes nothing, and no mode
+        is left behind.
+        """
+        source = self.source(allow_control=True)
+        source.agent.agent_attached(RecordingAgentClients())
+        before = self.x.run("xrandr", "-q")
+        log = LogCapture(self)
+        source.agent.monitors_config([Monitor(1280, 800, 0, 0)])
+        self.assertEqual((source.width, source.height), self.size)
+        self.assertIn("it stays 640x480", log.text())
+        self.assertEqual(self.x.run("xrandr", "-q"), before)
+
+
+class ClipboardTests(X11SourceTestCase):
+    """
+    The clipboard bridge against real X clients (xclip) on Xvfb.
+    """
+
+    def setUp(self):
+        X11SourceTestCase.setUp(self)
+        requireX(self, "xclip")
+        self.controlled = self.source(allow_control=True)
+        self.clients = RecordingAgentClients()
+        self.controlled.agent.agent_attached(self.clients)
+
+    def xclipIn(self, data, *args):
+        return xclipCopy(self, self.x, data, *args)
+
+    def xclipOut(self, *args):
+        return xclipPaste(reactor, self.x, *args)
+
+    @defer.inlineCallbacks
+    def test_xTextOfferedToClients(self):
+        """
+        Text an X client copies (CLIPBOARD, then PRIMARY) is offered to the
+        clients as UTF-8 text, and a client's paste gets its bytes.
+        """
+        text = "copied in X, ünïcode".encode("utf-8")
+        self.xclipIn(text, "-selection", "clipboard")
+        yield waitFor(reactor, lambda: ("clipboard_grab", Selection.CLIPBOARD, [TEXT])
+                      in self.clients.events)
+        data = yield self.controlled.agent.clipboard_request(Selection.CLIPBOARD, TEXT)
+        self.assertEqual(data, text)
+        none = yield self.controlled.agent.clipboard_request(Selection.CLIPBOARD, PNG)
+        self.assertIsNone(none)
+        self.xclipIn(b"primary text", "-selection", "primary")
+        yield waitFor(reactor, lambda: ("clipboard_grab", Selection.PRIMARY, [TEXT])
+                      in self.clients.events)
+        data = yield self.controlled.agent.clipboard_request(Selection.PRIMARY, TEXT)
+        self.assertEqual(data, b"primary text")
+
+    @defer.inlineCallbacks
+    def test_xPngOfferedToClients(self):
+        """
+        An image/png an X client copies is offered as IMAGE_PNG.
+        """
+        png = b"\x89PNG\r\n\x1a\nnot really"
+        self.xclipIn(png, "-selection", "clipboard", "-t", "image/png")
+        yield waitFor(reactor, lambda: ("clipboard_grab", Selection.CLIPBOARD, [PNG])
+                      in self.clients.events)
+        data = yield self.controlled.agent.clipboard_request(Selection.CLIPBOARD, PNG)
+        self.assertEqual(data, png)
+
+    @defer.inlineCallbacks
+    def test_xOwnerGoneReleases(self):
+        """
+        The X owner exits: the clients hear the selection is released.
+        """
+        process = self.xclipIn(b"x", "-selection", "clipboard")
+        yield waitFor(reactor, lambda: self.clients.events)
+        process.terminate()
+        process.wait()
+        yield waitFor(reactor, lambda: self.clients.events[-1]
+                      == ("clipboard_release", Selection.CLIPBOARD))
+
+    @defer.inlineCallbacks
+    def test_clientCopyPastedInX(self):
+        """
+        A client's copy owns the X selection: an X client pasting gets the
+        client's text (UTF8_STRING, TEXT, STRING as Latin-1) and PNG, and
+        TARGETS lists them; released, the selection has no owner.
+        """
+        text = "from the client, ünï".encode("utf-8")
+        self.clients.clipboards[(Selection.CLIPBOARD, TEXT)] = text
+        self.clients.clipboards[(Selection.CLIPBOARD, PNG)] = b"\x89PNG fake"
+        self.controlled.agent.clipboard_grab(Selection.CLIPBOARD, [TEXT, PNG, 99])
+        out, code = yield self.xclipOut("-selection", "clipboard", "-t", "TARGETS")
+        self.assertEqual(code, 0)
+        self.assertEqual(out.split(), [b"TARGETS", b"UTF8_STRING", b"text/plain;charset=utf-8",
+                                       b"TEXT", b"STRING", b"image/png"])
+        out, _ = yield self.xclipOut("-selection", "clipboard", "-t", "UTF8_STRING")
+        self.assertEqual(out, text)
+        out, _ = yield self.xclipOut("-selection", "clipboard", "-t", "STRING")
+        self.assertEqual(out, "from the client, ünï".encode("latin-1"))
+        out, _ = yield self.xclipOut("-selection", "clipboard", "-t", "image/png")
+        self.assertEqual(out, b"\x89PNG fake")
+        self.controlled.agent.clipboard_release(Selection.CLIPBOARD)
+        out, code = yield self.xclipOut("-selection", "clipboard")
+        self.assertNotEqual(code, 0)
+
+    @defer.inlineCallbacks
+    def test_clientPrimary(self):
+        """
+        The PRIMARY selection too; a type the client does not offer is
+        refused.
+        """
+        self.clients.clipboards[(Selection.PRIMARY, TEXT)] = b"primary"
+        self.controlled.agent.clipboard_grab(Selection.PRIMARY, [TEXT])
+        out, _ = yield self.xclipOut("-selection", "primary")
+        self.assertEqual(out, b"primary")
+        out, code = yield self.xclipOut("-selection", "primary", "-t", "image/png")
+        self.assertNotEqual(code, 0)
+
+    @defer.inlineCallbacks
+    def test_clientUnavailable(self):
+        """
+        The client that copied does not give its data: the X client gets
+        a refusal, not a hang.
+        """
+        self.controlled.agent.clipboard_grab(Selection.CLIPBOARD, [TEXT])
+        out, code = yield self.xclipOut("-selection", "clipboard")
+        self.assertNotEqual(code, 0)
+
+    @defer.inlineCallbacks
+    def test_xCopyAfterClientCopy(self):
+        """
+        An X client copying after a client did takes the selection: the
+        bridge no longer owns it and offers the X client's text.
+        """
+        self.controlled.agent.clipboard_grab(Selection.CLIPBOARD, [TEXT])
+        self.xclipIn(b"later", "-selection", "clipboard")
+        yield waitFor(reactor, lambda: ("clipboard_grab", Selection.CLIPBOARD, [TEXT])
+                      in self.clients.events)
+        self.assertEqual(self.controlled.clipboard.owned, {})
+        data = yield self.controlled.agent.clipboard_request(Selection.CLIPBOARD, TEXT)
+        self.assertEqual(data, b"later")
 
 
 class AuthorityTests(unittest.TestCase):

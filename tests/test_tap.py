@@ -346,7 +346,7 @@ class PluginOptionTests(unittest.TestCase):
         config = parse("--source", "x11::0", "--x11-allow-control")
         self.assertTrue(config["x11-allow-control"])
         self.assertEqual(config.pluginValues(config.sources["x11"]),
-                         {"x11-allow-control": True})
+                         {"x11-allow-control": True, "x11-no-clipboard": False})
 
     def test_x11DisplayMissingIsOneLine(self):
         e = self.assertRaises(SystemExit, tap.makeService,

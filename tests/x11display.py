@@ -23,7 +23,7 @@ from twisted.internet import defer, protocol, task
 
 APT_PACKAGES = {"Xvfb": "xvfb", "Xvnc": "tigervnc-standalone-server",
                 "xauth": "xauth", "xrandr": "x11-xserver-utils",
-                "setxkbmap": "x11-xkb-utils"}
+                "setxkbmap": "x11-xkb-utils", "xclip": "xclip"}
 
 X11CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "x11client.py")
 
@@ -128,16 +128,22 @@ class XServer:
                 self.process.wait()
         self.process = None
 
+    def clientEnv(self):
+        """
+        The environment of an X client of this server.
+        """
+        env = dict(os.environ, **self.env)
+        if self.auth is None:
+            env.pop("XAUTHORITY", None)
+        return env
+
     def run(self, *argv):
         """
         Run an X utility (C{xrandr}, C{setxkbmap}) against this server and
         return its output.
         """
-        env = dict(os.environ, **self.env)
-        if self.auth is None:
-            env.pop("XAUTHORITY", None)
-        return subprocess.run(argv, env=env, check=True, capture_output=True, text=True,
-                              timeout=30).stdout
+        return subprocess.run(argv, env=self.clientEnv(), check=True, capture_output=True,
+                              text=True, timeout=30).stdout
 
 
 def startXServer(testcase, kind="Xvfb", size=(1024, 768), auth=False):
@@ -254,6 +260,57 @@ class XClient:
         if not self.ended:
             self.transport.signalProcess("TERM")
         return self._done
+
+
+def xclipCopy(testcase, server, data, *args):
+    """
+    xclip owning a selection of L{XServer} C{server} with C{data} (bytes)
+    until the test ends; C{args} as C{"-selection", "primary"} or
+    C{"-t", "image/png"}.  Returns the process.
+    """
+    requireX(testcase, "xclip")
+    process = subprocess.Popen(["xclip", "-quiet", "-i"] + list(args),
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=server.clientEnv())
+    process.stdin.write(data)
+    process.stdin.close()
+
+    def stop():
+        if process.poll() is None:
+            process.terminate()
+        process.wait()
+    testcase.addCleanup(stop)
+    return process
+
+
+def xclipPaste(reactor, server, *args):
+    """
+    C{xclip -o ARGS} on L{XServer} C{server}, without blocking the reactor
+    (the selection's owner may be in this process): fires with its output
+    and exit code.
+    """
+    from twisted.internet import utils
+    d = utils.getProcessOutputAndValue("xclip", ["-o"] + list(args),
+                                       env=server.clientEnv(), reactor=reactor)
+    return d.addCallback(lambda result: (result[0], result[2]))
+
+
+def pressXKey(server, keycode):
+    """
+    Press and release X keycode C{keycode} on L{XServer} C{server} from a
+    connection of its own (XTEST), as someone at the X server's own
+    keyboard would.
+    """
+    import xcffib
+    import xcffib.xtest
+    conn = xcffib.connect(display=server.display)
+    try:
+        xtest = conn(xcffib.xtest.key)
+        xtest.FakeInput(2, keycode, 0, 0, 0, 0, 0)
+        xtest.FakeInput(3, keycode, 0, 0, 0, 0, 0)
+        conn.core.GetInputFocus().reply()
+    finally:
+        conn.disconnect()
 
 
 def waitFor(reactor, condition, timeout=20, interval=0.02):

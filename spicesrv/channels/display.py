@@ -16,7 +16,7 @@ from spicesrv.display.encoders import encode_bitmap, encode_lz4, new_image_id
 from spicesrv.display.ratecontrol import queuedBytes
 from spicesrv.display.region import Damage
 from spicesrv.display.streams import StreamManager
-from spicesrv.interfaces import IDisplayObserver
+from spicesrv.interfaces import IDisplayObserver, IMonitorLayout
 from spicesrv.wire.constants import (
     ROPD_OP_PUT, SCALE_MODE_NEAREST, SURFACE_FLAG_PRIMARY, ChannelType, DisplayCap,
     SurfaceFormat)
@@ -27,6 +27,9 @@ PRIMARY_SURFACE = 0
 # Seconds between looks at a full link while lossless updates wait.
 LOSSLESS_RETRY = 0.01
 DISPLAY_PING_INTERVAL = 15.0
+
+# The most monitors one MONITORS_CONFIG reports (spice-gtk's MONITORS_MAX).
+MAX_MONITORS = 256
 
 # The largest raw image one DRAW_COPY of an update carries; bigger damaged
 # rectangles go as horizontal strips so that every message is modest and the
@@ -133,6 +136,7 @@ class DisplayChannel(ChannelProtocol):
             self._createSurface()
         else:
             self.damage.resize(self.source.width, self.source.height)
+            self._sendMonitors()
         self.source.addObserver(self)
         self._sendWholeSurface()
 
@@ -150,6 +154,36 @@ class DisplayChannel(ChannelProtocol):
         self.sendMessage("SURFACE_CREATE", surface_id=PRIMARY_SURFACE, width=width,
                          height=height, format=SurfaceFormat.FMT_32_xRGB,
                          flags=SURFACE_FLAG_PRIMARY)
+        self._sendMonitors()
+
+    def _sendMonitors(self):
+        """
+        Where the source's monitors are on the surface, for a client that
+        takes MONITORS_CONFIG and a source that knows (L{IMonitorLayout}).
+
+        The server does not announce SPICE_DISPLAY_CAP_MONITORS_CONFIG: a
+        client then takes the whole surface as one monitor (spice-gtk does
+        so at SURFACE_CREATE) until this message says otherwise, so sources
+        without a layout need not send one.
+        """
+        if (DisplayCap.MONITORS_CONFIG not in self.info.channel_caps
+                or not IMonitorLayout.providedBy(self.source)):
+            return
+        heads = [dict(monitor_id=i, surface_id=PRIMARY_SURFACE, x=x, y=y, width=width,
+                      height=height, flags=0)
+                 for i, (x, y, width, height)
+                 in enumerate(self.source.monitors()[:MAX_MONITORS])]
+        if heads:
+            self.sendMessage("MONITORS_CONFIG", count=len(heads), max_allowed=len(heads),
+                             heads=heads)
+
+    def monitors_changed(self):
+        """
+        The source's monitors moved on a surface of the same size (see
+        L{IMonitorLayout}).
+        """
+        if self.initialized:
+            self._sendMonitors()
 
     def msg_PREFERRED_COMPRESSION(self, msg):
         if msg.image_compression == COMPRESSION_OFF:

@@ -191,6 +191,8 @@ class MainChannel(ChannelProtocol):
         L{spicesrv.migration.source.TargetInfo}): MIGRATE_BEGIN, or
         MIGRATE_BEGIN_SEAMLESS when C{seamless}.
         """
+        if self.agent is not None:
+            self.agent.holdClipboardNews()
         if seamless:
             self.sendMessage("MIGRATE_BEGIN_SEAMLESS",
                              src_mig_version=MIGRATION_PROTOCOL_VERSION, **target.dstInfo())
@@ -210,6 +212,8 @@ class MainChannel(ChannelProtocol):
         (MIGRATE_CANCEL).
         """
         self.sendMessage("MIGRATE_CANCEL")
+        if self.agent is not None:
+            self.agent.releaseClipboardNews()
 
     def switchHost(self, target):
         """
@@ -225,6 +229,8 @@ class MainChannel(ChannelProtocol):
         self.context.migrationAnswered(self.session, True, seamless=True)
 
     def msg_MIGRATE_CONNECT_ERROR(self, msg):
+        if self.agent is not None:
+            self.agent.releaseClipboardNews()
         self.context.migrationAnswered(self.session, False)
 
     def migrationData(self):

@@ -48,13 +48,18 @@ class X11Plugin:
                    "file is $XAUTHORITY's), view-only unless --x11-allow-control")
     options = (Option("x11-allow-control",
                       "Let SPICE clients type and click on the X display given with "
-                      "--source x11:DISPLAY (through XTEST); view-only without it.",
-                      flag=True),)
+                      "--source x11:DISPLAY (through XTEST), resize its screen (RandR) and "
+                      "share its clipboard; view-only without it.",
+                      flag=True),
+               Option("x11-no-clipboard",
+                      "With --x11-allow-control, keep the X display's clipboard from the "
+                      "SPICE clients (and theirs from it).",
+                      flag=True))
 
     def makeSource(self, args, values, reactor):
         from spicesrv.sources.x11 import X11Source
         return X11Source(args or None, allow_control=bool(values.get("x11-allow-control")),
-                         reactor=reactor)
+                         reactor=reactor, clipboard=not values.get("x11-no-clipboard"))
 
 
 @implementer(IPlugin, ISourcePlugin)

@@ -19,6 +19,12 @@ screen to SPICE clients, as x11spice does, on xcffib (the XCB bindings).
   the wheel, relative motion (server mouse mode) and absolute positions
   (client mouse mode).
 - A screen size change (RandR) re-creates the clients' surface.
+- With control allowed, the source is the clients' agent too
+  (L{X11Agent}): a client's window size becomes the X screen's, through
+  RandR (a mode is created when none has that size), where the X server
+  can change its size; and, unless C{clipboard=False}, the X server's
+  CLIPBOARD and PRIMARY selections are bridged to the clients' clipboards
+  both ways (L{spicesrv.sources.x11clipboard}).
 
 Which X server is reached, and with which credentials, is libxcb's
 business: the display name (or C{$DISPLAY}) and the authority file
@@ -44,8 +50,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from spicesrv.display.cursor import Cursor
-from spicesrv.interfaces import IKeyboard, IMouse, ITablet
+from spicesrv.interfaces import IAgent, IKeyboard, IMonitorLayout, IMouse, ITablet
 from spicesrv.sources import x11keys
+from spicesrv.sources.x11clipboard import X11Clipboard
 from spicesrv.sources.base import FramebufferSource
 
 # X protocol numbers.
@@ -54,6 +61,8 @@ LSB_FIRST = 0
 KEY_PRESS, KEY_RELEASE, BUTTON_PRESS, BUTTON_RELEASE, MOTION_NOTIFY = 2, 3, 4, 5, 6
 ALL_PLANES = 0xFFFFFFFF
 STRUCTURE_NOTIFY = 1 << 17
+#: The xkbType of XKB's IndicatorStateNotify event.
+XKB_INDICATOR_STATE_NOTIFY = 4
 
 # SPICE button mask bits -> X buttons.
 SPICE_BUTTONS = {1: 1, 2: 2, 4: 3, 8: 8, 16: 9}
@@ -154,6 +163,7 @@ def _name(values):
     return b"".join(values).rstrip(b"\0").decode("latin-1")
 
 
+@implementer(IMonitorLayout)
 class X11Source(FramebufferSource):
     """
     The screen of an X server, with XTEST input devices when
@@ -163,12 +173,16 @@ class X11Source(FramebufferSource):
     @ivar shm: whether MIT-SHM captures.
     @ivar keymap: the L{x11keys.Keymap} of the server (with control only).
     @ivar keyboard: the L{X11Keyboard}, or L{None} when view-only (so too
-        C{mouse} and C{tablet}).
+        C{mouse}, C{tablet} and C{agent}).
+    @ivar agent: the L{X11Agent} (resize and clipboard).
+    @ivar clipboard: the L{X11Clipboard} bridge, or L{None} (view-only, or
+        C{clipboard=False}).
     """
 
     log = Logger()
 
-    def __init__(self, display=None, allow_control=False, reactor=None, use_shm=True):
+    def __init__(self, display=None, allow_control=False, reactor=None, use_shm=True,
+                 clipboard=True):
         if reactor is None:
             from twisted.internet import reactor
         self._reactor = reactor
@@ -185,12 +199,12 @@ class X11Source(FramebufferSource):
         self._pointerPoll = None
         self._reading = False
         try:
-            self._setUp(allow_control, use_shm)
+            self._setUp(allow_control, use_shm, clipboard)
         except Exception:
             self._conn.disconnect()
             raise
 
-    def _setUp(self, allow_control, use_shm):
+    def _setUp(self, allow_control, use_shm, clipboard):
         conn = self._conn
         missing = [name for name in EXTENSIONS if not self._hasExtension(name)]
         required = {"DAMAGE", "XFIXES"} | ({"XTEST"} if allow_control else set())
@@ -228,10 +242,13 @@ class X11Source(FramebufferSource):
         if "RANDR" not in missing:
             self._randr = conn(xcffib.randr.key)
             self._randr.QueryVersion(1, 5).reply()
-            self._randr.SelectInput(self._root, xcffib.randr.NotifyMask.ScreenChange)
+            self._randr.SelectInput(self._root, xcffib.randr.NotifyMask.ScreenChange
+                                    | xcffib.randr.NotifyMask.CrtcChange)
         else:
             conn.core.ChangeWindowAttributes(self._root, xcffib.xproto.CW.EventMask,
                                              [STRUCTURE_NOTIFY])
+        self._monitors = self._lastMonitors = None
+        self._monitorCheck = None
         self._xkb = None
         self._leds = {}
         if "XKEYBOARD" not in missing:
@@ -240,16 +257,25 @@ class X11Source(FramebufferSource):
         self._makeFrame(self.width, self.height)
         self._updateCursor()
 
-        self.keyboard = self.mouse = self.tablet = None
+        self.keyboard = self.mouse = self.tablet = self.agent = self.clipboard = None
         self.keymap = None
         if allow_control:
             self._xtest = conn(xcffib.xtest.key)
             self._xtest.GetVersion(2, 2).reply()
             self.keymap, self._leds = self._readKeyboard()
+            if self._xkb is not None:
+                # Lock keys pressed on the X server's own keyboards.
+                indicators = xcffib.xkb.EventType.IndicatorStateNotify
+                self._xkb.SelectEvents(xcffib.xkb.ID.UseCoreKbd, indicators, 0, indicators,
+                                       0, 0, [])
             self.keyboard = X11Keyboard(self)
             self.mouse = X11Mouse(self)
             self.tablet = X11Tablet(self)
             self._buttons = 0
+            if clipboard:
+                self.clipboard = X11Clipboard(conn, self._root, self._reactor, self.display,
+                                              self._afterRoundTrip)
+            self.agent = X11Agent(self)
         conn.flush()
 
     def _hasExtension(self, name):
@@ -293,11 +319,11 @@ class X11Source(FramebufferSource):
     def devices(self):
         """
         Everything to register with the server: this source and, when
-        control is allowed, its keyboard, mouse and tablet.
+        control is allowed, its keyboard, mouse, tablet and agent.
         """
         if self.keyboard is None:
             return [self]
-        return [self, self.keyboard, self.mouse, self.tablet]
+        return [self, self.keyboard, self.mouse, self.tablet, self.agent]
 
     # -- life cycle --------------------------------------------------------------
 
@@ -318,6 +344,10 @@ class X11Source(FramebufferSource):
             self._reactor.removeReader(self._reader)
             self._reader = None
         self._stopPointerPoll()
+        if self._monitorCheck is not None and self._monitorCheck.active():
+            self._monitorCheck.cancel()
+        if self.clipboard is not None:
+            self.clipboard.close()
         if self._segment is not None:
             self._segment.close()
             self._segment = None
@@ -337,6 +367,8 @@ class X11Source(FramebufferSource):
             self._reactor.removeReader(self._reader)
             self._reader = None
         self._stopPointerPoll()
+        if self.clipboard is not None:
+            self.clipboard.close()
         self._segment = None
         self._conn = None
 
@@ -391,6 +423,8 @@ class X11Source(FramebufferSource):
             self.damage(rects)
 
     def _dispatch(self, event, rects):
+        if self.clipboard is not None and self.clipboard.handle(event):
+            return
         if isinstance(event, xcffib.damage.NotifyEvent):
             area = event.area
             rect = (max(area.x, 0), max(area.y, 0),
@@ -402,9 +436,21 @@ class X11Source(FramebufferSource):
             self._updateCursor()
         elif isinstance(event, xcffib.randr.ScreenChangeNotifyEvent):
             self._screenSize(event.width, event.height)
+        elif isinstance(event, xcffib.randr.NotifyEvent):
+            if event.subCode == xcffib.randr.Notify.CrtcChange:
+                self._crtcChanged()
         elif isinstance(event, xcffib.xproto.ConfigureNotifyEvent):
             if event.window == self._root:
                 self._screenSize(event.width, event.height)
+        elif isinstance(event, xcffib.xkb.NewKeyboardNotifyEvent):
+            # XKB's events share one event code; xcffib parses them all as
+            # the first kind, the xkbType byte says which it is.
+            if event.xkbType == XKB_INDICATOR_STATE_NOTIFY:
+                self._ledsChanged()
+
+    def _ledsChanged(self):
+        if self.keyboard is not None and self.keyboard.leds_changed is not None:
+            self.keyboard.leds_changed()
 
     def _afterRoundTrip(self):
         """
@@ -516,25 +562,89 @@ class X11Source(FramebufferSource):
         self._makeFrame(width, height)
         if self.tablet is not None:
             self.tablet.set_logical_size(0, 0)
+        self._monitors = None
         self._notify("surface_changed", width, height)
+
+    # -- monitors (IMonitorLayout) -------------------------------------------------
+
+    def monitors(self):
+        """
+        The active RandR CRTCs as C{(x, y, width, height)} within the
+        screen, left to right and top to bottom (clones once); the whole
+        screen when RandR has none.
+        """
+        if self._monitors is None:
+            self._monitors = self._readMonitors()
+        self._lastMonitors = self._monitors
+        return list(self._monitors)
+
+    def _readMonitors(self):
+        whole = [(0, 0, self.width, self.height)]
+        if self._randr is None or self._conn is None:
+            return whole
+        try:
+            resources = self._randr.GetScreenResourcesCurrent(self._root).reply()
+            cookies = [self._randr.GetCrtcInfo(crtc, resources.config_timestamp)
+                       for crtc in resources.crtcs]
+            infos = [cookie.reply() for cookie in cookies]
+        except xcffib.XcffibException:
+            return whole
+        finally:
+            self._afterRoundTrip()
+        heads = set()
+        for info in infos:
+            if not info.mode:
+                continue
+            x, y = max(info.x, 0), max(info.y, 0)
+            width, height = min(info.width, self.width - x), min(info.height, self.height - y)
+            if width > 0 and height > 0:
+                heads.add((x, y, width, height))
+        return sorted(heads, key=lambda head: (head[1], head[0])) or whole
+
+    def _crtcChanged(self):
+        """
+        A CRTC changed: once the events of this change are read, tell the
+        observers if the monitors moved (a new screen size tells them
+        anyway, with the new surface).
+        """
+        self._monitors = None
+        if self._monitorCheck is None or not self._monitorCheck.active():
+            self._monitorCheck = self._reactor.callLater(0, self._checkMonitors)
+
+    def _checkMonitors(self):
+        self._monitorCheck = None
+        if self._conn is None:
+            return
+        before = self._lastMonitors
+        self._monitors = None
+        if before is not None and self.monitors() != before:
+            for observer in list(self._observers):
+                changed = getattr(observer, "monitors_changed", None)
+                if changed is not None:
+                    changed()
 
     def resize(self, width, height):
         """
         Ask the X server for a screen of C{width} x C{height} with RandR,
         as a client's monitor configuration would: the single active CRTC
-        takes an existing mode of that size.  The clients' surfaces follow
-        when the X server reports the change, as for any size change.
+        takes a mode of that size, created (as C{xrandr --newmode} and
+        C{--addmode} do) when its output has none.  The clients' surfaces
+        follow when the X server reports the change, as for any size change.
 
-        @raise ValueError: the X server has no RandR, more than one active
-            CRTC, or no mode of that size.
+        @raise ValueError: the X server has no RandR, its screen cannot have
+            that size, it has more than one active CRTC, or it refuses the
+            mode (Xvfb's single output takes no new modes).
         """
         if self._randr is None or self._conn is None:
             raise ValueError("X display %s cannot be resized (no RandR)" % (self.display,))
         randr = self._randr
+        limits = randr.GetScreenSizeRange(self._root).reply()
+        if not (limits.min_width <= width <= limits.max_width
+                and limits.min_height <= height <= limits.max_height):
+            raise ValueError("X display %s cannot be %dx%d: its screen is from %dx%d to %dx%d"
+                             % (self.display, width, height, limits.min_width,
+                                limits.min_height, limits.max_width, limits.max_height))
         resources = randr.GetScreenResourcesCurrent(self._root).reply()
-        modes = [m.id for m in resources.modes if (m.width, m.height) == (width, height)]
-        if not modes:
-            raise ValueError("X display %s has no %dx%d mode" % (self.display, width, height))
         active = []
         for crtc in resources.crtcs:
             info = randr.GetCrtcInfo(crtc, resources.config_timestamp).reply()
@@ -544,19 +654,87 @@ class X11Source(FramebufferSource):
             raise ValueError("X display %s has %d active CRTCs; only a single one is "
                              "resized" % (self.display, len(active)))
         crtc, info = active[0]
-        mm = (width * 254 // 960, height * 254 // 960)   # 96 dpi
-        # The screen must hold the CRTC at every step.
-        randr.SetScreenSize(self._root, max(width, self.width), max(height, self.height),
-                            *mm)
-        status = randr.SetCrtcConfig(crtc, 0, resources.config_timestamp, 0, 0, modes[0],
-                                     info.rotation, len(info.outputs),
-                                     list(info.outputs)).reply().status
+        mode = self._modeFor(resources, list(info.outputs), width, height)
+
+        def screen(width, height):
+            # millimetres at 96 dpi
+            randr.SetScreenSize(self._root, width, height, width * 254 // 960,
+                                height * 254 // 960)
+
+        def setCrtc(mode, outputs):
+            return randr.SetCrtcConfig(crtc, 0, resources.config_timestamp, 0, 0, mode,
+                                       info.rotation, len(outputs), outputs).reply().status
+
+        # The screen must hold the CRTC at every step, and clients should see
+        # one size change: grow the screen first, or shrink it last, or
+        # (wider but lower, or the reverse) switch the CRTC off meanwhile.
+        old = (self.width, self.height)
+        outputs = list(info.outputs)
+        if width >= old[0] and height >= old[1]:
+            screen(width, height)
+            status = setCrtc(mode, outputs)
+        elif width <= old[0] and height <= old[1]:
+            status = setCrtc(mode, outputs)
+            if not status:
+                screen(width, height)
+        else:
+            status = setCrtc(0, [])
+            if not status:
+                screen(width, height)
+                status = setCrtc(mode, outputs)
         if status:
+            setCrtc(info.mode, outputs)
+            screen(*old)
+            self._conn.flush()
+            self._afterRoundTrip()
             raise ValueError("X display %s refused the %dx%d mode (RandR status %d)"
                              % (self.display, width, height, status))
-        randr.SetScreenSize(self._root, width, height, *mm)
         self._conn.flush()
         self._afterRoundTrip()
+
+    def _modeFor(self, resources, outputs, width, height):
+        """
+        A mode of C{width} x C{height} that all C{outputs} have: one of
+        theirs, or a known one added to them, or a new one.
+        """
+        randr = self._randr
+        sized = [m.id for m in resources.modes if (m.width, m.height) == (width, height)]
+        have = None
+        for output in outputs:
+            modes = set(randr.GetOutputInfo(output, resources.config_timestamp).reply().modes)
+            have = modes if have is None else have & modes
+        for mode in sized:
+            if mode in (have or ()):
+                return mode
+        created = None
+        if sized:
+            mode = sized[0]
+        else:
+            # Timings for a 60 Hz refresh; a virtual X server only uses the size.
+            htotal, vtotal = width + 160, height + 30
+            info = xcffib.randr.ModeInfo.synthetic(
+                0, width, height, htotal * vtotal * 60, width + 48, width + 80, htotal, 0,
+                height + 3, height + 8, vtotal, 0, 0)
+            name = b"%dx%d" % (width, height)
+            try:
+                mode = created = randr.CreateMode(self._root, info, len(name),
+                                                  name).reply().mode
+            except xcffib.XcffibException:
+                name += b"_spicesrv"
+                mode = created = randr.CreateMode(self._root, info, len(name),
+                                                  name).reply().mode
+            self.log.info("X display {display}: created the RandR mode {name}",
+                          display=self.display, name=name.decode("ascii"))
+        try:
+            for output in outputs:
+                randr.AddOutputModeChecked(output, mode).check()
+        except xcffib.XcffibException as e:
+            if created is not None:
+                randr.DestroyMode(created)
+                self._conn.flush()
+            raise ValueError("X display %s has no %dx%d mode and takes no new one (%s)"
+                             % (self.display, width, height, type(e).__name__))
+        return mode
 
     # -- the cursor --------------------------------------------------------------
 
@@ -646,6 +824,58 @@ def _base(interface):
             interface.getTaggedValue("minor_version"))
 
 
+@implementer(IAgent)
+class X11Agent:
+    """
+    The X display as the clients' agent: a client's window size becomes
+    the X screen's (L{X11Source.resize}), and the clipboard is bridged to
+    the X selections (L{X11Clipboard}) when the source has the bridge.
+    """
+
+    type, major_version, minor_version = _base(IAgent)
+    log = Logger()
+
+    def __init__(self, source):
+        self._source = source
+        self.clients = None
+        self.description = "X11 agent (RandR resize%s)" % (
+            ", clipboard" if source.clipboard is not None else "",)
+
+    def agent_attached(self, clients):
+        self.clients = clients
+        if self._source.clipboard is not None:
+            self._source.clipboard.attach(clients)
+
+    def monitors_config(self, monitors):
+        if not monitors or monitors[0] is None:
+            return
+        width, height = monitors[0].width, monitors[0].height
+        if (width, height) == (self._source.width, self._source.height):
+            return
+        try:
+            self._source.resize(width, height)
+        except ValueError as e:
+            self.log.info("a client asked for a {width}x{height} screen; it stays "
+                          "{current}: {why}", width=width, height=height,
+                          current="%dx%d" % (self._source.width, self._source.height), why=e)
+        except xcffib.XcffibException as e:
+            self.log.warn("resizing X display {display} to {width}x{height} failed: {error!r}",
+                          display=self._source.display, width=width, height=height, error=e)
+
+    def clipboard_grab(self, selection, types):
+        if self._source.clipboard is not None:
+            self._source.clipboard.clientGrabbed(selection, types)
+
+    def clipboard_release(self, selection):
+        if self._source.clipboard is not None:
+            self._source.clipboard.clientReleased(selection)
+
+    def clipboard_request(self, selection, type):
+        if self._source.clipboard is None:
+            return None
+        return self._source.clipboard.request(selection, type)
+
+
 @implementer(IKeyboard)
 class X11Keyboard:
     """
@@ -658,6 +888,9 @@ class X11Keyboard:
     def __init__(self, source):
         self._source = source
         self._decoder = x11keys.Set1Decoder()
+        #: Set by the server (see L{IKeyboard}); called when the X server's
+        #: lock indicators change, whoever pressed the key.
+        self.leds_changed = None
 
     def push_scan_freg(self, byte):
         key = self._decoder.feed(byte)

@@ -108,7 +108,9 @@ Events:
 - ``frame`` ``{id, n, t, x, y, width, height}``: under ``watch``, the bar
   code changed to ``n`` with the invalidate of that rectangle at ``t``
   (seconds); ``invalidate-now`` ``{id, t, x, y, width, height}``: one
-  invalidate, not coalesced.
+  invalidate, not coalesced;
+  ``display-monitors`` ``{id, max, monitors: [{id, surface_id, x, y, width,
+  height}]}``: the display channel's ``monitors`` property changed.
 - ``mouse-mode`` ``{mode}``; ``agent-update`` ``{connected}``;
   ``clipboard-grab`` ``{selection, types}``, ``clipboard-release``
   ``{selection}``, ``clipboard`` ``{selection, type, size, sha256, hex}``
@@ -292,6 +294,41 @@ def gpointer(obj):
     return _capsuleGetPointer(obj.__gpointer__, None)
 
 
+class GArray(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("len", ctypes.c_uint)]
+
+
+class SpiceDisplayMonitorConfig(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint)
+                for name in ("id", "surface_id", "x", "y", "width", "height")]
+
+
+_gobject = ctypes.CDLL("libgobject-2.0.so.0")
+_gobject.g_object_get.restype = None
+_gobject.g_object_get.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p,
+                                  ctypes.c_void_p]
+_glib = ctypes.CDLL("libglib-2.0.so.0")
+_glib.g_array_unref.argtypes = [ctypes.c_void_p]
+
+
+def displayMonitors(ch):
+    """
+    A display channel's ``monitors`` property (a GArray of
+    SpiceDisplayMonitorConfig, which introspection cannot read), as dicts.
+    """
+    array = ctypes.c_void_p()
+    _gobject.g_object_get(gpointer(ch), b"monitors", ctypes.byref(array), None)
+    if not array.value:
+        return []
+    header = GArray.from_address(array.value)
+    monitors = []
+    if header.len and header.data:
+        for m in (SpiceDisplayMonitorConfig * header.len).from_address(header.data):
+            monitors.append({name: getattr(m, name) for name, _ in m._fields_})
+    _glib.g_array_unref(array)
+    return monitors
+
+
 def cArray(value, count, ctype):
     """
     A signal's C array argument: PyGObject gives a sequence, or the bare
@@ -389,6 +426,7 @@ class Client(object):
             gconnect(ch, "display-primary-destroy", self.onPrimaryDestroy)
             gconnect(ch, "display-mark", self.onMark)
             gconnect(ch, "display-invalidate", self.onInvalidate)
+            gconnect(ch, "notify::monitors", self.onMonitors)
         elif isinstance(ch, Spice.InputsChannel):
             gconnect(ch, "inputs-modifiers", self.onModifiers)
         elif isinstance(ch, Spice.CursorChannel):
@@ -498,6 +536,10 @@ class Client(object):
         emit({"event": "primary-create", "id": self.key(ch)[1],
               "format": fmt, "width": width, "height": height,
               "stride": stride, "shmid": shmid})
+
+    def onMonitors(self, ch, pspec):
+        emit({"event": "display-monitors", "id": self.key(ch)[1],
+              "max": ch.get_property("monitors-max"), "monitors": displayMonitors(ch)})
 
     def onPrimaryDestroy(self, ch):
         self.flushInvalidate()

@@ -2,14 +2,18 @@
 The X11 source against the real spice-gtk client and real X servers: the
 client shows the X screen's pixels and size, its keys and clicks reach an
 X client on that screen (through XTEST, with the X server's layout), the
-lock keys follow, a size change made on the X side re-creates the client's
-surface, and without --x11-allow-control nothing the client sends reaches
-the X server.  The last test runs the operator's command.
+lock keys follow both ways, a size change made on the X side re-creates the
+client's surface and the client's window size resizes the X screen (Xvnc;
+Xvfb keeps its size), the X clipboard and spice-gtk's go both ways (xclip
+on the X side), and without --x11-allow-control nothing the client sends
+reaches the X server.  The last test runs the operator's command.
 """
 
+import io
 import os
 
 import numpy
+from PIL import Image
 from twisted.internet import defer, endpoints, reactor, task
 
 from spicesrv.server import SpiceServer
@@ -19,10 +23,12 @@ from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual
 from tests.interop.processes import Twistd, freePort
 from tests.test_sources_x11 import grab
 from tests.x11client import QUARTERS
-from tests.x11display import XClient, startXServer
+from tests.x11display import (
+    XClient, pressXKey, requireX, startXServer, xclipCopy, xclipPaste)
 
 # PC/XT set-1 make codes, and spice-gtk's 0x100 for the 0xE0 prefix.
 H, I, A, Y, SHIFT, CAPS, UP = 0x23, 0x17, 0x1E, 0x15, 0x2A, 0x3A, 0x148
+TEXT, PNG = 1, 2    # VD_AGENT_CLIPBOARD_UTF8_TEXT, _IMAGE_PNG
 
 
 class X11InteropTestCase(InteropTestCase):
@@ -40,23 +46,31 @@ class X11InteropTestCase(InteropTestCase):
         self.x = startXServer(self, self.kind, self.size)
         self.xclient = yield XClient.start(reactor, self.x, *clientArgs)
         self.addCleanup(self.xclient.stop)
-        self.source = X11Source(self.x.display, allow_control=self.allowControl,
-                                reactor=reactor)
-        self.addCleanup(self.source.stop)
-        self.source.start()
-        self.server = SpiceServer(clock=reactor, password=PASSWORD)
-        self.server.startService()
-        for device in self.source.devices():
-            self.server.addInterface(device)
-        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
-        port = yield endpoint.listen(self.server.factory())
-        self.addCleanup(self._stopServer, port)
-        client = yield self.startClient(port.getHost().port)
+        self.source, self.server, port = yield self.exportX()
+        client = yield self.startClient(port)
         yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=30)
         return client
 
-    def _stopServer(self, port):
-        for session in list(self.server.sessions.values()):
+    @defer.inlineCallbacks
+    def exportX(self, **serverArgs):
+        """
+        A spicesrv server showing C{self.x} on a loopback port: fires with
+        C{(source, server, port number)}.
+        """
+        source = X11Source(self.x.display, allow_control=self.allowControl, reactor=reactor)
+        self.addCleanup(source.stop)
+        source.start()
+        server = SpiceServer(clock=reactor, password=PASSWORD, **serverArgs)
+        server.startService()
+        for device in source.devices():
+            server.addInterface(device)
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        port = yield endpoint.listen(server.factory())
+        self.addCleanup(self._stopServer, server, port)
+        return source, server, port.getHost().port
+
+    def _stopServer(self, server, port):
+        for session in list(server.sessions.values()):
             session.end()
         return port.stopListening()
 
@@ -155,6 +169,26 @@ class KeyboardTests(X11InteropTestCase):
                                    timeout=30)
         self.assertEqual(self.source.keyboard.get_leds() & 4, 4)
 
+    @defer.inlineCallbacks
+    def test_capsLockOnTheXServer(self):
+        """
+        Caps Lock pressed on the X server itself (not by the client)
+        reaches the client's lock state at once, and so does its release.
+        """
+        client = yield self.serve()
+        # spice-gtk sends its own locks as the inputs channel comes up (and
+        # the server takes them): a key typed and seen in X is after that.
+        yield self.typeKeys(client, H)
+        yield self.xclient.waitFor(lambda e: e["event"] == "key", timeout=30)
+        since = len(client.events)
+        pressXKey(self.x, self.source.keymap.keycode(CAPS))
+        yield client.waitForEvent(lambda e: e["event"] == "inputs-modifiers"
+                                  and e["modifiers"] & 4, timeout=30, since=since)
+        since = len(client.events)
+        pressXKey(self.x, self.source.keymap.keycode(CAPS))
+        yield client.waitForEvent(lambda e: e["event"] == "inputs-modifiers"
+                                  and not e["modifiers"] & 4, timeout=30, since=since)
+
 
 class MouseTests(X11InteropTestCase):
     @defer.inlineCallbacks
@@ -226,6 +260,216 @@ class ResizeTests(X11InteropTestCase):
             lambda e: e["event"] == "primary-create", timeout=30, since=before)
         self.assertEqual((created["width"], created["height"]), (800, 600))
         yield self.waitForScreen(client, 800, 600)
+
+
+class ClipboardTests(X11InteropTestCase):
+    """
+    The X selections and spice-gtk's clipboard, both ways, with xclip as
+    the X client that copies and pastes.
+    """
+
+    @defer.inlineCallbacks
+    def serveWithAgent(self):
+        requireX(self, "xclip")
+        client = yield self.serve()
+        yield client.waitForEvent({"event": "agent-update", "connected": True}, timeout=30)
+        yield self.waitUntil(lambda: any(c.ready for c in self.server.agent.connections))
+        return client
+
+    @defer.inlineCallbacks
+    def test_xCopyReachesClient(self):
+        """
+        Text copied in X with xclip, on CLIPBOARD and then on PRIMARY, is
+        offered to spice-gtk as UTF-8 text on that selection, and its
+        request gets the text.
+        """
+        client = yield self.serveWithAgent()
+        for selection, name, text in ((0, "clipboard", "copied in X, ünï"),
+                                      (1, "primary", "selected in X")):
+            since = len(client.events)
+            xclipCopy(self, self.x, text.encode("utf-8"), "-selection", name)
+            grab = yield client.waitForEvent({"event": "clipboard-grab"}, since=since,
+                                             timeout=30)
+            self.assertEqual((grab["selection"], grab["types"]), (selection, [TEXT]))
+            yield client.check("clipboard_request", type=TEXT, selection=selection)
+            data = yield client.waitForEvent({"event": "clipboard", "selection": selection},
+                                             since=since, timeout=30)
+            self.assertEqual(bytes.fromhex(data["hex"]).decode("utf-8"), text)
+
+    @defer.inlineCallbacks
+    def test_clientCopyPastedInX(self):
+        """
+        Text and a PNG copied in spice-gtk are what ``xclip -o`` pastes in
+        X (UTF8_STRING, image/png); PRIMARY too; released, X has nothing.
+        """
+        client = yield self.serveWithAgent()
+        text = "copied in spice-gtk, ünï"
+        png = io.BytesIO()
+        Image.new("RGB", (20, 10), (10, 200, 30)).save(png, "PNG")
+        png = png.getvalue()
+        yield client.check("clipboard_grab", types=[TEXT, PNG],
+                           data={str(TEXT): text.encode("utf-8").hex(), str(PNG): png.hex()})
+        yield self.waitUntil(lambda: self.source.clipboard.owned.get(0) == [TEXT, PNG])
+        out, code = yield xclipPaste(reactor, self.x, "-selection", "clipboard",
+                                     "-t", "UTF8_STRING")
+        self.assertEqual((out.decode("utf-8"), code), (text, 0))
+        out, code = yield xclipPaste(reactor, self.x, "-selection", "clipboard",
+                                     "-t", "image/png")
+        self.assertEqual((out, code), (png, 0))
+        yield client.check("clipboard_grab", selection=1, types=[TEXT],
+                           data={str(TEXT): b"primary".hex()})
+        yield self.waitUntil(lambda: self.source.clipboard.owned.get(1) == [TEXT])
+        out, code = yield xclipPaste(reactor, self.x, "-selection", "primary")
+        self.assertEqual((out, code), (b"primary", 0))
+        yield client.check("clipboard_release", selection=0)
+        yield self.waitUntil(lambda: 0 not in self.source.clipboard.owned)
+        out, code = yield xclipPaste(reactor, self.x, "-selection", "clipboard")
+        self.assertNotEqual(code, 0)
+
+
+class ClientResizeTests(X11InteropTestCase):
+    kind = "Xvnc"
+
+    @defer.inlineCallbacks
+    def test_clientResizesTheXScreen(self):
+        """
+        spice-gtk's window becomes 1280x720 (a mode Xvnc has), then
+        1100x700 (one it has not, so spicesrv creates it): each time
+        ``xrandr -q`` shows the X screen at that size and the client gets a
+        surface of that size showing it.
+        """
+        client = yield self.serve()
+        yield client.waitForEvent({"event": "agent-update", "connected": True}, timeout=30)
+        yield self.waitForScreen(client, 1024, 768)
+        for width, height in ((1280, 720), (1100, 700)):
+            since = len(client.events)
+            yield client.check("update_display", width=width, height=height)
+            created = yield client.waitForEvent(
+                lambda e: e["event"] == "primary-create", timeout=30, since=since)
+            self.assertEqual((created["width"], created["height"]), (width, height))
+            self.assertIn("current %d x %d" % (width, height), self.x.run("xrandr", "-q"))
+            yield self.waitForScreen(client, width, height)
+
+
+class MonitorsTests(X11InteropTestCase):
+    kind = "Xvnc"
+
+    @defer.inlineCallbacks
+    def test_monitorsProperty(self):
+        """
+        spice-gtk's ``monitors`` property of the display channel is the X
+        screen's RandR CRTC (MONITORS_CONFIG), not only the surface: on a
+        1280x800 screen whose output shows 1024x768, then 800x600 (a change
+        of the CRTC alone), the client has that monitor.
+        """
+        client = yield self.serve()
+        yield self.waitForScreen(client, 1024, 768)
+        since = len(client.events)
+        self.x.run("xrandr", "--fb", "1280x800", "--output", "VNC-0", "--mode", "1024x768")
+        created = yield client.waitForEvent({"event": "primary-create"}, since=since,
+                                            timeout=30)
+        self.assertEqual((created["width"], created["height"]), (1280, 800))
+
+        def monitor(width, height):
+            return lambda e: (e["event"] == "display-monitors"
+                              and [(m["x"], m["y"], m["width"], m["height"])
+                                   for m in e["monitors"]] == [(0, 0, width, height)])
+        got = yield client.waitForEvent(monitor(1024, 768), since=since, timeout=30)
+        self.assertEqual(got["max"], 1)
+        since = len(client.events)
+        self.x.run("xrandr", "--fb", "1280x800", "--output", "VNC-0", "--mode", "800x600")
+        yield client.waitForEvent(monitor(800, 600), since=since, timeout=30)
+
+
+class FixedSizeTests(X11InteropTestCase):
+    @defer.inlineCallbacks
+    def test_xvfbKeepsItsSize(self):
+        """
+        On Xvfb, which cannot grow, a larger client window changes nothing:
+        the client keeps the X screen's size and picture.
+        """
+        client = yield self.serve()
+        yield client.waitForEvent({"event": "agent-update", "connected": True}, timeout=30)
+        yield self.waitForScreen(client, *self.size)
+        since = len(client.events)
+        yield client.check("update_display", width=1280, height=1024)
+        yield task.deferLater(reactor, 2.0, lambda: None)
+        self.assertEqual([e for e in client.events[since:] if e["event"] == "primary-create"],
+                         [])
+        self.assertEqual((self.source.width, self.source.height), self.size)
+        yield self.waitForScreen(client, *self.size)
+
+
+class MigrationTests(X11InteropTestCase):
+    """
+    A viewer of an X display moves between two spicesrv servers that export
+    the same display (a front-end moved for maintenance): afterwards it
+    shows the X screen, types into it, and what it had copied is still the
+    X clipboard, now served by the target.
+    """
+
+    @defer.inlineCallbacks
+    def migrate(self, seamless):
+        requireX(self, "xclip")
+        self.x = startXServer(self, self.kind, self.size)
+        self.xclient = yield XClient.start(reactor, self.x)
+        self.addCleanup(self.xclient.stop)
+        source, sourceServer, sourcePort = yield self.exportX(seamless_migration=seamless)
+        target, targetServer, targetPort = yield self.exportX(seamless_migration=seamless)
+        client = yield self.startClient(sourcePort)
+        yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=30)
+        yield client.waitForEvent({"event": "agent-update", "connected": True}, timeout=30)
+        yield self.waitUntil(lambda: any(c.ready for c in sourceServer.agent.connections))
+        copied = "copied before the move"
+        yield client.check("clipboard_grab", types=[TEXT],
+                           data={str(TEXT): copied.encode("utf-8").hex()})
+        yield self.waitUntil(lambda: source.clipboard.owned.get(0) == [TEXT])
+        out, _ = yield xclipPaste(reactor, self.x, "-selection", "clipboard")
+        self.assertEqual(out.decode("utf-8"), copied)
+
+        (sessionId,) = sourceServer.sessions
+        before = len(client.events)
+        answers = yield sourceServer.migrate_connect("127.0.0.1", targetPort, None, None)
+        self.assertEqual(answers, {sessionId: "connected"})
+        # The device state, as the migrate command carries it.
+        for device in sourceServer.migratable:
+            (other,) = [d for d in targetServer.migratable
+                        if d.migration_key == device.migration_key]
+            other.set_migration_state(device.get_migration_state())
+        yield sourceServer.migrate_end(True)
+        yield self.waitUntil(lambda: sessionId in targetServer.sessions
+                             and len(targetServer.sessions[sessionId].channels) == 4
+                             and not targetServer.sessions[sessionId].arriving, timeout=30)
+        yield self.waitForPeers(client, targetPort)
+
+        # The grab is known on the target, which owns the X selection for it.
+        self.assertEqual(targetServer.agent.clipboard_owner(0), [TEXT])
+        yield self.waitUntil(lambda: target.clipboard.owned.get(0) == [TEXT])
+        out, code = yield xclipPaste(reactor, self.x, "-selection", "clipboard")
+        self.assertEqual((out.decode("utf-8"), code), (copied, 0))
+        # The X screen, and typing into it, through the target.
+        yield self.waitForScreen(client, *self.size)
+        yield self.typeKeys(client, H)
+        yield self.xclient.waitFor(lambda e: e["event"] == "key", timeout=30)
+        self.assertEqual(self.xclient.keys(), [(ord("h"), "h")])
+        # The target taking the X selection for the client is no news to
+        # the client (the source does not offer it the target's window).
+        since = len(client.events)
+        self.assertEqual([e for e in client.events[before:since]
+                          if e["event"] in ("clipboard-grab", "clipboard-release")], [])
+        # Text copied in X afterwards reaches the client through the target.
+        xclipCopy(self, self.x, b"after the move", "-selection", "clipboard")
+        grab = yield client.waitForEvent({"event": "clipboard-grab"}, since=since, timeout=30)
+        self.assertEqual(grab["types"], [TEXT])
+        yield client.check("clipboard_request", type=TEXT)
+        data = yield client.waitForEvent({"event": "clipboard"}, since=since, timeout=30)
+        self.assertEqual(bytes.fromhex(data["hex"]), b"after the move")
+
+    def test_semiSeamless(self):
+        return self.migrate(seamless=False)
+
+    def test_seamless(self):
+        return self.migrate(seamless=True)
 
 
 class TwistdX11Tests(InteropTestCase):
