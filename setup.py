@@ -21,6 +21,8 @@ setup(
         "numpy>=1.24",
         "xcffib>=1.4",
         "simplejpeg>=1.7",
+        # VP8, VP9 and H.264 video streams: FFmpeg (libvpx, libx264) in its wheels.
+        "av>=12",
     ],
     extras_require={
         "test": ["qemu.qmp>=0.0.3", "sphinx>=7.4", "repoze.sphinx.autointerface>=1.1",

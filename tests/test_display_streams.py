@@ -212,13 +212,16 @@ class EncoderTests(unittest.TestCase):
 class StreamingSetup:
     caps = {DisplayCap.SIZED_STREAM, DisplayCap.STREAM_REPORT}
     mode = "filter"
+    videoCodecs = None
+    rect = VIDEO_RECT
 
     def setUp(self):
         self.server = makeTestServer(disable_ticketing=True, streaming_video=self.mode,
-                                     video_encoder=SynchronousEncoder())
+                                     video_encoder=SynchronousEncoder(),
+                                     video_codecs=self.videoCodecs)
         self.clock = self.server.clock
         self.clock.advance(1000)
-        self.source = MotionSource(width=320, height=200, workload=VIDEO, rect=VIDEO_RECT,
+        self.source = MotionSource(width=320, height=200, workload=VIDEO, rect=self.rect,
                                    clock=self.clock, autostart=False)
         self.addCleanup(self.source.stop)
         self.server.addInterface(self.source)

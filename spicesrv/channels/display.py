@@ -1,7 +1,8 @@
 """
 The display channel (type 2): the primary surface of one display source,
-kept up to date with DRAW_COPY of the damaged rectangles, and with MJPEG
-video streams for the areas that change like video (L{StreamManager}).
+kept up to date with DRAW_COPY of the damaged rectangles, and with video
+streams (MJPEG, VP8, VP9 or H.264) for the areas that change like video
+(L{StreamManager}).
 
 Updates are pulled, not queued: damage accumulates in a L{Damage} while the
 client's ACK window or the socket is full, so a slow client gets fewer,
@@ -82,11 +83,13 @@ class DisplayChannel(ChannelProtocol):
         self.bytesWritten = 0
         self.streams = StreamManager(self, source, self.clock, self.context.videoEncoder(),
                                      mode=self.context.streamingVideo,
-                                     surfaceId=PRIMARY_SURFACE)
+                                     surfaceId=PRIMARY_SURFACE,
+                                     codecs=self.context.videoCodecs)
 
     @classmethod
     def capabilities(cls, context):
-        return {DisplayCap.PREF_COMPRESSION, DisplayCap.STREAM_REPORT}
+        return {DisplayCap.PREF_COMPRESSION, DisplayCap.STREAM_REPORT,
+                DisplayCap.PREF_VIDEO_CODEC_TYPE}
 
     @property
     def clientCaps(self):
@@ -219,6 +222,17 @@ class DisplayChannel(ChannelProtocol):
 
     def msg_STREAM_REPORT(self, msg):
         self.streams.report(msg)
+
+    def msg_PREFERRED_VIDEO_CODEC_TYPE(self, msg):
+        codecs = list(msg.codecs)
+        if not codecs:
+            return
+        self.streams.setClientPreference(codecs)
+        self.peerLog.info("PREFERRED_VIDEO_CODEC_TYPE",
+                          "{session} {channel}: client prefers video codecs {codecs}: "
+                          "streams use {order}", session=self.session.id, channel=self.name,
+                          codecs=codecs,
+                          order=" ".join(c.name for c in self.streams.codecOrder()))
 
     def streamStarted(self, rect):
         """
