@@ -186,8 +186,18 @@ FFMPEG_OPTIONS = {
     "libx264": {"preset": "ultrafast", "tune": "zerolatency", "forced-idr": "1",
                 "repeat-headers": "1"},
 }
-#: Encoder threads per stream (its frames are encoded one at a time).
-FFMPEG_THREADS = 2
+#: Pictures taller than this are converted to YUV with BT.709, smaller ones
+#: with BT.601 (limited range): what GStreamer assumes of a stream that
+#: does not say (VP8 cannot; H.264's VUI says it too).  Converting a
+#: full-HD picture with the other matrix costs 6 dB.
+BT709_ABOVE = 576
+#: FFmpeg's AVCOL_SPC/PRI/TRC numbers: 1 BT.709, 6 SMPTE 170M (BT.601).
+_COLOUR = {True: 1, False: 6}
+
+#: Encoder threads per stream (its frames are encoded one at a time):
+#: x264's sliced threads halve a full-HD frame's time; libvpx's threads
+#: spin, costing three times the CPU for no gain here.
+FFMPEG_THREADS = {"libx264": 2, "libvpx": 1, "libvpx-vp9": 1}
 
 
 def ceilingBitRate(width, height, fps):
@@ -213,7 +223,10 @@ class AvFrameEncoder:
         context.bit_rate = bitRate
         context.gop_size = max(1, int(KEYFRAME_SECONDS * fps))
         context.max_b_frames = 0
-        context.thread_count = FFMPEG_THREADS
+        context.thread_count = FFMPEG_THREADS.get(ffmpegName, 1)
+        self.hd = height > BT709_ABOVE
+        context.colorspace = context.color_primaries = context.color_trc = _COLOUR[self.hd]
+        context.color_range = 1  # limited ("MPEG")
         options = dict(FFMPEG_OPTIONS.get(ffmpegName, {}))
         if ffmpegName == "libx264":
             # A VBV buffer of a few frames: frames stay near their share.
@@ -225,7 +238,9 @@ class AvFrameEncoder:
 
     def encode(self, pixels, pts, keyframe=False):
         frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="bgra")
-        frame = frame.reformat(format="yuv420p")
+        frame = frame.reformat(format="yuv420p",
+                               dst_colorspace="ITU709" if self.hd else "ITU601",
+                               dst_color_range="MPEG")
         frame.pts = pts
         if keyframe:
             frame.pict_type = self._av.video.frame.PictureType.I
