@@ -118,16 +118,21 @@ class SpiceServer:
         L{spicesrv.display.codecs}), C{"auto"} or L{None} for the default.
         Codecs this process cannot encode (PyAV or an FFmpeg encoder
         missing) are left out with a log line, as libspice-server does.
+    @param mm_clock: the multimedia clock's source, a callable returning
+        seconds that never steps (C{time.monotonic} by default): every video
+        frame and audio packet is stamped on it, so a step of the wall clock
+        (which the reactor's C{seconds} follows) must not move it.
     """
 
     log = Logger()
 
     def __init__(self, clock=None, password=None, disable_ticketing=False, name=None,
                  uuid=None, keys=None, seamless_migration=False, streaming_video="filter",
-                 video_encoder=None, video_codecs=None):
+                 video_encoder=None, video_codecs=None, mm_clock=None):
         if clock is None:
             from twisted.internet import reactor as clock
         self.clock = clock
+        self._mmClock = mm_clock if mm_clock is not None else walltime.monotonic
         self.context = ChannelContext(self)
         self.ticket = Ticket(clock, password=password, disabled=disable_ticketing)
         self.name = name
@@ -585,6 +590,7 @@ class SpiceServer:
     def mmTime(self):
         """
         The multimedia clock in milliseconds, minus libspice's 400 ms
-        delta, as a u32.
+        delta, as a u32: monotonic (C{mm_clock}), whatever the wall clock
+        does.
         """
-        return (int(self.clock.seconds() * 1000) - MM_TIME_DELTA_MS) & 0xFFFFFFFF
+        return (int(self._mmClock() * 1000) - MM_TIME_DELTA_MS) & 0xFFFFFFFF

@@ -303,7 +303,8 @@ def _checkLinked(client, channel_type, channel_id):
 
 def makeTestServer(clock=None, **kwargs):
     """
-    A L{SpiceServer} on a L{Clock} with the shared test key.  Other keyword
+    A L{SpiceServer} on a L{Clock} with the shared test key; its multimedia
+    clock is the same L{Clock} (as monotonic as it gets).  Other keyword
     arguments go to L{SpiceServer}; give C{password} or
     C{disable_ticketing=True}, as a server with neither refuses every
     client.
@@ -312,6 +313,7 @@ def makeTestServer(clock=None, **kwargs):
     if clock is None:
         clock = Clock()
     kwargs.setdefault("keys", testKeyPool())
+    kwargs.setdefault("mm_clock", clock.seconds)
     return SpiceServer(clock=clock, **kwargs)
 
 
