@@ -14,8 +14,8 @@ from spicesrv.display.codecs import (
 from spicesrv.display.ratecontrol import RateControl
 from spicesrv.display.video import AvStreamEncoder, SynchronousEncoder, decodeFrames
 from spicesrv.sources.motion import readFrameCode, videoPicture
-from spicesrv.wire.constants import DisplayCap, VideoCodecType
-from spicesrv.wire.messages import DISPLAY_CLIENT
+from spicesrv.wire.constants import DisplayCap, MainCap, VideoCodecType
+from spicesrv.wire.messages import COMMON_CLIENT, DISPLAY_CLIENT, MAIN_CLIENT
 from tests.test_display_streams import FRAME, VIDEO_RECT, StreamingSetup, psnr
 
 MJPEG, VP8, H264, VP9 = (VideoCodecType.MJPEG, VideoCodecType.VP8, VideoCodecType.H264,
@@ -287,3 +287,49 @@ class PreferenceTests(StreamingSetup, unittest.TestCase):
         self.source.start()
         self.play(1.0)
         self.assertEqual(self.surface.codecTypes, [VP9])
+
+
+class SeamlessSourceStreamTests(StreamingSetup, unittest.TestCase):
+    """
+    A client with an active stream migrating seamlessly away.
+    """
+
+    seamless = True
+    videoCodecs = "ffmpeg:vp8"
+    caps = {DisplayCap.STREAM_REPORT} | ALL_CODEC_CAPS
+    mainCaps = {MainCap.SEMI_SEAMLESS_MIGRATE, MainCap.SEAMLESS_MIGRATE,
+                MainCap.AGENT_CONNECTED_TOKENS}
+
+    def test_streamsEndLosslesslyBeforeMigrate(self):
+        """
+        As libspice: before MIGRATE the source destroys its streams and
+        sends their areas losslessly, so the client's picture is exact and
+        holds no stream when it moves; nothing but the data follows.
+        """
+        self.source.start()
+        self.play(1.0)
+        self.assertTrue(self.channel.streams.streams)
+        self.main.take()
+        d = self.server.migrate_connect("dst", 5930)
+        self.main.send(MAIN_CLIENT["MIGRATE_CONNECTED_SEAMLESS"])
+        self.successResultOf(d)
+        self.source.stop()
+        self.messages = []
+        self.server.migrate_end(True)
+        self.play(FRAME)
+        names = self.names()
+        self.assertEqual(names[-1], "MIGRATE")
+        self.assertIn("STREAM_DESTROY", names)
+        self.assertLess(names.index("STREAM_DESTROY"), names.index("DRAW_COPY"))
+        self.assertEqual(self.surface.streams, {})
+        numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
+        self.assertEqual(self.channel.streams.streams, {})
+        # More motion: no stream, no update until the data is asked for.
+        self.source.start()
+        self.play(1.0)
+        self.assertEqual(self.names()[-1], "MIGRATE")
+        self.assertEqual([c for c in self.server.clock.getDelayedCalls() if c.active()
+                          and getattr(c.func, "__self__", None) is self.channel.streams], [])
+        self.client.send(COMMON_CLIENT["MIGRATE_FLUSH_MARK"])
+        self.assertEqual([n for n, _ in self.client.take()], ["MIGRATE_DATA"])
+        self.source.stop()

@@ -131,6 +131,10 @@ class DisplayChannel(ChannelProtocol):
             self.encoding = fields["encoding"]
         self.initialized = True
         self.sendSetAck()
+        # Streams are not part of the migration: the source ended its own
+        # before MIGRATE; should the client still hold any, they go, and
+        # this server detects and starts its own.
+        self.sendMessage("STREAM_DESTROY_ALL")
         if (fields["width"], fields["height"]) != (self.source.width, self.source.height):
             self.sendMessage("SURFACE_DESTROY", surface_id=PRIMARY_SURFACE)
             self._createSurface()
@@ -138,6 +142,20 @@ class DisplayChannel(ChannelProtocol):
             self.damage.resize(self.source.width, self.source.height)
         self.source.addObserver(self)
         self._sendWholeSurface()
+
+    def startMigration(self):
+        """
+        Before SPICE_MSG_MIGRATE (after which only the migration data may
+        follow), end every stream and send its area losslessly, as
+        libspice-server does: the client then holds no lossy area this
+        server stops tracking, and no stream the target does not know.
+        """
+        if self.streams.streams:
+            for stream in list(self.streams.streams.values()):
+                self.streams.end(stream)
+            self._sendDamage(respectWindow=False)
+        self.streams.stop()
+        ChannelProtocol.startMigration(self)
 
     def channelDown(self):
         self.streams.stop()
@@ -181,6 +199,8 @@ class DisplayChannel(ChannelProtocol):
         self._sendWholeSurface()
 
     def damaged(self, rects):
+        if self.migrationStarted:
+            return  # only the migration data goes to the client now
         for rect in self.streams.filterDamage(rects):
             self.damage.add(rect)
         self._scheduleFlush()

@@ -169,3 +169,106 @@ class VideoStreamTests(InteropTestCase):
         yield self.waitUntil(lambda: not self.source.running, timeout=20)
         yield self.waitForSamePicture(client, self.source)
         self.assertEqual(self.display().streams.created, 0)
+
+
+class MigratingStreamTests(InteropTestCase):
+    """
+    A client watching a stream moves to another server, semi-seamlessly
+    and seamlessly; the motion source plays on both ends (the target's
+    from its own first frame, as a VM would go on).
+    """
+
+    @defer.inlineCallbacks
+    def startServer(self, video_codecs, seamless):
+        source = MotionSource(width=1024, height=600, workload=VIDEO, fps=30,
+                              clock=reactor, autostart=False)
+        self.addCleanup(source.stop)
+        server = SpiceServer(clock=reactor, password=PASSWORD, video_codecs=video_codecs,
+                             seamless_migration=seamless)
+        server.startService()
+        for device in source.devices():
+            server.addInterface(device)
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        port = yield endpoint.listen(server.factory())
+
+        def stop():
+            for session in list(server.sessions.values()):
+                session.end()
+            return port.stopListening()
+        self.addCleanup(stop)
+        return server, source, port.getHost().port
+
+    def display(self, server):
+        (session,) = server.sessions.values()
+        return session.channels[(ChannelType.DISPLAY, 0)]
+
+    @defer.inlineCallbacks
+    def framesShown(self, client, count):
+        first = len(client.events)
+        yield self.waitUntil(lambda: sum(1 for e in client.events[first:]
+                                         if e["event"] == "frame") >= count, timeout=30)
+
+    @defer.inlineCallbacks
+    def migrateWhileStreaming(self, seamless):
+        server, source, port = yield self.startServer("ffmpeg:vp8", seamless)
+        target, targetSource, targetPort = yield self.startServer("ffmpeg:h264", seamless)
+        client = yield self.startClient(port)
+        yield client.waitForChannelsOpened((1, 2), timeout=20)
+        yield self.waitForSamePicture(client, source)
+        left, top, right, bottom = source.rect
+        yield client.check("watch", code=[left, bottom, CODE_BITS, CODE_BLOCK])
+        source.start()
+        yield self.waitUntil(lambda: self.display(server).streams.streams, timeout=20)
+        yield self.framesShown(client, 10)
+        (sessionId,) = server.sessions
+        sourceStreams = self.display(server).streams
+        answers = yield server.migrate_connect("127.0.0.1", targetPort, None, None)
+        self.assertEqual(answers, {sessionId: "connected"})
+        targetSource.start()
+        yield server.migrate_end(True)
+        self.assertEqual(server.sourceMigration.forcedDisconnects, 0)
+        yield self.waitUntil(lambda: sessionId in target.sessions
+                             and not target.sessions[sessionId].arriving
+                             and (ChannelType.DISPLAY, 0) in target.sessions[sessionId].channels,
+                             timeout=30)
+        yield self.waitForPeers(client, targetPort)
+        # The target detects the video itself and streams it in its own codec.
+        yield self.waitUntil(lambda: self.display(target).streams.streams, timeout=30)
+        (stream,) = self.display(target).streams.streams.values()
+        self.assertEqual(stream.codec.type, VideoCodecType.H264)
+        since = len(client.events)
+        yield self.framesShown(client, 10)
+        frames = [e["n"] for e in client.events[since:] if e["event"] == "frame"]
+        self.assertEqual(frames, sorted(frames))
+        self.assertTrue(all(n <= targetSource.frameNumber for n in frames))
+        shown = yield self.clientPixels(client, "target")
+        area = shown[top:bottom, left:right]
+        n = readFrameCode(area, 0, bottom - top)
+        quality = psnr(area, targetSource.render(n))
+        self.assertGreater(quality, PSNR_BOUND, "frame %d after migration at %.1f dB"
+                           % (n, quality))
+        targetSource.stop()
+        yield self.waitUntil(lambda: not self.display(target).streams.streams, timeout=20)
+        yield self.waitForSamePicture(client, targetSource)
+        return sourceStreams, client, since
+
+    @defer.inlineCallbacks
+    def test_semiSeamless(self):
+        """
+        Semi-seamless: spice-gtk resets its channels (and drops the source's
+        stream) at the switch; the target's fresh display channel starts a
+        stream of its own, whose frames the client shows, and the picture
+        ends exact.
+        """
+        yield self.migrateWhileStreaming(seamless=False)
+
+    @defer.inlineCallbacks
+    def test_seamless(self):
+        """
+        Seamless: the source ends its stream and sends the area losslessly
+        before MIGRATE; the client keeps its surface; the target clears any
+        stream the client might hold and starts its own.
+        """
+        sourceStreams, client, since = yield self.migrateWhileStreaming(seamless=True)
+        self.assertEqual((sourceStreams.created, sourceStreams.ended), (1, 1))
+        self.assertNotIn("primary-destroy", [e.get("event") for e in client.events[since:]])
