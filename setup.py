@@ -22,7 +22,8 @@ setup(
         "numpy>=1.24",
         "xcffib>=1.4",
         "simplejpeg>=1.7",
-        # Opus for the sound channels, and the file: sound source and sink.
+        # Opus for the sound channels, the file: sound source and sink, and VP8,
+        # VP9 and H.264 video streams: FFmpeg (libvpx, libx264, libopus) in its wheels.
         "av>=12",
         # browsers: WebSocket framing, and HTTP requests on the SPICE ports
         "autobahn>=24.4",

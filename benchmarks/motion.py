@@ -1,8 +1,12 @@
 """
 The motion benchmark (issue 10): what a real spice-gtk client gets of moving
-pictures, with video streams (MJPEG) and with the lossless pipeline
-(C{--streaming-video off}), on loopback and on links limited to 50 and
-10 Mbit/s.
+pictures, with video streams (MJPEG, VP8, VP9, H.264) and with the lossless
+pipeline (C{--streaming-video off}), on loopback and on links limited to 50
+and 10 Mbit/s.
+
+Pipelines: C{stream} (MJPEG, the default server), C{vp8}, C{vp9} and C{h264}
+(C{--video-codecs ffmpeg:CODEC}; spice-gtk decodes them through GStreamer),
+and C{lossless}.
 
 Workloads (L{spicesrv.sources.motion}, deterministic, 1920x1080):
 
@@ -51,14 +55,18 @@ import time
 import numpy
 
 NAME = "motion"
-DESCRIPTION = ("Video area, full-HD scroll and typing with MJPEG streams and lossless, "
+DESCRIPTION = ("Video area, full-HD scroll and typing with MJPEG, VP8, H.264 (VP9) streams and lossless, "
                "on loopback and 50/10 Mbit/s links (tbf in a network namespace).")
 DEFAULT_RUNS = 1
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKLOADS = ("video", "scroll", "typing")
 LINKS = {"loopback": None, "50mbit": "50mbit", "10mbit": "10mbit"}
-PIPELINES = ("stream", "lossless")
+PIPELINES = ("stream", "vp8", "h264", "vp9", "lossless")
+DEFAULT_PIPELINES = ("stream", "vp8", "h264", "lossless")
+#: The --video-codecs of each streaming pipeline.
+CODECS = {"stream": "spice:mjpeg", "vp8": "ffmpeg:vp8", "h264": "ffmpeg:h264",
+          "vp9": "ffmpeg:vp9"}
 SIZE = (1920, 1080)
 FPS = {"video": 30, "scroll": 30, "typing": 20}
 TBF = "burst 32kb latency 300ms"
@@ -71,9 +79,10 @@ def addArguments(group):
                        help="links to measure (default: %s)" % (",".join(LINKS),))
     group.add_argument("--workloads", default=",".join(WORKLOADS),
                        help="workloads (default: %s)" % (",".join(WORKLOADS),))
-    group.add_argument("--pipelines", default=",".join(PIPELINES),
-                       help="stream (MJPEG streams, the default server) and/or "
-                       "lossless (--streaming-video off)")
+    group.add_argument("--pipelines", default=",".join(DEFAULT_PIPELINES),
+                       help="stream (MJPEG streams, the default server), vp8, h264, vp9 "
+                       "(streams of that codec) and/or lossless (--streaming-video off); "
+                       "default: %s" % (",".join(DEFAULT_PIPELINES),))
 
 
 # -- the worker: one server, one client, one variant -------------------------------
@@ -121,9 +130,11 @@ def worker(reactor, options):
         workload = options.workload
         source = MotionSource(width=SIZE[0], height=SIZE[1], workload=workload,
                               fps=FPS[workload], clock=reactor, autostart=False)
+        streaming = options.pipeline in CODECS
         server = SpiceServer(clock=reactor, disable_ticketing=True,
-                             streaming_video="filter" if options.pipeline == "stream" else "off",
-                             video_encoder=ThreadedEncoder(reactor))
+                             streaming_video="filter" if streaming else "off",
+                             video_encoder=ThreadedEncoder(reactor),
+                             video_codecs=CODECS.get(options.pipeline))
         server.startService()
         for device in source.devices():
             server.addInterface(device)
@@ -150,7 +161,7 @@ def worker(reactor, options):
             (session,) = server.sessions.values()
             display = session.channels[(ChannelType.DISPLAY, 0)]
             source.start()
-            if options.pipeline == "stream" and workload != TYPING:
+            if streaming and workload != TYPING:
                 yield waitUntil(lambda: display.streams.streams, 20, "a stream")
             yield sleep(1.0)
 
@@ -216,6 +227,9 @@ def worker(reactor, options):
                 latencyP90=percentile(latencies, 90), cpuPerFrame=cpu / max(1, delivered),
                 cpuPerFrameNoDraw=(cpu - draw) / max(1, delivered), cpuShare=cpu / elapsed,
                 streams=display.streams.created, quality=display.streams.rate.quality,
+                codecs=sorted({s.codec.name for s in display.streams.streams.values()}),
+                keyframes=sum(getattr(s.encoder, "keyframes", 0)
+                              for s in display.streams.streams.values()),
                 delayMs=display.streams.rate.delayMs, rate=display.streams.rate.rate,
                 dropped=display.streams.rate.framesDropped,
                 clientFrames=display.streams.rate.reportedFrames,
@@ -368,10 +382,11 @@ def runAll(args):
     print("stream details (frames dropped for the full link, frames the client reported "
           "late of those it got, last quality, playback delay ms, measured link Mbit/s):")
     for link, workload, pipeline, r in results:
-        if pipeline == "stream" and r["streams"]:
-            print("  %-8s %-7s dropped %4d  late %4d/%-4d  quality %2d  delay %3.0f  link %s" % (
-                link, workload, r["dropped"], r["clientDrops"], r["clientFrames"], r["quality"],
-                r["delayMs"],
+        if pipeline in CODECS and r["streams"]:
+            print("  %-8s %-7s %-6s dropped %4d  late %4d/%-4d  quality %2d  keyframes %2d  "
+                  "delay %3.0f  link %s" % (
+                link, workload, pipeline, r["dropped"], r["clientDrops"], r["clientFrames"],
+                r["quality"], r.get("keyframes", 0), r["delayMs"],
                 "%.1f" % (r["rate"] * 8 / 1e6) if r["rate"] else "unmeasured"))
     return results
 

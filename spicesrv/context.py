@@ -63,6 +63,15 @@ class ChannelContext:
         """
         return self._server.streamingVideo
 
+    @property
+    def videoCodecs(self):
+        """
+        The server's video codecs (L{spicesrv.display.codecs.VideoCodec}s
+        this process can encode), most preferred first
+        (C{--video-codecs}, as QEMU's C{video-codecs}).
+        """
+        return self._server.videoCodecs
+
     def videoEncoder(self):
         """
         The encoder of video stream frames (shared by every display

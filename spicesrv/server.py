@@ -109,21 +109,31 @@ class SpiceServer:
     @param seamless_migration: offer seamless migration, as QEMU's
         C{seamless-migration=on}; semi-seamless otherwise.
     @param streaming_video: C{"filter"} (the default, as libspice-server's)
-        sends areas that change like video, and look like it, as MJPEG
+        sends areas that change like video, and look like it, as video
         streams; C{"all"} streams every area updated like video; C{"off"}
         sends everything losslessly (QEMU's C{streaming-video}).
     @param video_encoder: what encodes stream frames (see
         L{spicesrv.display.video}); a shared thread pool by default.
+    @param video_codecs: the video codecs streams may use, most preferred
+        first, as QEMU's C{video-codecs}: C{"spice:mjpeg;ffmpeg:vp8"} (see
+        L{spicesrv.display.codecs}), C{"auto"} or L{None} for the default.
+        Codecs this process cannot encode (PyAV or an FFmpeg encoder
+        missing) are left out with a log line, as libspice-server does.
+    @param mm_clock: the multimedia clock's source, a callable returning
+        seconds that never steps (C{time.monotonic} by default): every video
+        frame and audio packet is stamped on it, so a step of the wall clock
+        (which the reactor's C{seconds} follows) must not move it.
     """
 
     log = Logger()
 
     def __init__(self, clock=None, password=None, disable_ticketing=False, name=None,
                  uuid=None, keys=None, seamless_migration=False, streaming_video="filter",
-                 video_encoder=None):
+                 video_encoder=None, video_codecs=None, mm_clock=None):
         if clock is None:
             from twisted.internet import reactor as clock
         self.clock = clock
+        self._mmClock = mm_clock if mm_clock is not None else walltime.monotonic
         self.context = ChannelContext(self)
         self.ticket = Ticket(clock, password=password, disabled=disable_ticketing)
         self.name = name
@@ -162,6 +172,7 @@ class SpiceServer:
                              % (streaming_video, ", ".join(STREAMING_VIDEO_MODES)))
         self.streamingVideo = streaming_video
         self._videoEncoder = video_encoder
+        self.videoCodecs = self._usableVideoCodecs(video_codecs)
         self.registry.register(ChannelType.MAIN, 0, MainChannel)
         self.registry.register(ChannelType.INPUTS, 0, InputsChannel)
 
@@ -617,9 +628,24 @@ class SpiceServer:
                                   else SynchronousEncoder())
         return self._videoEncoder
 
+    def _usableVideoCodecs(self, text):
+        from spicesrv.display.codecs import parseVideoCodecs
+        codecs = parseVideoCodecs("auto" if text is None else text)
+        usable = []
+        for codec in codecs:
+            if codec.available():
+                usable.append(codec)
+            else:
+                self.log.warn("video codec {codec} left out: this process cannot encode it "
+                              "(PyAV with FFmpeg's encoder is needed)", codec=codec.name)
+        if not usable:
+            raise ValueError("none of the video codecs %r can be encoded here" % (text,))
+        return usable
+
     def mmTime(self):
         """
         The multimedia clock in milliseconds, minus libspice's 400 ms
-        delta, as a u32.
+        delta, as a u32: monotonic (C{mm_clock}), whatever the wall clock
+        does.
         """
-        return (int(self.clock.seconds() * 1000) - MM_TIME_DELTA_MS) & 0xFFFFFFFF
+        return (int(self._mmClock() * 1000) - MM_TIME_DELTA_MS) & 0xFFFFFFFF

@@ -117,11 +117,15 @@ class BaseOptions(usage.Options):
         ["unix-socket-group", None, None, "Give --listen unix: sockets to this group (name "
          "or number), whose members may then connect."],
         ["uuid", None, None, "UUID of the machine, sent to clients."],
-        ["streaming-video", None, "filter", "Send areas that change like video as MJPEG "
+        ["streaming-video", None, "filter", "Send areas that change like video as video "
          "streams: filter (those that also look like video; the default), all, or off "
          "(everything lossless), as QEMU's streaming-video."],
         ["web-client-dir", None, None, "With --web-client: the spice-html5 directory (default: "
          "where Debian's spice-html5 package puts it, /usr/share/spice-html5)."],
+        ["video-codecs", None, "auto", "Codecs of video streams, most preferred first, as "
+         "QEMU's video-codecs: ENCODER:CODEC;... with the encoders spice (mjpeg) and ffmpeg "
+         "(vp8, vp9, h264; gstreamer: is accepted for either); a client's own preference "
+         "re-orders them. auto: spice:mjpeg;ffmpeg:h264;ffmpeg:vp8;ffmpeg:vp9."],
     ]
     optFlags = [
         ["disable-ticketing", None, "Accept clients without a password."],
@@ -233,6 +237,15 @@ class BaseOptions(usage.Options):
         if self["streaming-video"] not in STREAMING_VIDEO_MODES:
             raise ConfigError("--streaming-video %r is not one of %s"
                               % (self["streaming-video"], ", ".join(STREAMING_VIDEO_MODES)))
+        from spicesrv.display.codecs import parseVideoCodecs
+        try:
+            codecs = parseVideoCodecs(self["video-codecs"])
+        except ValueError as e:
+            raise ConfigError("--video-codecs: %s" % (e,))
+        if not any(codec.available() for codec in codecs):
+            raise ConfigError("--video-codecs %r: none of these codecs can be encoded here "
+                              "(the ffmpeg encoder needs PyAV: pip install av)"
+                              % (self["video-codecs"],))
         name, _, args = self["source"].partition(":")
         if name not in self.sources:
             raise ConfigError("unknown --source %r; use one of %s"
@@ -540,7 +553,8 @@ def makeServer(config, reactor):
                          disable_ticketing=config["password"] is None,
                          name=config["name"], uuid=config["uuid"],
                          seamless_migration=config["seamless-migration"],
-                         streaming_video=config["streaming-video"])
+                         streaming_video=config["streaming-video"],
+                         video_codecs=config["video-codecs"])
     server.limits = config.limits()
     server.web = config["web"]
     if config["password"] is not None and config["password-lifetime"]:

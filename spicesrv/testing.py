@@ -307,7 +307,8 @@ def _checkLinked(client, channel_type, channel_id):
 
 def makeTestServer(clock=None, **kwargs):
     """
-    A L{SpiceServer} on a L{Clock} with the shared test key.  Other keyword
+    A L{SpiceServer} on a L{Clock} with the shared test key; its multimedia
+    clock is the same L{Clock} (as monotonic as it gets).  Other keyword
     arguments go to L{SpiceServer}; give C{password} or
     C{disable_ticketing=True}, as a server with neither refuses every
     client.
@@ -316,6 +317,7 @@ def makeTestServer(clock=None, **kwargs):
     if clock is None:
         clock = Clock()
     kwargs.setdefault("keys", testKeyPool())
+    kwargs.setdefault("mm_clock", clock.seconds)
     return SpiceServer(clock=clock, **kwargs)
 
 
@@ -918,6 +920,8 @@ class ClientSurface:
         bitmap, 109 LZ4).
     @ivar streams: the video streams the server created and did not
         destroy yet: id -> the STREAM_CREATE record.
+    @ivar codecTypes: the codec of every stream created, in order (frames of
+        MJPEG, VP8, VP9 and H.264 are decoded, the last three with PyAV).
     @ivar frameTimes: the C{multi_media_time} of every stream frame, in
         order.  Frames are drawn as they come (a real client waits for each
         frame's time and drops late ones).
@@ -928,6 +932,8 @@ class ClientSurface:
         self.marked = False
         self.imageTypes = []
         self.streams = {}
+        self._decoders = {}
+        self.codecTypes = []
         self.frameTimes = []
 
     def apply(self, name, record):
@@ -952,11 +958,16 @@ class ClientSurface:
             if record.id in self.streams:
                 raise ValueError("stream %d created twice" % (record.id,))
             self.streams[record.id] = record
+            from spicesrv.display.video import decodeFrames
+            self._decoders[record.id] = decodeFrames(record.codec_type)
+            self.codecTypes.append(record.codec_type)
         elif name in ("STREAM_DATA", "STREAM_DATA_SIZED"):
-            from spicesrv.display.video import decode_mjpeg
             create = self.streams[record.id]
             dest = record.dest if name == "STREAM_DATA_SIZED" else create.dest
-            frame = decode_mjpeg(record.data)
+            frame = self._decoders[record.id](record.data)
+            if frame is None:
+                raise ValueError("stream %d: frame %d did not decode at once"
+                                 % (record.id, len(self.frameTimes)))
             if frame.shape[:2] != (dest.bottom - dest.top, dest.right - dest.left):
                 raise ValueError("a %dx%d frame for a %dx%d destination"
                                  % (frame.shape[1], frame.shape[0],

@@ -212,17 +212,24 @@ class EncoderTests(unittest.TestCase):
 class StreamingSetup:
     caps = {DisplayCap.SIZED_STREAM, DisplayCap.STREAM_REPORT}
     mode = "filter"
+    videoCodecs = None
+    rect = VIDEO_RECT
+    seamless = False
+    mainCaps = ()
 
     def setUp(self):
         self.server = makeTestServer(disable_ticketing=True, streaming_video=self.mode,
-                                     video_encoder=SynchronousEncoder())
+                                     video_encoder=SynchronousEncoder(),
+                                     video_codecs=self.videoCodecs,
+                                     seamless_migration=self.seamless)
         self.clock = self.server.clock
         self.clock.advance(1000)
-        self.source = MotionSource(width=320, height=200, workload=VIDEO, rect=VIDEO_RECT,
+        self.source = MotionSource(width=320, height=200, workload=VIDEO, rect=self.rect,
                                    clock=self.clock, autostart=False)
         self.addCleanup(self.source.stop)
         self.server.addInterface(self.source)
-        main = TestClientChannel(self.server, ChannelType.MAIN)
+        main = self.main = TestClientChannel(self.server, ChannelType.MAIN,
+                                             channel_caps=self.mainCaps)
         self.sessionId = main.next("INIT").session_id
         self.client = TestClientChannel(self.server, ChannelType.DISPLAY,
                                         connection_id=self.sessionId,

@@ -412,7 +412,10 @@ class SeamlessTargetTests(SeamlessTargetSetup, unittest.TestCase):
         self.assertTrue(session.arriving)
         self.displayClient.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(
             serial=7, initialized=True, width=64, height=48, encoding="raw"))
-        self.assertEqual(self.displayClient.names(), ["SET_ACK", "DRAW_COPY"])
+        # The target assumes none of the client's streams: it clears them
+        # and starts its own when it sees video.
+        self.assertEqual(self.displayClient.names(),
+                         ["SET_ACK", "STREAM_DESTROY_ALL", "DRAW_COPY"])
         inputs.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(serial=0, motions=2))
         self.assertFalse(session.arriving)
         self.assertEqual(self.main.names(), ["MULTI_MEDIA_TIME"])  # no INIT on this path
@@ -424,7 +427,8 @@ class SeamlessTargetTests(SeamlessTargetSetup, unittest.TestCase):
         self.displayClient.send(COMMON_CLIENT["MIGRATE_DATA"], data=self.data(
             serial=0, initialized=True, width=800, height=600, encoding="raw"))
         self.assertEqual(self.displayClient.names(),
-                         ["SET_ACK", "SURFACE_DESTROY", "SURFACE_CREATE", "DRAW_COPY"])
+                         ["SET_ACK", "STREAM_DESTROY_ALL", "SURFACE_DESTROY", "SURFACE_CREATE",
+                          "DRAW_COPY"])
 
     def test_newerVersionNacked(self):
         self.main.send(MAIN_CLIENT["MIGRATE_DST_DO_SEAMLESS"], src_version=2)

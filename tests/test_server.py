@@ -13,11 +13,12 @@ from spicesrv.channels.cursor import CursorChannel
 from spicesrv.channels.display import DisplayChannel
 from spicesrv.interfaces import IDisplayObserver, IKeyboard, IMigration
 from spicesrv.link import SECURITY_NONE, SECURITY_SSL
-from spicesrv.server import InterfaceError
+from spicesrv import server as server_module
+from spicesrv.server import InterfaceError, SpiceServer
 from spicesrv.testing import (
     FakeDisplaySource, RecordingKeyboard, RecordingMigration, RecordingTablet, makeTestServer,
-    testKey)
-from spicesrv.wire.constants import ChannelType, LinkErr, MouseMode
+    testKey, testKeyPool)
+from spicesrv.wire.constants import MM_TIME_DELTA_MS, ChannelType, LinkErr, MouseMode
 
 
 class AddInterfaceTests(unittest.TestCase):
@@ -266,3 +267,51 @@ class EventDataTests(unittest.TestCase):
         self.assertEqual(data["server"]["family"], "unix")
         self.assertEqual(data["client"]["connection-id"], 7)
         json.dumps(data)
+
+
+class SteppingClock:
+    """
+    A reactor clock whose wall time a test sets, steps included.
+    """
+
+    def __init__(self, now):
+        self.now = now
+
+    def seconds(self):
+        return self.now
+
+
+class MultimediaClockTests(unittest.TestCase):
+    def test_wallClockStepsDoNotMoveIt(self):
+        """
+        The multimedia time follows the monotonic clock it is given; the
+        reactor's wall clock stepping back an hour or forward a day (NTP, a
+        suspended VM) changes nothing.
+        """
+        wall = SteppingClock(1.7e9)
+        monotonic = [1000.0]
+        server = SpiceServer(clock=wall, disable_ticketing=True, keys=testKeyPool(),
+                             mm_clock=lambda: monotonic[0])
+        before = server.mmTime()
+        self.assertEqual(before, 1000000 - MM_TIME_DELTA_MS)
+        wall.now -= 3600
+        self.assertEqual(server.mmTime(), before)
+        wall.now += 86400
+        self.assertEqual(server.mmTime(), before)
+        monotonic[0] += 0.25
+        self.assertEqual(server.mmTime(), before + 250)
+        self.assertEqual(server.context.mmTime(), before + 250)
+
+    def test_wraps(self):
+        server = SpiceServer(clock=SteppingClock(0), disable_ticketing=True,
+                             keys=testKeyPool(), mm_clock=lambda: 2 ** 32 / 1000.0 + 1)
+        self.assertEqual(server.mmTime(), 1000 - MM_TIME_DELTA_MS)
+
+    def test_defaultIsMonotonic(self):
+        """
+        Without C{mm_clock} the server uses C{time.monotonic}.
+        """
+        self.patch(server_module.walltime, "monotonic", lambda: 42.0)
+        server = SpiceServer(clock=SteppingClock(1.7e9), disable_ticketing=True,
+                             keys=testKeyPool())
+        self.assertEqual(server.mmTime(), 42000 - MM_TIME_DELTA_MS)

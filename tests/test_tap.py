@@ -384,6 +384,40 @@ class StreamingVideoOptionTests(unittest.TestCase):
         self.assertIn("filter", str(e.code))
 
 
+class VideoCodecsOptionTests(unittest.TestCase):
+    def test_default(self):
+        top = tap.makeService(parse(), MemoryReactorClock())
+        self.assertEqual([c.name for c in top.server.videoCodecs],
+                         ["spice:mjpeg", "ffmpeg:h264", "ffmpeg:vp8", "ffmpeg:vp9"])
+
+    def test_qemuFormat(self):
+        """
+        QEMU's video-codecs string is taken as it is.
+        """
+        top = tap.makeService(parse("--video-codecs", "gstreamer:vp8;spice:mjpeg;"),
+                              MemoryReactorClock())
+        self.assertEqual([c.name for c in top.server.videoCodecs],
+                         ["ffmpeg:vp8", "spice:mjpeg"])
+
+    def test_bad(self):
+        e = self.assertRaises(SystemExit, parse, "--video-codecs", "spice:theora")
+        self.assertIn("--video-codecs", str(e.code))
+        self.assertIn("theora", str(e.code))
+
+    def test_unavailableLeftOut(self):
+        """
+        A codec this process cannot encode is left out (as libspice
+        does); a list of nothing else is refused at start-up.
+        """
+        from spicesrv.display import codecs
+        self.patch(codecs, "_available", {"libvpx": False})
+        top = tap.makeService(parse("--video-codecs", "ffmpeg:vp8;spice:mjpeg"),
+                              MemoryReactorClock())
+        self.assertEqual([c.name for c in top.server.videoCodecs], ["spice:mjpeg"])
+        e = self.assertRaises(SystemExit, parse, "--video-codecs", "ffmpeg:vp8")
+        self.assertIn("can be encoded here", str(e.code))
+
+
 class MigrationOptionTests(unittest.TestCase):
     def test_qmpAndIncoming(self):
         socket = self.mktemp()

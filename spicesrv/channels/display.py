@@ -1,7 +1,8 @@
 """
 The display channel (type 2): the primary surface of one display source,
-kept up to date with DRAW_COPY of the damaged rectangles, and with MJPEG
-video streams for the areas that change like video (L{StreamManager}).
+kept up to date with DRAW_COPY of the damaged rectangles, and with video
+streams (MJPEG, VP8, VP9 or H.264) for the areas that change like video
+(L{StreamManager}).
 
 Updates are pulled, not queued: damage accumulates in a L{Damage} while the
 client's ACK window or the socket is full, so a slow client gets fewer,
@@ -85,11 +86,13 @@ class DisplayChannel(ChannelProtocol):
         self.bytesWritten = 0
         self.streams = StreamManager(self, source, self.clock, self.context.videoEncoder(),
                                      mode=self.context.streamingVideo,
-                                     surfaceId=PRIMARY_SURFACE)
+                                     surfaceId=PRIMARY_SURFACE,
+                                     codecs=self.context.videoCodecs)
 
     @classmethod
     def capabilities(cls, context):
-        return {DisplayCap.PREF_COMPRESSION, DisplayCap.STREAM_REPORT}
+        return {DisplayCap.PREF_COMPRESSION, DisplayCap.STREAM_REPORT,
+                DisplayCap.PREF_VIDEO_CODEC_TYPE}
 
     @property
     def clientCaps(self):
@@ -131,6 +134,10 @@ class DisplayChannel(ChannelProtocol):
             self.encoding = fields["encoding"]
         self.initialized = True
         self.sendSetAck()
+        # Streams are not part of the migration: the source ended its own
+        # before MIGRATE; should the client still hold any, they go, and
+        # this server detects and starts its own.
+        self.sendMessage("STREAM_DESTROY_ALL")
         if (fields["width"], fields["height"]) != (self.source.width, self.source.height):
             self.sendMessage("SURFACE_DESTROY", surface_id=PRIMARY_SURFACE)
             self._createSurface()
@@ -139,6 +146,20 @@ class DisplayChannel(ChannelProtocol):
             self._sendMonitors()
         self.source.addObserver(self)
         self._sendWholeSurface()
+
+    def startMigration(self):
+        """
+        Before SPICE_MSG_MIGRATE (after which only the migration data may
+        follow), end every stream and send its area losslessly, as
+        libspice-server does: the client then holds no lossy area this
+        server stops tracking, and no stream the target does not know.
+        """
+        if self.streams.streams:
+            for stream in list(self.streams.streams.values()):
+                self.streams.end(stream)
+            self._sendDamage(respectWindow=False)
+        self.streams.stop()
+        ChannelProtocol.startMigration(self)
 
     def channelDown(self):
         self.streams.stop()
@@ -212,6 +233,8 @@ class DisplayChannel(ChannelProtocol):
         self._sendWholeSurface()
 
     def damaged(self, rects):
+        if self.migrationStarted:
+            return  # only the migration data goes to the client now
         for rect in self.streams.filterDamage(rects):
             self.damage.add(rect)
         self._scheduleFlush()
@@ -253,6 +276,17 @@ class DisplayChannel(ChannelProtocol):
 
     def msg_STREAM_REPORT(self, msg):
         self.streams.report(msg)
+
+    def msg_PREFERRED_VIDEO_CODEC_TYPE(self, msg):
+        codecs = list(msg.codecs)
+        if not codecs:
+            return
+        self.streams.setClientPreference(codecs)
+        self.peerLog.info("PREFERRED_VIDEO_CODEC_TYPE",
+                          "{session} {channel}: client prefers video codecs {codecs}: "
+                          "streams use {order}", session=self.session.id, channel=self.name,
+                          codecs=codecs,
+                          order=" ".join(c.name for c in self.streams.codecOrder()))
 
     def streamStarted(self, rect):
         """

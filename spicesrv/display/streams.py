@@ -12,10 +12,14 @@ updates must look like photographs rather than text or flat drawings
 (L{looksGradual}).  C{all} streams any such rectangle; C{off} never streams.
 
 A stream then takes every damage inside its rectangle: instead of lossless
-DRAW_COPYs the area goes to the client as MJPEG frames, at most L{MAX_IN_FLIGHT}
-being encoded at a time (off the reactor thread; they go out in order) and
-none while the link is full (L{RateControl}), each stamped with the
-multimedia time it is to be shown at.  A damage rectangle
+DRAW_COPYs the area goes to the client as frames of a video codec
+(L{spicesrv.display.codecs} chooses MJPEG, VP8, VP9 or H.264 from the
+server's list, the client's caps and its preference), at most
+L{MAX_IN_FLIGHT} MJPEG frames or one frame of the other codecs being
+encoded at a time (off the reactor thread; they go out in order) and none
+while the link is full (L{RateControl}), each stamped with the multimedia
+time it is to be shown at.  VP8, VP9 and H.264 frames have even sizes
+(4:2:0): a rectangle with an odd side grows by a pixel.  A damage rectangle
 that contains the stream's and is at most twice as big is the same video
 grown: the frame goes as STREAM_DATA_SIZED to clients that can take it.
 When the rectangle sees no damage for L{STREAM_TIMEOUT} the stream ends:
@@ -33,7 +37,9 @@ import numpy as np
 from twisted.logger import Logger
 
 from spicesrv.display import ratecontrol
+from spicesrv.display.codecs import SPICE, VideoCodec, chooseCodec, sortByClientPreference
 from spicesrv.display.region import area, overlaps
+from spicesrv.display.video import MjpegStreamEncoder, newStreamEncoder
 from spicesrv.wire.constants import (
     MAX_STREAMS, STREAM_FLAG_TOP_DOWN, DisplayCap, VideoCodecType)
 
@@ -55,8 +61,8 @@ MAX_TRACES = 64
 STREAM_TIMEOUT = 0.5
 #: The most frames per second a stream sends (libspice's MAX_FPS).
 MAX_FPS = 30
-#: Frames of one stream being encoded at once (they are sent in order).
-MAX_IN_FLIGHT = 2
+#: MJPEG frames of one stream being encoded at once (they are sent in order).
+MAX_IN_FLIGHT = MjpegStreamEncoder.maxInFlight
 #: How often a stream that waits for the link looks again, in seconds.
 RETRY_INTERVAL = 0.005
 
@@ -149,8 +155,10 @@ class VideoStream:
     frames now cover, and what is waiting to be sent.
     """
 
-    def __init__(self, streamId, rect, now, fps):
+    def __init__(self, streamId, rect, now, fps, codec=None, encoder=None):
         self.id = streamId
+        self.codec = codec
+        self.encoder = encoder
         self.rect = rect
         self.frameRect = rect
         self.lastDamage = now
@@ -204,13 +212,19 @@ class StreamManager:
     @param source: the display source (its C{framebuffer()}).
     @param clock: an C{IReactorTime}.
     @param encoder: a L{spicesrv.display.video.ThreadedEncoder} or
-        L{spicesrv.display.video.SynchronousEncoder}.
+        L{spicesrv.display.video.SynchronousEncoder}: where frames are
+        encoded.
+    @param codecs: the server's L{spicesrv.display.codecs.VideoCodec}s, most
+        preferred first (the built-in MJPEG alone by default).
     """
 
     log = Logger()
 
-    def __init__(self, channel, source, clock, encoder, mode=FILTER, surfaceId=0):
+    def __init__(self, channel, source, clock, encoder, mode=FILTER, surfaceId=0,
+                 codecs=None):
         self.channel = channel
+        self.codecs = list(codecs) if codecs else [VideoCodec(SPICE, VideoCodecType.MJPEG)]
+        self.clientPreference = None
         self.source = source
         self.clock = clock
         self.encoder = encoder
@@ -232,6 +246,47 @@ class StreamManager:
 
     def _caps(self):
         return self.channel.clientCaps
+
+    # -- codecs ------------------------------------------------------------------
+
+    def codecOrder(self):
+        """
+        The server's codecs in the order this client gets them.
+        """
+        if self.clientPreference is None:
+            return list(self.codecs)
+        return sortByClientPreference(self.codecs, self.clientPreference)
+
+    def setClientPreference(self, codecTypes):
+        """
+        The client's PREFERRED_VIDEO_CODEC_TYPE: its codecs, most wanted
+        first.  Running streams end (their areas refreshed losslessly), as
+        libspice-server's do; the next ones use the new order.
+        """
+        self.clientPreference = list(codecTypes)
+        for stream in list(self.streams.values()):
+            self.end(stream)
+
+    def _fit(self, rect, codec):
+        """
+        C{rect} as a stream of C{codec} covers it: even sides for the 4:2:0
+        codecs (grown by a pixel inside the surface), or L{None} if it
+        cannot be.
+        """
+        if codec.encoder == SPICE:
+            return rect
+        left, top, right, bottom = rect
+        bounds = (self.source.width, self.source.height)
+        edges = [left, top, right, bottom]
+        for low, high, limit in ((0, 2, bounds[0]), (1, 3, bounds[1])):
+            if (edges[high] - edges[low]) % 2:
+                if edges[high] < limit:
+                    edges[high] += 1
+                elif edges[low] > 0:
+                    edges[low] -= 1
+                else:
+                    return None
+        return tuple(edges)
 
     # -- damage ------------------------------------------------------------------
 
@@ -270,8 +325,9 @@ class StreamManager:
                 return True
             if (contains(rect, stream.frameRect)
                     and area(rect) <= 2 * area(stream.frameRect)
-                    and DisplayCap.SIZED_STREAM in self._caps()):
-                stream.frameRect = rect
+                    and DisplayCap.SIZED_STREAM in self._caps()
+                    and self._fit(rect, stream.codec) is not None):
+                stream.frameRect = self._fit(rect, stream.codec)
                 self._damaged(stream, now)
                 return True
         for stream in list(self.streams.values()):
@@ -291,7 +347,14 @@ class StreamManager:
         free = [i for i in range(MAX_STREAMS) if i not in self.streams]
         if not free:
             return False
-        stream = VideoStream(free[0], rect, now, fps)
+        codec = chooseCodec(self.codecOrder(), self._caps())
+        if codec is not None and self._fit(rect, codec) is None:
+            codec = chooseCodec([], self._caps())
+        if codec is None:
+            return False  # the client decodes none of our codecs
+        rect = self._fit(rect, codec)
+        encoder = newStreamEncoder(codec, self.encoder, min(MAX_FPS, max(1.0, fps)))
+        stream = VideoStream(free[0], rect, now, fps, codec, encoder)
         self.streams[stream.id] = stream
         self.created += 1
         self.channel.streamStarted(rect)
@@ -299,7 +362,7 @@ class StreamManager:
         width, height = right - left, bottom - top
         self.channel.sendMessage(
             "STREAM_CREATE", surface_id=self.surfaceId, id=stream.id,
-            flags=STREAM_FLAG_TOP_DOWN, codec_type=VideoCodecType.MJPEG, stamp=0,
+            flags=STREAM_FLAG_TOP_DOWN, codec_type=codec.type, stamp=0,
             stream_width=width, stream_height=height, src_width=width, src_height=height,
             dest=dict(top=top, left=left, bottom=bottom, right=right), clip=None)
         if DisplayCap.STREAM_REPORT in self._caps():
@@ -307,8 +370,9 @@ class StreamManager:
                 "STREAM_ACTIVATE_REPORT", stream_id=stream.id, unique_id=stream.reportId,
                 max_window_size=ratecontrol.REPORT_WINDOW,
                 timeout_ms=ratecontrol.REPORT_TIMEOUT_MS)
-        self.log.debug("stream {id}: {width}x{height} at ({left}, {top}), {fps:.1f} fps",
-                       id=stream.id, width=width, height=height, left=left, top=top, fps=fps)
+        self.log.debug("stream {id}: {codec}, {width}x{height} at ({left}, {top}), {fps:.1f} fps",
+                       id=stream.id, codec=codec.name, width=width, height=height, left=left,
+                       top=top, fps=fps)
         self._scheduleTimeout()
         self._scheduleSample()
         self._tellDelay()
@@ -404,7 +468,7 @@ class StreamManager:
         now = self.clock.seconds()
         retry = None
         for stream in list(self.streams.values()):
-            if not stream.dirty or stream.inFlight >= MAX_IN_FLIGHT:
+            if not stream.dirty or stream.inFlight >= stream.encoder.maxInFlight:
                 continue
             if stream.lastCapture is not None:
                 wait = stream.lastCapture + 0.9 / MAX_FPS - now
@@ -436,9 +500,8 @@ class StreamManager:
             stamp = self._lastStamp  # never earlier than the frame before
         self._lastStamp = stamp
         self.rate.inputFps = min(MAX_FPS, max(1.0, stream.inputFps))
-        quality = self.rate.quality
         frameRect = stream.frameRect
-        d = self.encoder.encode(pixels, quality)
+        d = stream.encoder.encode(pixels, now * 1000.0, self.rate)
         d.addCallback(self._encoded, stream, seq, frameRect, stamp)
         d.addErrback(self._failed, stream, seq)
 

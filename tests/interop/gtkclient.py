@@ -55,6 +55,11 @@ Commands (fields besides ``cmd`` and ``seq``):
   at once as ``invalidate-now``.  Event times are ``g_get_monotonic_time``
   (the same clock as Python's ``time.monotonic`` on Linux).  ``watch`` with
   neither stops watching.
+- ``preferred_video_codecs`` ``codecs [channel_id=0]``: send
+  SPICE_MSGC_DISPLAY_PREFERRED_VIDEO_CODEC_TYPE with these SpiceVideoCodecType
+  numbers (1 MJPEG, 2 VP8, 3 H.264, 4 VP9), most wanted first
+  (spice_display_channel_change_preferred_video_codec_types; the server must
+  advertise SPICE_DISPLAY_CAP_PREF_VIDEO_CODEC_TYPE).
 - ``port_write`` ``hex [channel_id]``: write bytes on a port channel.
 - ``port_event`` ``event [channel_id]``: send a port event (SPICE_PORT_EVENT_*).
 - ``agent``: ``connected`` (the main channel's agent-connected) and
@@ -859,6 +864,12 @@ class Client(object):
                            what="display")
         ch.display_channel_change_preferred_compression(int(c["value"]))
         return {}
+
+    def cmd_preferred_video_codecs(self, c):
+        ch = self.needOpen(Spice.DisplayChannel, int(c.get("channel_id", 0)),
+                           what="display")
+        codecs = [int(v) for v in c["codecs"]]
+        return {"changed": bool(ch.display_channel_change_preferred_video_codec_types(codecs))}
 
     def cmd_agent(self, c):
         ch = self.needOpen(Spice.MainChannel, what="main")

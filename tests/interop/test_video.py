@@ -1,16 +1,23 @@
 """
 Video streams with the real spice-gtk client: an area that plays video
-becomes an MJPEG stream whose frames the client decodes and shows close to
-the source's pictures, and when the motion stops the client's picture is the
-source's exactly.
+becomes a stream (MJPEG, or VP8 and H.264 that spice-gtk decodes through
+GStreamer) whose frames the client decodes and shows close to the source's
+pictures, and when the motion stops the client's picture is the source's
+exactly.
+
+spice-gtk advertises SPICE_DISPLAY_CAP_CODEC_VP8 and _H264 only when
+GStreamer has decoders for them (``gstreamer1.0-plugins-good`` for vp8dec,
+``gstreamer1.0-libav`` and ``gstreamer1.0-plugins-bad`` for avdec_h264 and
+h264parse; ./dev installs them): without them these tests fail.
 """
 
 import numpy
 from twisted.internet import defer, endpoints, reactor
 
+from spicesrv.display.codecs import CODEC_CAPS
 from spicesrv.server import SpiceServer
 from spicesrv.sources.motion import CODE_BITS, CODE_BLOCK, VIDEO, MotionSource, readFrameCode
-from spicesrv.wire.constants import ChannelType
+from spicesrv.wire.constants import ChannelType, DisplayCap, VideoCodecType
 from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual
 
 #: The PSNR (dB) the client's stream frames must reach against the source's
@@ -25,12 +32,13 @@ def psnr(a, b):
 
 class VideoStreamTests(InteropTestCase):
     @defer.inlineCallbacks
-    def startServer(self, streaming_video="filter", size=(1024, 600)):
+    def startServer(self, streaming_video="filter", size=(1024, 600), video_codecs=None):
         self.source = MotionSource(width=size[0], height=size[1], workload=VIDEO, fps=30,
                                    clock=reactor, autostart=False)
         self.addCleanup(self.source.stop)
         self.server = SpiceServer(clock=reactor, password=PASSWORD,
-                                  streaming_video=streaming_video)
+                                  streaming_video=streaming_video,
+                                  video_codecs=video_codecs)
         self.server.startService()
         for device in self.source.devices():
             self.server.addInterface(device)
@@ -59,6 +67,57 @@ class VideoStreamTests(InteropTestCase):
         port = yield self.startServer()
         client = yield self.startClient(port)
         yield client.waitForChannelsOpened((1, 2), timeout=20)
+        yield self.checkStreamed(client, VideoCodecType.MJPEG)
+
+    @defer.inlineCallbacks
+    def test_vp8(self):
+        """
+        With VP8 first in the server's list, spice-gtk (vp8dec) decodes a
+        VP8 stream: frames advance in order, close to the source's, and the
+        picture ends exact.
+        """
+        port = yield self.startServer(video_codecs="ffmpeg:vp8;spice:mjpeg")
+        client = yield self.startClient(port)
+        yield client.waitForChannelsOpened((1, 2), timeout=20)
+        yield self.checkStreamed(client, VideoCodecType.VP8)
+
+    @defer.inlineCallbacks
+    def test_h264(self):
+        """
+        The same with H.264 (QEMU's name for it, gstreamer:h264): spice-gtk's
+        h264parse ! avdec_h264 decodes the Annex B stream.
+        """
+        port = yield self.startServer(video_codecs="gstreamer:h264;spice:mjpeg")
+        client = yield self.startClient(port)
+        yield client.waitForChannelsOpened((1, 2), timeout=20)
+        yield self.checkStreamed(client, VideoCodecType.H264)
+
+    @defer.inlineCallbacks
+    def test_clientPreference(self):
+        """
+        With the default list (MJPEG first) the client's own
+        PREFERRED_VIDEO_CODEC_TYPE (VP8, then MJPEG) makes the stream VP8.
+        """
+        port = yield self.startServer()
+        client = yield self.startClient(port)
+        yield client.waitForChannelsOpened((1, 2), timeout=20)
+        reply = yield client.check("preferred_video_codecs",
+                                   codecs=[int(VideoCodecType.VP8), int(VideoCodecType.MJPEG)])
+        self.assertTrue(reply["changed"])
+        yield self.waitUntil(lambda: self.display().streams.clientPreference is not None,
+                             timeout=20)
+        yield self.checkStreamed(client, VideoCodecType.VP8)
+
+    @defer.inlineCallbacks
+    def checkStreamed(self, client, codecType):
+        caps = self.display().clientCaps
+        self.assertIn(DisplayCap.CODEC_MJPEG, caps)
+        if codecType != VideoCodecType.MJPEG:
+            self.assertIn(DisplayCap.MULTI_CODEC, caps)
+            self.assertIn(CODEC_CAPS[codecType], caps,
+                          "spice-gtk does not decode %s: GStreamer's plugins are missing "
+                          "(apt-get install gstreamer1.0-plugins-good gstreamer1.0-libav "
+                          "gstreamer1.0-plugins-bad)" % (codecType.name,))
         yield self.waitForSamePicture(client, self.source)
         left, top, right, bottom = self.source.rect
         yield client.check("watch", code=[left, bottom, CODE_BITS, CODE_BLOCK])
@@ -68,6 +127,7 @@ class VideoStreamTests(InteropTestCase):
         self.assertEqual(streamed.created, 1)
         (stream,) = streamed.streams.values()
         self.assertEqual(stream.rect, self.source.rect)
+        self.assertEqual(stream.codec.type, codecType)
 
         # Frames decoded by the client: its bar code advances.
         first = len(client.events)
@@ -81,7 +141,8 @@ class VideoStreamTests(InteropTestCase):
         area = shown[top:bottom, left:right]
         n = readFrameCode(area, 0, bottom - top)
         quality = psnr(area, self.source.render(n))
-        self.assertGreater(quality, PSNR_BOUND, "frame %d shown at %.1f dB" % (n, quality))
+        self.assertGreater(quality, PSNR_BOUND, "%s frame %d shown at %.1f dB"
+                           % (codecType.name, n, quality))
         self.assertGreater(streamed.rate.framesSent, 10)
         # The client answered STREAM_ACTIVATE_REPORT with reports.
         yield self.waitUntil(lambda: streamed.rate.reportedFrames >= 5, timeout=20)
@@ -108,3 +169,106 @@ class VideoStreamTests(InteropTestCase):
         yield self.waitUntil(lambda: not self.source.running, timeout=20)
         yield self.waitForSamePicture(client, self.source)
         self.assertEqual(self.display().streams.created, 0)
+
+
+class MigratingStreamTests(InteropTestCase):
+    """
+    A client watching a stream moves to another server, semi-seamlessly
+    and seamlessly; the motion source plays on both ends (the target's
+    from its own first frame, as a VM would go on).
+    """
+
+    @defer.inlineCallbacks
+    def startServer(self, video_codecs, seamless):
+        source = MotionSource(width=1024, height=600, workload=VIDEO, fps=30,
+                              clock=reactor, autostart=False)
+        self.addCleanup(source.stop)
+        server = SpiceServer(clock=reactor, password=PASSWORD, video_codecs=video_codecs,
+                             seamless_migration=seamless)
+        server.startService()
+        for device in source.devices():
+            server.addInterface(device)
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        port = yield endpoint.listen(server.factory())
+
+        def stop():
+            for session in list(server.sessions.values()):
+                session.end()
+            return port.stopListening()
+        self.addCleanup(stop)
+        return server, source, port.getHost().port
+
+    def display(self, server):
+        (session,) = server.sessions.values()
+        return session.channels[(ChannelType.DISPLAY, 0)]
+
+    @defer.inlineCallbacks
+    def framesShown(self, client, count):
+        first = len(client.events)
+        yield self.waitUntil(lambda: sum(1 for e in client.events[first:]
+                                         if e["event"] == "frame") >= count, timeout=30)
+
+    @defer.inlineCallbacks
+    def migrateWhileStreaming(self, seamless):
+        server, source, port = yield self.startServer("ffmpeg:vp8", seamless)
+        target, targetSource, targetPort = yield self.startServer("ffmpeg:h264", seamless)
+        client = yield self.startClient(port)
+        yield client.waitForChannelsOpened((1, 2), timeout=20)
+        yield self.waitForSamePicture(client, source)
+        left, top, right, bottom = source.rect
+        yield client.check("watch", code=[left, bottom, CODE_BITS, CODE_BLOCK])
+        source.start()
+        yield self.waitUntil(lambda: self.display(server).streams.streams, timeout=20)
+        yield self.framesShown(client, 10)
+        (sessionId,) = server.sessions
+        sourceStreams = self.display(server).streams
+        answers = yield server.migrate_connect("127.0.0.1", targetPort, None, None)
+        self.assertEqual(answers, {sessionId: "connected"})
+        targetSource.start()
+        yield server.migrate_end(True)
+        self.assertEqual(server.sourceMigration.forcedDisconnects, 0)
+        yield self.waitUntil(lambda: sessionId in target.sessions
+                             and not target.sessions[sessionId].arriving
+                             and (ChannelType.DISPLAY, 0) in target.sessions[sessionId].channels,
+                             timeout=30)
+        yield self.waitForPeers(client, targetPort)
+        # The target detects the video itself and streams it in its own codec.
+        yield self.waitUntil(lambda: self.display(target).streams.streams, timeout=30)
+        (stream,) = self.display(target).streams.streams.values()
+        self.assertEqual(stream.codec.type, VideoCodecType.H264)
+        since = len(client.events)
+        yield self.framesShown(client, 10)
+        frames = [e["n"] for e in client.events[since:] if e["event"] == "frame"]
+        self.assertEqual(frames, sorted(frames))
+        self.assertTrue(all(n <= targetSource.frameNumber for n in frames))
+        shown = yield self.clientPixels(client, "target")
+        area = shown[top:bottom, left:right]
+        n = readFrameCode(area, 0, bottom - top)
+        quality = psnr(area, targetSource.render(n))
+        self.assertGreater(quality, PSNR_BOUND, "frame %d after migration at %.1f dB"
+                           % (n, quality))
+        targetSource.stop()
+        yield self.waitUntil(lambda: not self.display(target).streams.streams, timeout=20)
+        yield self.waitForSamePicture(client, targetSource)
+        return sourceStreams, client, since
+
+    @defer.inlineCallbacks
+    def test_semiSeamless(self):
+        """
+        Semi-seamless: spice-gtk resets its channels (and drops the source's
+        stream) at the switch; the target's fresh display channel starts a
+        stream of its own, whose frames the client shows, and the picture
+        ends exact.
+        """
+        yield self.migrateWhileStreaming(seamless=False)
+
+    @defer.inlineCallbacks
+    def test_seamless(self):
+        """
+        Seamless: the source ends its stream and sends the area losslessly
+        before MIGRATE; the client keeps its surface; the target clears any
+        stream the client might hold and starts its own.
+        """
+        sourceStreams, client, since = yield self.migrateWhileStreaming(seamless=True)
+        self.assertEqual((sourceStreams.created, sourceStreams.ended), (1, 1))
+        self.assertNotIn("primary-destroy", [e.get("event") for e in client.events[since:]])
