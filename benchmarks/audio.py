@@ -37,9 +37,8 @@ ONSET_LEVEL = 8000
 BURST_INTERVAL = 0.5
 
 
-def addArguments(group):
-    group.add_argument("--seconds", type=float, default=10.0,
-                       help="seconds each variant listens (default: 10)")
+#: Seconds each variant listens (C{--seconds}).
+DEFAULT_SECONDS = 10.0
 
 
 def run(reactor, args):
@@ -141,7 +140,7 @@ def _run(reactor, args):
     if harness.findGtkClient() is None:
         raise BenchmarkError("spice-gtk's client library is missing: apt-get install -y %s"
                              % (harness.APT_PACKAGES,))
-    seconds = getattr(args, "seconds", 10.0)
+    seconds = DEFAULT_SECONDS if getattr(args, "seconds", None) is None else args.seconds
     results = []
     for variant, env in (("raw", {"SPICE_DISABLE_OPUS": "1"}), ("opus", None)):
         results.append((yield measure(reactor, variant, env, seconds)))

@@ -55,6 +55,12 @@ def buildParser(modules):
             "%d for %s" % (getattr(m, "DEFAULT_RUNS", DEFAULT_RUNS), m.NAME)
             for m in modules),))
     parser.add_argument(
+        "--seconds", type=float, default=None, metavar="S",
+        help="measured seconds per variant, for the benchmarks that watch for a "
+        "while (default: %s)" % (", ".join(
+            "%g for %s" % (m.DEFAULT_SECONDS, m.NAME)
+            for m in modules if hasattr(m, "DEFAULT_SECONDS")),))
+    parser.add_argument(
         "--warmup", type=int, default=1, metavar="N",
         help="runs per variant done first and not counted (default: 1)")
     for module in modules:

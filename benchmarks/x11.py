@@ -41,9 +41,11 @@ LATENCY_SIZE = (1024, 768)
 FPS = 30
 
 
+#: How long spice-gtk watches the animation (C{--seconds}).
+DEFAULT_SECONDS = 10.0
+
+
 def addArguments(group):
-    group.add_argument("--seconds", type=float, default=10.0,
-                       help="how long spice-gtk watches the animation (default 10)")
     group.add_argument("--frames", type=int, default=60,
                        help="frames timed for capture + encode (default 60)")
 
@@ -183,7 +185,7 @@ def _run(reactor, args):
         seen = len(animator.events)
         del captures[:]
         started = time.monotonic()
-        yield sleep(reactor, args.seconds)
+        yield sleep(reactor, DEFAULT_SECONDS if args.seconds is None else args.seconds)
         elapsed = time.monotonic() - started
         frameEvents = [e for e in animator.events[seen:] if e["event"] == "frame"]
         drawn = (float("nan") if len(frameEvents) < 2 else
