@@ -25,7 +25,8 @@ class Limits:
     """
     @ivar linkTimeout: seconds from a connection's first moment until its
         link handshake must be done (the ticket checked); not restarted by
-        the bytes that arrive.
+        the bytes that arrive, and stopped while the server makes its RSA
+        key for the link (a burst of links queues for keys).
     @ivar messageTimeout: seconds a channel may hold a partial client
         message before it is closed.
     @ivar closeGrace: seconds a closing connection may take to hand its

@@ -180,6 +180,7 @@ class LinkProtocol(Protocol):
         self._closed = False
         self._keyRequest = None
         self._deadline = None
+        self._deadlineLeft = None
         self._admitted = None
         self._closing = GracefulClose(self.clock)
 
@@ -284,6 +285,20 @@ class LinkProtocol(Protocol):
             self._deadline.cancel()
         self._deadline = None
 
+    def _pauseDeadline(self):
+        """
+        Stop the deadline's clock, keeping the time left in
+        C{_deadlineLeft}, until L{_resumeDeadline}.
+        """
+        if self._deadline is not None and self._deadline.active():
+            self._deadlineLeft = max(0, self._deadline.getTime() - self.clock.seconds())
+            self._stopDeadline()
+
+    def _resumeDeadline(self):
+        left, self._deadlineLeft = self._deadlineLeft, None
+        if left is not None and not self._closed:
+            self._deadline = self.clock.callLater(left, self._linkExpired)
+
     # -- the web front -------------------------------------------------------
 
     def _becomeWeb(self, first):
@@ -385,12 +400,17 @@ class LinkProtocol(Protocol):
         self.info.server_channel_caps = frozenset(
             channelClass.capabilities(self.server.context))
         self._state, self._need = "key", float("inf")
+        # Waiting for the server's own RSA key is no time the client spends:
+        # the deadline, which bounds what a peer may hold, stands still
+        # meanwhile (a burst of links queues for keys).
+        self._pauseDeadline()
         request = self._keyRequest = self.server.keys.take()
         request.addCallback(self._sendReply)
         request.addErrback(lambda f: f.trap(defer.CancelledError))
 
     def _sendReply(self, key):
         self._keyRequest = None
+        self._resumeDeadline()
         self._key = key
         common = capwords.caps_to_words(SERVER_COMMON_CAPS)
         channel = capwords.caps_to_words(self.info.server_channel_caps)

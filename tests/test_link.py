@@ -236,6 +236,37 @@ class LinkDeadlineTests(unittest.TestCase):
         self.clock.advance(0.1)
         self.assertTrue(conn.closed)
 
+    def test_waitingForTheServersKeyDoesNotCount(self):
+        """
+        While the server has no RSA key ready (a burst of links queues for
+        them), the deadline stands still: the client is not closed for the
+        server's own slowness, and gets the rest of its time once the link
+        reply is sent.
+        """
+        from twisted.internet import defer
+        pending = []
+
+        class SlowKeys:
+            def take(self):
+                pending.append(defer.Deferred())
+                return pending[-1]
+
+        self.server.keys = SlowKeys()
+        self.server.limits.linkTimeout = 10
+        conn = Connection(self.server)
+        self.clock.advance(4)
+        conn.send(linkMessage(ChannelType.MAIN))
+        self.assertEqual(len(pending), 1)
+        self.clock.advance(100)                 # the key takes its time
+        self.assertFalse(conn.closed)
+        pending[0].callback(testKey())
+        self.assertTrue(conn.take())            # the link reply
+        self.clock.advance(5.9)                 # 4 + 5.9 of the client's 10 s
+        self.assertFalse(conn.closed)
+        self.clock.advance(0.1)
+        self.assertTrue(conn.closed)
+        self.assertTrue(any("within 10 seconds" in t for t in self.log.texts()))
+
     def test_linkedConnectionHasNoDeadline(self):
         client = TestClientChannel(self.server, ChannelType.MAIN, password="secret")
         self.assertEqual(client.result, LinkErr.OK)
