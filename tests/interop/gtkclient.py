@@ -65,9 +65,13 @@ Commands (fields besides ``cmd`` and ``seq``):
   config to the agent at once (spice_main_channel_update_display_enabled,
   _update_display, _send_monitor_config).
 - ``channels``: ``channels`` = list of ``{type, id, name, state, opened,
-  peer, remote_caps, remote_common_caps}``; ``state`` is the last
+  peer, remote_caps, remote_common_caps, read_bytes}``; ``state`` is the last
   channel-event seen, ``peer`` the socket's remote "host:port",
-  ``remote_*caps`` the bit numbers the server advertised.
+  ``remote_*caps`` the bit numbers the server advertised, ``read_bytes``
+  the channel's ``total-read-bytes`` (bytes of SPICE messages read, after
+  TLS); display channels also give ``invalidated_pixels``, the sum of
+  every ``display-invalidate`` signal's area (not coalesced), for
+  throughput figures.
 - ``session``: session properties (host, port, tls_port, migration_state).
 - ``disconnect``: spice_session_disconnect().
 - ``quit``: reply, disconnect, exit 0.  End of stdin does the same.
@@ -270,6 +274,7 @@ class Client(object):
         self.channels = {}       # (type, id) -> record dict
         self.invalidate = {}     # display id -> [count, x0, y0, x1, y1]
         self.invalidateTimer = None
+        self.invalidatedPixels = {}   # display id -> sum of w * h, uncoalesced
         self.connected = False
         self.quitting = False
         self.openTypes = None
@@ -436,6 +441,7 @@ class Client(object):
 
     def onInvalidate(self, ch, x, y, w, h):
         i = self.key(ch)[1]
+        self.invalidatedPixels[i] = self.invalidatedPixels.get(i, 0) + w * h
         acc = self.invalidate.get(i)
         if acc is None:
             self.invalidate[i] = [1, x, y, x + w, y + h]
@@ -669,7 +675,10 @@ class Client(object):
             ch = rec["obj"]
             d = {"type": t, "id": i, "name": channelTypeName(t),
                  "state": rec["state"], "opened": rec["opened"],
-                 "peer": None, "remote_caps": [], "remote_common_caps": []}
+                 "peer": None, "remote_caps": [], "remote_common_caps": [],
+                 "read_bytes": ch.get_property("total-read-bytes")}
+            if isinstance(ch, Spice.DisplayChannel):
+                d["invalidated_pixels"] = self.invalidatedPixels.get(i, 0)
             sock = ch.get_property("socket")
             if sock is not None:
                 try:
