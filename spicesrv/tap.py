@@ -18,6 +18,7 @@ from twisted.logger import Logger
 
 from spicesrv.address import is_loopback, is_tcp_port
 from spicesrv.interfaces import ISource
+from spicesrv.keys import KeyPool
 from spicesrv.limits import Limits
 from spicesrv.link import SECURITY_NONE, SECURITY_SSL
 from spicesrv.migration.command import Migrator
@@ -34,6 +35,13 @@ DEFAULT_LIMITS = Limits()
 # channels at once, many clients reconnect after a migration) wait for 1 s
 # SYN retries.  The kernel caps it at net.core.somaxconn.
 DEFAULT_BACKLOG = 512
+
+#: --key-pool: the fewest RSA keys kept ready (two spice-gtk clients' worth),
+#: and the most it may be set to (a key is about 1 KB of memory).
+DEFAULT_KEY_POOL = 8
+MAX_KEY_POOL = 65536
+#: How far the pool grows by itself with the arrival rate (KeyPool's maxSize).
+MAX_KEY_POOL_GROWTH = 1024
 
 
 class ConfigError(Exception):
@@ -112,6 +120,9 @@ class BaseOptions(usage.Options):
          float],
         ["listen-backlog", None, DEFAULT_BACKLOG, "Connections the kernel queues for "
          "each listening socket before the server accepts them.", int],
+        ["key-pool", None, DEFAULT_KEY_POOL, "RSA keys kept ready at least, one per link "
+         "(a burst of new links beyond them waits for keys made at about 80 per second "
+         "per CPU); the pool also grows with the arrival rate.", int],
         ["unix-socket-mode", None, None, "Permissions (octal) of --listen unix: sockets: "
          "600 (only this user) by default, 660 with --unix-socket-group."],
         ["unix-socket-group", None, None, "Give --listen unix: sockets to this group (name "
@@ -273,6 +284,9 @@ class BaseOptions(usage.Options):
             raise ConfigError("--port and --tls-port are both %d; use two ports" % self["port"])
 
     def _checkLimits(self):
+        if not 1 <= self["key-pool"] <= MAX_KEY_POOL:
+            raise ConfigError("--key-pool %d: give a number of keys from 1 to %d"
+                              % (self["key-pool"], MAX_KEY_POOL))
         for option in ("max-connections", "max-connections-per-address", "listen-backlog"):
             if self[option] < 1:
                 raise ConfigError("--%s %d: give a number of connections, at least 1"
@@ -549,7 +563,8 @@ def makeServer(config, reactor):
     """
     # Without a password the options only allow loopback, where any local
     # client is accepted.
-    server = SpiceServer(clock=reactor, password=config["password"],
+    keys = KeyPool(size=config["key-pool"], maxSize=max(MAX_KEY_POOL_GROWTH, config["key-pool"]))
+    server = SpiceServer(clock=reactor, password=config["password"], keys=keys,
                          disable_ticketing=config["password"] is None,
                          name=config["name"], uuid=config["uuid"],
                          seamless_migration=config["seamless-migration"],

@@ -165,6 +165,15 @@ class LimitOptionTests(unittest.TestCase):
         self.assertEqual(reactor.tcpServers[0][2], 2048)
         self.assertGreater(tap.DEFAULT_BACKLOG, 50)
 
+    def test_keyPool(self):
+        config = parse("--key-pool", "1000")
+        server, _ = tap.makeServer(config, MemoryReactorClock())
+        self.assertEqual(server.keys.target, 1000)
+        server, _ = tap.makeServer(parse(), MemoryReactorClock())
+        self.assertEqual(server.keys.target, tap.DEFAULT_KEY_POOL)
+        for bad in ("0", "100000"):
+            self.assertRaises(SystemExit, parse, "--key-pool", bad)
+
     def test_unixSocketMode(self):
         reactor = self.listen("--listen", "unix:/tmp/a.sock",
                               "--listen", "unix:/tmp/b.sock:mode=640")

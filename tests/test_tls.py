@@ -594,9 +594,11 @@ class LoadServerTLSTests(unittest.TestCase):
         ctx = load_server_tls(x509_dir=self.dir).getContext()
         options = ctx.set_options(0)
         for flag in (SSL.OP_NO_COMPRESSION, SSL.OP_NO_RENEGOTIATION,
-                     SSL.OP_NO_TLSv1, SSL.OP_NO_TLSv1_1):
+                     SSL.OP_NO_TLSv1, SSL.OP_NO_TLSv1_1, SSL.OP_NO_TICKET):
             self.assertTrue(options & flag, hex(flag))
         self.assertEqual(ctx.get_verify_mode(), SSL.VERIFY_NONE)
+        # spice-gtk never resumes a session: no tickets, no cache
+        self.assertEqual(ctx.get_session_cache_mode(), SSL.SESS_CACHE_OFF)
 
     def test_explicitFilesOverrideDir(self):
         other = write_dev_certs(self.mktemp(), subject="CN=other")

@@ -211,6 +211,41 @@ class MemoryTransferTests(unittest.TestCase):
         self.assertEqual([p for p in pieces if p[0] == "empty"], [("empty", 0, 0, True)])
         self.assertEqual(len([p for p in pieces if p[0] == "exact"]), 2)
 
+    def test_oneRoundTrip(self):
+        """
+        A small state crosses in one round trip: Hello, the States and
+        Commit leave before the target has answered anything.
+        """
+        fresh = [RecordingState("a"), RecordingState("b")]
+        target = IncomingState(lambda: fresh, clock=task.Clock())
+        d, pump, clock, serverProto = memoryTransfer(
+            [RecordingState("a", b"1" * 100), RecordingState("b", b"2" * 100)], target)
+        sent = b"".join(pump.clientIO.stream)
+        self.assertEqual([sent.count(b"\x00\x08_command\x00" + name)
+                          for name in (b"\x05Hello", b"\x05State", b"\x06Commit")],
+                         [1, 2, 1])
+        pump.flush()
+        self.assertEqual(self.successResultOf(d)["keys"], ["a", "b"])
+        self.assertEqual([device.applied for device in fresh], [[b"1" * 100], [b"2" * 100]])
+
+    def test_refusedHelloThenStates(self):
+        """
+        The States that followed a refused Hello change nothing, and the
+        Hello's refusal is what the source reports.
+        """
+        fresh = RecordingState("a", b"original")
+        target = IncomingState(lambda: [fresh], clock=task.Clock())
+        d, pump, clock, _ = memoryTransfer([RecordingState("zz", b"x" * 100)], target)
+        pump.flush()
+        self.assertEqual(str(self.failureResultOf(d, TransferError).value),
+                         "the target refused the state: unknown device zz (target has a)")
+        self.assertEqual(fresh.applied, [])
+        self.assertEqual(target.state, "waiting")
+        d, pump, _, _ = memoryTransfer([RecordingState("a", b"retry")], target, clock=clock)
+        pump.flush()
+        self.successResultOf(d)
+        self.assertEqual(fresh.applied, [b"retry"])
+
     def test_demoAndImage(self):
         """
         The target demo's framebuffer equals the source demo's, after

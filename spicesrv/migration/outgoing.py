@@ -181,6 +181,16 @@ class _Transfer:
                              "more than the %d AMP allows" % (len(devices), len(listed),
                                                              amp.MAX_VALUE_LENGTH))
         self.call(Hello, version=PROTOCOL_VERSION, devices=devices).addCallback(self.welcomed)
+        # The States follow the Hello at once, without waiting for its answer:
+        # the target handles commands in order and refuses a State that no
+        # accepted Hello announced (a refused Hello closes the connection),
+        # so waiting would only cost a round trip per migration.
+        self.targetOnly = []
+        self.phase = "state"
+        self.chunks = _chunks(self.states)
+        self.states = None
+        self.inflight = 0
+        self.pump()
 
     def call(self, command, **kwargs):
         try:
@@ -213,24 +223,22 @@ class _Transfer:
             log.info("the migration target keeps its own state for {keys}",
                      keys=", ".join(answer["targetOnly"]))
         self.targetOnly = answer["targetOnly"]
-        self.phase = "state"
-        self.chunks = _chunks(self.states)
-        self.states = None
-        self.inflight = 0
-        self.pump()
 
     def pump(self):
-        while self.proto is not None and self.outcome is None and self.inflight < WINDOW:
+        while (self.chunks is not None and self.proto is not None and self.outcome is None
+               and self.inflight < WINDOW):
             chunk = next(self.chunks, None)
             if chunk is None:
+                # Every State is on its way: Commit follows them at once (the
+                # target takes it only after each of them was accepted).
+                self.chunks = None
+                self.phase = "commit"
+                self.call(Commit).addCallback(self.committed)
                 break
             key, offset, data, last = chunk
             self.inflight += 1
             self.call(State, key=key, offset=offset, data=data, last=last) \
                 .addCallback(self.stateAnswered)
-        if self.inflight == 0 and self.proto is not None and self.outcome is None:
-            self.phase = "commit"
-            self.call(Commit).addCallback(self.committed)
 
     def stateAnswered(self, answer):
         if answer is None:

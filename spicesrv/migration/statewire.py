@@ -17,7 +17,10 @@ L{IMigratableState} provider crosses in an AMP conversation
 
 Each state is cut into L{CHUNK_SIZE} pieces, because an AMP value holds at
 most 65,535 bytes.  A source keeps up to L{WINDOW} State commands
-unanswered, so a transfer does not wait a round trip per chunk.
+unanswered, so a transfer does not wait a round trip per chunk; the States
+follow the Hello without waiting for its answer, and Commit follows the last
+State as soon as it is sent: a small state crosses in one round trip.  The
+target handles the commands in order, so this changes nothing it checks.
 
 The rules:
 

@@ -91,9 +91,13 @@ Commands (fields besides ``cmd`` and ``seq``):
   microphone audio with spice_record_channel_send_data (spice-gtk frames
   and encodes it, Opus when the server offers it); ``sent`` bytes.
 - ``channels``: ``channels`` = list of ``{type, id, name, state, opened,
-  peer, remote_caps, remote_common_caps}``; ``state`` is the last
+  peer, remote_caps, remote_common_caps, read_bytes}``; ``state`` is the last
   channel-event seen, ``peer`` the socket's remote "host:port",
-  ``remote_*caps`` the bit numbers the server advertised.
+  ``remote_*caps`` the bit numbers the server advertised, ``read_bytes``
+  the channel's ``total-read-bytes`` (bytes of SPICE messages read, after
+  TLS); display channels also give ``invalidated_pixels``, the sum of
+  every ``display-invalidate`` signal's area (not coalesced), for
+  throughput figures.
 - ``session``: session properties (host, port, tls_port, migration_state).
 - ``disconnect``: spice_session_disconnect().
 - ``quit``: reply, disconnect, exit 0.  End of stdin does the same.
@@ -361,6 +365,7 @@ class Client(object):
         self.invalidate = {}     # display id -> [count, x0, y0, x1, y1]
         self.watching = {}       # display id -> watch settings
         self.invalidateTimer = None
+        self.invalidatedPixels = {}   # display id -> sum of w * h, uncoalesced
         self.connected = False
         self.quitting = False
         self.openTypes = None
@@ -558,6 +563,7 @@ class Client(object):
         i = self.key(ch)[1]
         if i in self.watching:
             self.watchInvalidate(ch, i, x, y, w, h)
+        self.invalidatedPixels[i] = self.invalidatedPixels.get(i, 0) + w * h
         acc = self.invalidate.get(i)
         if acc is None:
             self.invalidate[i] = [1, x, y, x + w, y + h]
@@ -945,7 +951,10 @@ class Client(object):
             ch = rec["obj"]
             d = {"type": t, "id": i, "name": channelTypeName(t),
                  "state": rec["state"], "opened": rec["opened"],
-                 "peer": None, "remote_caps": [], "remote_common_caps": []}
+                 "peer": None, "remote_caps": [], "remote_common_caps": [],
+                 "read_bytes": ch.get_property("total-read-bytes")}
+            if isinstance(ch, Spice.DisplayChannel):
+                d["invalidated_pixels"] = self.invalidatedPixels.get(i, 0)
             sock = ch.get_property("socket")
             if sock is not None:
                 try:
