@@ -327,3 +327,64 @@ def waitFor(reactor, condition, timeout=20, interval=0.02):
             yield task.deferLater(reactor, interval, lambda: None)
 
     return poll()
+
+
+def convertSelection(server, selection, target, pairs=None, timeout=10):
+    """
+    Ask the owner of X selection C{selection} of L{XServer} C{server} for
+    C{target}, as a pasting X client does, from a connection of its own;
+    blocking (run it in a thread when the owner is in this process).  With
+    C{pairs} (a list of target names), C{target} is C{MULTIPLE} and each
+    pair's property is read.
+
+    @return: C{(type name, format, bytes)} of the answer, or L{None} if
+        refused; with C{pairs}, a list of those (or L{None}) per pair.
+    """
+    import struct
+
+    import xcffib
+    import xcffib.xproto as xp
+    conn = xcffib.connect(display=server.display)
+    try:
+        core = conn.core
+
+        def atom(name):
+            return core.InternAtom(False, len(name), name).reply().atom
+
+        def name(value):
+            return core.GetAtomName(value).reply().name.to_string() if value else None
+
+        root = conn.get_setup().roots[conn.pref_screen].root
+        window = conn.generate_id()
+        core.CreateWindow(0, window, root, 0, 0, 1, 1, 0, xp.WindowClass.InputOnly, 0, 0, [])
+        prop = atom("SPICESRV_TEST_PASTE")
+        if pairs is not None:
+            pairProps = [atom("SPICESRV_TEST_PAIR_%d" % i) for i in range(len(pairs))]
+            listed = [v for t, p in zip(pairs, pairProps) for v in (atom(t), p)]
+            core.ChangeProperty(xp.PropMode.Replace, window, prop, atom("ATOM_PAIR"), 32,
+                                len(listed), struct.pack("=%dI" % len(listed), *listed))
+        core.ConvertSelection(window, atom(selection), atom(target), prop, xp.Time.CurrentTime)
+        conn.flush()
+        deadline = time.monotonic() + timeout
+        while True:
+            event = conn.poll_for_event()
+            if event is None:
+                if time.monotonic() > deadline:
+                    raise AssertionError("no SelectionNotify within %s s" % timeout)
+                time.sleep(0.01)
+                continue
+            if isinstance(event, xp.SelectionNotifyEvent):
+                break
+
+        def read(p):
+            reply = core.GetProperty(True, window, p, 0, 0, 1 << 24).reply()
+            return name(reply.type), reply.format, bytes(reply.value.buf())
+        if not event.property:
+            return None
+        if pairs is None:
+            return read(event.property)
+        _, _, value = read(event.property)
+        answered = struct.unpack("=%dI" % (len(value) // 4), value)
+        return [read(p) if p else None for p in answered[1::2]]
+    finally:
+        conn.disconnect()

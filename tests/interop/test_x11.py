@@ -25,7 +25,7 @@ from tests.interop import harness
 from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual
 from tests.interop.processes import Twistd, freePort, qmpSteps
 from tests.interop.test_operator import OperatorBase
-from tests.test_sources_x11 import grab
+from tests.test_sources_x11 import grab, largePng, largeText
 from tests.x11client import QUARTERS
 from tests.x11display import (
     XClient, pressXKey, requireX, startXServer, xclipCopy, xclipPaste)
@@ -329,6 +329,39 @@ class ClipboardTests(X11InteropTestCase):
         yield self.waitUntil(lambda: 0 not in self.source.clipboard.owned)
         out, code = yield xclipPaste(reactor, self.x, "-selection", "clipboard")
         self.assertNotEqual(code, 0)
+
+
+    @defer.inlineCallbacks
+    def test_largeBothWays(self):
+        """
+        Clipboards larger than one X request go both ways, incrementally
+        (INCR) on the X side: a 3 MiB text and a 2 MiB PNG that xclip
+        copies reach spice-gtk whole, and spice-gtk's 3 MiB text and 2 MiB
+        PNG are what ``xclip -o`` pastes.
+        """
+        import hashlib
+        client = yield self.serveWithAgent()
+        text, png = largeText(3 << 20), largePng()
+        for data, args, kind in ((text, (), TEXT), (png, ("-t", "image/png"), PNG)):
+            since = len(client.events)
+            xclipCopy(self, self.x, data, "-selection", "clipboard", *args)
+            grab = yield client.waitForEvent({"event": "clipboard-grab"}, since=since,
+                                             timeout=30)
+            self.assertEqual(grab["types"], [kind])
+            yield client.check("clipboard_request", type=kind)
+            got = yield client.waitForEvent({"event": "clipboard"}, since=since, timeout=60)
+            self.assertEqual((got["type"], got["size"], got["sha256"]),
+                             (kind, len(data), hashlib.sha256(data).hexdigest()))
+        yield client.check("clipboard_grab", types=[TEXT, PNG],
+                           data={str(TEXT): text.hex(), str(PNG): png.hex()})
+        yield self.waitUntil(lambda: self.source.clipboard.owned.get(0) == [TEXT, PNG])
+        out, code = yield xclipPaste(reactor, self.x, "-selection", "clipboard",
+                                     "-t", "UTF8_STRING")
+        self.assertEqual((len(out), code), (len(text), 0))
+        self.assertEqual(out, text)
+        out, code = yield xclipPaste(reactor, self.x, "-selection", "clipboard",
+                                     "-t", "image/png")
+        self.assertEqual((out, code), (png, 0))
 
 
 class ClientResizeTests(X11InteropTestCase):
