@@ -20,15 +20,15 @@ from spicesrv.interfaces import (
     IAgent, IDisplaySource, IKeyboard, IMonitorLayout, IMouse, ITablet)
 from spicesrv.plugin import sourcePlugins
 from spicesrv.sources import x11clipboard
-from spicesrv.sources.x11 import X11Source, X11SourceError
+from spicesrv.sources.x11 import X11Source, X11SourceError, boundingBox
 from spicesrv.sources.x11keys import EXTENDED
 from spicesrv.agent import Monitor
 from spicesrv.testing import LogCapture, RecordingAgentClients, RecordingObserver
 from spicesrv.wire.vdagent import ClipboardType, Selection
 from tests.x11client import QUARTERS
 from tests.x11display import (
-    XClient, convertSelection, pressXKey, requireX, startXServer, waitFor, xclipCopy,
-    xclipPaste)
+    XClient, convertSelection, pressXKey, requireX, startXServer, twoOutputs, waitFor,
+    xclipCopy, xclipPaste)
 
 SHIFT, A, H, I, Y, CAPS = 0x2A, 0x1E, 0x23, 0x17, 0x15, 0x3A
 TEXT, PNG = ClipboardType.UTF8_TEXT, ClipboardType.IMAGE_PNG
@@ -407,6 +407,98 @@ class ResizeTests(X11SourceTestCase):
         source.agent.monitors_config([Monitor(1024, 768, 0, 0)])
         source.agent.monitors_config([Monitor(1000, 700, 0, 0)])
         yield waitFor(reactor, lambda: (source.width, source.height) == (1000, 700))
+
+
+    @defer.inlineCallbacks
+    def test_boundingBoxOnOneOutput(self):
+        """
+        Xvnc has one output: a client's two monitors side by side make the
+        X screen the rectangle around them.
+        """
+        source = self.source(allow_control=True)
+        source.agent.agent_attached(RecordingAgentClients())
+        self.assertEqual(len(source.outputs()), 1)
+        source.agent.monitors_config([Monitor(1024, 768, 0, 0), Monitor(800, 600, 1024, 100)])
+        yield waitFor(reactor, lambda: (source.width, source.height) == (1824, 768))
+        self.assertEqual(source.monitors(), [(0, 0, 1824, 768)])
+
+
+class BoundingBoxTests(unittest.TestCase):
+    def test_boundingBox(self):
+        """
+        The rectangle around the monitors that are on, wherever the layout
+        starts; L{None} when all are off.
+        """
+        self.assertEqual(boundingBox([Monitor(1024, 768, 0, 0), None,
+                                      Monitor(800, 600, 1024, 300)]), (0, 0, 1824, 900))
+        self.assertEqual(boundingBox([Monitor(640, 480, -640, 0), Monitor(640, 480, 0, 0)]),
+                         (-640, 0, 1280, 480))
+        self.assertIsNone(boundingBox([None, None]))
+        self.assertIsNone(boundingBox([]))
+
+
+class MultiMonitorTests(X11SourceTestCase):
+    """
+    Xorg with the dummy driver, which has several RandR outputs: two of
+    them on, side by side.
+    """
+
+    kind = "Xorg"
+
+    def setUp(self):
+        X11SourceTestCase.setUp(self)
+        twoOutputs(self.x)
+
+    def test_monitorsAreTheOutputs(self):
+        """
+        The monitors clients hear of are the two CRTCs; both outputs count.
+        """
+        source = self.source(allow_control=True)
+        self.assertEqual((source.width, source.height), (1824, 768))
+        self.assertEqual(source.monitors(), [(0, 0, 1024, 768), (1024, 0, 800, 600)])
+        self.assertEqual(len(source.outputs()), 2)
+
+    @defer.inlineCallbacks
+    def test_clientMonitorsOnTheOutputs(self):
+        """
+        A client's two monitors go to the two outputs, at their sizes (one
+        a mode spicesrv creates) and places, the screen around them; then
+        its single monitor turns the second output off, and two monitors
+        turn it on again.
+        """
+        source = self.source(allow_control=True)
+        source.agent.agent_attached(RecordingAgentClients())
+        observer = RecordingObserver()
+        source.addObserver(observer)
+        source.agent.monitors_config([Monitor(1280, 720, 0, 0), Monitor(1000, 700, 1280, 20)])
+        yield waitFor(reactor, lambda: (source.width, source.height) == (2280, 720))
+        yield waitFor(reactor, lambda: source.monitors() == [(0, 0, 1280, 720),
+                                                             (1280, 20, 1000, 700)])
+        query = self.x.run("xrandr", "-q")
+        self.assertIn("DUMMY0 connected primary 1280x720+0+0", query)
+        self.assertIn("DUMMY1 connected 1000x700+1280+20", query)
+        self.assertEqual(observer.of("surface_changed")[-1], (2280, 720))
+        source.agent.monitors_config([Monitor(1024, 768, 0, 0), None])
+        yield waitFor(reactor, lambda: (source.width, source.height) == (1024, 768))
+        yield waitFor(reactor, lambda: source.monitors() == [(0, 0, 1024, 768)])
+        self.assertIn("\nDUMMY1 connected\n", self.x.run("xrandr", "-q"))
+        # Nothing changes for the same layout again.
+        before = len(observer.events)
+        source.agent.monitors_config([Monitor(1024, 768, 0, 0)])
+        self.assertEqual(len(observer.events), before)
+        # The output it turned off (which Xorg's dummy now calls
+        # disconnected) takes a second monitor again.
+        source.agent.monitors_config([Monitor(800, 600, 0, 0), Monitor(800, 600, 800, 0)])
+        yield waitFor(reactor, lambda: source.monitors() == [(0, 0, 800, 600),
+                                                             (800, 0, 800, 600)])
+
+    def test_allOffRefused(self):
+        """
+        A configuration with every monitor off changes nothing.
+        """
+        source = self.source(allow_control=True)
+        self.assertRaises(ValueError, source.arrange, [None, None])
+        self.assertEqual(source.monitors(), [(0, 0, 1024, 768), (1024, 0, 800, 600)])
 
 
 class FixedSizeTests(X11SourceTestCase):

@@ -28,7 +28,7 @@ from tests.interop.test_operator import OperatorBase
 from tests.test_sources_x11 import grab, largePng, largeText
 from tests.x11client import QUARTERS
 from tests.x11display import (
-    XClient, pressXKey, requireX, startXServer, xclipCopy, xclipPaste)
+    XClient, pressXKey, requireX, startXServer, twoOutputs, xclipCopy, xclipPaste)
 
 # PC/XT set-1 make codes, and spice-gtk's 0x100 for the 0xE0 prefix.
 H, I, A, Y, SHIFT, CAPS, UP = 0x23, 0x17, 0x1E, 0x15, 0x2A, 0x3A, 0x148
@@ -416,6 +416,52 @@ class MonitorsTests(X11InteropTestCase):
         since = len(client.events)
         self.x.run("xrandr", "--fb", "1280x800", "--output", "VNC-0", "--mode", "800x600")
         yield client.waitForEvent(monitor(800, 600), since=since, timeout=30)
+
+
+class MultiMonitorTests(X11InteropTestCase):
+    """
+    Xorg with the dummy driver, two of its RandR outputs on side by side.
+    """
+
+    kind = "Xorg"
+
+    @defer.inlineCallbacks
+    def test_monitorsBothWays(self):
+        """
+        The client hears of the X side's two monitors (MONITORS_CONFIG,
+        spice-gtk's ``monitors``, at most 2); its own two monitors then go
+        to the two outputs at their sizes and places, and it shows the
+        2280x720 screen around them pixel-exact.
+        """
+        self.x = startXServer(self, self.kind)
+        twoOutputs(self.x)
+        self.xclient = yield XClient.start(reactor, self.x)
+        self.addCleanup(self.xclient.stop)
+        self.source, self.server, port = yield self.exportX()
+        client = yield self.startClient(port)
+        yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=30)
+
+        def monitors(*heads):
+            return lambda e: (e["event"] == "display-monitors"
+                              and [(m["x"], m["y"], m["width"], m["height"])
+                                   for m in e["monitors"]] == list(heads))
+        got = yield client.waitForEvent(monitors((0, 0, 1024, 768), (1024, 0, 800, 600)),
+                                        timeout=30)
+        self.assertEqual(got["max"], 2)
+        yield self.waitForScreen(client, 1824, 768)
+        yield client.waitForEvent({"event": "agent-update", "connected": True}, timeout=30)
+        since = len(client.events)
+        yield client.check("update_display", id=0, width=1280, height=720)
+        yield client.check("update_display", id=1, x=1280, y=0, width=1000, height=700)
+        yield client.waitForEvent(lambda e: e["event"] == "primary-create"
+                                  and (e["width"], e["height"]) == (2280, 720),
+                                  since=since, timeout=30)
+        yield client.waitForEvent(monitors((0, 0, 1280, 720), (1280, 0, 1000, 700)),
+                                  since=since, timeout=30)
+        query = self.x.run("xrandr", "-q")
+        self.assertIn("DUMMY0 connected primary 1280x720+0+0", query)
+        self.assertIn("DUMMY1 connected 1000x700+1280+0", query)
+        yield self.waitForScreen(client, 2280, 720)
 
 
 class FixedSizeTests(X11InteropTestCase):
