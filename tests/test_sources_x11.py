@@ -4,26 +4,31 @@ which RandR can resize), with the X client of C{tests/x11client.py}
 reporting what reaches it.
 """
 
+import io
 import os
+import struct
 
 import numpy
 import xcffib
 import xcffib.xproto as xp
-from twisted.internet import defer, reactor
+from PIL import Image
+from twisted.internet import defer, reactor, threads
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from spicesrv.interfaces import (
     IAgent, IDisplaySource, IKeyboard, IMonitorLayout, IMouse, ITablet)
 from spicesrv.plugin import sourcePlugins
-from spicesrv.sources.x11 import X11Source, X11SourceError
+from spicesrv.sources import x11clipboard
+from spicesrv.sources.x11 import X11Source, X11SourceError, boundingBox
 from spicesrv.sources.x11keys import EXTENDED
 from spicesrv.agent import Monitor
 from spicesrv.testing import LogCapture, RecordingAgentClients, RecordingObserver
 from spicesrv.wire.vdagent import ClipboardType, Selection
 from tests.x11client import QUARTERS
 from tests.x11display import (
-    XClient, pressXKey, requireX, startXServer, waitFor, xclipCopy, xclipPaste)
+    XClient, convertSelection, pressXKey, requireX, startXServer, twoOutputs, waitFor,
+    xclipCopy, xclipPaste)
 
 SHIFT, A, H, I, Y, CAPS = 0x2A, 0x1E, 0x23, 0x17, 0x15, 0x3A
 TEXT, PNG = ClipboardType.UTF8_TEXT, ClipboardType.IMAGE_PNG
@@ -44,6 +49,25 @@ def grab(display, width, height, env=None):
         return numpy.frombuffer(reply.data.buf(), numpy.uint8).reshape(height, width, 4)
     finally:
         conn.disconnect()
+
+
+def largeText(size):
+    """
+    At least C{size} bytes of UTF-8 text that no two chunks of repeat.
+    """
+    line = "line %08d of a large clipboard, ünï\n"
+    count = size // len((line % 0).encode("utf-8")) + 1
+    return "".join(line % i for i in range(count)).encode("utf-8")
+
+
+def largePng(width=1024, height=768, seed=1):
+    """
+    A PNG of noise, which compresses to about 2 MiB.
+    """
+    pixels = numpy.random.RandomState(seed).randint(0, 256, (height, width, 3), numpy.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "PNG")
+    return out.getvalue()
 
 
 def press(keyboard, *codes):
@@ -385,6 +409,98 @@ class ResizeTests(X11SourceTestCase):
         yield waitFor(reactor, lambda: (source.width, source.height) == (1000, 700))
 
 
+    @defer.inlineCallbacks
+    def test_boundingBoxOnOneOutput(self):
+        """
+        Xvnc has one output: a client's two monitors side by side make the
+        X screen the rectangle around them.
+        """
+        source = self.source(allow_control=True)
+        source.agent.agent_attached(RecordingAgentClients())
+        self.assertEqual(len(source.outputs()), 1)
+        source.agent.monitors_config([Monitor(1024, 768, 0, 0), Monitor(800, 600, 1024, 100)])
+        yield waitFor(reactor, lambda: (source.width, source.height) == (1824, 768))
+        self.assertEqual(source.monitors(), [(0, 0, 1824, 768)])
+
+
+class BoundingBoxTests(unittest.TestCase):
+    def test_boundingBox(self):
+        """
+        The rectangle around the monitors that are on, wherever the layout
+        starts; L{None} when all are off.
+        """
+        self.assertEqual(boundingBox([Monitor(1024, 768, 0, 0), None,
+                                      Monitor(800, 600, 1024, 300)]), (0, 0, 1824, 900))
+        self.assertEqual(boundingBox([Monitor(640, 480, -640, 0), Monitor(640, 480, 0, 0)]),
+                         (-640, 0, 1280, 480))
+        self.assertIsNone(boundingBox([None, None]))
+        self.assertIsNone(boundingBox([]))
+
+
+class MultiMonitorTests(X11SourceTestCase):
+    """
+    Xorg with the dummy driver, which has several RandR outputs: two of
+    them on, side by side.
+    """
+
+    kind = "Xorg"
+
+    def setUp(self):
+        X11SourceTestCase.setUp(self)
+        twoOutputs(self.x)
+
+    def test_monitorsAreTheOutputs(self):
+        """
+        The monitors clients hear of are the two CRTCs; both outputs count.
+        """
+        source = self.source(allow_control=True)
+        self.assertEqual((source.width, source.height), (1824, 768))
+        self.assertEqual(source.monitors(), [(0, 0, 1024, 768), (1024, 0, 800, 600)])
+        self.assertEqual(len(source.outputs()), 2)
+
+    @defer.inlineCallbacks
+    def test_clientMonitorsOnTheOutputs(self):
+        """
+        A client's two monitors go to the two outputs, at their sizes (one
+        a mode spicesrv creates) and places, the screen around them; then
+        its single monitor turns the second output off, and two monitors
+        turn it on again.
+        """
+        source = self.source(allow_control=True)
+        source.agent.agent_attached(RecordingAgentClients())
+        observer = RecordingObserver()
+        source.addObserver(observer)
+        source.agent.monitors_config([Monitor(1280, 720, 0, 0), Monitor(1000, 700, 1280, 20)])
+        yield waitFor(reactor, lambda: (source.width, source.height) == (2280, 720))
+        yield waitFor(reactor, lambda: source.monitors() == [(0, 0, 1280, 720),
+                                                             (1280, 20, 1000, 700)])
+        query = self.x.run("xrandr", "-q")
+        self.assertIn("DUMMY0 connected primary 1280x720+0+0", query)
+        self.assertIn("DUMMY1 connected 1000x700+1280+20", query)
+        self.assertEqual(observer.of("surface_changed")[-1], (2280, 720))
+        source.agent.monitors_config([Monitor(1024, 768, 0, 0), None])
+        yield waitFor(reactor, lambda: (source.width, source.height) == (1024, 768))
+        yield waitFor(reactor, lambda: source.monitors() == [(0, 0, 1024, 768)])
+        self.assertIn("\nDUMMY1 connected\n", self.x.run("xrandr", "-q"))
+        # Nothing changes for the same layout again.
+        before = len(observer.events)
+        source.agent.monitors_config([Monitor(1024, 768, 0, 0)])
+        self.assertEqual(len(observer.events), before)
+        # The output it turned off (which Xorg's dummy now calls
+        # disconnected) takes a second monitor again.
+        source.agent.monitors_config([Monitor(800, 600, 0, 0), Monitor(800, 600, 800, 0)])
+        yield waitFor(reactor, lambda: source.monitors() == [(0, 0, 800, 600),
+                                                             (800, 0, 800, 600)])
+
+    def test_allOffRefused(self):
+        """
+        A configuration with every monitor off changes nothing.
+        """
+        source = self.source(allow_control=True)
+        self.assertRaises(ValueError, source.arrange, [None, None])
+        self.assertEqual(source.monitors(), [(0, 0, 1024, 768), (1024, 0, 800, 600)])
+
+
 class FixedSizeTests(X11SourceTestCase):
     def test_xvfbKeepsItsSize(self):
         """
@@ -419,6 +535,160 @@ class ClipboardTests(X11SourceTestCase):
 
     def xclipOut(self, *args):
         return xclipPaste(reactor, self.x, *args)
+
+    def owned(self, selection):
+        """
+        Wait until the bridge owns C{selection} in X (it takes a server
+        timestamp first).
+        """
+        return waitFor(reactor, lambda: selection in self.controlled.clipboard.owned)
+
+    def count(self, name):
+        """
+        Count the calls of the bridge's method C{name}.
+        """
+        calls = []
+        original = getattr(self.controlled.clipboard, name)
+
+        def counted(*args):
+            calls.append(args)
+            return original(*args)
+        setattr(self.controlled.clipboard, name, counted)
+        return calls
+
+    @defer.inlineCallbacks
+    def test_xIncrOfferedToClients(self):
+        """
+        A 3 MiB text and a 2 MiB PNG that xclip offers (more than one X
+        request, so xclip sends them incrementally, INCR) reach the client
+        whole, chunk by chunk.
+        """
+        chunks = self.count("_chunkArrived")
+        text = largeText(3 << 20)
+        self.xclipIn(text, "-selection", "clipboard")
+        yield waitFor(reactor, lambda: ("clipboard_grab", Selection.CLIPBOARD, [TEXT])
+                      in self.clients.events)
+        data = yield self.controlled.agent.clipboard_request(Selection.CLIPBOARD, TEXT)
+        self.assertEqual(data, text)
+        self.assertGreater(len(chunks), 2)
+        png = largePng()
+        self.assertTrue((1 << 20) < len(png) < (4 << 20))
+        self.xclipIn(png, "-selection", "primary", "-t", "image/png")
+        yield waitFor(reactor, lambda: ("clipboard_grab", Selection.PRIMARY, [PNG])
+                      in self.clients.events)
+        before = len(chunks)
+        data = yield self.controlled.agent.clipboard_request(Selection.PRIMARY, PNG)
+        self.assertEqual(data, png)
+        self.assertGreater(len(chunks), before + 1)
+        self.assertEqual(self.controlled.clipboard._receiving, {})
+
+    @defer.inlineCallbacks
+    def test_clientIncrPastedInX(self):
+        """
+        A client's 3 MiB text and 2 MiB PNG go to ``xclip -o``
+        incrementally (INCR, chunks of L{x11clipboard.INCR_CHUNK}); the
+        bridge stops watching xclip's window afterwards.
+        """
+        chunks = self.count("_sendChunk")
+        text, png = largeText(3 << 20), largePng()
+        self.clients.clipboards[(Selection.CLIPBOARD, TEXT)] = text
+        self.clients.clipboards[(Selection.CLIPBOARD, PNG)] = png
+        self.controlled.agent.clipboard_grab(Selection.CLIPBOARD, [TEXT, PNG])
+        yield self.owned(Selection.CLIPBOARD)
+        out, code = yield self.xclipOut("-selection", "clipboard", "-t", "UTF8_STRING")
+        self.assertEqual((len(out), code), (len(text), 0))
+        self.assertEqual(out, text)
+        self.assertEqual(len(chunks), len(text) // x11clipboard.INCR_CHUNK + 2)
+        out, code = yield self.xclipOut("-selection", "clipboard", "-t", "image/png")
+        self.assertEqual((out, code), (png, 0))
+        self.assertEqual(self.controlled.clipboard._sending, {})
+        self.assertEqual(self.controlled.clipboard._watched, {})
+
+    @defer.inlineCallbacks
+    def test_incrBounded(self):
+        """
+        The bound holds for incremental transfers: with a 1 MiB bound, an X
+        client's 3 MiB text is refused (nothing pasted, a log line), and so
+        is a client's 2 MiB text to an X client.
+        """
+        log = LogCapture(self)
+        self.controlled.clipboard.maxSize = 1 << 20
+        self.xclipIn(largeText(3 << 20), "-selection", "clipboard")
+        yield waitFor(reactor, lambda: ("clipboard_grab", Selection.CLIPBOARD, [TEXT])
+                      in self.clients.events)
+        data = yield self.controlled.agent.clipboard_request(Selection.CLIPBOARD, TEXT)
+        self.assertIsNone(data)
+        self.assertIn("more than 1048576 bytes", log.text())
+        self.assertEqual(self.controlled.clipboard._receiving, {})
+        self.clients.clipboards[(Selection.PRIMARY, TEXT)] = largeText(2 << 20)
+        self.controlled.agent.clipboard_grab(Selection.PRIMARY, [TEXT])
+        yield self.owned(Selection.PRIMARY)
+        out, code = yield self.xclipOut("-selection", "primary")
+        self.assertNotEqual(code, 0)
+        self.assertEqual(x11clipboard.MAX_SIZE, 16 << 20)
+
+    @defer.inlineCallbacks
+    def test_incrRequestorGone(self):
+        """
+        An X client that stops taking an incremental paste midway is given
+        up after L{x11clipboard.INCR_TIMEOUT}: the bridge forgets it.
+        """
+        self.patch(x11clipboard, "INCR_TIMEOUT", 0.5)
+        self.clients.clipboards[(Selection.CLIPBOARD, TEXT)] = largeText(1 << 20)
+        self.controlled.agent.clipboard_grab(Selection.CLIPBOARD, [TEXT])
+        yield self.owned(Selection.CLIPBOARD)
+        # Asks, but never deletes the INCR property.
+        answer = yield threads.deferToThread(convertSelection, self.x, "CLIPBOARD",
+                                             "UTF8_STRING")
+        self.assertEqual(answer[:2], ("INCR", 32))
+        self.assertEqual(struct.unpack("=I", answer[2][:4])[0], len(largeText(1 << 20)))
+        yield waitFor(reactor, lambda: not self.controlled.clipboard._sending)
+        self.assertEqual(self.controlled.clipboard._watched, {})
+
+    @defer.inlineCallbacks
+    def test_timestampAndMultiple(self):
+        """
+        TIMESTAMP is the server time the bridge took the selection at (a
+        real one, not CurrentTime); MULTIPLE answers each (target,
+        property) pair, with None for a target it cannot give.
+        """
+        self.clients.clipboards[(Selection.CLIPBOARD, TEXT)] = b"several at once"
+        self.controlled.agent.clipboard_grab(Selection.CLIPBOARD, [TEXT])
+        yield self.owned(Selection.CLIPBOARD)
+        acquired = self.controlled.clipboard.acquired[Selection.CLIPBOARD]
+        self.assertGreater(acquired, 0)
+        answer = yield threads.deferToThread(convertSelection, self.x, "CLIPBOARD",
+                                             "TIMESTAMP")
+        self.assertEqual(answer, ("INTEGER", 32, struct.pack("=I", acquired)))
+        answers = yield threads.deferToThread(
+            convertSelection, self.x, "CLIPBOARD", "MULTIPLE",
+            pairs=["UTF8_STRING", "image/png", "TIMESTAMP", "STRING"])
+        self.assertEqual(answers, [("UTF8_STRING", 8, b"several at once"), None,
+                                   ("INTEGER", 32, struct.pack("=I", acquired)),
+                                   ("STRING", 8, b"several at once")])
+
+    @defer.inlineCallbacks
+    def test_releaseKeepsANewerOwner(self):
+        """
+        Releasing with the time the bridge took the selection at cannot
+        undo a newer owner's grab (another server's bridge taking over a
+        migrated client's copy), even if that grab comes between the
+        bridge's check and its release.
+        """
+        self.controlled.agent.clipboard_grab(Selection.CLIPBOARD, [TEXT])
+        yield self.owned(Selection.CLIPBOARD)
+        acquired = self.controlled.clipboard.acquired[Selection.CLIPBOARD]
+        other = self.source(allow_control=True)
+        other.agent.agent_attached(RecordingAgentClients())
+        other.agent.clipboard_grab(Selection.CLIPBOARD, [TEXT])
+        yield waitFor(reactor, lambda: Selection.CLIPBOARD in other.clipboard.owned)
+        # As if the check still saw the bridge as the owner.
+        bridge = self.controlled.clipboard
+        core = bridge._conn.core
+        core.SetSelectionOwner(0, bridge.atoms["CLIPBOARD"], acquired)
+        core.GetInputFocus().reply()
+        owner = core.GetSelectionOwner(bridge.atoms["CLIPBOARD"]).reply().owner
+        self.assertEqual(owner, other.clipboard.window)
 
     @defer.inlineCallbacks
     def test_xTextOfferedToClients(self):
@@ -475,9 +745,11 @@ class ClipboardTests(X11SourceTestCase):
         self.clients.clipboards[(Selection.CLIPBOARD, TEXT)] = text
         self.clients.clipboards[(Selection.CLIPBOARD, PNG)] = b"\x89PNG fake"
         self.controlled.agent.clipboard_grab(Selection.CLIPBOARD, [TEXT, PNG, 99])
+        yield self.owned(Selection.CLIPBOARD)
         out, code = yield self.xclipOut("-selection", "clipboard", "-t", "TARGETS")
         self.assertEqual(code, 0)
-        self.assertEqual(out.split(), [b"TARGETS", b"UTF8_STRING", b"text/plain;charset=utf-8",
+        self.assertEqual(out.split(), [b"TARGETS", b"TIMESTAMP", b"MULTIPLE", b"UTF8_STRING",
+                                       b"text/plain;charset=utf-8",
                                        b"TEXT", b"STRING", b"image/png"])
         out, _ = yield self.xclipOut("-selection", "clipboard", "-t", "UTF8_STRING")
         self.assertEqual(out, text)
@@ -497,6 +769,7 @@ class ClipboardTests(X11SourceTestCase):
         """
         self.clients.clipboards[(Selection.PRIMARY, TEXT)] = b"primary"
         self.controlled.agent.clipboard_grab(Selection.PRIMARY, [TEXT])
+        yield self.owned(Selection.PRIMARY)
         out, _ = yield self.xclipOut("-selection", "primary")
         self.assertEqual(out, b"primary")
         out, code = yield self.xclipOut("-selection", "primary", "-t", "image/png")
@@ -509,6 +782,7 @@ class ClipboardTests(X11SourceTestCase):
         a refusal, not a hang.
         """
         self.controlled.agent.clipboard_grab(Selection.CLIPBOARD, [TEXT])
+        yield self.owned(Selection.CLIPBOARD)
         out, code = yield self.xclipOut("-selection", "clipboard")
         self.assertNotEqual(code, 0)
 

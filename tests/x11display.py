@@ -2,7 +2,8 @@
 Real X servers and X clients for the X11 source's tests and benchmarks.
 
 L{XServer} runs Debian's Xvfb (or TigerVNC's Xvnc, which can change its
-size with xrandr) on a display of its own, optionally with an authority
+size with xrandr, or Xorg with the dummy video driver, which has several
+RandR outputs) on a display of its own, optionally with an authority
 file; L{XClient} runs C{tests/x11client.py}, a small xcffib program that
 covers the screen with a known picture and reports the key and button
 events it receives as JSON lines.  A missing X server fails the test under
@@ -16,16 +17,53 @@ import select
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
 from twisted.internet import defer, protocol, task
 
 APT_PACKAGES = {"Xvfb": "xvfb", "Xvnc": "tigervnc-standalone-server",
+                "Xorg": "xserver-xorg-core xserver-xorg-video-dummy",
                 "xauth": "xauth", "xrandr": "x11-xserver-utils",
                 "setxkbmap": "x11-xkb-utils", "xclip": "xclip"}
 
 X11CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "x11client.py")
+
+#: Xorg's dummy video driver: a virtual graphics card with 16 RandR outputs
+#: (DUMMY0 connected, the others once given a mode), found where Debian's
+#: xserver-xorg-video-dummy puts it.
+DUMMY_DRIVER = "/usr/lib/xorg/modules/drivers/dummy_drv.so"
+#: The configuration Xorg runs the dummy driver with: no input devices of
+#: the machine's (none is added or grabbed), a 24-bit screen of up to
+#: 4096x2160.
+XORG_DUMMY_CONF = """\
+Section "ServerFlags"
+  Option "AutoAddDevices" "false"
+  Option "AutoEnableDevices" "false"
+  Option "DontVTSwitch" "true"
+EndSection
+Section "Device"
+  Identifier "dummy"
+  Driver "dummy"
+  VideoRam 256000
+EndSection
+Section "Monitor"
+  Identifier "monitor"
+  HorizSync 5.0 - 1000.0
+  VertRefresh 5.0 - 200.0
+EndSection
+Section "Screen"
+  Identifier "screen"
+  Device "dummy"
+  Monitor "monitor"
+  DefaultDepth 24
+  SubSection "Display"
+    Depth 24
+    Virtual 4096 2160
+  EndSubSection
+EndSection
+"""
 
 
 def requireX(testcase, *programs):
@@ -40,6 +78,23 @@ def requireX(testcase, *programs):
         if os.environ.get("CI") == "true":
             testcase.fail(msg)
         raise unittest.SkipTest(msg)
+
+
+def requireXorgDummy(testcase):
+    """
+    Stop C{testcase} unless Xorg's dummy driver is installed and Xorg can
+    run here (as root: without a console only root may start it).
+    """
+    problem = None
+    if not os.path.exists(DUMMY_DRIVER):
+        problem = ("Xorg's dummy video driver is not installed; apt-get install -y "
+                   "xserver-xorg-video-dummy")
+    elif os.geteuid() != 0:
+        problem = "Xorg (with the dummy driver) runs only as root without a console"
+    if problem is not None:
+        if os.environ.get("CI") == "true":
+            testcase.fail(problem)
+        raise unittest.SkipTest(problem)
 
 
 class XServer:
@@ -82,7 +137,16 @@ class XServer:
             subprocess.run(["xauth", "-f", self.auth, "add", display, ".", cookie],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             args += ["-auth", self.auth]
-        if self.kind == "Xvnc":
+        if self.kind == "Xorg":
+            # Root only (no console here); no VT taken, a log of its own.
+            directory = tempfile.mkdtemp(prefix="spicesrv-xorg-")
+            self._tmp = directory
+            conf = os.path.join(directory, "xorg.conf")
+            with open(conf, "w") as f:
+                f.write(XORG_DUMMY_CONF)
+            args += ["-config", conf, "-logfile", os.path.join(directory, "Xorg.log"),
+                     "-noreset", "-nolisten", "tcp", "-novtswitch", "-sharevts", "-keeptty"]
+        elif self.kind == "Xvnc":
             # -rfbport -1: no VNC port at all, only the X display.
             args += ["-geometry", "%dx%d" % (width, height), "-depth", "24",
                      "-SecurityTypes", "None", "-rfbport", "-1",
@@ -127,6 +191,9 @@ class XServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+        if getattr(self, "_tmp", None):
+            shutil.rmtree(self._tmp, True)
+            self._tmp = None
 
     def clientEnv(self):
         """
@@ -152,6 +219,8 @@ def startXServer(testcase, kind="Xvfb", size=(1024, 768), auth=False):
     L{requireX}.
     """
     requireX(testcase, kind, "xauth")
+    if kind == "Xorg":
+        requireXorgDummy(testcase)
     path = None
     if auth:
         directory = testcase.mktemp()
@@ -327,3 +396,78 @@ def waitFor(reactor, condition, timeout=20, interval=0.02):
             yield task.deferLater(reactor, interval, lambda: None)
 
     return poll()
+
+
+def convertSelection(server, selection, target, pairs=None, timeout=10):
+    """
+    Ask the owner of X selection C{selection} of L{XServer} C{server} for
+    C{target}, as a pasting X client does, from a connection of its own;
+    blocking (run it in a thread when the owner is in this process).  With
+    C{pairs} (a list of target names), C{target} is C{MULTIPLE} and each
+    pair's property is read.
+
+    @return: C{(type name, format, bytes)} of the answer, or L{None} if
+        refused; with C{pairs}, a list of those (or L{None}) per pair.
+    """
+    import struct
+
+    import xcffib
+    import xcffib.xproto as xp
+    conn = xcffib.connect(display=server.display)
+    try:
+        core = conn.core
+
+        def atom(name):
+            return core.InternAtom(False, len(name), name).reply().atom
+
+        def name(value):
+            return core.GetAtomName(value).reply().name.to_string() if value else None
+
+        root = conn.get_setup().roots[conn.pref_screen].root
+        window = conn.generate_id()
+        core.CreateWindow(0, window, root, 0, 0, 1, 1, 0, xp.WindowClass.InputOnly, 0, 0, [])
+        prop = atom("SPICESRV_TEST_PASTE")
+        if pairs is not None:
+            pairProps = [atom("SPICESRV_TEST_PAIR_%d" % i) for i in range(len(pairs))]
+            listed = [v for t, p in zip(pairs, pairProps) for v in (atom(t), p)]
+            core.ChangeProperty(xp.PropMode.Replace, window, prop, atom("ATOM_PAIR"), 32,
+                                len(listed), struct.pack("=%dI" % len(listed), *listed))
+        core.ConvertSelection(window, atom(selection), atom(target), prop, xp.Time.CurrentTime)
+        conn.flush()
+        deadline = time.monotonic() + timeout
+        while True:
+            event = conn.poll_for_event()
+            if event is None:
+                if time.monotonic() > deadline:
+                    raise AssertionError("no SelectionNotify within %s s" % timeout)
+                time.sleep(0.01)
+                continue
+            if isinstance(event, xp.SelectionNotifyEvent):
+                break
+
+        def read(p):
+            reply = core.GetProperty(True, window, p, 0, 0, 1 << 24).reply()
+            return name(reply.type), reply.format, bytes(reply.value.buf())
+        if not event.property:
+            return None
+        if pairs is None:
+            return read(event.property)
+        _, _, value = read(event.property)
+        answered = struct.unpack("=%dI" % (len(value) // 4), value)
+        return [read(p) if p else None for p in answered[1::2]]
+    finally:
+        conn.disconnect()
+
+
+def twoOutputs(server, first=(1024, 768), second=(800, 600)):
+    """
+    Give the Xorg dummy L{XServer} C{server} two monitors side by side, as
+    a machine with two screens has: DUMMY0 at C{first}'s size, DUMMY1 (a
+    mode added to it) at C{second}'s, to its right.
+    """
+    server.run("xrandr", "--output", "DUMMY0", "--mode", "%dx%d" % first, "--pos", "0x0",
+               "--fb", "%dx%d" % first)
+    server.run("xrandr", "--addmode", "DUMMY1", "%dx%d" % second)
+    server.run("xrandr", "--fb", "%dx%d" % (first[0] + second[0], max(first[1], second[1])),
+               "--output", "DUMMY1", "--mode", "%dx%d" % second,
+               "--pos", "%dx0" % first[0])

@@ -22,7 +22,10 @@ screen to SPICE clients, as x11spice does, on xcffib (the XCB bindings).
 - With control allowed, the source is the clients' agent too
   (L{X11Agent}): a client's window size becomes the X screen's, through
   RandR (a mode is created when none has that size), where the X server
-  can change its size; and, unless C{clipboard=False}, the X server's
+  can change its size; a client's several monitors go to as many RandR
+  outputs (L{X11Source.arrange}), or, on an X server with one output, its
+  screen takes the rectangle around them; and, unless C{clipboard=False},
+  the X server's
   CLIPBOARD and PRIMARY selections are bridged to the clients' clipboards
   both ways (L{spicesrv.sources.x11clipboard}).
 
@@ -163,6 +166,19 @@ def _name(values):
     return b"".join(values).rstrip(b"\0").decode("latin-1")
 
 
+def boundingBox(monitors):
+    """
+    The rectangle around a client's enabled monitors (L{None} entries are
+    turned off) as C{(x, y, width, height)}, or L{None} if none is on.
+    """
+    enabled = [m for m in monitors if m is not None]
+    if not enabled:
+        return None
+    left, top = min(m.x for m in enabled), min(m.y for m in enabled)
+    return (left, top, max(m.x + m.width for m in enabled) - left,
+            max(m.y + m.height for m in enabled) - top)
+
+
 @implementer(IMonitorLayout)
 class X11Source(FramebufferSource):
     """
@@ -249,6 +265,7 @@ class X11Source(FramebufferSource):
                                              [STRUCTURE_NOTIFY])
         self._monitors = self._lastMonitors = None
         self._monitorCheck = None
+        self._shownOn = set()
         self._xkb = None
         self._leds = {}
         if "XKEYBOARD" not in missing:
@@ -736,6 +753,103 @@ class X11Source(FramebufferSource):
                              % (self.display, width, height, type(e).__name__))
         return mode
 
+    def outputs(self):
+        """
+        The X server's RandR outputs that can show a picture, in its order:
+        those it reports connected, or that show one now or did since this
+        source started (a virtual X server's may say disconnected without a
+        probe, which spicesrv does not make: it can take seconds on real
+        hardware).  C{(output, info)} pairs; L{None} without RandR.
+        """
+        if self._randr is None or self._conn is None:
+            return None
+        randr = self._randr
+        resources = randr.GetScreenResourcesCurrent(self._root).reply()
+        cookies = [(output, randr.GetOutputInfo(output, resources.config_timestamp))
+                   for output in resources.outputs]
+        found = [(output, cookie.reply()) for output, cookie in cookies]
+        self._afterRoundTrip()
+        usable = [(output, info) for output, info in found
+                  if info.num_crtcs and (info.crtc or output in self._shownOn or info.connection
+                                         == xcffib.randr.Connection.Connected)]
+        self._shownOn.update(output for output, info in usable if info.crtc)
+        return usable
+
+    def arrange(self, heads):
+        """
+        Show C{heads} on the X server's connected outputs, as a client's
+        monitors configuration asks (spice-vdagent's way): the client's
+        monitor I{i} on the I{i}th output, at its size and place (the
+        layout moved to start at 0, 0), outputs without a monitor turned
+        off, and the screen the rectangle around them all.
+
+        @param heads: per client monitor, C{(x, y, width, height)}, or
+            L{None} for one turned off.
+        @raise ValueError: no RandR, no monitor left on, a screen size out
+            of the X server's range, or a mode refused.
+        """
+        if self._randr is None or self._conn is None:
+            raise ValueError("X display %s cannot be resized (no RandR)" % (self.display,))
+        randr = self._randr
+        outputs = self.outputs()
+        heads = (list(heads) + [None] * len(outputs))[:len(outputs)]
+        enabled = [head for head in heads if head is not None]
+        if not enabled:
+            raise ValueError("X display %s would have no monitor on" % (self.display,))
+        left, top = min(h[0] for h in enabled), min(h[1] for h in enabled)
+        width = max(h[0] + h[2] for h in enabled) - left
+        height = max(h[1] + h[3] for h in enabled) - top
+        limits = randr.GetScreenSizeRange(self._root).reply()
+        if not (limits.min_width <= width <= limits.max_width
+                and limits.min_height <= height <= limits.max_height):
+            raise ValueError("X display %s cannot be %dx%d: its screen is from %dx%d to %dx%d"
+                             % (self.display, width, height, limits.min_width,
+                                limits.min_height, limits.max_width, limits.max_height))
+        wanted = sorted((x - left, y - top, w, h) for x, y, w, h in enabled)
+        if (width, height) == (self.width, self.height) and wanted == sorted(self.monitors()):
+            return
+        resources = randr.GetScreenResourcesCurrent(self._root).reply()
+        crtcs = {crtc: randr.GetCrtcInfo(crtc, resources.config_timestamp).reply()
+                 for crtc in resources.crtcs}
+        plan, used = [], set()
+        for (output, info), head in zip(outputs, heads):
+            if head is None:
+                continue
+            crtc = info.crtc if info.crtc and info.crtc not in used else next(
+                (c for c in info.crtcs if c not in used and not crtcs[c].mode), None)
+            if crtc is None:
+                raise ValueError("X display %s has no CRTC free for output %d"
+                                 % (self.display, output))
+            used.add(crtc)
+            x, y, w, h = head
+            mode = self._modeFor(randr.GetScreenResourcesCurrent(self._root).reply(),
+                                 [output], w, h)
+            rotation = crtcs[crtc].rotation if crtcs[crtc].mode else \
+                xcffib.randr.Rotation.Rotate_0
+            plan.append((crtc, x - left, y - top, mode, rotation, output))
+
+        def setCrtc(crtc, x, y, mode, rotation, outputs):
+            return randr.SetCrtcConfig(crtc, 0, resources.config_timestamp, x, y, mode,
+                                       rotation, len(outputs), outputs).reply().status
+
+        # Every CRTC off, the screen its new size, then each monitor on: the
+        # screen holds the CRTCs at every step, whatever moves where.
+        for crtc, info in crtcs.items():
+            if info.mode:
+                setCrtc(crtc, 0, 0, 0, info.rotation, [])
+        randr.SetScreenSize(self._root, width, height, width * 254 // 960,
+                            height * 254 // 960)
+        refused = [output for crtc, x, y, mode, rotation, output in plan
+                   if setCrtc(crtc, x, y, mode, rotation, [output])]
+        self._conn.flush()
+        self._afterRoundTrip()
+        self.log.info("X display {display}: {count} monitor(s) on a {width}x{height} screen",
+                      display=self.display, count=len(plan) - len(refused), width=width,
+                      height=height)
+        if refused:
+            raise ValueError("X display %s refused the mode of output(s) %s"
+                             % (self.display, ", ".join(map(str, refused))))
+
     # -- the cursor --------------------------------------------------------------
 
     def _updateCursor(self):
@@ -827,8 +941,9 @@ def _base(interface):
 @implementer(IAgent)
 class X11Agent:
     """
-    The X display as the clients' agent: a client's window size becomes
-    the X screen's (L{X11Source.resize}), and the clipboard is bridged to
+    The X display as the clients' agent: a client's monitors become the X
+    screen's (L{X11Source.arrange} on several outputs, L{X11Source.resize}
+    on one), and the clipboard is bridged to
     the X selections (L{X11Clipboard}) when the source has the bridge.
     """
 
@@ -847,20 +962,29 @@ class X11Agent:
             self._source.clipboard.attach(clients)
 
     def monitors_config(self, monitors):
-        if not monitors or monitors[0] is None:
+        """
+        A client's monitors: on an X server with several connected outputs,
+        each monitor goes to an output (L{X11Source.arrange}); with one, the
+        X screen takes the size of the rectangle around them all.
+        """
+        box = boundingBox(monitors)
+        if box is None:
             return
-        width, height = monitors[0].width, monitors[0].height
-        if (width, height) == (self._source.width, self._source.height):
-            return
+        source = self._source
         try:
-            self._source.resize(width, height)
+            outputs = source.outputs()
+            if outputs is not None and len(outputs) > 1:
+                source.arrange([None if m is None else (m.x, m.y, m.width, m.height)
+                                for m in monitors])
+            elif box[2:] != (source.width, source.height):
+                source.resize(box[2], box[3])
         except ValueError as e:
             self.log.info("a client asked for a {width}x{height} screen; it stays "
-                          "{current}: {why}", width=width, height=height,
-                          current="%dx%d" % (self._source.width, self._source.height), why=e)
+                          "{current}: {why}", width=box[2], height=box[3],
+                          current="%dx%d" % (source.width, source.height), why=e)
         except xcffib.XcffibException as e:
             self.log.warn("resizing X display {display} to {width}x{height} failed: {error!r}",
-                          display=self._source.display, width=width, height=height, error=e)
+                          display=source.display, width=box[2], height=box[3], error=e)
 
     def clipboard_grab(self, selection, types):
         if self._source.clipboard is not None:

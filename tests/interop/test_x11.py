@@ -6,7 +6,10 @@ lock keys follow both ways, a size change made on the X side re-creates the
 client's surface and the client's window size resizes the X screen (Xvnc;
 Xvfb keeps its size), the X clipboard and spice-gtk's go both ways (xclip
 on the X side), and without --x11-allow-control nothing the client sends
-reaches the X server.  The last test runs the operator's command.
+reaches the X server.  The last tests run the operator's commands: one
+twistd spice showing an X display, and two of them moving a viewer from
+one to the other through their QMP monitors (qemu.qmp), as an operator
+would.
 """
 
 import io
@@ -20,11 +23,12 @@ from spicesrv.server import SpiceServer
 from spicesrv.sources.x11 import X11Source
 from tests.interop import harness
 from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual
-from tests.interop.processes import Twistd, freePort
-from tests.test_sources_x11 import grab
+from tests.interop.processes import Twistd, freePort, qmpSteps
+from tests.interop.test_operator import OperatorBase
+from tests.test_sources_x11 import grab, largePng, largeText
 from tests.x11client import QUARTERS
 from tests.x11display import (
-    XClient, pressXKey, requireX, startXServer, xclipCopy, xclipPaste)
+    XClient, pressXKey, requireX, startXServer, twoOutputs, xclipCopy, xclipPaste)
 
 # PC/XT set-1 make codes, and spice-gtk's 0x100 for the 0xE0 prefix.
 H, I, A, Y, SHIFT, CAPS, UP = 0x23, 0x17, 0x1E, 0x15, 0x2A, 0x3A, 0x148
@@ -327,6 +331,39 @@ class ClipboardTests(X11InteropTestCase):
         self.assertNotEqual(code, 0)
 
 
+    @defer.inlineCallbacks
+    def test_largeBothWays(self):
+        """
+        Clipboards larger than one X request go both ways, incrementally
+        (INCR) on the X side: a 3 MiB text and a 2 MiB PNG that xclip
+        copies reach spice-gtk whole, and spice-gtk's 3 MiB text and 2 MiB
+        PNG are what ``xclip -o`` pastes.
+        """
+        import hashlib
+        client = yield self.serveWithAgent()
+        text, png = largeText(3 << 20), largePng()
+        for data, args, kind in ((text, (), TEXT), (png, ("-t", "image/png"), PNG)):
+            since = len(client.events)
+            xclipCopy(self, self.x, data, "-selection", "clipboard", *args)
+            grab = yield client.waitForEvent({"event": "clipboard-grab"}, since=since,
+                                             timeout=30)
+            self.assertEqual(grab["types"], [kind])
+            yield client.check("clipboard_request", type=kind)
+            got = yield client.waitForEvent({"event": "clipboard"}, since=since, timeout=60)
+            self.assertEqual((got["type"], got["size"], got["sha256"]),
+                             (kind, len(data), hashlib.sha256(data).hexdigest()))
+        yield client.check("clipboard_grab", types=[TEXT, PNG],
+                           data={str(TEXT): text.hex(), str(PNG): png.hex()})
+        yield self.waitUntil(lambda: self.source.clipboard.owned.get(0) == [TEXT, PNG])
+        out, code = yield xclipPaste(reactor, self.x, "-selection", "clipboard",
+                                     "-t", "UTF8_STRING")
+        self.assertEqual((len(out), code), (len(text), 0))
+        self.assertEqual(out, text)
+        out, code = yield xclipPaste(reactor, self.x, "-selection", "clipboard",
+                                     "-t", "image/png")
+        self.assertEqual((out, code), (png, 0))
+
+
 class ClientResizeTests(X11InteropTestCase):
     kind = "Xvnc"
 
@@ -379,6 +416,52 @@ class MonitorsTests(X11InteropTestCase):
         since = len(client.events)
         self.x.run("xrandr", "--fb", "1280x800", "--output", "VNC-0", "--mode", "800x600")
         yield client.waitForEvent(monitor(800, 600), since=since, timeout=30)
+
+
+class MultiMonitorTests(X11InteropTestCase):
+    """
+    Xorg with the dummy driver, two of its RandR outputs on side by side.
+    """
+
+    kind = "Xorg"
+
+    @defer.inlineCallbacks
+    def test_monitorsBothWays(self):
+        """
+        The client hears of the X side's two monitors (MONITORS_CONFIG,
+        spice-gtk's ``monitors``, at most 2); its own two monitors then go
+        to the two outputs at their sizes and places, and it shows the
+        2280x720 screen around them pixel-exact.
+        """
+        self.x = startXServer(self, self.kind)
+        twoOutputs(self.x)
+        self.xclient = yield XClient.start(reactor, self.x)
+        self.addCleanup(self.xclient.stop)
+        self.source, self.server, port = yield self.exportX()
+        client = yield self.startClient(port)
+        yield client.waitForChannelsOpened((1, 2, 3, 4), timeout=30)
+
+        def monitors(*heads):
+            return lambda e: (e["event"] == "display-monitors"
+                              and [(m["x"], m["y"], m["width"], m["height"])
+                                   for m in e["monitors"]] == list(heads))
+        got = yield client.waitForEvent(monitors((0, 0, 1024, 768), (1024, 0, 800, 600)),
+                                        timeout=30)
+        self.assertEqual(got["max"], 2)
+        yield self.waitForScreen(client, 1824, 768)
+        yield client.waitForEvent({"event": "agent-update", "connected": True}, timeout=30)
+        since = len(client.events)
+        yield client.check("update_display", id=0, width=1280, height=720)
+        yield client.check("update_display", id=1, x=1280, y=0, width=1000, height=700)
+        yield client.waitForEvent(lambda e: e["event"] == "primary-create"
+                                  and (e["width"], e["height"]) == (2280, 720),
+                                  since=since, timeout=30)
+        yield client.waitForEvent(monitors((0, 0, 1280, 720), (1280, 0, 1000, 700)),
+                                  since=since, timeout=30)
+        query = self.x.run("xrandr", "-q")
+        self.assertIn("DUMMY0 connected primary 1280x720+0+0", query)
+        self.assertIn("DUMMY1 connected 1000x700+1280+0", query)
+        yield self.waitForScreen(client, 2280, 720)
 
 
 class FixedSizeTests(X11InteropTestCase):
@@ -513,3 +596,105 @@ class TwistdX11Tests(InteropTestCase):
         self.assertEqual(xclient.keys(), [(ord("h"), "h")])
         yield process.stop()
         self.assertTrue(numpy.any(screen))
+
+
+class OperatorX11MigrationTests(OperatorBase):
+    """
+    Two ``twistd -n spice --source x11:DISPLAY --x11-allow-control``
+    processes exporting the same Xvfb (the target with ``--incoming``), a
+    spice-gtk viewer on the source, and the move made through the source's
+    QMP monitor with qemu.qmp (client_migrate_info, then migrate), as an
+    operator would to take the source down for maintenance.
+    """
+
+    @defer.inlineCallbacks
+    def migrate(self, seamless):
+        requireX(self, "xclip")
+        x = startXServer(self)
+        xclient = yield XClient.start(reactor, x)
+        self.addCleanup(xclient.stop)
+        args = ["--source", "x11:" + x.display, "--x11-allow-control"]
+        if seamless:
+            args.append("--seamless-migration")
+        yield self.startPair(sourceArgs=args, targetArgs=args)
+        client = yield self.connectClient()
+        yield client.waitForEvent({"event": "agent-update", "connected": True}, timeout=30)
+
+        # The viewer copies a text; X programs paste it from the source.
+        copied = "copied before the move, ünï"
+        yield self.copyInClient(client, x, copied)
+        ownerBefore = selectionOwner(x, "CLIPBOARD")
+
+        before = len(client.events)
+        results = yield qmpSteps(self, [
+            *self.migrateSteps(),
+            {"monitor": self.sourceQmp, "event": "MIGRATION", "match": {"status": "completed"},
+             "timeout": 60},
+            {"monitor": self.sourceQmp, "event": "SPICE_MIGRATE_COMPLETED", "timeout": 60},
+            {"monitor": self.sourceQmp, "execute": "query-spice"},
+            {"monitor": self.targetQmp, "execute": "query-spice"},
+        ])
+        self.assertEqual(results[0], {})
+        self.assertNotIn("error", results[2], (self.source.text()[-3000:],
+                                               self.target.text()[-3000:]))
+        self.assertNotIn("error", results[3])
+        self.assertEqual(results[4]["channels"], [])
+        self.assertEqual(sorted(c["channel-type"] for c in results[5]["channels"]),
+                         [1, 2, 3, 4])
+
+        # The viewer is on the target's port, showing the X screen exactly.
+        yield self.waitForPeers(client, self.targetPort, timeout=30)
+        self.assertNotIn("disconnected", [e.get("event") for e in client.events])
+        yield self.waitForPixels(
+            client, lambda shown: pixelsEqual(shown, grab(x.display, 1024, 768)), timeout=30)
+        # What it had copied is still the X clipboard, now owned by the
+        # target's window: it stays pasteable with the source gone.
+        yield self.waitUntil(lambda: selectionOwner(x, "CLIPBOARD") not in (0, ownerBefore),
+                             timeout=30)
+        yield self.source.stop()
+        out, code = yield xclipPaste(reactor, x, "-selection", "clipboard")
+        self.assertEqual((out.decode("utf-8"), code), (copied, 0))
+        # Its keys reach the X client through the target (the only server left).
+        yield client.check("key_press_and_release", scancode=H)
+        yield xclient.waitFor(lambda e: e["event"] == "key", timeout=30)
+        self.assertEqual(xclient.keys(), [(ord("h"), "h")])
+        # The move was no clipboard news to the viewer.
+        self.assertEqual([e for e in client.events[before:]
+                          if e["event"] in ("clipboard-grab", "clipboard-release")], [])
+
+    @defer.inlineCallbacks
+    def copyInClient(self, client, x, text, timeout=30):
+        """
+        Copy C{text} in spice-gtk until ``xclip -o`` pastes it in X (the
+        grab is sent again while the agents are still shaking hands).
+        """
+        deadline = reactor.seconds() + timeout
+        while True:
+            yield client.check("clipboard_grab", types=[TEXT],
+                               data={str(TEXT): text.encode("utf-8").hex()})
+            for _ in range(10):
+                out, code = yield xclipPaste(reactor, x, "-selection", "clipboard")
+                if code == 0 and out.decode("utf-8", "replace") == text:
+                    return
+                yield task.deferLater(reactor, 0.2, lambda: None)
+            if reactor.seconds() > deadline:
+                self.fail("xclip never pasted the client's copy")
+
+    def test_semiSeamless(self):
+        return self.migrate(seamless=False)
+
+    def test_seamless(self):
+        return self.migrate(seamless=True)
+
+
+def selectionOwner(x, name):
+    """
+    The window that owns the X selection C{name} on L{XServer} C{x}, or 0.
+    """
+    import xcffib
+    conn = xcffib.connect(display=x.display)
+    try:
+        atom = conn.core.InternAtom(False, len(name), name).reply().atom
+        return conn.core.GetSelectionOwner(atom).reply().owner
+    finally:
+        conn.disconnect()
