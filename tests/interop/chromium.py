@@ -14,6 +14,11 @@ Trusting a CA: Chromium on Linux reads the user's NSS database
 whose database trusts C{caFile} (made with C{certutil}, from Debian's
 C{libnss3-tools}), so no certificate error is ignored.
 
+Sound: Chromium runs with C{--autoplay-policy=no-user-gesture-required}
+(a page may play sound, and start an C{AudioContext}, without a user's
+click, as spice-html5's <audio> element needs) and C{--mute-audio}
+(headless Chromium still decodes and plays it, into no speaker).
+
 Environment: C{CI=true} makes a missing Chromium fail the test instead of
 skipping it.
 """
@@ -138,6 +143,7 @@ class Chromium:
                 "--disable-background-networking", "--disable-sync",
                 "--disable-component-update", "--force-color-profile=srgb",
                 "--hide-scrollbars", "--mute-audio", "--password-store=basic",
+                "--autoplay-policy=no-user-gesture-required",
                 "--window-size=%d,%d" % (width, height),
                 "--remote-debugging-port=0", "--user-data-dir=" + profile, "about:blank"]
         self._process = _Process()

@@ -2,9 +2,12 @@
 spice-html5 in headless Chromium against spicesrv, the way a user without
 remote-viewer meets it: the browser loads the page from the SPICE port
 (C{--web-client}), the client links over WebSocket, the canvas shows the
-demo's picture pixel for pixel, a typed key and a drag reach the demo, the
-same over https/wss with the development CA trusted through an NSS
-database, and a wrong password is refused with a message on the page.
+demo's picture pixel for pixel, the page's mouse cursor is the demo's, a
+typed key and a drag reach the demo, a tone plays in the page (Opus in
+WebM through MediaSource, heard by a WebAudio analyser), the same over
+https/wss with the development CA trusted through an NSS database and
+through a C{--listen} endpoint, and a wrong password is refused with a
+message on the page.
 
 Needs Debian's C{chromium}, C{libnss3-tools} and C{spice-html5}: missing,
 the tests are skipped, and fail under C{CI=true}.
@@ -17,12 +20,14 @@ from twisted.internet import defer, endpoints, reactor, task
 from twisted.trial import unittest
 
 from spicesrv.link import SECURITY_SSL
+from spicesrv.sound.tone import ToneSource
 from spicesrv.tls.context import load_server_tls
 from spicesrv.tls.devcerts import write_dev_certs
 from spicesrv.tls.endpoint import TLSServerEndpoint
 from spicesrv.web import WebFrontend
 from spicesrv.web.client import ClientNotFound, WebClient
 from spicesrv.wire.constants import ChannelType
+from spicesrv.wire.sound import AudioDataMode, PlaybackCap
 from tests.interop.chromium import Chromium, ChromiumError, requireChromium
 from tests.interop.common import PASSWORD, RunningServer
 
@@ -30,6 +35,39 @@ from tests.interop.common import PASSWORD, RunningServer
 VIEWPORT = (1024, 800)
 
 CANVAS = "#spice_surface_0"
+
+#: The <audio> element spice-html5 adds to the screen when playback starts.
+AUDIO = "#spice-screen audio"
+
+#: Routes the page's <audio> through a WebAudio analyser (the sound still
+#: plays; Chromium runs with --mute-audio) and keeps it as window.ear.
+LISTEN = """(() => {
+    const audio = document.querySelector(%r);
+    const context = new AudioContext();
+    const analyser = context.createAnalyser();
+    analyser.fftSize = 8192;
+    context.createMediaElementSource(audio).connect(analyser);
+    analyser.connect(context.destination);
+    window.ear = {audio, context, analyser};
+    return context.state;
+})()""" % (AUDIO,)
+
+#: What the page plays and hears: the <audio> element's buffered and
+#: played seconds, the analyser's loudest frequency (Hz), its level and the
+#: median level (dB).
+HEARD = """(() => {
+    const {audio, context, analyser} = window.ear;
+    const levels = new Float32Array(analyser.frequencyBinCount);
+    analyser.getFloatFrequencyData(levels);
+    let loudest = 1;
+    for (let i = 1; i < levels.length; i++) if (levels[i] > levels[loudest]) loudest = i;
+    const sorted = Array.from(levels.subarray(1)).sort((a, b) => a - b);
+    return {buffered: audio.buffered.length ? audio.buffered.end(audio.buffered.length - 1) : 0,
+            played: audio.currentTime, paused: audio.paused, error: audio.error && audio.error.message,
+            state: context.state, peak: loudest * context.sampleRate / analyser.fftSize,
+            bin: context.sampleRate / analyser.fftSize, level: levels[loudest],
+            median: sorted[sorted.length >> 1]};
+})()"""
 
 
 def webClient(testcase):
@@ -220,6 +258,63 @@ class BrowserTests(unittest.TestCase):
         yield self.waitUntil(lambda: running.source.cursor() is not first)
         page = yield self.pageCursor(browser, unlike=page[2])
         self.assertSameCursor(page, running.source.cursor())
+
+    @defer.inlineCallbacks
+    def hearTone(self, browser, hz, seconds=2.0):
+        """
+        Listen to the page's <audio> until it has played C{seconds}: the
+        loudest frequency is C{hz} (within a bin of the analyser), well
+        above the rest; what the page played and heard last.
+        """
+        yield browser.waitFor("document.querySelector(%r) !== null" % (AUDIO,))
+        state = yield browser.evaluate(LISTEN)
+        self.assertIn(state, ("running", "suspended"))
+        heard = yield browser.waitFor(
+            "(() => { const h = %s; return h.played >= %r && h; })()" % (HEARD, seconds),
+            timeout=20)
+        self.assertFalse(heard["paused"])
+        self.assertIsNone(heard["error"])
+        self.assertEqual(heard["state"], "running")
+        self.assertGreaterEqual(heard["buffered"], heard["played"])
+        self.assertLessEqual(abs(heard["peak"] - hz), heard["bin"], heard)
+        self.assertGreater(heard["level"], -50, heard)
+        self.assertGreater(heard["level"] - heard["median"], 30, heard)
+        return heard
+
+    @defer.inlineCallbacks
+    def test_soundPlays(self):
+        """
+        spice-html5 advertises Opus when the browser's MediaSource takes
+        WebM/Opus (Chromium's does), and plays only that: the playback
+        channel is in Opus mode, and the page's <audio> element (a
+        MediaSource fed the packets in WebM clusters) plays the server's
+        1000 Hz tone: its buffered and played time grow, and a WebAudio
+        analyser on it hears 1000 Hz.  Headless Chromium decodes and plays
+        sound (with --autoplay-policy=no-user-gesture-required, since no
+        user clicked; --mute-audio keeps it out of the speakers).
+        """
+        running = BrowserServer(self, self.client, disable_ticketing=True)
+        # The demo's click sound gives way to the tone, as --playback does.
+        running.server.removeInterface(running.source.sound)
+        tone = ToneSource(reactor, 1000)
+        self.addCleanup(tone.close)
+        running.server.addInterface(tone)
+        browser = yield self.openPage(running)
+        yield self.connected(browser, running)
+        yield self.waitUntil(lambda: (ChannelType.PLAYBACK, 0) in next(
+            iter(running.server.sessions.values())).channels)
+        playback = running.channel(ChannelType.PLAYBACK)
+        self.assertIn(PlaybackCap.OPUS, playback.info.channel_caps)
+        self.assertEqual(playback.mode, AudioDataMode.OPUS)
+        first = yield self.hearTone(browser, 1000)
+        # Still playing, from the packets that keep coming.
+        sent = playback.sent
+        later = yield browser.waitFor(
+            "(() => { const h = %s; return h.played >= %r && h; })()"
+            % (HEARD, first["played"] + 1.0))
+        self.assertGreater(later["buffered"], first["buffered"] + 0.5)
+        self.assertGreater(playback.sent, sent)
+        self.assertEqual(playback.mode, AudioDataMode.OPUS)
 
     @defer.inlineCallbacks
     def test_typedKeysReachTheDemo(self):
