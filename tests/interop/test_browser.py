@@ -36,6 +36,15 @@ VIEWPORT = (1024, 800)
 
 CANVAS = "#spice_surface_0"
 
+#: True once the demo's picture has arrived: the canvas is not one colour.
+PICTURE = """(() => {
+    const c = document.querySelector(%r);
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let i = 4; i < d.length; i += 4)
+        if (d[i] !== d[0] || d[i + 1] !== d[1] || d[i + 2] !== d[2]) return true;
+    return false;
+})()""" % (CANVAS,)
+
 #: The <audio> element spice-html5 adds to the screen when playback starts.
 AUDIO = "#spice-screen audio"
 
@@ -462,14 +471,32 @@ class BrowserTests(unittest.TestCase):
             ws = yield browser.evaluate("window.spice_connection.ws.url")
             self.assertTrue(ws.startswith("wss://" if url.startswith("https") else "ws://"),
                             ws)
-            # The demo's picture arrives: the canvas is no longer one colour.
-            yield browser.waitFor("""(() => {
-                const c = document.querySelector(%r);
-                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-                for (let i = 4; i < d.length; i += 4)
-                    if (d[i] !== d[0] || d[i + 1] !== d[1] || d[i + 2] !== d[2]) return true;
-                return false;
-            })()""" % (CANVAS,))
+            yield browser.waitFor(PICTURE)
+
+    @defer.inlineCallbacks
+    def test_twistdListen(self):
+        """
+        A C{--listen} endpoint tells browsers from native links as the
+        SPICE ports do: ``twistd spice --web-client --port 0 --listen
+        tcp:PORT:interface=127.0.0.1 --playback tone:1000`` (no plain
+        port), and a browser on that endpoint gets the page, links every
+        channel over WebSocket there, shows the demo and plays the tone.
+        """
+        from tests.interop.processes import Twistd, freePort
+        port = freePort()
+        process = Twistd(self, "--port", "0", "--listen", "tcp:%d:interface=127.0.0.1" % port,
+                         "--web-client", "--playback", "tone:1000")
+        yield process.waitForPorts(port)
+        browser = yield Chromium.start(reactor, self.tmp, *VIEWPORT)
+        self.addCleanup(browser.stop)
+        yield browser.navigate("http://127.0.0.1:%d/" % port)
+        yield browser.waitFor("window.spicesrv && window.spicesrv.phase === 'connected'")
+        ws = yield browser.evaluate("window.spice_connection.ws.url")
+        self.assertEqual(ws, "ws://127.0.0.1:%d/" % port)
+        yield browser.waitFor("document.querySelector(%r) !== null" % (CANVAS,))
+        yield browser.waitFor(PICTURE)
+        yield self.hearTone(browser, 1000)
+        self.assertIn("playing tone 1000 Hz in OPUS mode", process.text())
 
     @defer.inlineCallbacks
     def test_portChannel(self):
