@@ -124,10 +124,13 @@ class Chromium:
 
     @classmethod
     @defer.inlineCallbacks
-    def start(cls, reactor, directory, width=1024, height=800, caFile=None, timeout=30):
+    def start(cls, reactor, directory, width=1024, height=800, caFile=None, timeout=30,
+              autoplay=True):
         """
         Start Chromium with its profile and C{HOME} in C{directory} and
         attach to a blank tab whose viewport is C{width} x C{height}.
+        With C{autoplay=False}, Chromium's own autoplay policy applies (a
+        page plays sound only after the user's click or key).
         """
         self = cls(reactor)
         home = os.path.join(directory, "home")
@@ -143,9 +146,10 @@ class Chromium:
                 "--disable-background-networking", "--disable-sync",
                 "--disable-component-update", "--force-color-profile=srgb",
                 "--hide-scrollbars", "--mute-audio", "--password-store=basic",
-                "--autoplay-policy=no-user-gesture-required",
                 "--window-size=%d,%d" % (width, height),
                 "--remote-debugging-port=0", "--user-data-dir=" + profile, "about:blank"]
+        if autoplay:
+            args[1:1] = ["--autoplay-policy=no-user-gesture-required"]
         self._process = _Process()
         self._transport = reactor.spawnProcess(self._process, args[0], args, env=env)
         portFile = os.path.join(profile, "DevToolsActivePort")

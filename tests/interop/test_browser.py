@@ -271,16 +271,18 @@ class BrowserTests(unittest.TestCase):
     @defer.inlineCallbacks
     def hearTone(self, browser, hz, seconds=2.0):
         """
-        Listen to the page's <audio> until it has played C{seconds}: the
-        loudest frequency is C{hz} (within a bin of the analyser), well
-        above the rest; what the page played and heard last.
+        Listen to the page's <audio> (from the first call on) until it has
+        played C{seconds} more: the loudest frequency is C{hz} (within a
+        bin of the analyser), well above the rest; what the page played
+        and heard last.
         """
         yield browser.waitFor("document.querySelector(%r) !== null" % (AUDIO,))
-        state = yield browser.evaluate(LISTEN)
+        state = yield browser.evaluate("window.ear ? window.ear.context.state : %s" % (LISTEN,))
         self.assertIn(state, ("running", "suspended"))
+        start = yield browser.evaluate("window.ear.audio.currentTime")
         heard = yield browser.waitFor(
-            "(() => { const h = %s; return h.played >= %r && h; })()" % (HEARD, seconds),
-            timeout=20)
+            "(() => { const h = %s; return h.played >= %r && h; })()"
+            % (HEARD, start + seconds), timeout=20)
         self.assertFalse(heard["paused"])
         self.assertIsNone(heard["error"])
         self.assertEqual(heard["state"], "running")
@@ -324,6 +326,52 @@ class BrowserTests(unittest.TestCase):
         self.assertGreater(later["buffered"], first["buffered"] + 0.5)
         self.assertGreater(playback.sent, sent)
         self.assertEqual(playback.mode, AudioDataMode.OPUS)
+
+    @defer.inlineCallbacks
+    def test_soundStartsOnFirstClick(self):
+        """
+        With the browser's own autoplay policy, spice-html5's <audio>
+        element may not start by itself (no click or key yet) and stays
+        paused while its buffer grows; the landing page says "Click or press
+        a key for sound.", and the first click starts the sound at the
+        newest data (not seconds behind): the page plays the tone.
+        """
+        running = BrowserServer(self, self.client, disable_ticketing=True)
+        running.server.removeInterface(running.source.sound)
+        tone = ToneSource(reactor, 1000)
+        self.addCleanup(tone.close)
+        running.server.addInterface(tone)
+        port = yield running.listen()
+        browser = yield Chromium.start(reactor, self.tmp, *VIEWPORT, autoplay=False)
+        self.addCleanup(browser.stop)
+        yield browser.navigate("http://127.0.0.1:%d/" % port)
+        yield self.connected(browser, running)
+        yield browser.waitFor("window.spicesrv.sound === 'waiting'")
+        hint = yield browser.evaluate(
+            "[document.getElementById('status').textContent, "
+            "getComputedStyle(document.getElementById('status')).display]")
+        self.assertEqual(hint, ["Click or press a key for sound.", "block"])
+        yield browser.waitFor("document.querySelector(%r).buffered.length && "
+                              "document.querySelector(%r).buffered.end(0) > 1.5"
+                              % (AUDIO, AUDIO))
+        paused = yield browser.evaluate("[document.querySelector(%r).paused, "
+                                        "document.querySelector(%r).currentTime]"
+                                        % (AUDIO, AUDIO))
+        self.assertEqual(paused, [True, 0])
+        x, y = yield browser.evaluate(
+            "(() => { const r = document.querySelector(%r).getBoundingClientRect(); "
+            "return [r.x, r.y]; })()" % (CANVAS,))
+        for kind in ("mousePressed", "mouseReleased"):
+            yield browser.send("Input.dispatchMouseEvent", {
+                "type": kind, "x": x + 100, "y": y + 100, "button": "left",
+                "clickCount": 1})
+        yield browser.waitFor("window.spicesrv.sound === 'playing'")
+        status = yield browser.evaluate(
+            "getComputedStyle(document.getElementById('status')).display")
+        self.assertEqual(status, "none")
+        heard = yield self.hearTone(browser, 1000, seconds=1.0)
+        # Played from the newest sound: what is buffered ahead stays short.
+        self.assertLess(heard["buffered"] - heard["played"], 1.0, heard)
 
     @defer.inlineCallbacks
     def test_typedKeysReachTheDemo(self):
