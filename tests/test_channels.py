@@ -708,15 +708,31 @@ class InputsChannelTests(Setup, unittest.TestCase):
 
 class CursorChannelTests(Setup, unittest.TestCase):
     def test_init(self):
+        """
+        INIT carries the shape, its visibility and position; the same shape
+        follows as SET, the one message spice-html5 takes a shape from.
+        """
         self.source.position = (3, 4)
         cursor = self.link(ChannelType.CURSOR)
         messages = cursor.take()
-        self.assertEqual([n for n, _ in messages], ["SET_ACK", "INIT"])
-        init = messages[1][1]
+        self.assertEqual([n for n, _ in messages], ["SET_ACK", "INIT", "SET"])
+        init, set_ = messages[1][1], messages[2][1]
         self.assertEqual((init.position.x, init.position.y, init.visible), (3, 4, 1))
         header, data = init.cursor
         self.assertEqual((header.width, header.height, header.type), (2, 2, 0))
         self.assertEqual(data, b"\xff" * 16)
+        self.assertEqual((set_.position.x, set_.position.y, set_.visible), (3, 4, 1))
+        self.assertEqual(set_.cursor, init.cursor)
+
+    def test_initHidden(self):
+        """
+        Without a shape, INIT says the cursor is hidden, and HIDE follows.
+        """
+        self.source.setCursor(None)
+        cursor = self.link(ChannelType.CURSOR)
+        messages = cursor.take()
+        self.assertEqual([n for n, _ in messages], ["SET_ACK", "INIT", "HIDE"])
+        self.assertEqual(messages[1][1].visible, 0)
 
     def test_changes(self):
         cursor = self.link(ChannelType.CURSOR)
@@ -748,7 +764,7 @@ class CursorChannelTests(Setup, unittest.TestCase):
         cursor.take()
         for i in range(1000):
             self.source.setCursor(Cursor(1, 1, 0, 0, bytes([i % 256, 0, 0, 255])))
-        self.assertEqual(len(cursor.take()), 40)
+        self.assertEqual(len(cursor.take()), 39)  # INIT, SET + 39 fill 2 windows + 1
         self.source.moveCursor(5, 6)
         cursor.send(COMMON_CLIENT["ACK"])
         last = cursor.take()
@@ -774,7 +790,7 @@ class CursorChannelTests(Setup, unittest.TestCase):
         cursor.take()
         for i in range(100):
             self.source.moveCursor(i, i)
-        self.assertEqual(len(cursor.take()), 40)  # INIT + 40 moves fill 2 windows + 1
+        self.assertEqual(len(cursor.take()), 39)  # INIT, SET + 39 moves fill 2 windows + 1
         cursor.send(COMMON_CLIENT["ACK"])
         last = cursor.take()
         self.assertEqual([(r.position.x, r.position.y) for _, r in last], [(99, 99)])

@@ -238,7 +238,7 @@ class TargetTests(unittest.TestCase):
         self.assertEqual(init.session_id, self.SESSION)
         self.assertEqual(main.names(), [])  # no NAME/UUID, no channel list
         self.assertEqual(inputs.names(), ["INIT"])
-        self.assertEqual(cursor.names(), ["SET_ACK", "INIT"])
+        self.assertEqual(cursor.names(), ["SET_ACK", "INIT", "SET"])
         self.assertEqual(display.names(), [])
         display.send(DISPLAY_CLIENT["INIT"], pixmap_cache_id=1, pixmap_cache_size=1,
                      glz_dictionary_id=1, glz_dictionary_window_size=1)

@@ -18,6 +18,10 @@ class CursorChannel(ChannelProtocol):
     position in server mouse mode.  It observes the source as an
     L{IDisplayObserver}.
 
+    On link: INIT with the current shape, visibility and position, then
+    the shape once more as SET (HIDE when there is none), which every
+    client reads (spice-html5 ignores INIT's shape).
+
     Cursor news is pulled, not queued, as the display channel's damage: a
     shape change or a move only marks what changed, and the latest shape and
     position go out when the client's ACK window and the socket allow (the
@@ -49,6 +53,13 @@ class CursorChannel(ChannelProtocol):
         x, y = self.source.cursor_position()
         self.sendMessage("INIT", position=dict(x=x, y=y), trail_length=0,
                          trail_frequency=0, visible=int(cursor is not None), cursor=cursor)
+        # The same state again as an ordinary change (SET, or HIDE): that
+        # is all spice-html5 reads (its INIT handler takes the position
+        # only, upstream's too), and a client that took INIT's shape takes
+        # the same one again.  libspice-server sends INIT alone, so there
+        # a browser shows its own pointer until the guest's next shape.
+        self._shapeChanged = True
+        self._sendPending()
 
     def channelDown(self):
         self.source.removeObserver(self)

@@ -14,6 +14,11 @@ Trusting a CA: Chromium on Linux reads the user's NSS database
 whose database trusts C{caFile} (made with C{certutil}, from Debian's
 C{libnss3-tools}), so no certificate error is ignored.
 
+Sound: Chromium runs with C{--autoplay-policy=no-user-gesture-required}
+(a page may play sound, and start an C{AudioContext}, without a user's
+click, as spice-html5's <audio> element needs) and C{--mute-audio}
+(headless Chromium still decodes and plays it, into no speaker).
+
 Environment: C{CI=true} makes a missing Chromium fail the test instead of
 skipping it.
 """
@@ -119,10 +124,13 @@ class Chromium:
 
     @classmethod
     @defer.inlineCallbacks
-    def start(cls, reactor, directory, width=1024, height=800, caFile=None, timeout=30):
+    def start(cls, reactor, directory, width=1024, height=800, caFile=None, timeout=30,
+              autoplay=True):
         """
         Start Chromium with its profile and C{HOME} in C{directory} and
         attach to a blank tab whose viewport is C{width} x C{height}.
+        With C{autoplay=False}, Chromium's own autoplay policy applies (a
+        page plays sound only after the user's click or key).
         """
         self = cls(reactor)
         home = os.path.join(directory, "home")
@@ -140,6 +148,8 @@ class Chromium:
                 "--hide-scrollbars", "--mute-audio", "--password-store=basic",
                 "--window-size=%d,%d" % (width, height),
                 "--remote-debugging-port=0", "--user-data-dir=" + profile, "about:blank"]
+        if autoplay:
+            args[1:1] = ["--autoplay-policy=no-user-gesture-required"]
         self._process = _Process()
         self._transport = reactor.spawnProcess(self._process, args[0], args, env=env)
         portFile = os.path.join(profile, "DevToolsActivePort")

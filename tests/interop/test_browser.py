@@ -2,9 +2,12 @@
 spice-html5 in headless Chromium against spicesrv, the way a user without
 remote-viewer meets it: the browser loads the page from the SPICE port
 (C{--web-client}), the client links over WebSocket, the canvas shows the
-demo's picture pixel for pixel, a typed key and a drag reach the demo, the
-same over https/wss with the development CA trusted through an NSS
-database, and a wrong password is refused with a message on the page.
+demo's picture pixel for pixel, the page's mouse cursor is the demo's, a
+typed key and a drag reach the demo, a tone plays in the page (Opus in
+WebM through MediaSource, heard by a WebAudio analyser), the same over
+https/wss with the development CA trusted through an NSS database and
+through a C{--listen} endpoint, and a wrong password is refused with a
+message on the page.
 
 Needs Debian's C{chromium}, C{libnss3-tools} and C{spice-html5}: missing,
 the tests are skipped, and fail under C{CI=true}.
@@ -17,12 +20,14 @@ from twisted.internet import defer, endpoints, reactor, task
 from twisted.trial import unittest
 
 from spicesrv.link import SECURITY_SSL
+from spicesrv.sound.tone import ToneSource
 from spicesrv.tls.context import load_server_tls
 from spicesrv.tls.devcerts import write_dev_certs
 from spicesrv.tls.endpoint import TLSServerEndpoint
 from spicesrv.web import WebFrontend
 from spicesrv.web.client import ClientNotFound, WebClient
 from spicesrv.wire.constants import ChannelType
+from spicesrv.wire.sound import AudioDataMode, PlaybackCap
 from tests.interop.chromium import Chromium, ChromiumError, requireChromium
 from tests.interop.common import PASSWORD, RunningServer
 
@@ -30,6 +35,48 @@ from tests.interop.common import PASSWORD, RunningServer
 VIEWPORT = (1024, 800)
 
 CANVAS = "#spice_surface_0"
+
+#: True once the demo's picture has arrived: the canvas is not one colour.
+PICTURE = """(() => {
+    const c = document.querySelector(%r);
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let i = 4; i < d.length; i += 4)
+        if (d[i] !== d[0] || d[i + 1] !== d[1] || d[i + 2] !== d[2]) return true;
+    return false;
+})()""" % (CANVAS,)
+
+#: The <audio> element spice-html5 adds to the screen when playback starts.
+AUDIO = "#spice-screen audio"
+
+#: Routes the page's <audio> through a WebAudio analyser (the sound still
+#: plays; Chromium runs with --mute-audio) and keeps it as window.ear.
+LISTEN = """(() => {
+    const audio = document.querySelector(%r);
+    const context = new AudioContext();
+    const analyser = context.createAnalyser();
+    analyser.fftSize = 8192;
+    context.createMediaElementSource(audio).connect(analyser);
+    analyser.connect(context.destination);
+    window.ear = {audio, context, analyser};
+    return context.state;
+})()""" % (AUDIO,)
+
+#: What the page plays and hears: the <audio> element's buffered and
+#: played seconds, the analyser's loudest frequency (Hz), its level and the
+#: median level (dB).
+HEARD = """(() => {
+    const {audio, context, analyser} = window.ear;
+    const levels = new Float32Array(analyser.frequencyBinCount);
+    analyser.getFloatFrequencyData(levels);
+    let loudest = 1;
+    for (let i = 1; i < levels.length; i++) if (levels[i] > levels[loudest]) loudest = i;
+    const sorted = Array.from(levels.subarray(1)).sort((a, b) => a - b);
+    return {buffered: audio.buffered.length ? audio.buffered.end(audio.buffered.length - 1) : 0,
+            played: audio.currentTime, paused: audio.paused, error: audio.error && audio.error.message,
+            state: context.state, peak: loudest * context.sampleRate / analyser.fftSize,
+            bin: context.sampleRate / analyser.fftSize, level: levels[loudest],
+            median: sorted[sorted.length >> 1]};
+})()"""
 
 
 def webClient(testcase):
@@ -144,17 +191,63 @@ class BrowserTests(unittest.TestCase):
                              len(next(iter(running.server.sessions.values())).channels) >= 4)
 
     @defer.inlineCallbacks
+    def pageCursor(self, browser, unlike=None):
+        """
+        The mouse cursor spice-html5 gave the screen (a CSS C{url()} of a
+        PNG and its hot spot), once there is one (other than C{unlike}): its
+        pixels as an (height, width, 4) RGBA array, and the hot spot.
+        """
+        import io
+        import re
+        from urllib.parse import unquote_to_bytes
+        from PIL import Image
+        started = reactor.seconds()
+        while True:
+            style = yield browser.evaluate(
+                "document.getElementById('spice-screen').style.cursor")
+            found = re.match(r'url\("?data:image/png,([^")]*)"?\) (\d+) (\d+)', style or "")
+            if found and style != unlike:
+                break
+            if reactor.seconds() - started > 20:
+                self.fail("the page's cursor stayed %r; the page logged: %s"
+                          % (style, browser.consoleMessages[-10:]))
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        image = Image.open(io.BytesIO(unquote_to_bytes(found.group(1)))).convert("RGBA")
+        return numpy.asarray(image), (int(found.group(2)), int(found.group(3))), style
+
+    def assertSameCursor(self, page, shape):
+        """
+        The page's cursor (L{pageCursor}) is the source's L{Cursor} as
+        spice-html5 shows it: the same size, alpha and hot spot, and red
+        and blue exchanged.  SPICE's ALPHA cursor is 32-bit ARGB, bytes B,
+        G, R, A (spice-gtk reads it so); spice-html5 (0.3.0, and upstream)
+        copies those bytes into an RGBA PNG unchanged.
+        """
+        pixels, hotSpot, _ = page
+        bgra = numpy.frombuffer(shape.argb, numpy.uint8).reshape(shape.height, shape.width, 4)
+        self.assertEqual(pixels.shape, bgra.shape)
+        self.assertTrue(numpy.array_equal(pixels, bgra),
+                        "the page's cursor is not the source's shape (in %d pixels)"
+                        % int((pixels != bgra).any(axis=2).sum()))
+        self.assertEqual(hotSpot, (shape.hot_x, shape.hot_y))
+
+    @defer.inlineCallbacks
     def test_pageShowsTheDemo(self):
         """
         The page loads from the SPICE port, spice-html5 links main,
-        display, inputs, cursor and playback over WebSocket, the demo's agent fits
-        the screen to the window, the canvas (read back, and in a
-        screenshot) is the demo's picture, and after a right-click (the
-        demo's next colour) the demo's cursor is the page's mouse cursor.
+        display, inputs, cursor and playback over WebSocket, the demo's
+        agent fits the screen to the window, the canvas (read back, and in
+        a screenshot) is the demo's picture, the page's mouse cursor is the
+        demo's cursor from the start, and after a right-click (the demo's
+        next colour) it is the new one.
         """
         running = BrowserServer(self, self.client, disable_ticketing=True)
         browser = yield self.openPage(running)
         yield self.connected(browser, running)
+        # No input yet: the cursor comes from the channel's start.
+        first = running.source.cursor()
+        page = yield self.pageCursor(browser)
+        self.assertSameCursor(page, first)
         (session,) = running.server.sessions.values()
         # Every channel the demo offers, its click sound's playback too.
         offered = sorted(e.channel_type for e in running.server.registry.entries())
@@ -165,18 +258,120 @@ class BrowserTests(unittest.TestCase):
         width, height = running.source.width, running.source.height
         self.assertEqual(width, VIEWPORT[0])
         self.assertLessEqual(height, VIEWPORT[1])
-        # spice-html5 ignores the shape in CURSOR_INIT and takes the next
-        # CURSOR_SET: a right-click gives the demo's cursor the next colour,
-        # and the page's mouse cursor becomes that shape (a PNG).
-        before = running.source.cursor
+        # A right-click gives the demo's cursor the next colour, and the
+        # page's mouse cursor becomes that shape.
         for kind in ("mousePressed", "mouseReleased"):
             yield browser.send("Input.dispatchMouseEvent", {
                 "type": kind, "x": x + 100, "y": y + 100, "button": "right",
                 "clickCount": 1})
-        yield self.waitUntil(lambda: running.source.cursor is not before)
-        cursor = yield browser.waitFor(
-            "document.getElementById('spice-screen').style.cursor")
-        self.assertIn("data:image/png", cursor)
+        yield self.waitUntil(lambda: running.source.cursor() is not first)
+        page = yield self.pageCursor(browser, unlike=page[2])
+        self.assertSameCursor(page, running.source.cursor())
+
+    @defer.inlineCallbacks
+    def hearTone(self, browser, hz, seconds=2.0):
+        """
+        Listen to the page's <audio> (from the first call on) until it has
+        played C{seconds} more: the loudest frequency is C{hz} (within a
+        bin of the analyser), well above the rest; what the page played
+        and heard last.
+        """
+        yield browser.waitFor("document.querySelector(%r) !== null" % (AUDIO,))
+        state = yield browser.evaluate("window.ear ? window.ear.context.state : %s" % (LISTEN,))
+        self.assertIn(state, ("running", "suspended"))
+        start = yield browser.evaluate("window.ear.audio.currentTime")
+        heard = yield browser.waitFor(
+            "(() => { const h = %s; return h.played >= %r && h; })()"
+            % (HEARD, start + seconds), timeout=20)
+        self.assertFalse(heard["paused"])
+        self.assertIsNone(heard["error"])
+        self.assertEqual(heard["state"], "running")
+        self.assertGreaterEqual(heard["buffered"], heard["played"])
+        self.assertLessEqual(abs(heard["peak"] - hz), heard["bin"], heard)
+        self.assertGreater(heard["level"], -50, heard)
+        self.assertGreater(heard["level"] - heard["median"], 30, heard)
+        return heard
+
+    @defer.inlineCallbacks
+    def test_soundPlays(self):
+        """
+        spice-html5 advertises Opus when the browser's MediaSource takes
+        WebM/Opus (Chromium's does), and plays only that: the playback
+        channel is in Opus mode, and the page's <audio> element (a
+        MediaSource fed the packets in WebM clusters) plays the server's
+        1000 Hz tone: its buffered and played time grow, and a WebAudio
+        analyser on it hears 1000 Hz.  Headless Chromium decodes and plays
+        sound (with --autoplay-policy=no-user-gesture-required, since no
+        user clicked; --mute-audio keeps it out of the speakers).
+        """
+        running = BrowserServer(self, self.client, disable_ticketing=True)
+        # The demo's click sound gives way to the tone, as --playback does.
+        running.server.removeInterface(running.source.sound)
+        tone = ToneSource(reactor, 1000)
+        self.addCleanup(tone.close)
+        running.server.addInterface(tone)
+        browser = yield self.openPage(running)
+        yield self.connected(browser, running)
+        yield self.waitUntil(lambda: (ChannelType.PLAYBACK, 0) in next(
+            iter(running.server.sessions.values())).channels)
+        playback = running.channel(ChannelType.PLAYBACK)
+        self.assertIn(PlaybackCap.OPUS, playback.info.channel_caps)
+        self.assertEqual(playback.mode, AudioDataMode.OPUS)
+        first = yield self.hearTone(browser, 1000)
+        # Still playing, from the packets that keep coming.
+        sent = playback.sent
+        later = yield browser.waitFor(
+            "(() => { const h = %s; return h.played >= %r && h; })()"
+            % (HEARD, first["played"] + 1.0))
+        self.assertGreater(later["buffered"], first["buffered"] + 0.5)
+        self.assertGreater(playback.sent, sent)
+        self.assertEqual(playback.mode, AudioDataMode.OPUS)
+
+    @defer.inlineCallbacks
+    def test_soundStartsOnFirstClick(self):
+        """
+        With the browser's own autoplay policy, spice-html5's <audio>
+        element may not start by itself (no click or key yet) and stays
+        paused while its buffer grows; the landing page says "Click or press
+        a key for sound.", and the first click starts the sound at the
+        newest data (not seconds behind): the page plays the tone.
+        """
+        running = BrowserServer(self, self.client, disable_ticketing=True)
+        running.server.removeInterface(running.source.sound)
+        tone = ToneSource(reactor, 1000)
+        self.addCleanup(tone.close)
+        running.server.addInterface(tone)
+        port = yield running.listen()
+        browser = yield Chromium.start(reactor, self.tmp, *VIEWPORT, autoplay=False)
+        self.addCleanup(browser.stop)
+        yield browser.navigate("http://127.0.0.1:%d/" % port)
+        yield self.connected(browser, running)
+        yield browser.waitFor("window.spicesrv.sound === 'waiting'")
+        hint = yield browser.evaluate(
+            "[document.getElementById('status').textContent, "
+            "getComputedStyle(document.getElementById('status')).display]")
+        self.assertEqual(hint, ["Click or press a key for sound.", "block"])
+        yield browser.waitFor("document.querySelector(%r).buffered.length && "
+                              "document.querySelector(%r).buffered.end(0) > 1.5"
+                              % (AUDIO, AUDIO))
+        paused = yield browser.evaluate("[document.querySelector(%r).paused, "
+                                        "document.querySelector(%r).currentTime]"
+                                        % (AUDIO, AUDIO))
+        self.assertEqual(paused, [True, 0])
+        x, y = yield browser.evaluate(
+            "(() => { const r = document.querySelector(%r).getBoundingClientRect(); "
+            "return [r.x, r.y]; })()" % (CANVAS,))
+        for kind in ("mousePressed", "mouseReleased"):
+            yield browser.send("Input.dispatchMouseEvent", {
+                "type": kind, "x": x + 100, "y": y + 100, "button": "left",
+                "clickCount": 1})
+        yield browser.waitFor("window.spicesrv.sound === 'playing'")
+        status = yield browser.evaluate(
+            "getComputedStyle(document.getElementById('status')).display")
+        self.assertEqual(status, "none")
+        heard = yield self.hearTone(browser, 1000, seconds=1.0)
+        # Played from the newest sound: what is buffered ahead stays short.
+        self.assertLess(heard["buffered"] - heard["played"], 1.0, heard)
 
     @defer.inlineCallbacks
     def test_typedKeysReachTheDemo(self):
@@ -324,14 +519,32 @@ class BrowserTests(unittest.TestCase):
             ws = yield browser.evaluate("window.spice_connection.ws.url")
             self.assertTrue(ws.startswith("wss://" if url.startswith("https") else "ws://"),
                             ws)
-            # The demo's picture arrives: the canvas is no longer one colour.
-            yield browser.waitFor("""(() => {
-                const c = document.querySelector(%r);
-                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-                for (let i = 4; i < d.length; i += 4)
-                    if (d[i] !== d[0] || d[i + 1] !== d[1] || d[i + 2] !== d[2]) return true;
-                return false;
-            })()""" % (CANVAS,))
+            yield browser.waitFor(PICTURE)
+
+    @defer.inlineCallbacks
+    def test_twistdListen(self):
+        """
+        A C{--listen} endpoint tells browsers from native links as the
+        SPICE ports do: ``twistd spice --web-client --port 0 --listen
+        tcp:PORT:interface=127.0.0.1 --playback tone:1000`` (no plain
+        port), and a browser on that endpoint gets the page, links every
+        channel over WebSocket there, shows the demo and plays the tone.
+        """
+        from tests.interop.processes import Twistd, freePort
+        port = freePort()
+        process = Twistd(self, "--port", "0", "--listen", "tcp:%d:interface=127.0.0.1" % port,
+                         "--web-client", "--playback", "tone:1000")
+        yield process.waitForPorts(port)
+        browser = yield Chromium.start(reactor, self.tmp, *VIEWPORT)
+        self.addCleanup(browser.stop)
+        yield browser.navigate("http://127.0.0.1:%d/" % port)
+        yield browser.waitFor("window.spicesrv && window.spicesrv.phase === 'connected'")
+        ws = yield browser.evaluate("window.spice_connection.ws.url")
+        self.assertEqual(ws, "ws://127.0.0.1:%d/" % port)
+        yield browser.waitFor("document.querySelector(%r) !== null" % (CANVAS,))
+        yield browser.waitFor(PICTURE)
+        yield self.hearTone(browser, 1000)
+        self.assertIn("playing tone 1000 Hz in OPUS mode", process.text())
 
     @defer.inlineCallbacks
     def test_portChannel(self):

@@ -1,16 +1,18 @@
 // spicesrv's landing page: spice-html5 connected to the server that served
 // this page, on the same host and port, over wss when the page came over
-// https.  It asks for the password when the server refuses the link, and
-// lets the screen follow the window when the server has an agent.
+// https.  It asks for the password when the server refuses the link, lets
+// the screen follow the window when the server has an agent, and starts the
+// sound on the user's first click or key when the browser blocked it.
 import * as SpiceHtml5 from './spice-html5/main.js';
 
-const state = { phase: 'connecting', error: null, tries: 0 };
+const state = { phase: 'connecting', error: null, tries: 0, sound: 'none' };
 window.spicesrv = state;
 
 const statusLine = document.getElementById('status');
 const login = document.getElementById('login');
 const loginMessage = document.getElementById('login-message');
 const passwordInput = document.getElementById('password');
+const screen = document.getElementById('spice-screen');
 let sc = null;
 
 function show(phase, text) {
@@ -40,6 +42,7 @@ function connect(password) {
 
 function connected() {
     show('connected', 'Connected');
+    soundChanged();
 }
 
 function agent(conn) {
@@ -68,6 +71,53 @@ function failed(e) {
     }
     show('error', 'Disconnected: ' + message);
 }
+
+// Sound.  spice-html5 plays the server's sound in an <audio autoplay>
+// element it adds to the screen when playback starts, and never calls
+// play() itself.  Browsers allow autoplay only after the user has clicked
+// or typed on the page (entering a password counts): before that the
+// element stays paused while its buffer grows.  So: say so, and on the
+// user's first click or key start it at the newest sound, not at what has
+// piled up since.
+function soundElements() {
+    return Array.from(screen.querySelectorAll('audio'));
+}
+
+function soundChanged() {
+    const elements = soundElements();
+    const waiting = elements.some((audio) => audio.paused && audio.readyState >= 2);
+    state.sound = waiting ? 'waiting' : elements.some((audio) => !audio.paused) ? 'playing'
+                                                                               : 'none';
+    if (state.phase !== 'connected')
+        return;
+    statusLine.textContent = waiting ? 'Click or press a key for sound.' : 'Connected';
+    statusLine.className = waiting ? 'hint' : 'connected';
+}
+
+function startSound() {
+    for (const audio of soundElements()) {
+        if (!audio.paused)
+            continue;
+        const buffered = audio.buffered;
+        if (buffered.length) {
+            const end = buffered.end(buffered.length - 1);
+            audio.currentTime = Math.max(buffered.start(buffered.length - 1), end - 0.2);
+        }
+        audio.play().catch(() => {});
+    }
+}
+
+for (const type of ['pointerdown', 'keydown'])
+    document.addEventListener(type, startSound, true);
+
+new MutationObserver((records) => {
+    for (const record of records)
+        for (const node of record.addedNodes)
+            if (node.nodeName === 'AUDIO')
+                for (const type of ['canplay', 'play', 'pause', 'emptied'])
+                    node.addEventListener(type, soundChanged);
+    soundChanged();
+}).observe(screen, { childList: true });
 
 login.addEventListener('submit', (event) => {
     event.preventDefault();
