@@ -167,6 +167,7 @@ class StillAreas:
         self.rects = []
         self._previous = None
         self._count = None
+        self._padded = None
         self._blocks = None
 
     def update(self, pixels):
@@ -176,27 +177,35 @@ class StillAreas:
         else L{None}.
         """
         current = pixels.view(np.uint32)[..., 0]
+        height, width = current.shape
         if self._previous is None or self._previous.shape != current.shape:
             self._previous = current
-            self._count = np.zeros(current.shape, np.uint8)
+            # Padded to whole blocks with counts that stay at the top.
+            rows, cols = -(-height // CLIP_BLOCK), -(-width // CLIP_BLOCK)
+            self._padded = np.full((rows * CLIP_BLOCK, cols * CLIP_BLOCK), 255, np.uint8)
+            self._count = self._padded[:height, :width]
+            self._count[...] = 0
             return None
         same = current == self._previous
         self._previous = current
+        # In place (a 1080p frame costs a few milliseconds): one more still
+        # frame, up to 255, and back to 0 where the pixel changed.
         count = self._count
-        self._count = count = np.where(same, count + (count < 255), 0).astype(np.uint8)
-        still = count >= CLIP_STILL_FRAMES
-        if still.all():
+        np.add(count, count < 255, out=count, casting="unsafe")
+        count *= same
+        padded = self._padded
+        rows, cols = padded.shape[0] // CLIP_BLOCK, padded.shape[1] // CLIP_BLOCK
+        blocks = padded.reshape(rows, CLIP_BLOCK, -1).min(axis=1).reshape(
+            rows, cols, CLIP_BLOCK).min(axis=2) >= CLIP_STILL_FRAMES
+        if blocks.all():
             return None  # nothing moves: keep the clip as it is
-        height, width = still.shape
-        blocks = np.minimum.reduceat(
-            np.minimum.reduceat(count, np.arange(0, height, CLIP_BLOCK), axis=0),
-            np.arange(0, width, CLIP_BLOCK), axis=1) >= CLIP_STILL_FRAMES
         left, top = self.rect[:2]
-        keep = all(still[r[1] - top:r[3] - top, r[0] - left:r[2] - left].all()
-                   for r in self.rects)
+        keep = all(count[r[1] - top:r[3] - top, r[0] - left:r[2] - left].min()
+                   >= CLIP_STILL_FRAMES for r in self.rects)
         if keep and self._blocks is not None and np.array_equal(blocks, self._blocks):
             return None
         self._blocks = blocks
+        still = count >= CLIP_STILL_FRAMES
         rects = [(l + left, t + top, r + left, b + top)
                  for l, t, r, b in self._find(blocks, still, pixels)]
         if rects == self.rects:
