@@ -925,6 +925,11 @@ class ClientSurface:
     @ivar frameTimes: the C{multi_media_time} of every stream frame, in
         order.  Frames are drawn as they come (a real client waits for each
         frame's time and drops late ones).
+    @ivar clips: stream id -> its clip now (from STREAM_CREATE, then
+        STREAM_CLIP): L{None} (type NONE: frames drawn whole) or a list of
+        C{(left, top, right, bottom)}, the only places frames are drawn, as
+        spice-gtk's C{put_image} does with the stream's region.
+    @ivar clipEvents: C{(id, clip)} of every STREAM_CLIP, in order.
     """
 
     def __init__(self):
@@ -935,6 +940,14 @@ class ClientSurface:
         self._decoders = {}
         self.codecTypes = []
         self.frameTimes = []
+        self.clips = {}
+        self.clipEvents = []
+
+    @staticmethod
+    def _clipRects(clip):
+        if clip is None:
+            return None
+        return [(r.left, r.top, r.right, r.bottom) for r in clip]
 
     def apply(self, name, record):
         """
@@ -958,6 +971,7 @@ class ClientSurface:
             if record.id in self.streams:
                 raise ValueError("stream %d created twice" % (record.id,))
             self.streams[record.id] = record
+            self.clips[record.id] = self._clipRects(record.clip)
             from spicesrv.display.video import decodeFrames
             self._decoders[record.id] = decodeFrames(record.codec_type)
             self.codecTypes.append(record.codec_type)
@@ -973,11 +987,28 @@ class ClientSurface:
                                  % (frame.shape[1], frame.shape[0],
                                     dest.right - dest.left, dest.bottom - dest.top))
             self.frameTimes.append(record.multi_media_time)
-            self.pixels[dest.top:dest.bottom, dest.left:dest.right, :3] = frame[..., :3]
+            clip = self.clips.get(record.id)
+            if clip is None:
+                self.pixels[dest.top:dest.bottom, dest.left:dest.right, :3] = frame[..., :3]
+            else:
+                for left, top, right, bottom in clip:
+                    left, top = max(left, dest.left), max(top, dest.top)
+                    right, bottom = min(right, dest.right), min(bottom, dest.bottom)
+                    if left < right and top < bottom:
+                        self.pixels[top:bottom, left:right, :3] = frame[
+                            top - dest.top:bottom - dest.top,
+                            left - dest.left:right - dest.left, :3]
+        elif name == "STREAM_CLIP":
+            if record.id not in self.streams:
+                raise ValueError("a clip for stream %d, which does not exist" % (record.id,))
+            self.clips[record.id] = self._clipRects(record.clip)
+            self.clipEvents.append((record.id, self.clips[record.id]))
         elif name == "STREAM_DESTROY":
             del self.streams[record.id]
+            self.clips.pop(record.id, None)
         elif name == "STREAM_DESTROY_ALL":
             self.streams.clear()
+            self.clips.clear()
 
     def applyAll(self, messages):
         """

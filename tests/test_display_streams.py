@@ -435,6 +435,165 @@ class DisplayStreamTests(StreamingSetup, unittest.TestCase):
                           and getattr(c.func, "__self__", None) is self.channel.streams], [])
 
 
+#: A dialog drawn over the video: its edges fall inside the 16-pixel blocks
+#: (the stream's rectangle starts at (64, 32)).
+WINDOW = (100, 60, 180, 110)
+
+
+def inside(rect, outer):
+    return (outer[0] <= rect[0] and outer[1] <= rect[1]
+            and rect[2] <= outer[2] and rect[3] <= outer[3])
+
+
+class StreamClipTests(StreamingSetup, unittest.TestCase):
+    def startStream(self):
+        self.source.start()
+        self.play(1.0)
+        (stream,) = self.channel.streams.streams.values()
+        return stream
+
+    def clipped(self, stream):
+        return [clip for i, clip in self.surface.clipEvents if i == stream.id]
+
+    def expected(self, n):
+        """
+        The stream's area in frame C{n}, with the window if it is there.
+        """
+        picture = self.source.render(n).copy()
+        if self.source.overlay is not None:
+            x0, y0, x1, y1 = self.source.overlay
+            left, top = VIDEO_RECT[:2]
+            picture[y0 - top:y1 - top, x0 - left:x1 - left] = \
+                self.source.frame[y0:y1, x0:x1]
+        return picture
+
+    def test_videoAloneIsNotClipped(self):
+        stream = self.startStream()
+        self.play(1.0)
+        self.assertEqual(self.clipped(stream), [])
+        self.assertIsNone(self.surface.clips[stream.id])
+
+    def test_windowOverStreamIsClippedAndExact(self):
+        """
+        A still window drawn over a playing video: once it has stayed still
+        for a few frames the stream is clipped to the rest of its rectangle
+        (STREAM_CLIP, type RECTS: where frames are shown), the window goes
+        losslessly and is exact on the client, and the video around it keeps
+        streaming.  When the window goes, the clip goes (type NONE) and the
+        frames paint its place again.
+        """
+        stream = self.startStream()
+        self.source.setOverlay(WINDOW)
+        self.play(1.0)
+        clips = self.clipped(stream)
+        self.assertEqual(len(clips), 1, clips)
+        clip = clips[0]
+        self.assertLessEqual(len(clip), streams.MAX_CLIP_RECTS)
+        (still,) = self.channel.streams.streams[stream.id].still.rects
+        # The still rectangle is the window, to the pixel (its edges are not
+        # on blocks), and the clip is the stream's rectangle without it.
+        self.assertEqual(still, WINDOW)
+        for rect in clip:
+            self.assertTrue(inside(rect, VIDEO_RECT), rect)
+            self.assertFalse(streams.overlaps(rect, WINDOW), rect)
+        self.assertEqual(sum(streams.area(r) for r in clip) + streams.area(WINDOW),
+                         streams.area(VIDEO_RECT))
+        x0, y0, x1, y1 = WINDOW
+        numpy.testing.assert_array_equal(self.surface.pixels[y0:y1, x0:x1],
+                                         self.source.frame[y0:y1, x0:x1])
+        # Lossless updates since the clip are the window's only.
+        clipAt = self.names().index("STREAM_CLIP")
+        copies = [r.base.box for n, r in self.messages[clipAt:] if n == "DRAW_COPY"]
+        self.assertTrue(copies)
+        for box in copies:
+            self.assertTrue(inside((box.left, box.top, box.right, box.bottom), WINDOW), box)
+
+        # The video goes on around the window, which stays exact.
+        sent = len(self.surface.frameTimes)
+        self.play(0.5)
+        self.assertGreater(len(self.surface.frameTimes), sent + 10)
+        numpy.testing.assert_array_equal(self.surface.pixels[y0:y1, x0:x1],
+                                         self.source.frame[y0:y1, x0:x1])
+        n = readFrameCode(self.streamArea(), 0, 112)
+        self.assertGreater(n, self.source.frameNumber - 3)
+        self.assertGreater(psnr(self.streamArea(), self.expected(n)), 35)
+        self.assertEqual(len(self.clipped(stream)), 1)
+
+        # The window goes: the clip goes, and the frames show the video there.
+        self.source.setOverlay(None)
+        self.play(0.3)
+        self.assertEqual(self.clipped(stream)[-1], None)
+        self.assertIsNone(self.surface.clips[stream.id])
+        self.assertEqual(list(self.channel.streams.streams), [stream.id])
+        n = readFrameCode(self.streamArea(), 0, 112)
+        self.assertGreater(psnr(self.streamArea(), self.expected(n)), 35)
+
+        self.source.stop()
+        self.play(streams.STREAM_TIMEOUT + 0.2)
+        numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
+
+    def test_smallWindowIsNotClipped(self):
+        """
+        A still area smaller than L{streams.CLIP_MIN_SIDE} a side (a tooltip)
+        stays part of the stream.
+        """
+        stream = self.startStream()
+        self.source.setOverlay((100, 60, 180, 80))
+        self.play(1.0)
+        self.assertEqual(self.clipped(stream), [])
+
+    def test_sizedStreamDropsTheClip(self):
+        """
+        When the stream's frames grow (STREAM_DATA_SIZED) the still areas
+        are looked for afresh: the clip goes first.
+        """
+        stream = self.startStream()
+        self.source.setOverlay(WINDOW)
+        self.play(1.0)
+        self.assertTrue(self.surface.clips[stream.id])
+        self.source.stop()
+        left, top, right, bottom = VIDEO_RECT
+        grown = (left - 8, top, right + 8, bottom + 16)
+        for i in range(5):
+            self.source.frame[top:bottom + 16, left - 8:right + 8, :3] = (i * 40) % 256
+            self.source.damage([grown])
+            self.play(FRAME)
+        self.assertIn("STREAM_DATA_SIZED", self.names())
+        self.assertIsNone(self.surface.clips[stream.id])
+        self.play(streams.STREAM_TIMEOUT + 0.2)
+        numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
+
+
+class StillAreasTests(unittest.TestCase):
+    def test_largestRectangle(self):
+        mask = numpy.zeros((7, 10), bool)
+        mask[2:5, 3:8] = True
+        mask[0, :] = True
+        self.assertEqual(streams.largestRectangle(mask), (15, (3, 2, 8, 5)))
+        self.assertIsNone(streams.largestRectangle(numpy.zeros((3, 3), bool)))
+
+    def test_subtract(self):
+        pieces = streams.subtract([(0, 0, 100, 100)], (20, 30, 50, 60))
+        self.assertEqual(sum(streams.area(p) for p in pieces), 100 * 100 - 30 * 30)
+        for p in pieces:
+            self.assertFalse(streams.overlaps(p, (20, 30, 50, 60)))
+        self.assertEqual(streams.subtract([(0, 0, 10, 10)], (20, 20, 30, 30)),
+                         [(0, 0, 10, 10)])
+
+    def test_boundedStillRects(self):
+        """
+        Many still windows: at most L{streams.MAX_STILL_RECTS} are clipped.
+        """
+        tracker = streams.StillAreas((0, 0, 320, 240))
+        for n in range(streams.CLIP_STILL_FRAMES + 2):
+            picture = videoPicture(n, 320, 240)
+            for i in range(3):
+                for j in range(3):
+                    picture[10 + 80 * i:70 + 80 * i, 10 + 100 * j:90 + 100 * j, :3] = 200
+            rects = tracker.update(picture)
+        self.assertEqual(len(tracker.rects), streams.MAX_STILL_RECTS)
+
+
 class NoSizedStreamTests(StreamingSetup, unittest.TestCase):
     caps = set()
 

@@ -27,8 +27,17 @@ STREAM_DESTROY (the client drops the frames it still holds), then the area
 is refreshed losslessly, so a still picture always ends pixel-exact.
 
 The source's framebuffer is already composited, so a window drawn over a
-stream is simply part of the next frames; it becomes exact with the
-lossless refresh when the motion stops.
+stream is part of its frames.  Each captured frame is compared with the one
+before (L{StillAreas}): when parts of the stream's rectangle stay still for
+L{CLIP_STILL_FRAMES} frames while the rest moves, and form rectangles of at
+least L{CLIP_MIN_SIDE} pixels a side that do not look like a photograph,
+they are taken for windows drawn over the video: the stream is clipped to
+the rest with STREAM_CLIP (a clip of type RECTS lists where the client
+shows the stream's frames; spice-gtk draws frames only inside it) and the
+still rectangles go losslessly, exact.  When they change again (the window
+went away or was redrawn) the clip shrinks or goes (type NONE) and the
+frames paint them again.  At most L{MAX_STILL_RECTS} still rectangles and
+L{MAX_CLIP_RECTS} clip rectangles.
 """
 
 import random
@@ -66,6 +75,16 @@ MAX_IN_FLIGHT = MjpegStreamEncoder.maxInFlight
 #: How often a stream that waits for the link looks again, in seconds.
 RETRY_INTERVAL = 0.005
 
+#: Clips for windows drawn over a stream: the size of the blocks compared
+#: from frame to frame, how many captured frames a block must stay the same
+#: to be still, the shortest side (pixels) of a still rectangle, and the
+#: most still rectangles and clip rectangles a stream has.
+CLIP_BLOCK = 16
+CLIP_STILL_FRAMES = 8
+CLIP_MIN_SIDE = 2 * CLIP_BLOCK
+MAX_STILL_RECTS = 4
+MAX_CLIP_RECTS = 16
+
 
 def looksGradual(pixels):
     """
@@ -87,6 +106,157 @@ def looksGradual(pixels):
 def contains(outer, inner):
     return (outer[0] <= inner[0] and outer[1] <= inner[1]
             and outer[2] >= inner[2] and outer[3] >= inner[3])
+
+
+def subtract(rects, hole):
+    """
+    The rectangles C{rects} (disjoint) without C{hole}, still disjoint.
+    """
+    out = []
+    for rect in rects:
+        if not overlaps(rect, hole):
+            out.append(rect)
+            continue
+        left, top, right, bottom = rect
+        if hole[1] > top:
+            out.append((left, top, right, hole[1]))
+        if hole[3] < bottom:
+            out.append((left, hole[3], right, bottom))
+        middleTop, middleBottom = max(top, hole[1]), min(bottom, hole[3])
+        if hole[0] > left:
+            out.append((left, middleTop, hole[0], middleBottom))
+        if hole[2] < right:
+            out.append((hole[2], middleTop, right, middleBottom))
+    return out
+
+
+def largestRectangle(mask):
+    """
+    The largest all-true rectangle of the 2-D boolean C{mask}, as C{(area,
+    (left, top, right, bottom))} in its cells, or L{None} if none is.
+    """
+    rows, cols = mask.shape
+    heights = np.zeros(cols, np.int32)
+    best = None
+    for y in range(rows):
+        heights = np.where(mask[y], heights + 1, 0)
+        stack = []
+        for x in range(cols + 1):
+            h = int(heights[x]) if x < cols else 0
+            start = x
+            while stack and stack[-1][1] >= h:
+                start, sh = stack.pop()
+                if sh and (best is None or sh * (x - start) > best[0]):
+                    best = (sh * (x - start), (start, y + 1 - sh, x, y + 1))
+            stack.append((start, h))
+    return best
+
+
+class StillAreas:
+    """
+    Which parts of a stream's frames stay still while the rest moves: the
+    rectangles taken for windows drawn over the video.
+
+    @ivar rect: the frame rectangle (surface coordinates) it follows.
+    @ivar rects: the still rectangles now clipped out, in surface
+        coordinates.
+    """
+
+    def __init__(self, rect):
+        self.rect = rect
+        self.rects = []
+        self._previous = None
+        self._count = None
+        self._padded = None
+        self._blocks = None
+
+    def update(self, pixels):
+        """
+        The next captured frame (a contiguous C{(height, width, 4)} copy of
+        L{rect}): return the new list of still rectangles if it changed,
+        else L{None}.
+        """
+        current = pixels.view(np.uint32)[..., 0]
+        height, width = current.shape
+        if self._previous is None or self._previous.shape != current.shape:
+            self._previous = current
+            # Padded to whole blocks with counts that stay at the top.
+            rows, cols = -(-height // CLIP_BLOCK), -(-width // CLIP_BLOCK)
+            self._padded = np.full((rows * CLIP_BLOCK, cols * CLIP_BLOCK), 255, np.uint8)
+            self._count = self._padded[:height, :width]
+            self._count[...] = 0
+            return None
+        same = current == self._previous
+        self._previous = current
+        # In place (a 1080p frame costs a few milliseconds): one more still
+        # frame, up to 255, and back to 0 where the pixel changed.
+        count = self._count
+        np.add(count, count < 255, out=count, casting="unsafe")
+        count *= same
+        padded = self._padded
+        rows, cols = padded.shape[0] // CLIP_BLOCK, padded.shape[1] // CLIP_BLOCK
+        blocks = padded.reshape(rows, CLIP_BLOCK, -1).min(axis=1).reshape(
+            rows, cols, CLIP_BLOCK).min(axis=2) >= CLIP_STILL_FRAMES
+        if blocks.all():
+            return None  # nothing moves: keep the clip as it is
+        left, top = self.rect[:2]
+        keep = all(count[r[1] - top:r[3] - top, r[0] - left:r[2] - left].min()
+                   >= CLIP_STILL_FRAMES for r in self.rects)
+        if keep and self._blocks is not None and np.array_equal(blocks, self._blocks):
+            return None
+        self._blocks = blocks
+        still = count >= CLIP_STILL_FRAMES
+        rects = [(l + left, t + top, r + left, b + top)
+                 for l, t, r, b in self._find(blocks, still, pixels)]
+        if rects == self.rects:
+            return None
+        self.rects = rects
+        return rects
+
+    def _find(self, blocks, still, pixels):
+        height, width = still.shape
+        blocks = blocks.copy()
+        minBlocks = -(-CLIP_MIN_SIDE // CLIP_BLOCK)
+        found = []
+        for _ in range(4 * MAX_STILL_RECTS):
+            if len(found) >= MAX_STILL_RECTS or not blocks.any():
+                break
+            best = largestRectangle(blocks)
+            if best is None or best[0] < minBlocks * minBlocks:
+                break
+            bl, bt, br, bb = best[1]
+            blocks[bt:bb, bl:br] = False
+            if br - bl < minBlocks or bb - bt < minBlocks:
+                continue  # a thin strip
+            rect = [bl * CLIP_BLOCK, bt * CLIP_BLOCK,
+                    min(width, br * CLIP_BLOCK), min(height, bb * CLIP_BLOCK)]
+            self._grow(rect, still)
+            x0, y0, x1, y1 = rect
+            if x1 - x0 < CLIP_MIN_SIDE or y1 - y0 < CLIP_MIN_SIDE:
+                continue
+            if looksGradual(pixels[y0:y1, x0:x1]):
+                continue  # a still part of the video itself
+            found.append(tuple(rect))
+        return sorted(found)
+
+    def _grow(self, rect, still):
+        """
+        Move C{rect}'s edges out pixel by pixel (less than a block) while
+        what they take in is still: a window's edges seldom fall on blocks.
+        """
+        height, width = still.shape
+        for _ in range(CLIP_BLOCK - 1):
+            x0, y0, x1, y1 = rect
+            if x0 > 0 and still[y0:y1, x0 - 1].all():
+                rect[0] -= 1
+            if x1 < width and still[y0:y1, x1].all():
+                rect[2] += 1
+            if y0 > 0 and still[y0 - 1, x0:x1].all():
+                rect[1] -= 1
+            if y1 < height and still[y1, x0:x1].all():
+                rect[3] += 1
+            if rect == [x0, y0, x1, y1]:
+                break
 
 
 class _Trace:
@@ -174,6 +344,7 @@ class VideoStream:
         self._sendSeq = 0
         self._done = {}
         self.reportId = random.getrandbits(32)
+        self.still = StillAreas(rect)
 
     @property
     def sized(self):
@@ -495,6 +666,9 @@ class StreamManager:
         stream.lastCapture = now
         left, top, right, bottom = stream.frameRect
         pixels = self.source.framebuffer()[top:bottom, left:right].copy()
+        # Before the frame (a synchronous encoder sends it at once): the
+        # client shows it, and the ones it still holds, inside the new clip.
+        self._updateClip(stream, pixels)
         stamp = (self.channel.mmTime() + int(self.rate.delayMs)) & 0xFFFFFFFF
         if self._lastStamp is not None and 0 < (self._lastStamp - stamp) & 0xFFFFFFFF < 1 << 31:
             stamp = self._lastStamp  # never earlier than the frame before
@@ -504,6 +678,41 @@ class StreamManager:
         d = stream.encoder.encode(pixels, now * 1000.0, self.rate)
         d.addCallback(self._encoded, stream, seq, frameRect, stamp)
         d.addErrback(self._failed, stream, seq)
+
+    def _updateClip(self, stream, pixels):
+        """
+        Follow the still parts of C{stream}'s frames; when they change, send
+        the new clip and the newly still rectangles losslessly.
+        """
+        if stream.still.rect != stream.frameRect:
+            # A sized stream: its frames cover another rectangle now.
+            if stream.still.rects:
+                self.channel.sendMessage("STREAM_CLIP", id=stream.id, clip=None)
+            stream.still = StillAreas(stream.frameRect)
+        before = stream.still.rects
+        rects = stream.still.update(pixels)
+        if rects is None:
+            return
+        visible = [stream.frameRect]
+        while True:
+            visible = [stream.frameRect]
+            for rect in rects:
+                visible = subtract(visible, rect)
+            if len(visible) <= MAX_CLIP_RECTS or not rects:
+                break
+            rects = sorted(rects, key=area)[1:]
+            stream.still.rects = rects
+        if not rects:
+            self.log.debug("stream {id}: unclipped", id=stream.id)
+            self.channel.sendMessage("STREAM_CLIP", id=stream.id, clip=None)
+            return
+        self.log.debug("stream {id}: clipped, still {rects}", id=stream.id, rects=rects)
+        self.channel.sendMessage(
+            "STREAM_CLIP", id=stream.id,
+            clip=[dict(left=l, top=t, right=r, bottom=b) for l, t, r, b in visible])
+        for rect in rects:
+            if rect not in before:
+                self.channel.refresh(rect)
 
     def _encoded(self, data, stream, seq, frameRect, stamp):
         stream.inFlight -= 1

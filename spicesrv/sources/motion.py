@@ -135,6 +135,21 @@ def desktopPicture(width, height):
     return frame
 
 
+def windowPicture(width, height):
+    """
+    A still dialog box, C{(height, width, 4)} BGRX: a grey body with a
+    dark border, a blue title bar and a few dark lines of "text".
+    """
+    picture = np.empty((height, width, 4), np.uint8)
+    picture[...] = (236, 236, 236, 255)
+    picture[:min(height, 18), :, :3] = (150, 80, 50)
+    for y in range(26, height - 6, 10):
+        picture[y:y + 3, 8:max(8, width - 8 - (y * 7) % 40), :3] = 40
+    picture[[0, -1], :, :3] = 20
+    picture[:, [0, -1], :3] = 20
+    return picture
+
+
 def drawFrameCode(frame, n, left, bottom):
     """
     Draw C{n} as a bar code whose bottom-left corner is at C{(left,
@@ -197,6 +212,8 @@ class MotionSource(FramebufferSource):
             left, top = (width - w) // 2, (height - h) // 2
             rect = (left, top, left + w, top + h)
         self.rect = tuple(rect)
+        #: A still window drawn over the moving picture, or L{None}.
+        self.overlay = None
         self.frameNumber = -1
         self.frameTimes = {}
         #: CPU seconds the drawing took (on the drawing thread).
@@ -316,10 +333,22 @@ class MotionSource(FramebufferSource):
         else:
             self.frame[top:bottom, left:right] = self.render(n)
             damaged = [(left, top, right, bottom)]
+            if self.overlay is not None:
+                x0, y0, x1, y1 = self.overlay
+                self.frame[y0:y1, x0:x1] = windowPicture(x1 - x0, y1 - y0)
+                damaged.append(self.overlay)
         self.frameNumber = n
         self.frameTimes[n] = time.monotonic()
         self.frameTimes.pop(n - FRAME_TIMES_KEPT, None)
         return damaged
+
+    def setOverlay(self, rect):
+        """
+        Draw a still window (L{windowPicture}) at C{rect} over every frame
+        from the next one on, as a dialog opened over a video player; with
+        L{None}, the window goes.
+        """
+        self.overlay = None if rect is None else tuple(rect)
 
     # -- running ---------------------------------------------------------------------
 

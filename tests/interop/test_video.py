@@ -155,6 +155,57 @@ class VideoStreamTests(InteropTestCase):
         self.assertTrue(pixelsEqual(final, self.source.framebuffer()))
 
     @defer.inlineCallbacks
+    def test_windowOverVideoIsClipped(self):
+        """
+        A still dialog drawn over the playing video: the server clips it out
+        of the stream (STREAM_CLIP) and sends it losslessly; spice-gtk shows
+        it pixel-exact while the video around it keeps playing close to the
+        source's frames.  When the dialog goes, the clip goes and the
+        frames show the video there again.
+        """
+        port = yield self.startServer()
+        client = yield self.startClient(port)
+        yield client.waitForChannelsOpened((1, 2), timeout=20)
+        yield self.waitForSamePicture(client, self.source)
+        left, top, right, bottom = self.source.rect
+        yield client.check("watch", code=[left, bottom, CODE_BITS, CODE_BLOCK])
+        self.source.start()
+        yield self.waitUntil(lambda: self.display().streams.streams, timeout=20)
+        (stream,) = self.display().streams.streams.values()
+        window = (left + 101, top + 77, left + 333, top + 231)
+        self.source.setOverlay(window)
+        yield self.waitUntil(lambda: stream.still.rects == [window], timeout=20)
+        first = len(client.events)
+        yield self.waitUntil(lambda: sum(1 for e in client.events[first:]
+                                         if e["event"] == "frame") >= 15, timeout=20)
+        self.assertIs(self.display().streams.streams.get(stream.id), stream)
+
+        shown = yield self.clientPixels(client, "clipped")
+        x0, y0, x1, y1 = window
+        self.assertTrue(pixelsEqual(shown[y0:y1, x0:x1], self.source.frame[y0:y1, x0:x1]))
+        area = shown[top:bottom, left:right]
+        n = readFrameCode(area, 0, bottom - top)
+        expected = self.source.render(n)
+        expected[y0 - top:y1 - top, x0 - left:x1 - left] = self.source.frame[y0:y1, x0:x1]
+        quality = psnr(area, expected)
+        self.assertGreater(quality, PSNR_BOUND, "frame %d shown at %.1f dB" % (n, quality))
+
+        self.source.setOverlay(None)
+        yield self.waitUntil(lambda: stream.still.rects == [], timeout=20)
+        first = len(client.events)
+        yield self.waitUntil(lambda: sum(1 for e in client.events[first:]
+                                         if e["event"] == "frame") >= 10, timeout=20)
+        shown = yield self.clientPixels(client, "unclipped")
+        area = shown[top:bottom, left:right]
+        n = readFrameCode(area, 0, bottom - top)
+        quality = psnr(area, self.source.render(n))
+        self.assertGreater(quality, PSNR_BOUND, "frame %d shown at %.1f dB" % (n, quality))
+
+        self.source.stop()
+        yield self.waitUntil(lambda: not self.display().streams.streams, timeout=20)
+        yield self.waitForSamePicture(client, self.source)
+
+    @defer.inlineCallbacks
     def test_streamingOff(self):
         """
         With streaming video off the same motion goes losslessly: no stream,
