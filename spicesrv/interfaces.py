@@ -1,6 +1,11 @@
 """
 The zope interfaces of spicesrv.
 
+Every interface is here and nothing else (the project's rule, as
+C{twisted.internet.interfaces}), each method with its parameters
+documented; that one contract in one place is why the module is longer
+than the others.
+
 They model libspice-server's instance interfaces (``spice.h``): every device
 an embedder hands to :meth:`spicesrv.server.SpiceServer.addInterface`
 provides :class:`ISpiceBase` plus one of the device interfaces below.  As in

@@ -20,7 +20,8 @@ from spicesrv.interfaces import (
     IAgent, IDisplaySource, IKeyboard, IMonitorLayout, IMouse, ITablet)
 from spicesrv.plugin import sourcePlugins
 from spicesrv.sources import x11clipboard
-from spicesrv.sources.x11 import X11Source, X11SourceError, boundingBox
+from spicesrv.sources.x11 import X11Source, X11SourceError
+from spicesrv.sources.x11devices import boundingBox
 from spicesrv.sources.x11keys import EXTENDED
 from spicesrv.agent import Monitor
 from spicesrv.testing import LogCapture, RecordingAgentClients, RecordingObserver
