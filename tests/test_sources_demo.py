@@ -250,6 +250,32 @@ class KeyboardTests(DemoTestCase):
         self.clock.advance(0)
         self.assertDamageCovers(before, self.snapshot())
 
+    def test_wrap(self):
+        """
+        Lines are broken greedily: each takes characters while their widths
+        fit the limit, and at least one, as a loop over the characters
+        would break them.
+        """
+        def reference(paragraph, limit):
+            lines, line, used = [], "", 0
+            for char in paragraph:
+                width = self.demo._font.getlength(char)
+                if line and used + width > limit:
+                    lines.append(line)
+                    line, used = "", 0
+                line += char
+                used += width
+            lines.append(line)
+            return lines
+        import random
+        rng = random.Random(4)
+        alphabet = "aiIlmMW .,;:!?_-0123456789éß€\u200b"
+        for limit in (0, 3, 7, 40, 100, 1012):
+            for length in (0, 1, 2, 5, 60, 700):
+                paragraph = "".join(rng.choice(alphabet) for _ in range(length))
+                self.assertEqual(self.demo._wrap(paragraph, limit),
+                                 reference(paragraph, limit), (paragraph, limit))
+
     def test_leds(self):
         keyboard = self.demo.keyboard
         self.assertEqual(keyboard.get_leds(), 0)

@@ -22,6 +22,8 @@ import io
 import json
 import struct
 import time
+from bisect import bisect_right
+from itertools import accumulate
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -778,18 +780,25 @@ class DemoSource(FramebufferSource):
         return lines[-rows:]
 
     def _wrap(self, paragraph, limit):
-        lines, line, used = [], "", 0
-        for char in paragraph:
-            if char not in self._char_widths:
-                self._char_widths[char] = self._font.getlength(char)
-            width = self._char_widths[char]
-            if line and used + width > limit:
-                lines.append(line)
-                line, used = "", 0
-            line += char
-            used += width
-        lines.append(line)
-        return lines
+        """
+        Break C{paragraph} into lines greedily: each line takes characters
+        while their widths add up to at most C{limit} pixels, and at least
+        one.  The widths are summed once for the paragraph and each line's
+        end is found by bisection, so a long paragraph (the typed text may
+        be one of 10,000 characters) costs a few steps per line, not per
+        character.
+        """
+        widths = self._char_widths
+        for char in set(paragraph).difference(widths):
+            widths[char] = self._font.getlength(char)
+        # ends[i]: the width of paragraph[:i]
+        ends = list(accumulate(map(widths.__getitem__, paragraph), initial=0))
+        lines, start = [], 0
+        while start < len(paragraph):
+            end = max(start + 1, bisect_right(ends, ends[start] + limit, start + 1) - 1)
+            lines.append(paragraph[start:end])
+            start = end
+        return lines or [""]
 
     def _draw_status(self):
         """
