@@ -255,15 +255,17 @@ class ChannelProtocol(Protocol):
     def _turnSpent(self):
         """
         Whether to stop handling client messages for now: this reactor
-        turn's share (L{MAX_MESSAGES_PER_TURN}, L{MAX_BYTES_PER_TURN}) is
-        used up, or the channel holds its input (L{holdReading}).  The
-        socket is then not read until the rest has been handled.
+        turn's share (L{MAX_MESSAGES_PER_TURN}, L{MAX_BYTES_PER_TURN}, and
+        the subclass's own L{turnShareSpent}) is used up, or the channel
+        holds its input (L{holdReading}).  The socket is then not read until
+        the rest has been handled.
         """
         if self._readingHeld:
             self.transport.pauseProducing()
             return True
         if (self._turnMessages < MAX_MESSAGES_PER_TURN
-                and self._turnBytes < MAX_BYTES_PER_TURN):
+                and self._turnBytes < MAX_BYTES_PER_TURN
+                and not self.turnShareSpent()):
             return False
         self.transport.pauseProducing()
         if self._continueCall is None:
@@ -277,12 +279,28 @@ class ChannelProtocol(Protocol):
         """
         self._continueCall = None
         self._turnMessages = self._turnBytes = 0
+        self.turnStarted()
         if not self.connected or self.closing or self._readingHeld:
             return
         self.dataReceived(b"")
         if (self.connected and not self.closing and self._continueCall is None
                 and not self._readingHeld):
             self.transport.resumeProducing()
+
+    def turnShareSpent(self):
+        """
+        Whether the work this channel's messages caused uses up its share of
+        the reactor turn by a measure of its own (the inputs channel: the
+        scancodes given to the keyboard).  Counted from the last
+        L{turnStarted}; the base channel has no such measure.
+        """
+        return False
+
+    def turnStarted(self):
+        """
+        The channel reads again in a new reactor turn: a subclass with a
+        L{turnShareSpent} of its own starts counting afresh.
+        """
 
     def holdReading(self):
         """

@@ -671,19 +671,60 @@ class InputsChannelTests(Setup, unittest.TestCase):
         without reading its socket, and the rest in the next turns.
         """
         from spicesrv.channel import MAX_MESSAGES_PER_TURN
-        message = INPUTS_CLIENT["KEY_DOWN"]
+        message = INPUTS_CLIENT["MOUSE_PRESS"]
         one = self.inputs.protocol
-        flood = b"".join(MINI_HEADER.pack(message.number, 4) + message.pack(code=0x1E)
+        body = message.pack(button=1, buttons_state=1)
+        flood = b"".join(MINI_HEADER.pack(message.number, len(body)) + body
                          for _ in range(3 * MAX_MESSAGES_PER_TURN))
         one.dataReceived(flood)
-        self.assertEqual(len(self.keyboard.scancodes), MAX_MESSAGES_PER_TURN)
+        self.assertEqual(len(self.mouse.events), MAX_MESSAGES_PER_TURN)
         self.assertEqual(self.inputs.transport.producerState, "paused")
         oneTurn(self.server.clock)
-        self.assertEqual(len(self.keyboard.scancodes), 2 * MAX_MESSAGES_PER_TURN)
+        self.assertEqual(len(self.mouse.events), 2 * MAX_MESSAGES_PER_TURN)
         oneTurn(self.server.clock)
-        self.assertEqual(len(self.keyboard.scancodes), 3 * MAX_MESSAGES_PER_TURN)
+        self.assertEqual(len(self.mouse.events), 3 * MAX_MESSAGES_PER_TURN)
         oneTurn(self.server.clock)
         self.assertEqual(self.inputs.transport.producerState, "producing")
+
+    def test_scancodesPerTurnOverMessages(self):
+        """
+        The keyboard's share of a reactor turn counts the scancodes of all
+        the turn's messages: a flood of one-key messages reaches it
+        L{MAX_SCANCODES_PER_TURN} scancodes a turn, in order, with the
+        socket unread until they are all handled.
+        """
+        from spicesrv.channels.inputs import MAX_SCANCODES_PER_TURN
+        message = INPUTS_CLIENT["KEY_SCANCODE"]
+        codes = [0x1E, 0x9E] * 50 + [0x1F]
+        flood = b"".join(MINI_HEADER.pack(message.number, 1) + message.pack(codes=bytes([c]))
+                         for c in codes)
+        self.inputs.protocol.dataReceived(flood)
+        self.assertEqual(self.keyboard.scancodes, codes[:MAX_SCANCODES_PER_TURN])
+        self.assertEqual(self.inputs.transport.producerState, "paused")
+        turns = 1
+        while self.inputs.transport.producerState == "paused":
+            before = len(self.keyboard.scancodes)
+            oneTurn(self.server.clock)
+            turns += 1
+            self.assertLessEqual(len(self.keyboard.scancodes) - before, MAX_SCANCODES_PER_TURN)
+        self.assertEqual(self.keyboard.scancodes, codes)
+        self.assertEqual(turns, -(-len(codes) // MAX_SCANCODES_PER_TURN))
+
+    def test_longScancodesThenShortOnesShareTurns(self):
+        """
+        After the rest of a long KEY_SCANCODE, the held messages that follow
+        are handled within the same per-turn share.
+        """
+        from spicesrv.channels.inputs import MAX_SCANCODES_PER_TURN
+        first = bytes([0x1E, 0x9E]) * 20
+        self.inputs.send(INPUTS_CLIENT["KEY_SCANCODE"], codes=first)
+        for _ in range(20):
+            self.inputs.send(INPUTS_CLIENT["KEY_SCANCODE"], codes=b"\x1f")
+        while self.inputs.transport.producerState == "paused":
+            before = len(self.keyboard.scancodes)
+            oneTurn(self.server.clock)
+            self.assertLessEqual(len(self.keyboard.scancodes) - before, MAX_SCANCODES_PER_TURN)
+        self.assertEqual(bytes(self.keyboard.scancodes), first + b"\x1f" * 20)
 
     def test_buttonsAndWheel(self):
         self.inputs.send(INPUTS_CLIENT["MOUSE_PRESS"], button=1, buttons_state=1)

@@ -15,11 +15,12 @@ from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.trial import unittest
 
 from spicesrv.channel import ACK_WINDOW_FACTOR, MINI_HEADER
+from spicesrv.channels.inputs import MAX_SCANCODES_PER_TURN
 from spicesrv.display.cursor import Cursor
 from spicesrv.sources.demo import DemoSource
 from spicesrv.testing import (
-    SERVER_TABLES, FakeDisplaySource, ServerMessages, initDisplayChannel, linkMessage,
-    makeTestServer, parseLinkReply, ticketBytes)
+    SERVER_TABLES, FakeDisplaySource, RecordingObserver, ServerMessages, initDisplayChannel,
+    linkMessage, makeTestServer, parseLinkReply, ticketBytes)
 from spicesrv.wire.constants import ChannelType, LinkErr, MouseMode
 from spicesrv.wire.messages import INPUTS_CLIENT, MAIN_CLIENT
 
@@ -133,7 +134,7 @@ class CountingDemo:
     """
 
     def __init__(self):
-        self.demo = DemoSource(clock=task.Clock())
+        self.demo = DemoSource(clock=task.Clock(), scheduler=reactor)
         self.scancodes = 0
         self.positions = 0
         push, position = self.demo.keyboard.push_scan_freg, self.demo.tablet.position
@@ -147,6 +148,25 @@ class CountingDemo:
             position(x, y, buttons)
         self.demo.keyboard.push_scan_freg = countedPush
         self.demo.tablet.position = countedPosition
+
+
+class ReactorTurns:
+    """
+    Numbers the real reactor's turns: one turn is its timed calls and then
+    one poll of the sockets (C{doIteration}); L{now} is the current turn's
+    number.
+    """
+
+    def __init__(self, testcase):
+        self.now = 0
+        poll = reactor.doIteration
+
+        def counted(timeout):
+            try:
+                poll(timeout)
+            finally:
+                self.now += 1
+        testcase.patch(reactor, "doIteration", counted)
 
 
 class FloodTests(unittest.TestCase):
@@ -187,6 +207,43 @@ class FloodTests(unittest.TestCase):
         yield self.servedMeanwhile(loopback)
         self.assertGreater(counting.scancodes, 0)
         self.assertLess(counting.scancodes, messages * len(codes))
+
+    @defer.inlineCallbacks
+    def test_oneKeyMessagesFlood(self):
+        """
+        A flood of one-scancode KEY_SCANCODE messages, as a client sends a
+        held key: no reactor turn gives the keyboard more than its share of
+        scancodes, the demo tells its observers of the keys at most once per
+        turn, and another client links and gets its picture while the flood
+        is still being worked through.
+        """
+        counting = CountingDemo()
+        loopback = LoopbackServer(self, *counting.demo.devices())
+        observer = RecordingObserver()
+        counting.demo.addObserver(observer)
+        _, inputs = yield self.flooder(loopback)
+        turns = ReactorTurns(self)
+        perTurn = {}
+        push = counting.demo.keyboard.push_scan_freg
+
+        def recordedPush(byte):
+            perTurn[turns.now] = perTurn.get(turns.now, 0) + 1
+            push(byte)
+        counting.demo.keyboard.push_scan_freg = recordedPush
+        reports = []
+        damaged = observer.damaged
+        observer.damaged = lambda rects: (reports.append(turns.now), damaged(rects))
+        message = INPUTS_CLIENT["KEY_SCANCODE"]
+        messages = 20000
+        flood = b"".join(MINI_HEADER.pack(message.number, 1) + message.pack(codes=bytes([c]))
+                         for c in [0x1E, 0x9E] * (messages // 2))
+        inputs.transport.write(flood)
+        yield self.servedMeanwhile(loopback)
+        self.assertGreater(counting.scancodes, 0)
+        self.assertLess(counting.scancodes, messages)
+        self.assertLessEqual(max(perTurn.values()), MAX_SCANCODES_PER_TURN)
+        self.assertTrue(reports)
+        self.assertEqual(len(reports), len(set(reports)))
 
     @defer.inlineCallbacks
     def test_mousePositionFlood(self):

@@ -130,6 +130,7 @@ class InterfaceTests(DemoTestCase):
     def test_remove_observer(self):
         self.demo.removeObserver(self.observer)
         press(self.demo.keyboard, A)
+        self.clock.advance(0)
         self.assertEqual(self.observer.events, [])
 
 
@@ -141,7 +142,68 @@ class KeyboardTests(DemoTestCase):
         after = self.snapshot()
         self.assertFalse(np.array_equal(self.text_area(before),
                                         self.text_area(after)))
+        self.clock.advance(0)
         self.assertDamageCovers(before, after)
+
+    def test_keys_reported_once_per_turn(self):
+        """
+        The observers hear of the keys once per reactor turn, however many
+        came in it: one report, after the turn, covering all they changed.
+        The framebuffer shows them at once.
+        """
+        before = self.snapshot()
+        press(self.demo.keyboard, *[H, I, SPACE] * 30)
+        self.assertEqual(self.observer.events, [])
+        after = self.snapshot()
+        self.assertFalse(np.array_equal(self.text_area(before),
+                                        self.text_area(after)))
+        self.clock.advance(0)
+        self.assertEqual(len(self.observer.of("damaged")), 1)
+        self.assertDamageCovers(before, after)
+        self.clock.advance(0)
+        self.assertEqual(len(self.observer.of("damaged")), 1)
+
+    def test_keys_reported_after_a_read(self):
+        """
+        The framebuffer read before the turn's report (by an observer that
+        flushed for other damage) draws the keys; the report still names
+        the rows they changed.
+        """
+        before = self.snapshot()
+        press(self.demo.keyboard, H, I)
+        self.snapshot()
+        press(self.demo.keyboard, A)
+        after = self.snapshot()
+        self.clock.advance(0)
+        self.assertDamageCovers(before, after)
+
+    def test_stop_reports_keys(self):
+        """
+        Stopping the demo tells the observers now what the last keys
+        changed, and leaves no call behind.
+        """
+        self.demo.start()
+        before = self.snapshot()
+        press(self.demo.keyboard, H)
+        after = self.snapshot()
+        self.demo.stop()
+        self.assertDamageCovers(before, after)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_scheduler(self):
+        """
+        With a scheduler of its own, the demo reports keys in that
+        scheduler's turns, and its clock only tells the time.
+        """
+        scheduler = Clock()
+        other = DemoSource(clock=self.clock, scheduler=scheduler)
+        observer = RecordingObserver()
+        other.addObserver(observer)
+        press(other.keyboard, H)
+        self.clock.advance(0)
+        self.assertEqual(observer.events, [])
+        scheduler.advance(0)
+        self.assertEqual(len(observer.of("damaged")), 1)
 
     def test_backspace(self):
         empty = self.text_area()
@@ -185,7 +247,34 @@ class KeyboardTests(DemoTestCase):
         np.testing.assert_array_equal(self.text_area(),
                                       self.text_area(before))
         self.assertFalse(np.array_equal(self.snapshot(), before))
+        self.clock.advance(0)
         self.assertDamageCovers(before, self.snapshot())
+
+    def test_wrap(self):
+        """
+        Lines are broken greedily: each takes characters while their widths
+        fit the limit, and at least one, as a loop over the characters
+        would break them.
+        """
+        def reference(paragraph, limit):
+            lines, line, used = [], "", 0
+            for char in paragraph:
+                width = self.demo._font.getlength(char)
+                if line and used + width > limit:
+                    lines.append(line)
+                    line, used = "", 0
+                line += char
+                used += width
+            lines.append(line)
+            return lines
+        import random
+        rng = random.Random(4)
+        alphabet = "aiIlmMW .,;:!?_-0123456789éß€\u200b"
+        for limit in (0, 3, 7, 40, 100, 1012):
+            for length in (0, 1, 2, 5, 60, 700):
+                paragraph = "".join(rng.choice(alphabet) for _ in range(length))
+                self.assertEqual(self.demo._wrap(paragraph, limit),
+                                 reference(paragraph, limit), (paragraph, limit))
 
     def test_leds(self):
         keyboard = self.demo.keyboard

@@ -24,10 +24,11 @@ WHEEL = {MouseButton.UP: -1, MouseButton.DOWN: 1}
 # key_scancode ... 2K is more than enough"); a bigger one closes the channel.
 MAX_INPUTS_MESSAGE = 2048
 
-# Scancodes handed to the keyboard per reactor turn; the rest of a message
-# follows in the next turns, with the client's further messages held.  A
-# keyboard device may take milliseconds per scancode (the demo redraws its
-# text for each), so a turn takes a few keystrokes, not a whole paste.
+# Scancodes handed to the keyboard per reactor turn, however many messages
+# brought them: a turn's further messages wait for the next turn, and the
+# rest of a long message follows in the next turns with the client's further
+# messages held.  A keyboard device may take milliseconds per scancode, so a
+# turn takes a few keystrokes, not a whole paste or a flood of messages.
 MAX_SCANCODES_PER_TURN = 16
 
 
@@ -65,6 +66,7 @@ class InputsChannel(ChannelProtocol):
         self._motions = 0
         self._modifiers = None
         self._scancodes = bytearray()      # waiting for the keyboard
+        self._turnScancodes = 0            # given to it in this turn
         self._keysCall = None
         self._motion = None                # (kind, x or dx, y or dy, buttons)
         self._motionCall = None
@@ -112,8 +114,9 @@ class InputsChannel(ChannelProtocol):
 
     def _push(self, scancodes):
         """
-        Hand C{scancodes} to the keyboard, at most L{MAX_SCANCODES_PER_TURN}
-        in this reactor turn; the client's next messages wait for the rest.
+        Hand C{scancodes} to the keyboard within this reactor turn's share
+        (L{MAX_SCANCODES_PER_TURN}, counted over all the turn's messages);
+        the client's next messages wait for the rest.
         """
         self._flushMotion()
         if self.context.keyboard is None or not scancodes:
@@ -122,21 +125,44 @@ class InputsChannel(ChannelProtocol):
         self._feedKeyboard()
 
     def _feedKeyboard(self):
-        self._keysCall = None
+        """
+        Give the keyboard what is left of this turn's share of the waiting
+        scancodes; hold the client's messages while some still wait.
+        """
         keyboard = self.context.keyboard
         if keyboard is None or not self.connected:
             del self._scancodes[:]
             return
-        now = self._scancodes[:MAX_SCANCODES_PER_TURN]
-        del self._scancodes[:MAX_SCANCODES_PER_TURN]
+        room = max(0, MAX_SCANCODES_PER_TURN - self._turnScancodes)
+        now = bytes(self._scancodes[:room])
+        del self._scancodes[:room]
+        self._turnScancodes += len(now)
         for byte in now:
             keyboard.push_scan_freg(byte)
-        self.context.keyboardLedsMayHaveChanged()
+        if now:
+            self.context.keyboardLedsMayHaveChanged()
         if self._scancodes:
             self.holdReading()
-            self._keysCall = self.clock.callLater(0, self._feedKeyboard)
-        else:
+            if self._keysCall is None:
+                self._keysCall = self.clock.callLater(0, self._nextKeysTurn)
+
+    def _nextKeysTurn(self):
+        """
+        A new reactor turn for the scancodes that did not fit in the last:
+        its share goes to them, and once they are all given the client's
+        messages go on (from the turn after).
+        """
+        self._keysCall = None
+        self._turnScancodes = 0
+        self._feedKeyboard()
+        if not self._scancodes:
             self.releaseReading()
+
+    def turnShareSpent(self):
+        return self._turnScancodes >= MAX_SCANCODES_PER_TURN
+
+    def turnStarted(self):
+        self._turnScancodes = 0
 
     def msg_KEY_DOWN(self, msg):
         self._push(code_bytes(msg.code))

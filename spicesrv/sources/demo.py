@@ -22,6 +22,8 @@ import io
 import json
 import struct
 import time
+from bisect import bisect_right
+from itertools import accumulate
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -311,16 +313,22 @@ class DemoSource(FramebufferSource):
     log = Logger()
     migration_key = "display.demo"
 
-    def __init__(self, width=1024, height=768, clock=None):
+    def __init__(self, width=1024, height=768, clock=None, scheduler=None):
         """
         @param clock: the L{twisted.internet.interfaces.IReactorTime} that
             runs and shows the clock; the global reactor by default.
+        @param scheduler: the L{twisted.internet.interfaces.IReactorTime}
+            whose next turn tells the observers what the keys changed;
+            C{clock} by default (a frozen test clock for exact pictures
+            needs the reactor here).
         """
         if clock is None:
             from twisted.internet import reactor as clock
         _check_size(width, height)
         FramebufferSource.__init__(self, width, height)
         self._clock = clock
+        self._scheduler = clock if scheduler is None else scheduler
+        self._keysCall = None
         self._ticker = LoopingCall(self._tick)
         self._ticker.clock = clock
         self._font = ImageFont.load_default()
@@ -360,10 +368,14 @@ class DemoSource(FramebufferSource):
 
     def stop(self):
         """
-        Stop the clock.
+        Stop the clock, and tell the observers now what the last keys
+        changed.
         """
         if self._ticker.running:
             self._ticker.stop()
+        if self._keysCall is not None and self._keysCall.active():
+            self._keysCall.cancel()
+            self._reportKeys()
 
     @property
     def text(self):
@@ -455,6 +467,7 @@ class DemoSource(FramebufferSource):
         text = data.decode("utf-8", "replace").replace("\r\n", "\n").replace("\t", " ")
         text = "".join(c for c in text if c == "\n" or c.isprintable())
         self._text = (self._text + text)[-MAX_TEXT:]
+        self._textChanged = True
         self._damaged([self._draw_text()])
 
     def paste_image(self, data):
@@ -555,10 +568,14 @@ class DemoSource(FramebufferSource):
 
     def _key(self, codes, text):
         """
-        The keyboard reports a key: show its codes and type its text.
+        The keyboard reports a key: note its codes and type its text.  Only
+        bookkeeping here, whatever the length of the text: the screen is
+        drawn when next read (L{framebuffer}), and the observers hear of
+        the change once per reactor turn (L{_reportKeys}), however many keys
+        came in it, so that a client flooding keys costs the others little.
         """
         self._last_key = codes
-        damage = [self._draw_status()]
+        self._statusPending = True
         if text == COPY:
             self.copy()
         elif text == PASTE:
@@ -568,8 +585,17 @@ class DemoSource(FramebufferSource):
                 self._text = self._text[:-1]
             else:
                 self._text = (self._text + text)[-MAX_TEXT:]
-            damage.append(self._draw_text())
-        self._damaged(damage)
+            self._textChanged = True
+        if self._keysCall is None:
+            self._keysCall = self._scheduler.callLater(0, self._reportKeys)
+
+    def _reportKeys(self):
+        """
+        Tell the observers what the keys of the last turn changed: the
+        status line, and the text rows that now read differently.
+        """
+        self._keysCall = None
+        self._damaged([self._status_rect(), self._draw_text()])
 
     def _tick(self):
         self._damaged([self._draw_clock()])
@@ -608,7 +634,9 @@ class DemoSource(FramebufferSource):
         self._text_panel = Image.new(
             "RGB", (width, TEXT_HEIGHT), TEXT_BACKGROUND)
         self._shown_lines = []
-        self._textRowsPending = set()
+        self._textChanged = True
+        self._textRowsPending = set()        # to draw into the framebuffer
+        self._textRowsUnreported = set()     # drawn or not, not yet reported
         self._statusPending = False
         self._status = Image.new(
             "RGB", (width, STATUS_HEIGHT), STATUS_BACKGROUND)
@@ -673,24 +701,42 @@ class DemoSource(FramebufferSource):
 
     def _draw_text(self):
         """
-        Redraw the rows of the text area that differ from what is shown.
+        Lay out the text if it changed (L{_layout_text}) and return the
+        rectangle of the text rows changed since the last call, or L{None}.
         """
+        self._layout_text()
+        rows = self._textRowsUnreported
+        if not rows:
+            return None
+        self._textRowsUnreported = set()
+        upper = MARGIN + min(rows) * self._line_height
+        lower = MARGIN + (max(rows) + 1) * self._line_height
+        return (0, self._text_top + upper, self.width, self._text_top + lower)
+
+    def _layout_text(self):
+        """
+        If the text changed since the last layout, wrap its last lines and
+        mark the rows that read differently for drawing (L{_render_text})
+        and for reporting (L{_draw_text}).
+        """
+        if not self._textChanged:
+            return
+        self._textChanged = False
         rows = (TEXT_HEIGHT - 2 * MARGIN) // self._line_height
         lines = self._visible_lines(rows)
         lines += [""] * (rows - len(lines))
         changed = [row for row in range(rows)
                    if self._shown_lines[row:row + 1] != lines[row:row + 1]]
         if not changed:
-            return None
+            return
         self._shown_lines = lines
-        self._textRowsPending.update(range(changed[0], changed[-1] + 1))
-        upper = MARGIN + changed[0] * self._line_height
-        lower = MARGIN + (changed[-1] + 1) * self._line_height
-        return (0, self._text_top + upper, self.width, self._text_top + lower)
+        span = range(changed[0], changed[-1] + 1)
+        self._textRowsPending.update(span)
+        self._textRowsUnreported.update(span)
 
     def _render_text(self):
         """
-        Draw the text rows marked by L{_draw_text} into the framebuffer.
+        Draw the text rows marked by L{_layout_text} into the framebuffer.
         """
         rows = sorted(self._textRowsPending)
         self._textRowsPending.clear()
@@ -708,10 +754,12 @@ class DemoSource(FramebufferSource):
     def framebuffer(self):
         """
         The framebuffer, with the text and status line brought up to date:
-        they are drawn here, once for every event since the last read,
-        rather than once per key or pointer event (a client flooding input
-        costs a few bookkeeping steps per event, not a text rendering).
+        they are laid out and drawn here, once for every event since the
+        last read, rather than once per key or pointer event (a client
+        flooding input costs a few bookkeeping steps per event, not a text
+        rendering).
         """
+        self._layout_text()
         if self._statusPending:
             self._statusPending = False
             self._render_status()
@@ -732,18 +780,25 @@ class DemoSource(FramebufferSource):
         return lines[-rows:]
 
     def _wrap(self, paragraph, limit):
-        lines, line, used = [], "", 0
-        for char in paragraph:
-            if char not in self._char_widths:
-                self._char_widths[char] = self._font.getlength(char)
-            width = self._char_widths[char]
-            if line and used + width > limit:
-                lines.append(line)
-                line, used = "", 0
-            line += char
-            used += width
-        lines.append(line)
-        return lines
+        """
+        Break C{paragraph} into lines greedily: each line takes characters
+        while their widths add up to at most C{limit} pixels, and at least
+        one.  The widths are summed once for the paragraph and each line's
+        end is found by bisection, so a long paragraph (the typed text may
+        be one of 10,000 characters) costs a few steps per line, not per
+        character.
+        """
+        widths = self._char_widths
+        for char in set(paragraph).difference(widths):
+            widths[char] = self._font.getlength(char)
+        # ends[i]: the width of paragraph[:i]
+        ends = list(accumulate(map(widths.__getitem__, paragraph), initial=0))
+        lines, start = [], 0
+        while start < len(paragraph):
+            end = max(start + 1, bisect_right(ends, ends[start] + limit, start + 1) - 1)
+            lines.append(paragraph[start:end])
+            start = end
+        return lines or [""]
 
     def _draw_status(self):
         """
@@ -752,6 +807,9 @@ class DemoSource(FramebufferSource):
         meanwhile.  Return the rectangle it covers.
         """
         self._statusPending = True
+        return self._status_rect()
+
+    def _status_rect(self):
         top = self._status_top
         return (0, top, self.width, top + STATUS_HEIGHT)
 

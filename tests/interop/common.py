@@ -31,13 +31,14 @@ def pixelsEqual(client, source):
 class RunningServer:
     """
     A spicesrv server listening on a free loopback port in this process,
-    showing a demo screen whose clock is frozen (so pictures are exact).
+    showing a demo screen whose clock is frozen (so pictures are exact);
+    what keys change reaches the clients in the reactor's turns.
     """
 
     def __init__(self, testcase, **kwargs):
         self.clock = task.Clock()
         self.clock.advance(3600)
-        self.source = DemoSource(clock=self.clock)
+        self.source = DemoSource(clock=self.clock, scheduler=reactor)
         self.server = SpiceServer(clock=reactor, **kwargs)
         self.server.startService()
         testcase.addCleanup(self.server.stopService)
