@@ -9,7 +9,6 @@ import struct
 
 import numpy
 import simplejpeg
-from PIL import Image, ImageDraw
 from twisted.trial import unittest
 
 from spicesrv.display import encoders, stills
@@ -19,6 +18,7 @@ from spicesrv.testing import (
     ClientSurface, FakeDisplaySource, TestClientChannel, makeTestServer)
 from spicesrv.wire.constants import ChannelType, DisplayCap
 from spicesrv.wire.messages import DISPLAY_CLIENT
+from tests.pictures import textPicture, uiPicture
 from tests.test_channels import Setup, displayInit
 
 #: The least PSNR (dB) a photograph sent as JPEG (quality 85) keeps.
@@ -28,40 +28,6 @@ PSNR_BOUND = 35.0
 def psnr(a, b):
     mse = numpy.mean((a[..., :3].astype(numpy.float64) - b[..., :3]) ** 2)
     return float("inf") if mse == 0 else 10 * numpy.log10(255.0 ** 2 / mse)
-
-
-def bgrx(image):
-    rgb = numpy.asarray(image.convert("RGB"))
-    frame = numpy.empty(rgb.shape[:2] + (4,), numpy.uint8)
-    frame[..., :3] = rgb[..., ::-1]
-    frame[..., 3] = 255
-    return frame
-
-
-def textPicture(width=800, height=300, background=(255, 255, 255)):
-    image = Image.new("RGB", (width, height), background)
-    draw = ImageDraw.Draw(image)
-    for line in range(height // 22):
-        draw.text((10, 6 + 22 * line), "The quick brown fox jumps over the lazy dog. "
-                  "0123456789 " * 2, fill=(0, 0, 0))
-    return bgrx(image)
-
-
-def uiPicture(width=800, height=300):
-    """
-    Buttons, a title bar with a gradient, borders and labels.
-    """
-    image = Image.new("RGB", (width, height), (236, 236, 236))
-    draw = ImageDraw.Draw(image)
-    for x in range(width):
-        draw.line([(x, 0), (x, 28)], fill=(40 + x * 80 // width, 80, 160))
-    for i in range(6):
-        left = 20 + i * 120
-        draw.rectangle((left, 32, left + 100, 60), fill=(250, 250, 250), outline=(90, 90, 90))
-        draw.text((left + 12, 40), "Button %d" % i, fill=(0, 0, 0))
-    if height > 160:
-        draw.rectangle((20, 120, width - 20, height - 20), outline=(120, 120, 120))
-    return bgrx(image)
 
 
 class JpegImageTests(unittest.TestCase):
