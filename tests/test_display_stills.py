@@ -201,12 +201,7 @@ class StillsTests(unittest.TestCase):
         self.assertEqual(dict(still.sent), {"jpeg": 3, "lz4": 1})  # 4 rows: too low
 
 
-class DisplayStillsTests(Setup, unittest.TestCase):
-    """
-    The display channel sends a photograph as JPEG where the policy says,
-    text losslessly, and every JPEG area exactly once the link is idle.
-    """
-
+class StillsSetup(Setup):
     def linkPicture(self, picture, jpegWan="always", caps=(DisplayCap.LZ4_COMPRESSION,), **kw):
         self.server = makeTestServer(disable_ticketing=True, jpeg_wan_compression=jpegWan, **kw)
         source = FakeDisplaySource(picture.shape[1], picture.shape[0])
@@ -217,6 +212,13 @@ class DisplayStillsTests(Setup, unittest.TestCase):
         self.session_id = self.main.next("INIT").session_id
         display = self.link(ChannelType.DISPLAY, channel_caps=set(caps))
         return display
+
+
+class DisplayStillsTests(StillsSetup, unittest.TestCase):
+    """
+    The display channel sends a photograph as JPEG where the policy says,
+    text losslessly, and every JPEG area exactly once the link is idle.
+    """
 
     def test_photoAsJpegThenExact(self):
         picture = numpy.concatenate([textPicture(512, 256), scrollPicture(512, 256)], axis=1)
@@ -340,3 +342,72 @@ class DisplayStillsTests(Setup, unittest.TestCase):
         self.server.clock.advance(0)
         types = [r.src_bitmap[8] for n, r in display.take() if n == "DRAW_COPY"]
         self.assertEqual(set(types), {109})
+
+
+class WanProbeTests(unittest.TestCase):
+    def test_fast(self):
+        probe = stills.WanProbe(10.0, 256 * 1024)
+        self.assertIsNone(probe.check(10.01, 100 * 1024))
+        self.assertGreaterEqual(probe.check(10.02, 0), stills.WAN_RATE)
+
+    def test_slow(self):
+        probe = stills.WanProbe(10.0, 256 * 1024)
+        deadline = 256 * 1024 / stills.WAN_RATE
+        self.assertIsNone(probe.check(10.0 + deadline * 0.9, 10 * 1024))
+        rate = probe.check(10.0 + deadline * 2, 128 * 1024)
+        self.assertAlmostEqual(rate, 128 * 1024 / (deadline * 2))
+        self.assertLess(rate, stills.WAN_RATE)
+
+
+class DisplayProbeTests(StillsSetup, unittest.TestCase):
+    """
+    With C{auto}, a first picture with photographs tests the link with its
+    first strips; the rest goes as JPEG on a slow link, losslessly on a fast
+    one.  A first picture without photographs goes whole, as before.
+    """
+
+    def firstPicture(self, picture, queued):
+        display = self.linkPicture(picture, jpegWan="auto")
+        backlog = [queued]
+        display.channel.queuedBytes = lambda: backlog[0]
+        displayInit(display)
+        first = display.take()
+        names = [n for n, _ in first]
+        self.assertEqual(names[-1], "MARK")
+        sent = sum(len(r.src_bitmap) for n, r in first if n == "DRAW_COPY")
+        return display, first, sent, backlog
+
+    def test_slowLink(self):
+        picture = scrollPicture(1024, 600)
+        display, first, sent, backlog = self.firstPicture(picture, 300 * 1024)
+        self.assertGreaterEqual(sent, stills.PROBE_BYTES)
+        self.assertLess(sent, stills.PROBE_BYTES + 300 * 1024)
+        self.server.clock.advance(0)
+        self.assertEqual(display.take(), [])   # waiting for the verdict
+        for _ in range(100):
+            self.server.clock.advance(stills.PROBE_POLL)
+            backlog[0] = max(1, backlog[0] - 2000)  # 200 KB/s
+        backlog[0] = 0
+        self.server.clock.advance(0)
+        self.assertLess(display.channel.stills.probedRate, stills.WAN_RATE)
+        rest = display.take()
+        types = {r.src_bitmap[8] for n, r in rest if n == "DRAW_COPY"}
+        self.assertEqual(types, {105})
+        surface = ClientSurface().applyAll(first + rest)
+        self.assertGreater(psnr(surface.pixels, picture), PSNR_BOUND)
+
+    def test_fastLink(self):
+        picture = scrollPicture(1024, 600)
+        display, first, sent, backlog = self.firstPicture(picture, 300 * 1024)
+        backlog[0] = 0
+        self.server.clock.advance(stills.PROBE_POLL)
+        self.server.clock.advance(0)
+        self.assertGreaterEqual(display.channel.stills.probedRate, stills.WAN_RATE)
+        surface = ClientSurface().applyAll(first + display.take())
+        self.assertEqual(set(surface.imageTypes), {109})
+        numpy.testing.assert_array_equal(surface.pixels, picture)
+
+    def test_noPhotographs(self):
+        display, first, sent, backlog = self.firstPicture(uiPicture(1024, 600), 300 * 1024)
+        self.assertEqual(ClientSurface().applyAll(first).imageTypes, [109])
+        self.assertIsNone(display.channel._wanProbe)

@@ -93,6 +93,7 @@ class DisplayChannel(ChannelProtocol):
         self.encoding = self.stills.policy.lossless(self.clientHasLz4)
         self._flushCall = None
         self._idleCall = None
+        self._wanProbe = self._wanProbeCall = None
         self._paused = False
         self.bytesWritten = 0
         self.streams = StreamManager(self, source, self.clock, self.context.videoEncoder(),
@@ -126,8 +127,47 @@ class DisplayChannel(ChannelProtocol):
         self.sendMessage("INVAL_ALL_PALETTES")
         self._createSurface()
         self.source.addObserver(self)
-        self._sendWholeSurface()
+        if self.stills.wantsProbe(self.source.framebuffer(), self.streams.rate.rate):
+            self._testLink()
+        else:
+            self._sendWholeSurface()
         self.sendMessage("MARK")
+
+    def _testLink(self):
+        """
+        The first picture has photographs, which go as JPEG only on a slow
+        link, and the link was never measured: its first strips go
+        losslessly, the rest once the link's speed is known
+        (L{stills.WanProbe}).
+        """
+        self.damage.take()
+        self.exact.take()
+        frame = self.source.framebuffer()
+        width, height = self.source.width, self.source.height
+        start = self.bytesWritten
+        for strip in strips((0, 0, width, height)):
+            if self.bytesWritten - start >= stills.PROBE_BYTES:
+                self.damage.add((0, strip[1], width, height))
+                break
+            self._drawCopy(frame, strip)
+        if self.damage:
+            self._wanProbe = stills.WanProbe(self.clock.seconds(), self.queuedBytes())
+            self._wanProbeCall = self.clock.callLater(stills.PROBE_POLL, self._checkLinkTest)
+
+    def _checkLinkTest(self):
+        self._wanProbeCall = None
+        rate = self._wanProbe.check(self.clock.seconds(), self.queuedBytes())
+        if rate is None:
+            self._wanProbeCall = self.clock.callLater(stills.PROBE_POLL, self._checkLinkTest)
+            return
+        self._wanProbe = None
+        self.stills.probedRate = rate
+        self.peerLog.info("STILLS", "{session} {channel}: the link carries {mbit:.1f} Mbit/s "
+                          "or more; photographs go {how}", session=self.session.id,
+                          channel=self.name, mbit=rate * 8 / 1e6,
+                          how="as JPEG" if self.stills.policy.jpegAllowed(rate)
+                          else "losslessly")
+        self._scheduleFlush()
 
     def migrationData(self):
         return dict(ChannelProtocol.migrationData(self), initialized=self.initialized,
@@ -176,10 +216,10 @@ class DisplayChannel(ChannelProtocol):
         self.streams.stop()
         if self.initialized:
             self.source.removeObserver(self)
-        for call in (self._flushCall, self._idleCall):
+        for call in (self._flushCall, self._idleCall, self._wanProbeCall):
             if call is not None and call.active():
                 call.cancel()
-        self._flushCall = self._idleCall = None
+        self._flushCall = self._idleCall = self._wanProbeCall = None
 
     def _createSurface(self):
         width, height = self.source.width, self.source.height
@@ -349,7 +389,7 @@ class DisplayChannel(ChannelProtocol):
         self._scheduleIdleRefresh()
 
     def _sendDamage(self, respectWindow):
-        if respectWindow and not self.canSend():
+        if respectWindow and (not self.canSend() or self._wanProbe is not None):
             return
         if not (self.damage or self.exact):
             self._scheduleIdleRefresh()
