@@ -162,11 +162,11 @@ class DisplayChannel(ChannelProtocol):
             return
         self._wanProbe = None
         self.stills.probedRate = rate
-        self.peerLog.info("STILLS", "{session} {channel}: the link carries {mbit:.1f} Mbit/s "
-                          "or more; photographs go {how}", session=self.session.id,
-                          channel=self.name, mbit=rate * 8 / 1e6,
-                          how="as JPEG" if self.stills.policy.jpegAllowed(rate)
-                          else "losslessly")
+        slow = self.stills.policy.jpegAllowed(rate)
+        self.peerLog.info("STILLS", "{session} {channel}: the link carries {how} {mbit:.1f} "
+                          "Mbit/s; photographs go {what}", session=self.session.id,
+                          channel=self.name, how="about" if slow else "at least",
+                          mbit=rate * 8 / 1e6, what="as JPEG" if slow else "losslessly")
         self._scheduleFlush()
 
     def migrationData(self):
