@@ -22,7 +22,7 @@ See C{benchmarks/README.md} for what each measures and the latest figures.
 
 #: Module names (in this package) that C{python3 -m benchmarks.run} runs,
 #: in order.
-BENCHMARKS = ["connect", "migration", "burst", "bulk", "load", "motion", "x11", "audio"]
+BENCHMARKS = ["connect", "migration", "burst", "bulk", "load", "motion", "stills", "x11", "audio"]
 
 
 class BenchmarkError(Exception):

@@ -1141,8 +1141,28 @@ def _runBrowser(reactor, args, tmpdir, children):
                                            np.asarray(picture), tmpdir)
     print()
     browser.printBrowser(samples, "%dx%d" % BIG)
-    print("  server: " + re.sub(r"port(=| )\d+", r"port\1PORT",
-                                re.sub(r"image:\S+/", "image:", variant.command)))
+    commands = [variant.command]
+    # A photograph, raw (spice-html5 has no LZ4) against JPEG
+    # (--jpeg-wan-compression always: on loopback "auto" finds the link
+    # fast and sends raw bitmaps).
+    from tests.pictures import photoPicture, rgbImage
+    photo = rgbImage(photoPicture(*BIG))
+    path = os.path.join(tmpdir, "browser-photo-%dx%d.png" % BIG)
+    photo.save(path)
+    for label, mode, minPsnr in (("photo raw", "never", None),
+                                 ("photo JPEG", "always", 35.0)):
+        (variant,) = spicesrvVariants(path, label, np.asarray(photo), tmpdir,
+                                      extraArgs=["--web-client", "--jpeg-wan-compression",
+                                                 mode],
+                                      labels=("web client " + mode, None))
+        yield startServer(reactor, variant, children)
+        samples = yield browser.measureBrowser(reactor, args, variant.process,
+                                               np.asarray(photo), tmpdir, minPsnr=minPsnr)
+        browser.printBrowser(samples, "%dx%d" % BIG, label=label, header=False)
+        commands.append(variant.command)
+    for command in commands:
+        print("  server: " + re.sub(r"port(=| )\d+", r"port\1PORT",
+                                    re.sub(r"image:\S+/", "image:", command)))
 
 
 if __name__ == "__main__":

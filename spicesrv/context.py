@@ -64,6 +64,22 @@ class ChannelContext:
         return self._server.streamingVideo
 
     @property
+    def imageCompression(self):
+        """
+        QEMU's C{image-compression} value the server was given (see
+        L{spicesrv.display.stills}).
+        """
+        return self._server.imageCompression
+
+    @property
+    def jpegWanCompression(self):
+        """
+        QEMU's C{jpeg-wan-compression}: C{"auto"}, C{"never"} or
+        C{"always"}.
+        """
+        return self._server.jpegWanCompression
+
+    @property
     def videoCodecs(self):
         """
         The server's video codecs (L{spicesrv.display.codecs.VideoCodec}s

@@ -25,6 +25,7 @@ from spicesrv.channels.display import DisplayChannel
 from spicesrv.channels.inputs import InputsChannel
 from spicesrv.channels.main import MainChannel
 from spicesrv.context import ChannelContext
+from spicesrv.display import stills
 from spicesrv.control.events import EventObservers, channelEventData
 from spicesrv.interfaces import (
     IAgent, IDisplayObserver, IDisplaySource, IKeyboard, IMigratableState, IMigration, IMouse,
@@ -119,6 +120,14 @@ class SpiceServer:
         L{spicesrv.display.codecs}), C{"auto"} or L{None} for the default.
         Codecs this process cannot encode (PyAV or an FFmpeg encoder
         missing) are left out with a log line, as libspice-server does.
+    @param image_compression: QEMU's C{image-compression}: C{"auto_glz"}
+        (the default), C{"auto_lz"}, C{"quic"}, C{"glz"}, C{"lz"},
+        C{"lz4"} or C{"off"}; spicesrv sends raw bitmaps for C{"off"},
+        LZ4 (raw to clients without it) for the others, and only the first
+        three may send photographs as JPEG (L{spicesrv.display.stills}).
+    @param jpeg_wan_compression: QEMU's C{jpeg-wan-compression}:
+        C{"auto"} (JPEG for photographs on links under 10 Mibit/s),
+        C{"never"} or C{"always"}.
     @param mm_clock: the multimedia clock's source, a callable returning
         seconds that never steps (C{time.monotonic} by default): every video
         frame and audio packet is stamped on it, so a step of the wall clock
@@ -129,7 +138,9 @@ class SpiceServer:
 
     def __init__(self, clock=None, password=None, disable_ticketing=False, name=None,
                  uuid=None, keys=None, seamless_migration=False, streaming_video="filter",
-                 video_encoder=None, video_codecs=None, mm_clock=None):
+                 video_encoder=None, video_codecs=None, mm_clock=None,
+                 image_compression=stills.DEFAULT_IMAGE_COMPRESSION,
+                 jpeg_wan_compression=stills.DEFAULT_JPEG_WAN):
         if clock is None:
             from twisted.internet import reactor as clock
         self.clock = clock
@@ -171,6 +182,10 @@ class SpiceServer:
             raise ValueError("streaming_video %r is not one of %s"
                              % (streaming_video, ", ".join(STREAMING_VIDEO_MODES)))
         self.streamingVideo = streaming_video
+        # Raises ValueError for values QEMU does not know.
+        stills.StillPolicy(image_compression, jpeg_wan_compression)
+        self.imageCompression = image_compression
+        self.jpegWanCompression = jpeg_wan_compression
         self._videoEncoder = video_encoder
         self.videoCodecs = self._usableVideoCodecs(video_codecs)
         self.registry.register(ChannelType.MAIN, 0, MainChannel)

@@ -131,6 +131,14 @@ class BaseOptions(usage.Options):
         ["streaming-video", None, "filter", "Send areas that change like video as video "
          "streams: filter (those that also look like video; the default), all, or off "
          "(everything lossless), as QEMU's streaming-video."],
+        ["image-compression", None, "auto_glz", "Still images, as QEMU's image-compression: "
+         "auto_glz (the default), auto_lz, quic, glz, lz, lz4 or off. spicesrv has raw, LZ4 "
+         "and JPEG: off is raw bitmaps; the others are LZ4 (raw for clients without it), "
+         "and auto_glz, auto_lz and quic also send photographs as JPEG as "
+         "--jpeg-wan-compression says (text and UI stay lossless)."],
+        ["jpeg-wan-compression", None, "auto", "Photographs as JPEG, as QEMU's "
+         "jpeg-wan-compression: auto (for clients on links under 10 Mibit/s), never or "
+         "always; an area sent as JPEG is sent again losslessly once the link is idle."],
         ["web-client-dir", None, None, "With --web-client: the spice-html5 directory (default: "
          "where Debian's spice-html5 package puts it, /usr/share/spice-html5)."],
         ["video-codecs", None, "auto", "Codecs of video streams, most preferred first, as "
@@ -248,6 +256,12 @@ class BaseOptions(usage.Options):
         if self["streaming-video"] not in STREAMING_VIDEO_MODES:
             raise ConfigError("--streaming-video %r is not one of %s"
                               % (self["streaming-video"], ", ".join(STREAMING_VIDEO_MODES)))
+        from spicesrv.display import stills
+        for option, values in (("image-compression", stills.IMAGE_COMPRESSIONS),
+                               ("jpeg-wan-compression", stills.JPEG_WAN_MODES)):
+            if self[option] not in values:
+                raise ConfigError("--%s %r is not one of %s"
+                                  % (option, self[option], ", ".join(values)))
         from spicesrv.display.codecs import parseVideoCodecs
         try:
             codecs = parseVideoCodecs(self["video-codecs"])
@@ -569,7 +583,9 @@ def makeServer(config, reactor):
                          name=config["name"], uuid=config["uuid"],
                          seamless_migration=config["seamless-migration"],
                          streaming_video=config["streaming-video"],
-                         video_codecs=config["video-codecs"])
+                         video_codecs=config["video-codecs"],
+                         image_compression=config["image-compression"],
+                         jpeg_wan_compression=config["jpeg-wan-compression"])
     server.limits = config.limits()
     server.web = config["web"]
     if config["password"] is not None and config["password-lifetime"]:

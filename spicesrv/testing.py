@@ -428,8 +428,8 @@ class TestAgentClient:
 
 def decodeImage(data):
     """
-    Decode a SPICE Image as a client would: a 32-bit BITMAP or an LZ4
-    image, to a C{(height, width, 4)} uint8 array.
+    Decode a SPICE Image as a client would: a 32-bit BITMAP, an LZ4 or a
+    JPEG image, to a C{(height, width, 4)} uint8 array.
     """
     _id, kind, _flags, width, height = enc.DESCRIPTOR.unpack_from(data)
     if kind == enc.IMAGE_TYPE_BITMAP:
@@ -455,6 +455,15 @@ def decodeImage(data):
         raw = lz4.block.decompress(out, uncompressed_size=width * height * 4)
         pixels = numpy.frombuffer(raw, numpy.uint8).reshape(height, width, 4)
         return pixels if top_down else pixels[::-1]
+    if kind == enc.IMAGE_TYPE_JPEG:
+        (size,) = enc.JPEG_HEADER.unpack_from(data, enc.IMAGE_DESCRIPTOR_SIZE)
+        start = enc.IMAGE_DESCRIPTOR_SIZE + enc.JPEG_HEADER.size
+        import simplejpeg
+        pixels = simplejpeg.decode_jpeg(bytes(data[start:start + size]), colorspace="BGRX")
+        if pixels.shape[:2] != (height, width):
+            raise ValueError("a %dx%d JPEG in a %dx%d image" % (
+                pixels.shape[1], pixels.shape[0], width, height))
+        return pixels
     raise ValueError("image type %d is not decoded here" % kind)
 
 
@@ -467,7 +476,7 @@ class ClientSurface:
     @ivar marked: whether the server sent MARK (the surface is ready to
         show).
     @ivar imageTypes: the SPICE image type of every DRAW_COPY (0 raw
-        bitmap, 109 LZ4).
+        bitmap, 105 JPEG, 109 LZ4).
     @ivar streams: the video streams the server created and did not
         destroy yet: id -> the STREAM_CREATE record.
     @ivar codecTypes: the codec of every stream created, in order (frames of

@@ -590,7 +590,7 @@ class StillAreasTests(unittest.TestCase):
             for i in range(3):
                 for j in range(3):
                     picture[10 + 80 * i:70 + 80 * i, 10 + 100 * j:90 + 100 * j, :3] = 200
-            rects = tracker.update(picture)
+            tracker.update(picture)
         self.assertEqual(len(tracker.rects), streams.MAX_STILL_RECTS)
 
 

@@ -589,3 +589,39 @@ class InstalledCommandTests(unittest.TestCase):
                                 capture_output=True, text=True, timeout=60)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         self.assertIn("--tls-port", result.stdout)
+
+
+class StillsOptionTests(unittest.TestCase):
+    """
+    --image-compression and --jpeg-wan-compression take QEMU's values.
+    """
+
+    def test_defaults(self):
+        top = tap.makeService(parse(), MemoryReactorClock())
+        self.assertEqual((top.server.imageCompression, top.server.jpegWanCompression),
+                         ("auto_glz", "auto"))
+
+    def test_values(self):
+        for value in ("auto_glz", "auto_lz", "quic", "glz", "lz", "lz4", "off"):
+            top = tap.makeService(parse("--image-compression", value), MemoryReactorClock())
+            self.assertEqual(top.server.imageCompression, value)
+        for value in ("auto", "never", "always"):
+            top = tap.makeService(parse("--jpeg-wan-compression", value), MemoryReactorClock())
+            self.assertEqual(top.server.jpegWanCompression, value)
+
+    def test_badValues(self):
+        e = self.assertRaises(SystemExit, parse, "--image-compression", "zlib")
+        self.assertIn("--image-compression", str(e.code))
+        self.assertIn("auto_glz", str(e.code))
+        e = self.assertRaises(SystemExit, parse, "--jpeg-wan-compression", "on")
+        self.assertIn("--jpeg-wan-compression", str(e.code))
+        self.assertIn("always", str(e.code))
+
+    def test_help(self):
+        """
+        The help says how QEMU's values map onto what spicesrv implements.
+        """
+        text = str(tap.Options())
+        self.assertIn("image-compression", text)
+        self.assertIn("raw, LZ4", text)
+        self.assertIn("jpeg-wan-compression", text)

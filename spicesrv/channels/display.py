@@ -13,7 +13,7 @@ dropped, not queued, when the link is full.
 from zope.interface import implementer
 
 from spicesrv.channel import MIGRATE_NEED_DATA_TRANSFER, MIGRATE_NEED_FLUSH, ChannelProtocol
-from spicesrv.display.encoders import encode_bitmap, encode_lz4, new_image_id
+from spicesrv.display import stills
 from spicesrv.display.ratecontrol import queuedBytes
 from spicesrv.display.region import Damage
 from spicesrv.display.streams import StreamManager
@@ -41,8 +41,8 @@ MAX_IMAGE_BYTES = 256 * 1024
 COMPRESSION_OFF = 1
 COMPRESSION_LZ4 = 7
 
-RAW = "raw"
-LZ4 = "lz4"
+RAW = stills.RAW
+LZ4 = stills.LZ4
 
 
 def strips(rect, bytes_per_pixel=4):
@@ -52,6 +52,8 @@ def strips(rect, bytes_per_pixel=4):
     """
     left, top, right, bottom = rect
     rows = max(1, MAX_IMAGE_BYTES // max(1, (right - left) * bytes_per_pixel))
+    if rows > 16:
+        rows -= rows % 16  # whole JPEG blocks (16 rows in 4:2:0)
     for y in range(top, bottom, rows):
         yield (left, y, right, min(bottom, y + rows))
 
@@ -60,9 +62,13 @@ def strips(rect, bytes_per_pixel=4):
 class DisplayChannel(ChannelProtocol):
     """
     The client's view of one display source: the primary surface, then
-    DRAW_COPY of what the source damaged, encoded raw or LZ4, as the ACK
+    DRAW_COPY of what the source damaged, encoded raw or LZ4 (photographic
+    areas as JPEG where it pays: L{spicesrv.display.stills}), as the ACK
     window and the socket allow.  It observes the source as an
     L{IDisplayObserver}.
+
+    @ivar exact: what must go losslessly (a stream's area after it ended,
+        JPEG areas refreshed once the link is idle), sent after L{damage}.
     """
 
     channelType = ChannelType.DISPLAY
@@ -79,9 +85,15 @@ class DisplayChannel(ChannelProtocol):
         ChannelProtocol.__init__(self, session, info)
         self.source = source
         self.damage = Damage(source.width, source.height)
+        self.exact = Damage(source.width, source.height)
+        self.stills = stills.Stills(
+            stills.StillPolicy(self.context.imageCompression, self.context.jpegWanCompression),
+            source.width, source.height)
         self.initialized = False
-        self.encoding = LZ4 if self.clientHasLz4 else RAW
+        self.encoding = self.stills.policy.lossless(self.clientHasLz4)
         self._flushCall = None
+        self._idleCall = None
+        self._wanProbe = self._wanProbeCall = None
         self._paused = False
         self.bytesWritten = 0
         self.streams = StreamManager(self, source, self.clock, self.context.videoEncoder(),
@@ -115,8 +127,47 @@ class DisplayChannel(ChannelProtocol):
         self.sendMessage("INVAL_ALL_PALETTES")
         self._createSurface()
         self.source.addObserver(self)
-        self._sendWholeSurface()
+        if self.stills.wantsProbe(self.source.framebuffer(), self.streams.rate.rate):
+            self._testLink()
+        else:
+            self._sendWholeSurface()
         self.sendMessage("MARK")
+
+    def _testLink(self):
+        """
+        The first picture has photographs, which go as JPEG only on a slow
+        link, and the link was never measured: its first strips go
+        losslessly, the rest once the link's speed is known
+        (L{stills.WanProbe}).
+        """
+        self.damage.take()
+        self.exact.take()
+        frame = self.source.framebuffer()
+        width, height = self.source.width, self.source.height
+        start = self.bytesWritten
+        for strip in strips((0, 0, width, height)):
+            if self.bytesWritten - start >= stills.PROBE_BYTES:
+                self.damage.add((0, strip[1], width, height))
+                break
+            self._drawCopy(frame, strip)
+        if self.damage:
+            self._wanProbe = stills.WanProbe(self.clock.seconds(), self.queuedBytes())
+            self._wanProbeCall = self.clock.callLater(stills.PROBE_POLL, self._checkLinkTest)
+
+    def _checkLinkTest(self):
+        self._wanProbeCall = None
+        rate = self._wanProbe.check(self.clock.seconds(), self.queuedBytes())
+        if rate is None:
+            self._wanProbeCall = self.clock.callLater(stills.PROBE_POLL, self._checkLinkTest)
+            return
+        self._wanProbe = None
+        self.stills.probedRate = rate
+        slow = self.stills.policy.jpegAllowed(rate)
+        self.peerLog.info("STILLS", "{session} {channel}: the link carries {how} {mbit:.1f} "
+                          "Mbit/s; photographs go {what}", session=self.session.id,
+                          channel=self.name, how="about" if slow else "at least",
+                          mbit=rate * 8 / 1e6, what="as JPEG" if slow else "losslessly")
+        self._scheduleFlush()
 
     def migrationData(self):
         return dict(ChannelProtocol.migrationData(self), initialized=self.initialized,
@@ -165,13 +216,16 @@ class DisplayChannel(ChannelProtocol):
         self.streams.stop()
         if self.initialized:
             self.source.removeObserver(self)
-        if self._flushCall is not None and self._flushCall.active():
-            self._flushCall.cancel()
-        self._flushCall = None
+        for call in (self._flushCall, self._idleCall, self._wanProbeCall):
+            if call is not None and call.active():
+                call.cancel()
+        self._flushCall = self._idleCall = self._wanProbeCall = None
 
     def _createSurface(self):
         width, height = self.source.width, self.source.height
         self.damage.resize(width, height)
+        self.exact = Damage(width, height)
+        self.stills.resize(width, height)
         self.sendMessage("SURFACE_CREATE", surface_id=PRIMARY_SURFACE, width=width,
                          height=height, format=SurfaceFormat.FMT_32_xRGB,
                          flags=SURFACE_FLAG_PRIMARY)
@@ -207,6 +261,10 @@ class DisplayChannel(ChannelProtocol):
             self._sendMonitors()
 
     def msg_PREFERRED_COMPRESSION(self, msg):
+        preferred = stills.COMPRESSION_BY_NUMBER.get(msg.image_compression)
+        if preferred is not None:
+            # The client's choice replaces the server's, as in libspice.
+            self.stills.policy = stills.StillPolicy(preferred, self.stills.policy.jpegWan)
         if msg.image_compression == COMPRESSION_OFF:
             self.encoding = RAW
         elif msg.image_compression == COMPRESSION_LZ4 and not self.clientHasLz4:
@@ -294,12 +352,13 @@ class DisplayChannel(ChannelProtocol):
         moot.
         """
         self.damage.discardInside(rect)
+        self.exact.discardInside(rect)
 
     def refresh(self, rect):
         """
         Send C{rect} losslessly with the next update.
         """
-        self.damage.add(rect)
+        self.exact.add(rect)
         self._scheduleFlush()
 
     def canSendVideo(self):
@@ -324,41 +383,69 @@ class DisplayChannel(ChannelProtocol):
         sees the complete picture.
         """
         self.damage.take()
+        self.exact.take()
         self._drawCopy(self.source.framebuffer(),
                        (0, 0, self.source.width, self.source.height))
+        self._scheduleIdleRefresh()
 
     def _sendDamage(self, respectWindow):
-        if respectWindow and not self.canSend():
+        if respectWindow and (not self.canSend() or self._wanProbe is not None):
             return
-        if not self.damage:
+        if not (self.damage or self.exact):
+            self._scheduleIdleRefresh()
             return
         frame = self.source.framebuffer()
-        rects = self.damage.take()
-        for i, rect in enumerate(rects):
+        rects = ([(rect, False) for rect in self.damage.take()]
+                 + [(rect, True) for rect in self.exact.take()])
+        for i, (rect, exact) in enumerate(rects):
             for strip in strips(rect):
                 if respectWindow and not self._losslessRoom():
                     # The link is full: the rest waits, and merges with
                     # whatever changes meanwhile.
-                    for rest in [(rect[0], strip[1], rect[2], rect[3])] + rects[i + 1:]:
-                        self.damage.add(rest)
+                    rest = [((rect[0], strip[1], rect[2], rect[3]), exact)] + rects[i + 1:]
+                    for r, e in rest:
+                        (self.exact if e else self.damage).add(r)
                     self._scheduleFlush(LOSSLESS_RETRY)
                     return
-                self._drawCopy(frame, strip)
+                self._drawCopy(frame, strip, exact)
+        self._scheduleIdleRefresh()
+
+    def _scheduleIdleRefresh(self):
+        """
+        Areas went as JPEG: refresh them exactly once the link has been
+        idle for L{stills.IDLE_REFRESH}.
+        """
+        if self.stills.lossy and self.connected:
+            if self._idleCall is not None and self._idleCall.active():
+                self._idleCall.cancel()
+            self._idleCall = self.clock.callLater(stills.IDLE_REFRESH, self._idleRefresh)
+
+    def _idleRefresh(self):
+        self._idleCall = None
+        if not self.connected or self.migrationStarted:
+            return
+        if (self.damage or self.exact or self.streams.streams or self._paused
+                or self.queuedBytes() > 0):
+            self._scheduleIdleRefresh()
+            return
+        for rect in self.stills.takeLossy():
+            self.exact.add(rect)
+        self._scheduleFlush()
 
     def _losslessRoom(self):
         self.streams.sampleLink()
         return self.queuedBytes() <= self.streams.rate.losslessBudget()
 
-    def _drawCopy(self, frame, rect):
+    def _drawCopy(self, frame, rect, exact=False):
         left, top, right, bottom = rect
         pixels = frame[top:bottom, left:right]
-        encode = encode_lz4 if self.encoding == LZ4 else encode_bitmap
-        image = encode(pixels, new_image_id())
-        self.sendMessage(
-            "DRAW_COPY",
-            base=dict(surface_id=PRIMARY_SURFACE,
-                      box=dict(top=top, left=left, bottom=bottom, right=right), clip=None),
-            src_bitmap=image,
-            src_area=dict(top=0, left=0, bottom=bottom - top, right=right - left),
-            rop_descriptor=ROPD_OP_PUT, scale_mode=SCALE_MODE_NEAREST,
-            mask=dict(flags=0, pos=dict(x=0, y=0), bitmap=0))
+        for (left, top, right, bottom), image in self.stills.images(
+                pixels, rect, self.encoding, self.streams.rate.rate, exact):
+            self.sendMessage(
+                "DRAW_COPY",
+                base=dict(surface_id=PRIMARY_SURFACE,
+                          box=dict(top=top, left=left, bottom=bottom, right=right), clip=None),
+                src_bitmap=image,
+                src_area=dict(top=0, left=0, bottom=bottom - top, right=right - left),
+                rop_descriptor=ROPD_OP_PUT, scale_mode=SCALE_MODE_NEAREST,
+                mask=dict(flags=0, pos=dict(x=0, y=0), bitmap=0))

@@ -12,9 +12,14 @@ import struct
 
 import lz4.block
 import numpy as np
+import simplejpeg
 
 IMAGE_TYPE_BITMAP = 0
+IMAGE_TYPE_JPEG = 105
 IMAGE_TYPE_LZ4 = 109
+
+#: The JPEG quality of stills (libspice-server's jpeg_quality).
+JPEG_QUALITY = 85
 
 BITMAP_FMT_32BIT = 8
 BITMAP_FLAG_TOP_DOWN = 4
@@ -29,6 +34,9 @@ BITMAP_HEADER = struct.Struct("<BBIIII")
 #: LZ4 variant: data_size u32, then the data, which starts with
 #: top_down u8 and bitmap_format u8.
 LZ4_HEADER = struct.Struct("<IBB")
+
+#: JPEG variant: data_size u32, then one baseline JPEG of the image's size.
+JPEG_HEADER = struct.Struct("<I")
 
 #: The length prefix of each LZ4 block, big-endian.
 LZ4_BLOCK_LENGTH = struct.Struct(">I")
@@ -93,4 +101,28 @@ def encode_lz4(pixels, image_id):
         LZ4_HEADER.pack(data_size, 1, BITMAP_FMT_32BIT),
         LZ4_BLOCK_LENGTH.pack(len(block)),
         block,
+    ])
+
+
+def encode_jpeg(pixels, image_id, quality=JPEG_QUALITY):
+    """
+    Return the bytes of a JPEG image (type 105) of C{pixels}: one baseline
+    4:2:0 JPEG, top row first, whose size is the descriptor's (spice-gtk
+    rejects any other).  Lossy: only for photographic pixels.  The xRGB
+    surfaces need no alpha, so JPEG_ALPHA (108) is never used.
+    """
+    if pixels.ndim != 3 or pixels.shape[2] != 4 or pixels.dtype != np.uint8:
+        raise ValueError(
+            "expected a (height, width, 4) uint8 array, got shape %r dtype %s"
+            % (pixels.shape, pixels.dtype))
+    height, width = pixels.shape[:2]
+    if width == 0 or height == 0:
+        raise ValueError("cannot encode an empty %dx%d image" % (width, height))
+    data = simplejpeg.encode_jpeg(np.ascontiguousarray(pixels), quality=quality,
+                                  colorspace="BGRX", colorsubsampling="420",
+                                  fastdct=True)
+    return b"".join([
+        DESCRIPTOR.pack(image_id, IMAGE_TYPE_JPEG, 0, width, height),
+        JPEG_HEADER.pack(len(data)),
+        data,
     ])

@@ -1,0 +1,267 @@
+"""
+The stills benchmark (issue 10): how long a real spice-gtk client waits for
+a full-HD still picture, and how many bytes it costs, lossless against
+JPEG where it pays, on loopback and on links limited to 50 and 10 Mbit/s
+(the motion benchmark's network namespaces: tbf on the namespace's
+loopback).
+
+Pictures (1920x1080, deterministic, L{tests.pictures}): C{photo}, a
+photograph-like picture, and C{ui}, windows with buttons, labels and text.
+
+Modes: C{lossless} (C{--jpeg-wan-compression never}: LZ4), C{auto} (the
+default: JPEG for photographs on links under 10 Mibit/s, told by testing
+the link with the picture's first 256 KiB) and C{jpeg} (C{always}).
+
+Figures, from the client's DISPLAY_INIT reaching the server:
+
+- first ms: until the first complete picture is delivered (the server has
+  sent it and the kernel's send queue is empty: the client has every
+  byte), checked in the client's primary surface afterwards: exact, or
+  above 35 dB for a photograph sent as JPEG (its PSNR is shown);
+- first KiB: the display channel's bytes until then;
+- exact ms: for a picture that went as JPEG, from the start of the
+  lossless refresh (run at once here, not after the idle time) until it
+  is delivered and the client's picture is exact; exact KiB its bytes.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy
+
+from benchmarks.motion import LINKS, TBF, Namespace
+
+NAME = "stills"
+DESCRIPTION = ("A full-HD photograph and a UI picture, lossless (LZ4) against JPEG where it "
+               "pays, on loopback and 50/10 Mbit/s links: time to the first complete picture "
+               "and bytes.")
+DEFAULT_RUNS = 1
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PICTURES = ("photo", "ui")
+MODES = {"lossless": "never", "auto": "auto", "jpeg": "always"}
+SIZE = (1920, 1080)
+PSNR_BOUND = 35.0
+
+
+def addArguments(group):
+    group.add_argument("--stills-links", default=",".join(LINKS),
+                       help="links (default: %s)" % (",".join(LINKS),))
+    group.add_argument("--stills-pictures", default=",".join(PICTURES),
+                       help="photo and/or ui (default: both)")
+    group.add_argument("--stills-modes", default=",".join(MODES),
+                       help="lossless, auto and/or jpeg (default: all)")
+
+
+def psnr(a, b):
+    mse = numpy.mean((a[..., :3].astype(numpy.float64) - b[..., :3]) ** 2)
+    return float("inf") if mse == 0 else 10 * numpy.log10(255.0 ** 2 / mse)
+
+
+# -- the worker: one server, one client, one variant -------------------------------
+
+def worker(reactor, options):
+    from twisted.internet import defer, endpoints, task
+
+    from spicesrv.channels.display import DisplayChannel
+    from spicesrv.display import stills
+    from spicesrv.server import SpiceServer
+    from spicesrv.sources.image import ImageSource
+    from spicesrv.wire.constants import ChannelType
+    from tests import pictures
+    from tests.interop import harness
+
+    # The exact refresh is started by the benchmark, once the first picture
+    # is measured.
+    stills.IDLE_REFRESH = 3600.0
+    inits = []
+    original = DisplayChannel.msg_INIT
+
+    def msg_INIT(self, msg):
+        inits.append(time.monotonic())
+        return original(self, msg)
+    DisplayChannel.msg_INIT = msg_INIT
+
+    def sleep(seconds):
+        return task.deferLater(reactor, seconds, lambda: None)
+
+    @defer.inlineCallbacks
+    def delivered(display, timeout=120):
+        deadline = time.monotonic() + timeout
+        while not (display.initialized and not display.damage and not display.exact
+                   and display._wanProbe is None and display.queuedBytes() == 0):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the picture was not delivered in %s s" % (timeout,))
+            yield sleep(0.002)
+        return time.monotonic()
+
+    @defer.inlineCallbacks
+    def run():
+        tmp = tempfile.mkdtemp(prefix="spicesrv-stills-")
+        frame = (pictures.photoPicture(*SIZE) if options.picture == "photo"
+                 else pictures.uiPicture(*SIZE))
+        path = os.path.join(tmp, "picture.png")
+        pictures.rgbImage(frame).save(path)
+        source = ImageSource(path)
+        frame = source.framebuffer()
+        server = SpiceServer(clock=reactor, disable_ticketing=True,
+                             jpeg_wan_compression=MODES[options.mode])
+        server.startService()
+        for device in source.devices():
+            server.addInterface(device)
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        port = yield endpoint.listen(server.factory())
+        client = yield harness.GtkClient.start(reactor, "127.0.0.1", port.getHost().port)
+        result = {}
+        dump = os.path.join(tmp, "primary.raw")
+        try:
+            yield client.waitForChannelsOpened((1, 2), timeout=30)
+            (session,) = server.sessions.values()
+            display = session.channels[(ChannelType.DISPLAY, 0)]
+            done = yield delivered(display)
+            result.update(firstMs=(done - inits[0]) * 1000,
+                          firstBytes=display.bytesWritten,
+                          jpegImages=display.stills.sent["jpeg"],
+                          probedMbit=(display.stills.probedRate or 0) * 8 / 1e6)
+            shown = []
+
+            def complete(reply):
+                if not reply.get("ok"):
+                    return False
+                pixels = harness.loadPrimary(reply)
+                if pixels.shape != frame.shape:
+                    return False
+                shown[:] = [psnr(pixels, frame)]
+                return shown[0] > PSNR_BOUND
+            yield client.waitForPrimary(complete, timeout=60, dump=dump)
+            result["psnr"] = shown[0]
+            if display.stills.lossy:
+                display._idleCall.reset(0)
+                yield sleep(0)
+                start, before = time.monotonic(), display.bytesWritten
+                yield sleep(0.01)
+                done = yield delivered(display)
+                result.update(exactMs=(done - start) * 1000,
+                              exactBytes=display.bytesWritten - before)
+
+                def exact(reply):
+                    return reply.get("ok") and numpy.array_equal(
+                        harness.loadPrimary(reply)[..., :3], frame[..., :3])
+                yield client.waitForPrimary(exact, timeout=60, dump=dump)
+        finally:
+            yield client.stop()
+            for s in list(server.sessions.values()):
+                s.end()
+            yield port.stopListening()
+            server.stopService()
+            shutil.rmtree(tmp, ignore_errors=True)
+        print("RESULT " + json.dumps(result))
+        sys.stdout.flush()
+
+    return run()
+
+
+# -- the driver ---------------------------------------------------------------------
+
+def runWorker(prefix, picture, mode):
+    argv = prefix + [sys.executable, "-m", "benchmarks.stills", "--worker",
+                     "--picture", picture, "--mode", mode]
+    env = dict(os.environ, PYTHONPATH=REPO)
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=400)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError("worker %s/%s failed (exit %s): %s" % (
+        picture, mode, proc.returncode, (proc.stderr or proc.stdout)[-3000:]))
+
+
+HEADER = ("link     picture mode     | first ms  first KiB  PSNR dB  JPEG imgs | "
+          "exact ms  exact KiB | probe Mbit/s")
+
+
+def formatRow(link, picture, mode, r):
+    exact = ("%8.0f  %9.0f" % (r["exactMs"], r["exactBytes"] / 1024) if "exactMs" in r
+             else "%8s  %9s" % ("-", "-"))
+    quality = "exact" if r["psnr"] == float("inf") else "%.1f" % (r["psnr"],)
+    probe = "%.1f" % (r["probedMbit"],) if r["probedMbit"] else "-"
+    return ("%-8s %-7s %-8s | %8.0f  %9.0f  %7s  %9d | %s | %s" % (
+        link, picture, mode, r["firstMs"], r["firstBytes"] / 1024, quality, r["jpegImages"],
+        exact, probe))
+
+
+def run(reactor, args):
+    from twisted.internet import threads
+    return threads.deferToThread(runAll, args)
+
+
+def runAll(args):
+    links = [l for l in args.stills_links.split(",") if l]
+    pictureNames = [p for p in args.stills_pictures.split(",") if p]
+    modes = [m for m in args.stills_modes.split(",") if m]
+    for name, values, known in (("link", links, LINKS), ("picture", pictureNames, PICTURES),
+                                ("mode", modes, MODES)):
+        for v in values:
+            if v not in known:
+                raise ValueError("unknown %s %r; use %s" % (name, v, ", ".join(known)))
+    print("stills benchmark: %dx%d, spice-gtk, %d run%s each" % (
+        SIZE[0], SIZE[1], args.runs, "" if args.runs == 1 else "s"))
+    shaped = [l for l in links if LINKS[l]]
+    if shaped:
+        missing = [t for t in ("ip", "tc") if shutil.which(t) is None]
+        if missing or os.geteuid() != 0:
+            print("shaped links need root and iproute2: skipped %s" % (", ".join(shaped),))
+            links = [l for l in links if not LINKS[l]]
+        else:
+            print("shaped links: tbf rate RATE %s on a network namespace's loopback" % (TBF,))
+    print()
+    print(HEADER)
+    print("-" * len(HEADER))
+    sys.stdout.flush()
+    results = []
+    for link in links:
+        namespace = Namespace(LINKS[link]) if LINKS[link] else None
+        if namespace is not None:
+            namespace.__enter__()
+        try:
+            prefix = namespace.prefix() if namespace is not None else []
+            for picture in pictureNames:
+                for mode in modes:
+                    for _ in range(args.runs):
+                        try:
+                            r = runWorker(prefix, picture, mode)
+                        except Exception as e:
+                            print("%-8s %-7s %-8s | FAILED: %s" % (link, picture, mode, e))
+                            sys.stdout.flush()
+                            continue
+                        results.append((link, picture, mode, r))
+                        print(formatRow(link, picture, mode, r))
+                        sys.stdout.flush()
+        finally:
+            if namespace is not None:
+                namespace.__exit__(None, None, None)
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m benchmarks.stills")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--picture", default="photo", choices=PICTURES)
+    parser.add_argument("--mode", default="auto", choices=list(MODES))
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS)
+    addArguments(parser)
+    args = parser.parse_args(argv)
+    if args.worker:
+        from twisted.internet import task
+        task.react(lambda reactor: worker(reactor, args))
+    else:
+        runAll(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""
+Lossy stills with the real spice-gtk client: an C{image:} source whose
+right half is a photograph and left half UI and text, over a link the
+server treats as slow (C{--jpeg-wan-compression always}): the photograph
+arrives as JPEG, which spice-gtk decodes close to the source, the text and
+UI arrive pixel-exact, and once the link is idle the photograph is sent
+again losslessly and the whole picture is exact.
+"""
+
+import os
+
+import numpy
+from twisted.internet import defer, endpoints, reactor
+
+from spicesrv.display import stills
+from spicesrv.server import SpiceServer
+from spicesrv.sources.image import ImageSource
+from spicesrv.wire.constants import ChannelType
+from tests.interop import harness
+from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual
+from tests.pictures import mixedPicture, rgbImage
+
+#: The PSNR (dB) the photograph keeps as JPEG (quality 85) in spice-gtk.
+PSNR_BOUND = 35.0
+SIZE = (1024, 600)
+
+
+def psnr(a, b):
+    mse = numpy.mean((a[..., :3].astype(numpy.float64) - b[..., :3]) ** 2)
+    return float("inf") if mse == 0 else 10 * numpy.log10(255.0 ** 2 / mse)
+
+
+class StillsTests(InteropTestCase):
+    @defer.inlineCallbacks
+    def startServer(self, **kwargs):
+        path = os.path.join(self.tmp, "mixed.png")
+        rgbImage(mixedPicture(*SIZE)).save(path)
+        self.source = ImageSource(path)
+        self.server = SpiceServer(clock=reactor, password=PASSWORD, **kwargs)
+        self.server.startService()
+        self.addCleanup(self.server.stopService)
+        for device in self.source.devices():
+            self.server.addInterface(device)
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        port = yield endpoint.listen(self.server.factory())
+
+        def stop():
+            for session in list(self.server.sessions.values()):
+                session.end()
+            return port.stopListening()
+        self.addCleanup(stop)
+        return port.getHost().port
+
+    def display(self):
+        (session,) = self.server.sessions.values()
+        return session.channels[(ChannelType.DISPLAY, 0)]
+
+    @defer.inlineCallbacks
+    def test_photoAsJpegTextExactThenRefreshed(self):
+        # Hold the exact refresh back until the lossy picture was seen.
+        self.patch(stills, "IDLE_REFRESH", 600.0)
+        port = yield self.startServer(jpeg_wan_compression="always")
+        client = yield self.startClient(port)
+        yield client.waitForChannelsOpened((1, 2), timeout=20)
+        frame = self.source.framebuffer()
+        half = (SIZE[0] // 2) // 64 * 64
+        path = os.path.join(self.tmp, "lossy.raw")
+        seen = []
+
+        def lossyShown(reply):
+            if not reply.get("ok"):
+                return False
+            shown = harness.loadPrimary(reply).copy()
+            seen[:] = [shown]
+            return (shown.shape == frame.shape
+                    and numpy.array_equal(shown[:, :half, :3], frame[:, :half, :3])
+                    and psnr(shown[:, half:], frame[:, half:]) > PSNR_BOUND)
+        yield client.waitForPrimary(lossyShown, timeout=30, dump=path)
+
+        display = self.display()
+        sent = dict(display.stills.sent)
+        self.assertGreater(sent.get("jpeg", 0), 0, sent)
+        self.assertGreater(sent.get("lz4", 0), 0, sent)
+        # The record of what went lossy: the photograph's columns, none of
+        # the text's.
+        lossy = display.stills.lossy.take()
+        self.assertTrue(lossy)
+        for left, top, right, bottom in lossy:
+            self.assertGreaterEqual(left, half)
+        for rect in lossy:
+            display.stills.lossy.add(rect)
+        (shown,) = seen
+        self.assertFalse(pixelsEqual(shown, frame), "the photograph did not go lossy")
+        quality = psnr(shown[:, half:], frame[:, half:])
+
+        # The link is idle now: the refresh makes the whole picture exact.
+        display._idleCall.reset(0)
+        yield self.waitForSamePicture(client, self.source, timeout=30)
+        self.assertGreater(display.stills.refreshed, 0)
+        self.assertFalse(display.stills.lossy)
+        self.assertGreater(quality, PSNR_BOUND)
+
+    @defer.inlineCallbacks
+    def test_neverIsExact(self):
+        """
+        With C{--jpeg-wan-compression never} the first picture is exact.
+        """
+        port = yield self.startServer(jpeg_wan_compression="never")
+        client = yield self.startClient(port)
+        yield client.waitForChannelsOpened((1, 2), timeout=20)
+        yield self.waitForSamePicture(client, self.source, timeout=30)
+        self.assertEqual(self.display().stills.sent.get("jpeg", 0), 0)
