@@ -102,7 +102,8 @@ class InteropTestCase(unittest.TestCase):
         try:
             yield client.waitForPrimary(same, timeout=timeout, dump=path)
         except harness.HarnessTimeout:
-            shown = harness.loadPrimary(path) if os.path.exists(path) else None
+            shown = (harness.loadPrimary(path, source.width, source.height)
+                     if os.path.exists(path) else None)
             differing = (None if shown is None or shown.shape != source.framebuffer().shape
                          else int((shown[:, :, :3] != source.framebuffer()[:, :, :3])
                                   .any(axis=2).sum()))
