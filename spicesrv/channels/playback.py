@@ -41,7 +41,7 @@ codec are this server's.
 from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
 
-from spicesrv.channel import ChannelProtocol
+from spicesrv.channels.sound import SoundChannel, opusPossible
 from spicesrv.interfaces import IPlaybackObserver
 from spicesrv.wire.constants import ChannelType
 from spicesrv.wire.sound import (
@@ -49,13 +49,8 @@ from spicesrv.wire.sound import (
     PlaybackCap)
 
 
-def opusPossible():
-    from spicesrv.sound.codec import opusAvailable
-    return opusAvailable()
-
-
 @implementer(IPlaybackObserver, IPushProducer)
-class PlaybackChannel(ChannelProtocol):
+class PlaybackChannel(SoundChannel):
     """
     The playback channel of one client.  The registry calls it as
     C{PlaybackChannel(session, info, source=..., compression=True)}.
@@ -76,7 +71,7 @@ class PlaybackChannel(ChannelProtocol):
     clientMessages = PLAYBACK_CLIENT
 
     def __init__(self, session, info, source, compression=True):
-        ChannelProtocol.__init__(self, session, info)
+        SoundChannel.__init__(self, session, info, source)
         self.source = source
         self.compression = compression
         self.mode = AudioDataMode.RAW
@@ -85,9 +80,6 @@ class PlaybackChannel(ChannelProtocol):
         self.dropped = 0
         self.bytesSent = 0
         self._paused = False
-        self._waiting = False       # for the client to arrive (migration)
-        self._restart = False       # the client kept a stream from the source
-        self._observing = False
         self.delay = session.playbackDelay
         self._lastStamp = None
 
@@ -113,42 +105,19 @@ class PlaybackChannel(ChannelProtocol):
     def channelUp(self):
         self.transport.registerProducer(self, True)
         self.mode = self.chooseMode()
-        self._restart = self.session.restoringSeamlessly
-        if self.session.arriving:
-            # A migration target: nothing until the client works here.
-            self._waiting = True
-            return
-        self._begin()
+        SoundChannel.channelUp(self)
 
-    def clientArrived(self):
-        """
-        The session's client has switched to this server (the server
-        broadcasts it to the session's channels).
-        """
-        if self._waiting and self.connected:
-            self._waiting = False
-            self._begin()
-
-    def _begin(self):
-        if self._restart:
-            self._restart = False
-            self.sendMessage("STOP")
+    def beginning(self):
         self.log.info("{session} {channel}: playing {source} in {mode} mode",
                       session=self.session.id, channel=self.name,
                       source=self.source.description, mode=self.mode.name)
         self.sendMessage("MODE", time=self.stamp(), mode=self.mode, data=b"")
-        if self.source.volume is not None:
-            self.volume_changed(self.source.volume)
-            self.mute_changed(self.source.mute)
-        self._observing = True
-        self.source.addObserver(self)
-        if self.source.active:
-            self.playback_started()
+
+    def deviceActive(self):
+        self.playback_started()
 
     def channelDown(self):
-        if self._observing:
-            self._observing = False
-            self.source.removeObserver(self)
+        self.stopObserving()
         if self.sent or self.dropped:
             self.log.info("{session} {channel}: {sent} frames sent ({bytes} bytes), "
                           "{dropped} dropped", session=self.session.id, channel=self.name,

@@ -23,7 +23,7 @@ recording as it did for the source, starts over with its MODE here.
 
 from zope.interface import implementer
 
-from spicesrv.channel import ChannelProtocol
+from spicesrv.channels.sound import SoundChannel, opusPossible
 from spicesrv.interfaces import IRecordObserver
 from spicesrv.wire.constants import ChannelType
 from spicesrv.wire.sound import (
@@ -31,13 +31,8 @@ from spicesrv.wire.sound import (
     AudioFormat, RecordCap)
 
 
-def opusPossible():
-    from spicesrv.sound.codec import opusAvailable
-    return opusAvailable()
-
-
 @implementer(IRecordObserver)
-class RecordChannel(ChannelProtocol):
+class RecordChannel(SoundChannel):
     """
     The record channel of one client.  The registry calls it as
     C{RecordChannel(session, info, sink=...)}.
@@ -52,7 +47,7 @@ class RecordChannel(ChannelProtocol):
     clientMessages = RECORD_CLIENT
 
     def __init__(self, session, info, sink):
-        ChannelProtocol.__init__(self, session, info)
+        SoundChannel.__init__(self, session, info, sink)
         self.sink = sink
         self.mode = AudioDataMode.RAW
         self.recording = False
@@ -60,9 +55,6 @@ class RecordChannel(ChannelProtocol):
         self.undecodable = 0
         self.startMark = None
         self._decoder = None
-        self._waiting = False
-        self._restart = False       # the client kept a recording from the source
-        self._observing = False
         self._recording = False     # the client's recording reached the sink
         self._recordingKey = None   # the sink's key for it
 
@@ -75,45 +67,21 @@ class RecordChannel(ChannelProtocol):
 
     # -- life cycle ---------------------------------------------------------------
 
-    def channelUp(self):
-        self._restart = self.session.restoringSeamlessly
-        if self.session.arriving:
-            self._waiting = True
-            return
-        self._begin()
-
-    def clientArrived(self):
-        if self._waiting and self.connected:
-            self._waiting = False
-            self._begin()
-
-    def _begin(self):
-        if self._restart:
-            # After a seamless switch spice-gtk still records as it did for
-            # the source and would not send its MODE here: STOP makes it
-            # start over (MODE, START_MARK) at the next START.
-            self._restart = False
-            self.sendMessage("STOP")
+    def beginning(self):
+        # After a seamless switch spice-gtk still records as it did for the
+        # source and would not send its MODE here: the STOP the base sends
+        # makes it start over (MODE, START_MARK) at the next START.
         for other in list(self.sink.observers):
             if isinstance(other, RecordChannel) and other is not self:
                 other.close("a newer record channel (session %d) took the %s"
                             % (self.session.id, self.sink.description))
-        if self.sink.volume is not None:
-            self.volume_changed(self.sink.volume)
-            self.mute_changed(self.sink.mute)
-        self._observing = True
-        self.sink.addObserver(self)
-        if self.sink.active:
-            self.record_started()
+
+    def deviceActive(self):
+        self.record_started()
 
     def channelDown(self):
         self._endRecording()
-        if self._observing:
-            self._observing = False
-            try:
-                self.sink.removeObserver(self)
-            except ValueError:
-                pass
+        self.stopObserving()
         if self.received:
             self.log.info("{session} {channel}: {count} frames received ({bad} undecodable)",
                           session=self.session.id, channel=self.name, count=self.received,
