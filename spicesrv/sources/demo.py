@@ -16,6 +16,10 @@ copied: text is typed, an image is pasted at the canvas' top left.
 The frame is kept as one Pillow image per band ("panel"); after each change
 only the changed rectangle is copied into the BGRX framebuffer and reported
 to the observers.
+
+The demo is one screen with a device for every channel (keyboard, mouse,
+tablet, agent, sound and its migrated state), each a short class beside the
+screen it drives; that is why this module is longer than most.
 """
 
 import io
