@@ -2,7 +2,8 @@
 The display channel (type 2): the primary surface of one display source,
 kept up to date with DRAW_COPY of the damaged rectangles, and with video
 streams (MJPEG, VP8, VP9 or H.264) for the areas that change like video
-(L{StreamManager}).
+(L{StreamManager}); what moved within the client's own picture (a scroll)
+goes as COPY_BITS (L{spicesrv.display.copybits}).
 
 Updates are pulled, not queued: damage accumulates in a L{Damage} while the
 client's ACK window or the socket is full, so a slow client gets fewer,
@@ -13,6 +14,7 @@ dropped, not queued, when the link is full.
 from zope.interface import implementer
 
 from spicesrv.channel import MIGRATE_NEED_DATA_TRANSFER, MIGRATE_NEED_FLUSH, ChannelProtocol
+from spicesrv.display.copybits import ClientView, Copy, planCopy
 from spicesrv.display.encoders import encode_bitmap, encode_lz4, new_image_id
 from spicesrv.display.ratecontrol import queuedBytes
 from spicesrv.display.region import Damage
@@ -84,6 +86,11 @@ class DisplayChannel(ChannelProtocol):
         self._flushCall = None
         self._paused = False
         self.bytesWritten = 0
+        #: What the client's surface shows (for COPY_BITS).
+        self.view = ClientView(source.width, source.height)
+        #: COPY_BITS sent, and the pixels they moved.
+        self.copiesSent = 0
+        self.copiedPixels = 0
         self.streams = StreamManager(self, source, self.clock, self.context.videoEncoder(),
                                      mode=self.context.streamingVideo,
                                      surfaceId=PRIMARY_SURFACE,
@@ -172,6 +179,7 @@ class DisplayChannel(ChannelProtocol):
     def _createSurface(self):
         width, height = self.source.width, self.source.height
         self.damage.resize(width, height)
+        self.view.resize(width, height)
         self.sendMessage("SURFACE_CREATE", surface_id=PRIMARY_SURFACE, width=width,
                          height=height, format=SurfaceFormat.FMT_32_xRGB,
                          flags=SURFACE_FLAG_PRIMARY)
@@ -294,11 +302,13 @@ class DisplayChannel(ChannelProtocol):
         moot.
         """
         self.damage.discardInside(rect)
+        self.view.markLossy(rect)
 
     def refresh(self, rect):
         """
         Send C{rect} losslessly with the next update.
         """
+        self.view.markLossy(rect)
         self.damage.add(rect)
         self._scheduleFlush()
 
@@ -324,6 +334,8 @@ class DisplayChannel(ChannelProtocol):
         sees the complete picture.
         """
         self.damage.take()
+        if (self.view.width, self.view.height) != (self.source.width, self.source.height):
+            self.view.resize(self.source.width, self.source.height)
         self._drawCopy(self.source.framebuffer(),
                        (0, 0, self.source.width, self.source.height))
 
@@ -333,17 +345,55 @@ class DisplayChannel(ChannelProtocol):
         if not self.damage:
             return
         frame = self.source.framebuffer()
-        rects = self.damage.take()
-        for i, rect in enumerate(rects):
-            for strip in strips(rect):
+        steps = self._plan(frame, self.damage.take())
+        for i, step in enumerate(steps):
+            if isinstance(step, Copy):
+                self._copyBits(step)
+                continue
+            for strip in strips(step):
                 if respectWindow and not self._losslessRoom():
                     # The link is full: the rest waits, and merges with
                     # whatever changes meanwhile.
-                    for rest in [(rect[0], strip[1], rect[2], rect[3])] + rects[i + 1:]:
-                        self.damage.add(rest)
+                    self.damage.add((step[0], strip[1], step[2], step[3]))
+                    for rest in steps[i + 1:]:
+                        for rect in (rest.rects if isinstance(rest, Copy) else [rest]):
+                            self.damage.add(rect)
                     self._scheduleFlush(LOSSLESS_RETRY)
                     return
                 self._drawCopy(frame, strip)
+
+    def _plan(self, frame, rects):
+        """
+        The damaged C{rects} as steps: rectangles to draw and L{Copy}s of
+        what moved within the client's picture.  A rectangle brought up to
+        date by a copy is scrolling, not video: the streams hear of it.
+        """
+        for stream in self.streams.streams.values():
+            self.view.markLossy(stream.frameRect)
+        steps = []
+        for rect in rects:
+            plan = planCopy(frame, self.view, rect)
+            steps.extend(plan.before)
+            if plan.copy is not None:
+                steps.append(plan.copy)
+                self.streams.scrolled(rect)
+            steps.extend(plan.after)
+        return steps
+
+    def _copyBits(self, copy):
+        left, top, right, bottom = copy.box
+        clip = None
+        if len(copy.rects) > 1:
+            clip = [dict(top=t, left=l, bottom=b, right=r) for l, t, r, b in copy.rects]
+        x, y = copy.srcPos
+        self.sendMessage(
+            "COPY_BITS",
+            base=dict(surface_id=PRIMARY_SURFACE,
+                      box=dict(top=top, left=left, bottom=bottom, right=right), clip=clip),
+            src_pos=dict(x=x, y=y))
+        self.view.copied(copy)
+        self.copiesSent += 1
+        self.copiedPixels += copy.area
 
     def _losslessRoom(self):
         self.streams.sampleLink()
@@ -362,3 +412,4 @@ class DisplayChannel(ChannelProtocol):
             src_area=dict(top=0, left=0, bottom=bottom - top, right=right - left),
             rop_descriptor=ROPD_OP_PUT, scale_mode=SCALE_MODE_NEAREST,
             mask=dict(flags=0, pos=dict(x=0, y=0), bitmap=0))
+        self.view.drew(frame, rect)
