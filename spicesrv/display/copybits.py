@@ -30,7 +30,7 @@ slow gives the whole shift since the client's last update in one copy.
 
 import numpy as np
 
-from spicesrv.display.region import Damage, overlaps
+from spicesrv.display.region import SMALL_WASTE, Damage, overlaps
 
 #: Tile length (pixels along a row, or along a column for horizontal
 #: shifts) in which the shifted picture is verified.
@@ -50,7 +50,9 @@ MIN_COPIED_SHARE = 0.25
 #: The most rectangles one copy's clip may have; a picture that only
 #: partly moved in finer pieces than that goes as images.
 MAX_CLIP_RECTS = 256
-#: Rectangles left to draw are merged down to at most this many.
+#: Rectangles left to draw (bands of rows, top to bottom, so that the
+#: picture completes downwards as with whole images) are merged down to at
+#: most this many.
 MAX_DRAW_RECTS = 8
 
 _rng = np.random.default_rng(0x5eed)
@@ -166,6 +168,27 @@ def tileRects(tiles, length):
     return rects
 
 
+def _joinBands(rects):
+    """
+    Join the rectangles of one band (as L{tileRects} gives them, left to
+    right) across their gaps when that at most doubles what is drawn: a
+    band then changes in one image, left and right together.
+    """
+    joined = []
+    for r in rects:
+        if joined:
+            last = joined[-1]
+            if last[1] == r[1] and last[3] == r[3]:
+                height = r[3] - r[1]
+                gap = (r[0] - last[2]) * height
+                drawn = (last[2] - last[0] + r[2] - r[0]) * height
+                if gap <= max(SMALL_WASTE, drawn):
+                    joined[-1] = (last[0], last[1], r[2], last[3])
+                    continue
+        joined.append(r)
+    return joined
+
+
 class Copy:
     """
     One COPY_BITS: C{rects} (disjoint, surface coordinates) take the
@@ -201,11 +224,12 @@ class Copy:
 class Plan:
     """
     How to bring one damaged rectangle up to date: draw C{before}, then
-    apply C{copy} (L{None}: nothing moved), then draw C{after}.  The
-    C{before} rectangles are no copy's source, so drawing them first
-    changes nothing the copy reads; they come first so that the picture
-    still changes top to bottom (the bottom of a scrolled page, where new
-    lines appear, is the copy's source and comes last).
+    apply C{copy} (L{None}: nothing moved), then draw C{after}, each list
+    top to bottom.  The C{before} rectangles are no copy's source (drawing
+    them first changes nothing the copy reads) and end above the copy's
+    lowest row: the picture still completes downwards, its last rows last,
+    as with whole images (a client, or a frame counter in the corner, sees
+    the bottom change only when all above is done).
     """
 
     def __init__(self, before, copy=None, after=()):
@@ -329,12 +353,17 @@ def planCopy(frame, view, rect):
         copy = Copy(dx, dy, [toSurface(r) for r in movedRects])
         if copy.area < MIN_COPIED_SHARE * width * height:
             continue
-        rest = Damage(frame.shape[1], frame.shape[0], max_rects=MAX_DRAW_RECTS)
-        for r in tileRects(draw, n.shape[1]):
-            rest.add(toSurface(r))
+        rest = [toSurface(r) for r in _joinBands(tileRects(draw, n.shape[1]))]
+        if len(rest) > MAX_DRAW_RECTS:
+            merged = Damage(frame.shape[1], frame.shape[0], max_rects=MAX_DRAW_RECTS)
+            for r in rest:
+                merged.add(r)
+            rest = merged.take()
         sources = copy.sources()
+        lowest = copy.box[3]
         before, after = [], []
-        for r in rest.take():
-            (after if any(overlaps(r, s) for s in sources) else before).append(r)
+        for r in sorted(rest, key=lambda r: (r[1], r[0])):
+            early = r[3] < lowest and not any(overlaps(r, s) for s in sources)
+            (before if early else after).append(r)
         return Plan(before, copy, after)
     return Plan([rect])
