@@ -95,9 +95,10 @@ Commands (fields besides ``cmd`` and ``seq``):
   microphone audio with spice_record_channel_send_data (spice-gtk frames
   and encodes it, Opus when the server offers it); ``sent`` bytes.
 - ``channels``: ``channels`` = list of ``{type, id, name, state, opened,
-  peer, remote_caps, remote_common_caps}``; ``state`` is the last
+  peer, remote_caps, remote_common_caps, read_bytes}``; ``state`` is the last
   channel-event seen, ``peer`` the socket's remote "host:port",
-  ``remote_*caps`` the bit numbers the server advertised.
+  ``remote_*caps`` the bit numbers the server advertised, ``read_bytes``
+  what the channel received so far (its ``total-read-bytes``).
 - ``session``: session properties (host, port, tls_port, migration_state).
 - ``disconnect``: spice_session_disconnect().
 - ``quit``: reply, disconnect, exit 0.  End of stdin does the same.
@@ -957,7 +958,8 @@ class Client(object):
             ch = rec["obj"]
             d = {"type": t, "id": i, "name": channelTypeName(t),
                  "state": rec["state"], "opened": rec["opened"],
-                 "peer": None, "remote_caps": [], "remote_common_caps": []}
+                 "peer": None, "remote_caps": [], "remote_common_caps": [],
+                 "read_bytes": ch.get_property("total-read-bytes")}
             sock = ch.get_property("socket")
             if sock is not None:
                 try:
