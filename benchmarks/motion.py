@@ -6,7 +6,12 @@ and 10 Mbit/s.
 
 Pipelines: C{stream} (MJPEG, the default server), C{vp8}, C{vp9} and C{h264}
 (C{--video-codecs ffmpeg:CODEC}; spice-gtk decodes them through GStreamer),
-and C{lossless}.
+and C{lossless}; the scroll goes as COPY_BITS in all of them.  Two more
+export an X display that an X client (L{benchmarks.xmotion}) draws the
+video and scroll workloads into, as applications draw: C{xspice}, the
+reference (Xspice, i.e. Xorg with libspice-server 0.15, showing its own
+screen; L{benchmarks.xspice}), and C{x11} (spicesrv's X11 source exporting
+that same screen).
 
 Workloads (L{spicesrv.sources.motion}, deterministic, 1920x1080):
 

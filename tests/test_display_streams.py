@@ -548,6 +548,27 @@ class ScrollTests(StreamingSetup, unittest.TestCase):
         numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
         self.assertLess(self.drawnPixels(since), 320 * (SCROLL_STEP * missed + 24))
 
+    def test_scrollCompletesOnAFullLink(self):
+        """
+        A scroll that begins while the link has room goes whole, its new
+        rows included, even when they fill the link past the lossless
+        budget: cut, the bottom rows would be drawn again and again from
+        the top and never reach the client.  The next update waits for room.
+        """
+        self.source.start()
+        self.play(FRAME * 3)
+        self.queued = 10 * 1024 * 1024
+        self.play(FRAME * 5)
+        budget = self.channel.streams.rate.losslessBudget()
+        start = self.channel.bytesWritten
+        self.channel.queuedBytes = lambda: budget - 1 + (self.channel.bytesWritten - start)
+        self.source.stop()
+        since = len(self.messages)
+        self.play(FRAME)
+        self.assertEqual([n for n, r in self.messages[since:]].count("COPY_BITS"), 1)
+        numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
+        self.assertFalse(self.channel.damage)
+
     def test_streamingOffScrollsToo(self):
         self.channel.streams.detector.mode = "off"
         self.source.start()

@@ -344,41 +344,60 @@ class DisplayChannel(ChannelProtocol):
             return
         if not self.damage:
             return
+        if respectWindow and not self._losslessRoom():
+            # Look (capture, compare) only once the link can take it: the
+            # update then reflects everything that changed meanwhile.
+            self._scheduleFlush(LOSSLESS_RETRY)
+            return
         frame = self.source.framebuffer()
-        steps = self._plan(frame, self.damage.take())
-        for i, step in enumerate(steps):
-            if isinstance(step, Copy):
-                self._copyBits(step)
-                continue
-            for strip in strips(step):
-                if respectWindow and not self._losslessRoom():
-                    # The link is full: the rest waits, and merges with
-                    # whatever changes meanwhile.
-                    self.damage.add((step[0], strip[1], step[2], step[3]))
-                    for rest in steps[i + 1:]:
-                        for rect in (rest.rects if isinstance(rest, Copy) else [rest]):
-                            self.damage.add(rect)
-                    self._scheduleFlush(LOSSLESS_RETRY)
-                    return
-                self._drawCopy(frame, strip)
+        plans = self._plan(frame, self.damage.take())
+        for p, steps in enumerate(plans):
+            scroll = any(isinstance(step, Copy) for step in steps)
+            if scroll and p and respectWindow and not self._losslessRoom():
+                self._defer([s for later in plans[p:] for s in later])
+                return
+            for i, step in enumerate(steps):
+                if isinstance(step, Copy):
+                    self._copyBits(step)
+                    continue
+                for strip in strips(step):
+                    # A scroll goes whole once begun (its images are what
+                    # appeared since the last update: cutting them, the
+                    # bottom rows would never catch up); other images wait
+                    # when the link is full, and merge with whatever changes
+                    # meanwhile.
+                    if respectWindow and not scroll and not self._losslessRoom():
+                        self.damage.add((step[0], strip[1], step[2], step[3]))
+                        self._defer(steps[i + 1:] + [s for later in plans[p + 1:]
+                                                     for s in later])
+                        return
+                    self._drawCopy(frame, strip)
+
+    def _defer(self, steps):
+        for step in steps:
+            for rect in (step.rects if isinstance(step, Copy) else [step]):
+                self.damage.add(rect)
+        self._scheduleFlush(LOSSLESS_RETRY)
 
     def _plan(self, frame, rects):
         """
-        The damaged C{rects} as steps: rectangles to draw and L{Copy}s of
-        what moved within the client's picture.  A rectangle brought up to
-        date by a copy is scrolling, not video: the streams hear of it.
+        The damaged C{rects} as a list of steps for each: rectangles to draw
+        and L{Copy}s of what moved within the client's picture.  A rectangle
+        brought up to date by a copy is scrolling, not video: the streams
+        hear of it.
         """
         for stream in self.streams.streams.values():
             self.view.markLossy(stream.frameRect)
-        steps = []
+        plans = []
         for rect in rects:
             plan = planCopy(frame, self.view, rect)
-            steps.extend(plan.before)
+            steps = list(plan.before)
             if plan.copy is not None:
                 steps.append(plan.copy)
                 self.streams.scrolled(rect)
             steps.extend(plan.after)
-        return steps
+            plans.append(steps)
+        return plans
 
     def _copyBits(self, copy):
         left, top, right, bottom = copy.box
