@@ -400,17 +400,14 @@ class DisplayChannel(ChannelProtocol):
         return plans
 
     def _copyBits(self, copy):
-        left, top, right, bottom = copy.box
-        clip = None
-        if len(copy.rects) > 1:
-            clip = [dict(top=t, left=l, bottom=b, right=r) for l, t, r, b in copy.rects]
-        x, y = copy.srcPos
-        self.sendMessage(
-            "COPY_BITS",
-            base=dict(surface_id=PRIMARY_SURFACE,
-                      box=dict(top=top, left=left, bottom=bottom, right=right), clip=clip),
-            src_pos=dict(x=x, y=y))
-        self.view.copied(copy)
+        for rect in copy.rects:
+            left, top, right, bottom = rect
+            self.sendMessage(
+                "COPY_BITS",
+                base=dict(surface_id=PRIMARY_SURFACE,
+                          box=dict(top=top, left=left, bottom=bottom, right=right), clip=None),
+                src_pos=dict(x=left + copy.dx, y=top + copy.dy))
+            self.view.copied(copy, rect)
         self.copiesSent += 1
         self.copiedPixels += copy.area
 

@@ -47,9 +47,9 @@ MIN_VOTES = 8
 MIN_VOTE_SHARE = 0.25
 #: A copy must cover at least this share of the rectangle to be sent.
 MIN_COPIED_SHARE = 0.25
-#: The most rectangles one copy's clip may have; a picture that only
+#: The most rectangles (COPY_BITS) one copy may have; a picture that only
 #: partly moved in finer pieces than that goes as images.
-MAX_CLIP_RECTS = 256
+MAX_CLIP_RECTS = 32
 #: Rectangles left to draw (bands of rows, top to bottom, so that the
 #: picture completes downwards as with whole images) are merged down to at
 #: most this many.
@@ -191,12 +191,22 @@ def _joinBands(rects):
 
 class Copy:
     """
-    One COPY_BITS: C{rects} (disjoint, surface coordinates) take the
-    client's pixels from C{(dx, dy)} away (source = destination + offset).
+    What moved: C{rects} (disjoint, surface coordinates) take the client's
+    pixels from C{(dx, dy)} away (source = destination + offset), as if all
+    were read before any is written.  They go as one COPY_BITS each, in an
+    order in which no rectangle overwrites the source of a later one (away
+    from where the pixels come from: top first when they come from below),
+    because spice-html5 ignores a COPY_BITS clip list.
     """
 
     def __init__(self, dx, dy, rects):
         self.dx, self.dy = dx, dy
+        if dy > 0 or dx > 0:
+            key = lambda r: (r[1], r[0]) if dy else (r[0], r[1])
+            rects = sorted(rects, key=key)
+        else:
+            key = lambda r: (-r[3], r[0]) if dy else (-r[2], r[1])
+            rects = sorted(rects, key=key)
         self.rects = rects
 
     def __repr__(self):
@@ -276,19 +286,20 @@ class ClientView:
             self.lossy[top:bottom, left:right] = True
             self.anyLossy = True
 
-    def copied(self, copy):
+    def copied(self, copy, rect=None):
         """
-        The client applied C{copy}: every source is read before any
-        destination is written, as the client's canvas does.
+        The client applied C{copy}, or only its rectangle C{rect} (the
+        copies of its rectangles are applied one after the other, in
+        order).
         """
-        taken = []
-        for (l, t, r, b), (sl, st, sr, sb) in zip(copy.rects, copy.sources()):
-            taken.append((self.pixels[st:sb, sl:sr].copy(),
-                          self.lossy[st:sb, sl:sr].copy() if self.anyLossy else None))
-        for (l, t, r, b), (pixels, lossy) in zip(copy.rects, taken):
-            self.pixels[t:b, l:r] = pixels
-            if lossy is not None:
-                self.lossy[t:b, l:r] = lossy
+        rects = copy.rects if rect is None else [rect]
+        for l, t, r, b in rects:
+            sl, st, sr, sb = l + copy.dx, t + copy.dy, r + copy.dx, b + copy.dy
+            # numpy copies overlapping source and destination as if the
+            # source were read first, as the client's canvas does.
+            self.pixels[t:b, l:r] = self.pixels[st:sb, sl:sr]
+            if self.anyLossy:
+                self.lossy[t:b, l:r] = self.lossy[st:sb, sl:sr]
 
 
 def _planAxis(new, old, lossy, offset):

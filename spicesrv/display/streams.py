@@ -10,6 +10,9 @@ row; in the C{filter} mode (the default, as libspice's) the rectangle must
 also cover at least L{MIN_AREA} pixels and at least a fifth of those
 updates must look like photographs rather than text or flat drawings
 (L{looksGradual}).  C{all} streams any such rectangle; C{off} never streams.
+An area the display channel has just brought up to date with COPY_BITS (a
+scroll, L{spicesrv.display.copybits}) is not video: no stream starts over
+it until L{SCROLL_HOLD} after its last copy.
 
 A stream then takes every damage inside its rectangle: instead of lossless
 DRAW_COPYs the area goes to the client as frames of a video codec
