@@ -6,7 +6,12 @@ and 10 Mbit/s.
 
 Pipelines: C{stream} (MJPEG, the default server), C{vp8}, C{vp9} and C{h264}
 (C{--video-codecs ffmpeg:CODEC}; spice-gtk decodes them through GStreamer),
-and C{lossless}.
+and C{lossless}; the scroll goes as COPY_BITS in all of them.  Two more
+export an X display that an X client (L{benchmarks.xmotion}) draws the
+video and scroll workloads into, as applications draw: C{xspice}, the
+reference (Xspice, i.e. Xorg with libspice-server 0.15, showing its own
+screen; L{benchmarks.xspice}), and C{x11} (spicesrv's X11 source exporting
+that same screen).
 
 Workloads (L{spicesrv.sources.motion}, deterministic, 1920x1080):
 
@@ -62,7 +67,11 @@ DEFAULT_RUNS = 1
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKLOADS = ("video", "scroll", "typing")
 LINKS = {"loopback": None, "50mbit": "50mbit", "10mbit": "10mbit"}
-PIPELINES = ("stream", "vp8", "h264", "vp9", "lossless")
+PIPELINES = ("stream", "vp8", "h264", "vp9", "lossless", "x11", "xspice")
+#: The pipelines that export an X display an X client draws the workload
+#: into (benchmarks.xmotion): spicesrv's X11 source, and Xspice
+#: (libspice-server 0.15), the reference.
+X_PIPELINES = ("x11", "xspice")
 DEFAULT_PIPELINES = ("stream", "vp8", "h264", "lossless")
 #: The --video-codecs of each streaming pipeline.
 CODECS = {"stream": "spice:mjpeg", "vp8": "ffmpeg:vp8", "h264": "ffmpeg:h264",
@@ -111,7 +120,7 @@ def worker(reactor, options):
     from spicesrv.display.video import ThreadedEncoder
     from spicesrv.server import SpiceServer
     from spicesrv.sources.motion import (
-        CODE_BITS, CODE_BLOCK, TYPING, MotionSource, readFrameCode)
+        CODE_BITS, CODE_BLOCK, MotionSource, readFrameCode)
     from spicesrv.wire.constants import ChannelType
     from tests.interop import harness
 
@@ -163,13 +172,14 @@ def worker(reactor, options):
             (session,) = server.sessions.values()
             display = session.channels[(ChannelType.DISPLAY, 0)]
             source.start()
-            if streaming and workload != TYPING:
+            if streaming and workload == "video":
                 yield waitUntil(lambda: display.streams.streams, 20, "a stream")
             yield sleep(1.0)
 
             left, top, right, bottom = source.movingRect()
             events0 = len(client.events)
             bytes0 = display.bytesWritten
+            copies0, copied0 = display.copiesSent, display.copiedPixels
             cpu0, draw0, frame0 = cpuSeconds(), source.drawSeconds, source.frameNumber
             t0 = time.monotonic()
             dumps = []
@@ -233,6 +243,9 @@ def worker(reactor, options):
                 keyframes=sum(getattr(s.encoder, "keyframes", 0)
                               for s in display.streams.streams.values()),
                 delayMs=display.streams.rate.delayMs, rate=display.streams.rate.rate,
+                delivered=delivered, copies=display.copiesSent - copies0,
+                copiedShare=(display.copiedPixels - copied0)
+                / max(1, display.copiesSent - copies0) / ((right - left) * (bottom - top)),
                 dropped=display.streams.rate.framesDropped,
                 clientFrames=display.streams.rate.reportedFrames,
                 clientDrops=display.streams.rate.reportedDrops)
@@ -248,6 +261,192 @@ def worker(reactor, options):
                 s.end()
             yield port.stopListening()
             server.videoEncoder().stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+        print("RESULT " + json.dumps(result))
+        sys.stdout.flush()
+
+    return run()
+
+
+def xworker(reactor, options):
+    """
+    The X variants: an Xspice whose screen an X client (benchmarks.xmotion)
+    draws the workload into, shown to spice-gtk by Xspice itself
+    (C{xspice}: libspice-server) or by spicesrv's X11 source exporting the
+    same display (C{x11}).  Measured as L{worker} measures, with the
+    display channel's bytes as spice-gtk counts them (total-read-bytes) and
+    the CPU of the X server (which runs libspice-server in Xspice) plus this
+    process (spicesrv in C{x11}).
+    """
+    from twisted.internet import defer, endpoints, protocol, task
+
+    from benchmarks.xspice import Xspice
+    from spicesrv.display.video import ThreadedEncoder
+    from spicesrv.server import SpiceServer
+    from spicesrv.sources.motion import CODE_BITS, CODE_BLOCK, MotionSource, readFrameCode
+    from spicesrv.sources.x11 import X11Source
+    from spicesrv.wire.constants import ChannelType
+    from tests.interop import harness
+
+    def sleep(seconds):
+        return task.deferLater(reactor, seconds, lambda: None)
+
+    class Player(protocol.ProcessProtocol):
+        def __init__(self):
+            self.buffer = b""
+            self.frameTimes = {}
+            self.last = 0
+            self.ready = defer.Deferred()
+            self.stopped = None
+            self.ended = defer.Deferred()
+
+        def outReceived(self, data):
+            self.buffer += data
+            while b"\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\n", 1)
+                event = json.loads(line)
+                if event["event"] == "ready":
+                    self.ready.callback(event)
+                elif event["event"] == "frame":
+                    self.frameTimes[event["n"]] = event["t"]
+                    self.last = event["n"]
+                elif event["event"] == "stopped" and self.stopped is not None:
+                    self.stopped.callback(event["n"])
+
+        def errReceived(self, data):
+            sys.stderr.write(data.decode(errors="replace"))
+
+        def processEnded(self, reason):
+            self.ended.callback(None)
+
+    @defer.inlineCallbacks
+    def run():
+        tmp = tempfile.mkdtemp(prefix="spicesrv-motion-x-")
+        workload, pipeline = options.workload, options.pipeline
+        reference = MotionSource(width=SIZE[0], height=SIZE[1], workload=workload,
+                                 fps=FPS[workload], clock=task.Clock(), autostart=False)
+        xs = Xspice(tmp, SIZE[0], SIZE[1])
+        player = Player()
+        env = xs.environment()
+        env["PYTHONPATH"] = REPO
+        playerProcess = reactor.spawnProcess(
+            player, sys.executable,
+            [sys.executable, "-m", "benchmarks.xmotion", "--workload", workload,
+             "--fps", str(FPS[workload])], env=env, path=REPO)
+        server = port = client = source = None
+        result = {}
+        try:
+            yield player.ready
+            if pipeline == "x11":
+                source = X11Source(display=xs.display, reactor=reactor)
+                server = SpiceServer(clock=reactor, disable_ticketing=True,
+                                     video_encoder=ThreadedEncoder(reactor))
+                server.startService()
+                for device in source.devices():
+                    server.addInterface(device)
+                source.start()
+                endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+                port = yield endpoint.listen(server.factory())
+                spicePort = port.getHost().port
+            else:
+                spicePort = xs.port
+            client = yield harness.GtkClient.start(reactor, "127.0.0.1", spicePort)
+            yield client.waitForChannelsOpened((1, 2), timeout=30)
+            dump = os.path.join(tmp, "primary.raw")
+            left, top, right, bottom = reference.movingRect()
+
+            def showsFrame(n, exact):
+                expected = reference.framebuffer().copy()
+                expected[top:bottom, left:right] = reference.render(n)
+
+                def check(reply):
+                    if not reply.get("ok"):
+                        return False
+                    shown = harness.loadPrimary(reply)
+                    if shown.shape != expected.shape:
+                        return False
+                    if exact:
+                        return numpy.array_equal(shown[..., :3], expected[..., :3])
+                    return psnr(shown, expected) > 30
+                return check
+
+            # Xspice may send the first picture lossily (JPEG) on a slow link.
+            yield client.waitForPrimary(showsFrame(0, False), timeout=90, dump=dump)
+            code = reference.codePosition()
+            yield client.check("watch", code=[code[0], code[1], CODE_BITS, CODE_BLOCK])
+
+            def displayBytes(reply):
+                for channel in reply["channels"]:
+                    if channel["type"] == ChannelType.DISPLAY:
+                        return channel["read_bytes"]
+                return 0
+
+            playerProcess.write(b"go\n")
+            yield sleep(3.0)
+
+            events0 = len(client.events)
+            bytes0 = displayBytes((yield client.check("channels")))
+            cpu0, xcpu0, frame0 = cpuSeconds(), xs.cpuSeconds(), player.last
+            t0 = time.monotonic()
+            dumps = []
+            while time.monotonic() - t0 < options.seconds:
+                yield sleep(options.seconds / 6)
+                path = os.path.join(tmp, "sample%d.raw" % (len(dumps),))
+                reply = yield client.check("primary", dump=path)
+                dumps.append((reply, player.last))
+            elapsed = time.monotonic() - t0
+            cpu, xcpu = cpuSeconds() - cpu0, xs.cpuSeconds() - xcpu0
+            sent = displayBytes((yield client.check("channels"))) - bytes0
+            drawn = player.last - frame0
+            samples = []
+            for reply, last in dumps:
+                shown = harness.loadPrimary(reply)[top:bottom, left:right]
+                n = readFrameCode(shown, 0, bottom - top)
+                if n == readFrameCode(shown, 0, CODE_BLOCK) and n <= last:
+                    samples.append(psnr(shown, reference.render(n)))
+            shownFrames = [e for e in client.events[events0:] if e["event"] == "frame"]
+            latencies = [e["t"] - player.frameTimes[e["n"]] for e in shownFrames
+                         if e["n"] in player.frameTimes]
+            delivered = len(shownFrames)
+            result.update(
+                fps=delivered / elapsed, sourceFps=drawn / elapsed,
+                bytesPerFrame=sent / max(1, delivered), mbit=sent * 8 / elapsed / 1e6,
+                psnr=samples, latencyMedian=percentile(latencies, 50),
+                latencyP90=percentile(latencies, 90),
+                cpuPerFrame=(cpu + xcpu) / max(1, delivered),
+                cpuPerFrameNoDraw=(cpu / max(1, delivered) if pipeline == "x11" else None),
+                cpuShare=(cpu + xcpu) / elapsed, xorgShare=xcpu / elapsed,
+                streams=0, delivered=delivered)
+            if pipeline == "x11":
+                (session,) = server.sessions.values()
+                display = session.channels[(ChannelType.DISPLAY, 0)]
+                result.update(streams=display.streams.created, copies=display.copiesSent,
+                              copiedShare=display.copiedPixels / max(1, display.copiesSent)
+                              / ((right - left) * (bottom - top)))
+
+            player.stopped = defer.Deferred()
+            playerProcess.write(b"stop\n")
+            last = yield player.stopped
+            stopped = time.monotonic()
+            try:
+                yield client.waitForPrimary(showsFrame(last, True), timeout=30, dump=dump)
+                result["exactAfter"] = time.monotonic() - stopped
+            except harness.HarnessTimeout:
+                result["exactAfter"] = None
+        finally:
+            if client is not None:
+                yield client.stop()
+            if server is not None:
+                for s in list(server.sessions.values()):
+                    s.end()
+                server.videoEncoder().stop()
+            if port is not None:
+                yield port.stopListening()
+            if source is not None:
+                source.stop()
+            playerProcess.closeStdin()
+            yield player.ended
+            xs.stop()
             shutil.rmtree(tmp, ignore_errors=True)
         print("RESULT " + json.dumps(result))
         sys.stdout.flush()
@@ -314,13 +513,15 @@ def formatPsnr(samples, workload):
 def formatRow(link, workload, pipeline, r):
     def ms(v):
         return "%6.0f" % (v * 1000) if v is not None else "   n/a"
+    def opt(v, scale=1.0, width=6):
+        return "%*.1f" % (width, v * scale) if v is not None else "%*s" % (width, "n/a")
     perFrame = "%8.1f" % (r["bytesPerFrame"] / 1024,) if r["fps"] else "     n/a"
-    return ("%-8s %-7s %-8s | %5.1f %5.1f | %s %6.1f | %-16s | %s %s | %6.1f %6.1f %5.0f%% |"
-            " %6.1f" % (
+    return ("%-8s %-7s %-8s | %5.1f %5.1f | %s %6.1f | %-16s | %s %s | %6.1f %s %5.0f%% |"
+            " %s" % (
                 link, workload, pipeline, r["fps"], r["sourceFps"], perFrame,
                 r["mbit"], formatPsnr(r["psnr"], workload), ms(r["latencyMedian"]),
-                ms(r["latencyP90"]), r["cpuPerFrame"] * 1000, r["cpuPerFrameNoDraw"] * 1000,
-                r["cpuShare"] * 100, r["exactAfter"]))
+                ms(r["latencyP90"]), r["cpuPerFrame"] * 1000, opt(r["cpuPerFrameNoDraw"], 1000),
+                r["cpuShare"] * 100, opt(r["exactAfter"])))
 
 
 HEADER = ("link     load    pipeline |   fps   src | KiB/frm Mbit/s | PSNR dB med/min   |"
@@ -354,6 +555,18 @@ def runAll(args):
         else:
             print("shaped links: ip netns add NS; ip netns exec NS ip link set lo mtu 1500 up; "
                   "ip netns exec NS tc qdisc add dev lo root tbf rate RATE %s" % (TBF,))
+    if any(p in X_PIPELINES for p in pipelines):
+        from benchmarks import xspice
+        if not xspice.available():
+            print("x11/xspice pipelines need Xspice and xrandr (apt-get install "
+                  "xserver-xspice x11-xserver-utils): skipped")
+            pipelines = [p for p in pipelines if p not in X_PIPELINES]
+        else:
+            print("x11 and xspice: an X client (benchmarks.xmotion) draws the workload into "
+                  "Xspice's screen (scroll: CopyArea and the new rows); xspice is Xspice's "
+                  "own libspice-server, x11 is spicesrv --source x11: on that display. CPU: "
+                  "the X server's (with libspice-server in it) plus the worker's; nodraw: "
+                  "spicesrv's alone")
     print()
     print(HEADER.replace("%%", "%"))
     print("-" * len(HEADER))
@@ -368,6 +581,8 @@ def runAll(args):
             prefix = namespace.prefix() if namespace is not None else []
             for workload in workloads:
                 for pipeline in pipelines:
+                    if pipeline in X_PIPELINES and workload == "typing":
+                        continue  # the X client plays video and scroll only
                     for _ in range(args.runs):
                         try:
                             r = runWorker(prefix, workload, pipeline, seconds)
@@ -391,6 +606,16 @@ def runAll(args):
                 link, workload, pipeline, r["dropped"], r["clientDrops"], r["clientFrames"],
                 r["quality"], r.get("keyframes", 0), r["delayMs"],
                 "%.1f" % (r["rate"] * 8 / 1e6) if r["rate"] else "unmeasured"))
+    copying = [(l, w, p, r) for l, w, p, r in results if r.get("copies")]
+    if copying:
+        print()
+        print("COPY_BITS (sent in the window, per frame shown, share of the moving area each "
+              "copied):")
+        for link, workload, pipeline, r in copying:
+            shown = max(1, r["delivered"])
+            print("  %-8s %-7s %-8s %5d  %4.2f a frame  %3.0f %%" % (
+                link, workload, pipeline, r["copies"], r["copies"] / shown,
+                r["copiedShare"] * 100))
     return results
 
 
@@ -405,7 +630,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.worker:
         from twisted.internet import task
-        task.react(lambda reactor: worker(reactor, args))
+        work = xworker if args.pipeline in X_PIPELINES else worker
+        task.react(lambda reactor: work(reactor, args))
     else:
         runAll(args)
 

@@ -477,6 +477,7 @@ class ClientSurface:
         show).
     @ivar imageTypes: the SPICE image type of every DRAW_COPY (0 raw
         bitmap, 105 JPEG, 109 LZ4).
+    @ivar copies: every COPY_BITS applied, in order.
     @ivar streams: the video streams the server created and did not
         destroy yet: id -> the STREAM_CREATE record.
     @ivar codecTypes: the codec of every stream created, in order (frames of
@@ -495,6 +496,7 @@ class ClientSurface:
         self.pixels = None
         self.marked = False
         self.imageTypes = []
+        self.copies = []
         self.streams = {}
         self._decoders = {}
         self.codecTypes = []
@@ -526,6 +528,8 @@ class ClientSurface:
             area = record.src_area
             self.pixels[box.top:box.bottom, box.left:box.right] = \
                 image[area.top:area.bottom, area.left:area.right]
+        elif name == "COPY_BITS":
+            self.copyBits(record)
         elif name == "STREAM_CREATE":
             if record.id in self.streams:
                 raise ValueError("stream %d created twice" % (record.id,))
@@ -568,6 +572,28 @@ class ClientSurface:
         elif name == "STREAM_DESTROY_ALL":
             self.streams.clear()
             self.clips.clear()
+
+    def copyBits(self, record):
+        """
+        COPY_BITS: the box, clipped by the clip rectangles, takes the pixels
+        that are as far from it as C{src_pos} is from the box's corner;
+        every source pixel is read before any is written.
+        """
+        box = record.base.box
+        dx, dy = record.src_pos.x - box.left, record.src_pos.y - box.top
+        height, width = self.pixels.shape[:2]
+        dest = numpy.zeros((height, width), bool)
+        dest[max(0, box.top):box.bottom, max(0, box.left):box.right] = True
+        if record.base.clip is not None:
+            clip = numpy.zeros_like(dest)
+            for r in record.base.clip:
+                clip[max(0, r.top):r.bottom, max(0, r.left):r.right] = True
+            dest &= clip
+        ys, xs = numpy.nonzero(dest)
+        sy, sx = ys + dy, xs + dx
+        inside = (sy >= 0) & (sy < height) & (sx >= 0) & (sx < width)
+        self.pixels[ys[inside], xs[inside]] = self.pixels[sy[inside], sx[inside]]
+        self.copies.append(record)
 
     def applyAll(self, messages):
         """

@@ -14,7 +14,7 @@ from spicesrv.display.streams import StreamDetector, looksGradual
 from spicesrv.display.video import (
     MAX_QUALITY, MIN_QUALITY, SynchronousEncoder, ThreadedEncoder, decode_mjpeg, encode_mjpeg)
 from spicesrv.sources.motion import (
-    SCROLL, TYPING, VIDEO, MotionSource, desktopPicture, readFrameCode, videoPicture)
+    SCROLL, SCROLL_STEP, TYPING, VIDEO, MotionSource, desktopPicture, readFrameCode, videoPicture)
 from spicesrv.testing import ClientSurface, TestClientChannel, makeTestServer
 from spicesrv.wire.constants import ChannelType, DisplayCap, LinkErr, MM_TIME_DELTA_MS
 from spicesrv.wire.messages import COMMON_CLIENT, DISPLAY_CLIENT
@@ -81,6 +81,23 @@ class DetectorTests(unittest.TestCase):
 
     def test_off(self):
         self.assertEqual(set(self.feed(StreamDetector("off"), (0, 0, 160, 112), 40)), {None})
+
+    def test_scrollingIsNotVideo(self):
+        """
+        An area that went as COPY_BITS (a scroll) does not become a stream
+        however often it changes, until SCROLL_HOLD after the last scroll.
+        """
+        detector = StreamDetector("filter")
+        rect = (0, 0, 160, 112)
+        results = []
+        for i in range(streams.START_FRAMES * 2):
+            now = 100.0 + i * FRAME
+            results.append(detector.update(rect, now, self.video))
+            detector.scrolled((0, 0, 320, 200), now)
+        self.assertEqual(set(results), {None})
+        later = 100.0 + streams.START_FRAMES * 2 * FRAME + streams.SCROLL_HOLD
+        results = self.feed(detector, rect, streams.START_FRAMES, start=later + FRAME)
+        self.assertIsNotNone(results[-1])
 
     def test_badMode(self):
         self.assertRaises(ValueError, StreamDetector, "sometimes")
@@ -214,6 +231,7 @@ class StreamingSetup:
     mode = "filter"
     videoCodecs = None
     rect = VIDEO_RECT
+    workload = VIDEO
     seamless = False
     mainCaps = ()
 
@@ -224,7 +242,8 @@ class StreamingSetup:
                                      seamless_migration=self.seamless)
         self.clock = self.server.clock
         self.clock.advance(1000)
-        self.source = MotionSource(width=320, height=200, workload=VIDEO, rect=self.rect,
+        self.source = MotionSource(width=320, height=200, workload=self.workload,
+                                   rect=self.rect if self.workload == VIDEO else None,
                                    clock=self.clock, autostart=False)
         self.addCleanup(self.source.stop)
         self.server.addInterface(self.source)
@@ -621,6 +640,104 @@ class StreamingOffTests(StreamingSetup, unittest.TestCase):
         self.source.stop()
         self.play(0.1)
         self.assertNotIn("STREAM_CREATE", self.names())
+        numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
+
+
+class ScrollTests(StreamingSetup, unittest.TestCase):
+    """
+    The motion source's scroll workload (the whole screen moves up by
+    SCROLL_STEP rows a frame, with a frame bar code drawn at the top and
+    bottom left) goes as COPY_BITS plus small images, exact at every step.
+    """
+
+    workload = SCROLL
+
+    def drawnPixels(self, since=0):
+        return sum((r.base.box.right - r.base.box.left) * (r.base.box.bottom - r.base.box.top)
+                   for n, r in self.messages[since:] if n == "DRAW_COPY")
+
+    def test_scrollGoesAsCopyBits(self):
+        """
+        Every frame is one copy (source SCROLL_STEP rows down; a COPY_BITS
+        for each band of rows it moves) and images of the new rows and the
+        bar codes only; the client's
+        picture equals the source's after every frame, and the scrolling
+        screen, though it changes 30 times a second, never becomes a
+        stream.
+        """
+        self.source.start()
+        for _ in range(60):
+            self.play(FRAME)
+            numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
+        frames = self.source.frameNumber
+        self.assertGreaterEqual(frames, 59)
+        self.assertNotIn("STREAM_CREATE", self.names())
+        copies = [r for n, r in self.messages if n == "COPY_BITS"]
+        self.assertEqual(self.channel.copiesSent, frames)
+        # Three bands: beside the top bar code, the rows between, beside
+        # where the bottom bar code moved to.
+        self.assertEqual(len(copies), 3 * frames)
+        for record in copies:
+            box = record.base.box
+            self.assertEqual((record.src_pos.x - box.left, record.src_pos.y - box.top),
+                             (0, SCROLL_STEP))
+        # Images: the exposed rows and the bar codes, about a tenth of the
+        # screen a frame here (8 + 16 rows of 200, less at full HD).
+        self.assertLess(self.drawnPixels(), 0.12 * 320 * 200 * frames)
+        self.assertGreater(self.channel.copiedPixels, 0.85 * 320 * 200 * frames)
+
+    def test_slowClientGetsTheWholeShift(self):
+        """
+        While the link is full the scroll goes on; once it drains, one
+        copy moves the client's picture by every step it missed, and the
+        picture is exact.
+        """
+        self.source.start()
+        self.play(FRAME * 3)
+        shown = self.source.frameNumber
+        self.queued = 10 * 1024 * 1024
+        self.play(FRAME * 5)
+        missed = self.source.frameNumber - shown
+        self.assertGreaterEqual(missed, 4)
+        self.source.stop()
+        since = len(self.messages)
+        self.queued = 0
+        self.play(FRAME)
+        copies = [r for n, r in self.messages[since:] if n == "COPY_BITS"]
+        self.assertEqual(len(copies), 3)
+        for copy in copies:
+            box = copy.base.box
+            self.assertEqual((copy.src_pos.x - box.left, copy.src_pos.y - box.top),
+                             (0, SCROLL_STEP * missed))
+        numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
+        self.assertLess(self.drawnPixels(since), 320 * (SCROLL_STEP * missed + 24))
+
+    def test_scrollCompletesOnAFullLink(self):
+        """
+        A scroll that begins while the link has room goes whole, its new
+        rows included, even when they fill the link past the lossless
+        budget: cut, the bottom rows would be drawn again and again from
+        the top and never reach the client.  The next update waits for room.
+        """
+        self.source.start()
+        self.play(FRAME * 3)
+        self.queued = 10 * 1024 * 1024
+        self.play(FRAME * 5)
+        budget = self.channel.streams.rate.losslessBudget()
+        start = self.channel.bytesWritten
+        self.channel.queuedBytes = lambda: budget - 1 + (self.channel.bytesWritten - start)
+        self.source.stop()
+        copies = self.channel.copiesSent
+        self.play(FRAME)
+        self.assertEqual(self.channel.copiesSent, copies + 1)
+        numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
+        self.assertFalse(self.channel.damage)
+
+    def test_streamingOffScrollsToo(self):
+        self.channel.streams.detector.mode = "off"
+        self.source.start()
+        self.play(FRAME * 10)
+        self.assertIn("COPY_BITS", self.names())
         numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
 
 

@@ -2,7 +2,8 @@
 The display channel (type 2): the primary surface of one display source,
 kept up to date with DRAW_COPY of the damaged rectangles, and with video
 streams (MJPEG, VP8, VP9 or H.264) for the areas that change like video
-(L{StreamManager}).
+(L{StreamManager}); what moved within the client's own picture (a scroll)
+goes as COPY_BITS (L{spicesrv.display.copybits}).
 
 Updates are pulled, not queued: damage accumulates in a L{Damage} while the
 client's ACK window or the socket is full, so a slow client gets fewer,
@@ -14,6 +15,8 @@ from zope.interface import implementer
 
 from spicesrv.channel import MIGRATE_NEED_DATA_TRANSFER, MIGRATE_NEED_FLUSH, ChannelProtocol
 from spicesrv.display import stills
+from spicesrv.display.copybits import ClientView, Copy, planCopy
+from spicesrv.display.encoders import IMAGE_TYPE_JPEG
 from spicesrv.display.ratecontrol import queuedBytes
 from spicesrv.display.region import Damage
 from spicesrv.display.streams import StreamManager
@@ -23,6 +26,10 @@ from spicesrv.wire.constants import (
     SurfaceFormat)
 from spicesrv.wire.messages import DISPLAY_CLIENT, DISPLAY_SERVER
 from spicesrv.migration.seamless import Boolean, Choice, Integer
+
+# Where an encoded image (SpiceImageDescriptor: id u64, then type u8) says
+# its type.
+IMAGE_TYPE_AT = 8
 
 PRIMARY_SURFACE = 0
 # Seconds between looks at a full link while lossless updates wait.
@@ -96,6 +103,11 @@ class DisplayChannel(ChannelProtocol):
         self._wanProbe = self._wanProbeCall = None
         self._paused = False
         self.bytesWritten = 0
+        #: What the client's surface shows (for COPY_BITS).
+        self.view = ClientView(source.width, source.height)
+        #: COPY_BITS sent, and the pixels they moved.
+        self.copiesSent = 0
+        self.copiedPixels = 0
         self.streams = StreamManager(self, source, self.clock, self.context.videoEncoder(),
                                      mode=self.context.streamingVideo,
                                      surfaceId=PRIMARY_SURFACE,
@@ -226,6 +238,7 @@ class DisplayChannel(ChannelProtocol):
         self.damage.resize(width, height)
         self.exact = Damage(width, height)
         self.stills.resize(width, height)
+        self.view.resize(width, height)
         self.sendMessage("SURFACE_CREATE", surface_id=PRIMARY_SURFACE, width=width,
                          height=height, format=SurfaceFormat.FMT_32_xRGB,
                          flags=SURFACE_FLAG_PRIMARY)
@@ -353,12 +366,14 @@ class DisplayChannel(ChannelProtocol):
         """
         self.damage.discardInside(rect)
         self.exact.discardInside(rect)
+        self.view.markLossy(rect)
 
     def refresh(self, rect):
         """
         Send C{rect} losslessly with the next update.
         """
         self.exact.add(rect)
+        self.view.markLossy(rect)
         self._scheduleFlush()
 
     def canSendVideo(self):
@@ -384,6 +399,8 @@ class DisplayChannel(ChannelProtocol):
         """
         self.damage.take()
         self.exact.take()
+        if (self.view.width, self.view.height) != (self.source.width, self.source.height):
+            self.view.resize(self.source.width, self.source.height)
         self._drawCopy(self.source.framebuffer(),
                        (0, 0, self.source.width, self.source.height))
         self._scheduleIdleRefresh()
@@ -394,21 +411,84 @@ class DisplayChannel(ChannelProtocol):
         if not (self.damage or self.exact):
             self._scheduleIdleRefresh()
             return
+        if respectWindow and not self._losslessRoom():
+            # Look (capture, compare) only once the link can take it: the
+            # update then reflects everything that changed meanwhile.
+            self._scheduleFlush(LOSSLESS_RETRY)
+            return
         frame = self.source.framebuffer()
-        rects = ([(rect, False) for rect in self.damage.take()]
-                 + [(rect, True) for rect in self.exact.take()])
-        for i, (rect, exact) in enumerate(rects):
+        plans = self._plan(frame, self.damage.take())
+        for p, steps in enumerate(plans):
+            scroll = any(isinstance(step, Copy) for step in steps)
+            if scroll and p and respectWindow and not self._losslessRoom():
+                self._defer([s for later in plans[p:] for s in later])
+                return
+            for i, step in enumerate(steps):
+                if isinstance(step, Copy):
+                    self._copyBits(step)
+                    continue
+                for strip in strips(step):
+                    # A scroll goes whole once begun (its images are what
+                    # appeared since the last update: cutting them, the
+                    # bottom rows would never catch up); other images wait
+                    # when the link is full, and merge with whatever changes
+                    # meanwhile.
+                    if respectWindow and not scroll and not self._losslessRoom():
+                        self.damage.add((step[0], strip[1], step[2], step[3]))
+                        self._defer(steps[i + 1:] + [s for later in plans[p + 1:]
+                                                     for s in later])
+                        return
+                    self._drawCopy(frame, strip)
+        # Areas that must go losslessly (a stream's end, the refresh of
+        # JPEG stills) follow, once the damage has gone.
+        rects = self.exact.take()
+        for i, rect in enumerate(rects):
             for strip in strips(rect):
                 if respectWindow and not self._losslessRoom():
-                    # The link is full: the rest waits, and merges with
-                    # whatever changes meanwhile.
-                    rest = [((rect[0], strip[1], rect[2], rect[3]), exact)] + rects[i + 1:]
-                    for r, e in rest:
-                        (self.exact if e else self.damage).add(r)
+                    for r in [(rect[0], strip[1], rect[2], rect[3])] + rects[i + 1:]:
+                        self.exact.add(r)
                     self._scheduleFlush(LOSSLESS_RETRY)
                     return
-                self._drawCopy(frame, strip, exact)
+                self._drawCopy(frame, strip, exact=True)
         self._scheduleIdleRefresh()
+
+    def _defer(self, steps):
+        for step in steps:
+            for rect in (step.rects if isinstance(step, Copy) else [step]):
+                self.damage.add(rect)
+        self._scheduleFlush(LOSSLESS_RETRY)
+
+    def _plan(self, frame, rects):
+        """
+        The damaged C{rects} as a list of steps for each: rectangles to draw
+        and L{Copy}s of what moved within the client's picture.  A rectangle
+        brought up to date by a copy is scrolling, not video: the streams
+        hear of it.
+        """
+        for stream in self.streams.streams.values():
+            self.view.markLossy(stream.frameRect)
+        plans = []
+        for rect in rects:
+            plan = planCopy(frame, self.view, rect)
+            steps = list(plan.before)
+            if plan.copy is not None:
+                steps.append(plan.copy)
+                self.streams.scrolled(rect)
+            steps.extend(plan.after)
+            plans.append(steps)
+        return plans
+
+    def _copyBits(self, copy):
+        for rect in copy.rects:
+            left, top, right, bottom = rect
+            self.sendMessage(
+                "COPY_BITS",
+                base=dict(surface_id=PRIMARY_SURFACE,
+                          box=dict(top=top, left=left, bottom=bottom, right=right), clip=None),
+                src_pos=dict(x=left + copy.dx, y=top + copy.dy))
+            self.view.copied(copy, rect)
+        self.copiesSent += 1
+        self.copiedPixels += copy.area
 
     def _scheduleIdleRefresh(self):
         """
@@ -439,8 +519,11 @@ class DisplayChannel(ChannelProtocol):
     def _drawCopy(self, frame, rect, exact=False):
         left, top, right, bottom = rect
         pixels = frame[top:bottom, left:right]
+        lossy = []
         for (left, top, right, bottom), image in self.stills.images(
                 pixels, rect, self.encoding, self.streams.rate.rate, exact):
+            if image[IMAGE_TYPE_AT] == IMAGE_TYPE_JPEG:
+                lossy.append((left, top, right, bottom))
             self.sendMessage(
                 "DRAW_COPY",
                 base=dict(surface_id=PRIMARY_SURFACE,
@@ -449,3 +532,8 @@ class DisplayChannel(ChannelProtocol):
                 src_area=dict(top=0, left=0, bottom=bottom - top, right=right - left),
                 rop_descriptor=ROPD_OP_PUT, scale_mode=SCALE_MODE_NEAREST,
                 mask=dict(flags=0, pos=dict(x=0, y=0), bitmap=0))
+        self.view.drew(frame, rect)
+        # What went as JPEG is inexact on the client: never copied from
+        # until it is refreshed.
+        for box in lossy:
+            self.view.markLossy(box)

@@ -10,6 +10,9 @@ row; in the C{filter} mode (the default, as libspice's) the rectangle must
 also cover at least L{MIN_AREA} pixels and at least a fifth of those
 updates must look like photographs rather than text or flat drawings
 (L{looksGradual}).  C{all} streams any such rectangle; C{off} never streams.
+An area the display channel has just brought up to date with COPY_BITS (a
+scroll, L{spicesrv.display.copybits}) is not video: no stream starts over
+it until L{SCROLL_HOLD} after its last copy.
 
 A stream then takes every damage inside its rectangle: instead of lossless
 DRAW_COPYs the area goes to the client as frames of a video codec
@@ -64,6 +67,8 @@ GRADUAL_SHARE = 0.2
 MIN_AREA = 96 * 96
 #: Rectangles followed at once while detecting.
 MAX_TRACES = 64
+#: An area that scrolled (went as COPY_BITS) is not video for this long.
+SCROLL_HOLD = 1.0
 
 #: A stream with no damage for this long ends (libspice: 1 s; shorter here,
 #: so that a paused video turns exact sooner).
@@ -279,6 +284,7 @@ class StreamDetector:
                              % (mode, ", ".join(MODES)))
         self.mode = mode
         self._traces = {}
+        self._scrolls = {}
 
     def update(self, rect, now, pixels=None):
         """
@@ -289,6 +295,9 @@ class StreamDetector:
         if self.mode == OFF:
             return None
         if self.mode == FILTER and area(rect) < MIN_AREA:
+            return None
+        if self._scrolling(rect, now):
+            self._traces.pop(rect, None)
             return None
         trace = self._traces.get(rect)
         if trace is None or now - trace.last > DETECTION_MAX_GAP:
@@ -309,6 +318,21 @@ class StreamDetector:
 
     def forget(self, rect):
         self._traces.pop(rect, None)
+
+    def scrolled(self, rect, now):
+        """
+        C{rect} was brought up to date by moving the client's own pixels
+        (COPY_BITS): what changes there now is a scroll, not video, until
+        L{SCROLL_HOLD} after the last such news.
+        """
+        self._scrolls[tuple(rect)] = now
+        for kept, when in list(self._scrolls.items()):
+            if now - when > SCROLL_HOLD:
+                del self._scrolls[kept]
+
+    def _scrolling(self, rect, now):
+        return any(now - when <= SCROLL_HOLD and overlaps(rect, kept)
+                   for kept, when in self._scrolls.items())
 
     def _prune(self, now):
         for rect, trace in list(self._traces.items()):
@@ -481,6 +505,13 @@ class StreamManager:
         if self.streams:
             self._schedulePump()
         return lossless
+
+    def scrolled(self, rect):
+        """
+        The display channel sent C{rect} as COPY_BITS of the client's own
+        picture: no stream for it while it scrolls.
+        """
+        self.detector.scrolled(rect, self.clock.seconds())
 
     def _pixels(self, rect):
         left, top, right, bottom = rect

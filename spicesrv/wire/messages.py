@@ -173,6 +173,9 @@ DISPLAY_SERVER = COMMON_SERVER.extend(
     Message("MODE", 101, ("x_res", U32), ("y_res", U32), ("bits", U32)),
     Message("MARK", 102),
     Message("RESET", 103),
+    # The client copies its own pixels: base.box (clipped by base.clip) takes
+    # those at src_pos and on (spice.proto's copy_bits).
+    Message("COPY_BITS", 104, ("base", DisplayBase), ("src_pos", Point)),
     Message("INVAL_ALL_PALETTES", 108),
     # Video streams (protocol.md 6.5): a rectangle of the surface shown as a
     # sequence of frames of a lossy codec, each played at its mm_time.

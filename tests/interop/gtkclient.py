@@ -47,14 +47,18 @@ Commands (fields besides ``cmd`` and ``seq``):
   2 auto_glz, 3 auto_lz, 4 quic, 5 glz, 6 lz, 7 lz4); spice-gtk sends it only
   if the server advertised SPICE_DISPLAY_CAP_PREF_COMPRESSION.
 - ``watch`` ``[channel_id=0] [code=[left, bottom, bits, block]]
-  [invalidates=false]``: from now on, at each ``display-invalidate`` of that
+  [invalidates=false] [dump=PATH dumps=N]``: from now on, at each ``display-invalidate`` of that
   channel, read the frame bar code of spicesrv's motion source (``bits``
   squares of ``block`` pixels, bit 0 leftmost, white for 1, bottom-left
   corner at ``left, bottom``) from the primary surface and emit ``frame``
   when the number changes; with ``invalidates`` also emit every invalidate
   at once as ``invalidate-now``.  Event times are ``g_get_monotonic_time``
-  (the same clock as Python's ``time.monotonic`` on Linux).  ``watch`` with
-  neither stops watching.
+  (the same clock as Python's ``time.monotonic`` on Linux).  With ``dump``
+  (a path containing ``{n}``) the primary surface is also written there for
+  each of the first ``dumps`` frames, at the moment it showed the new code,
+  and the event names the file (``dump``) and its ``surface`` (``[width,
+  height, stride]``).  ``watch`` with neither code nor
+  invalidates stops watching.
 - ``preferred_video_codecs`` ``codecs [channel_id=0]``: send
   SPICE_MSGC_DISPLAY_PREFERRED_VIDEO_CODEC_TYPE with these SpiceVideoCodecType
   numbers (1 MJPEG, 2 VP8, 3 H.264, 4 VP9), most wanted first
@@ -851,8 +855,15 @@ class Client(object):
                 n |= 1 << bit
         if n != watch["last"]:
             watch["last"] = n
-            emit({"event": "frame", "id": i, "n": n, "t": now, "x": x, "y": y,
-                  "width": w, "height": h})
+            event = {"event": "frame", "id": i, "n": n, "t": now, "x": x, "y": y,
+                     "width": w, "height": h}
+            if watch["dump"] and watch["dumps"] > 0:
+                watch["dumps"] -= 1
+                path = watch["dump"].replace("{n}", str(n))
+                with open(path, "wb") as f:
+                    f.write(ctypes.string_at(prim.data, prim.height * prim.stride))
+                event.update(dump=path, surface=[prim.width, prim.height, prim.stride])
+            emit(event)
 
     def cmd_watch(self, c):
         cid = int(c.get("channel_id", 0))
@@ -862,7 +873,8 @@ class Client(object):
             self.watching.pop(cid, None)
             return {}
         self.watching[cid] = {"code": [int(v) for v in code] if code else None,
-                              "invalidates": invalidates, "last": None}
+                              "invalidates": invalidates, "last": None,
+                              "dump": c.get("dump"), "dumps": int(c.get("dumps", 0))}
         return {}
 
     def cmd_preferred_compression(self, c):

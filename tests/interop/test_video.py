@@ -11,13 +11,18 @@ GStreamer has decoders for them (``gstreamer1.0-plugins-good`` for vp8dec,
 h264parse; ./dev installs them): without them these tests fail.
 """
 
+import collections
+import os
+
 import numpy
 from twisted.internet import defer, endpoints, reactor
 
 from spicesrv.display.codecs import CODEC_CAPS
 from spicesrv.server import SpiceServer
-from spicesrv.sources.motion import CODE_BITS, CODE_BLOCK, VIDEO, MotionSource, readFrameCode
+from spicesrv.sources.motion import (
+    CODE_BITS, CODE_BLOCK, SCROLL, VIDEO, MotionSource, readFrameCode)
 from spicesrv.wire.constants import ChannelType, DisplayCap, VideoCodecType
+from tests.interop import harness
 from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual
 
 #: The PSNR (dB) the client's stream frames must reach against the source's
@@ -204,6 +209,77 @@ class VideoStreamTests(InteropTestCase):
         self.source.stop()
         yield self.waitUntil(lambda: not self.display().streams.streams, timeout=20)
         yield self.waitForSamePicture(client, self.source)
+
+    @defer.inlineCallbacks
+    def test_scrollAsCopyBits(self):
+        """
+        The scroll workload (the whole screen moves up SCROLL_STEP rows a
+        frame) reaches spice-gtk as COPY_BITS, which its canvas applies:
+        every frame the client shows (dumped the moment its bar code
+        changed) is the source's frame of that number exactly; the
+        display channel sent one COPY_BITS a frame with images of the new
+        rows only, and no stream.
+        """
+        width, height = 1024, 600
+        self.source = MotionSource(width=width, height=height, workload=SCROLL, fps=30,
+                                   clock=reactor, autostart=False, frames=90)
+        self.addCleanup(self.source.stop)
+        self.server = SpiceServer(clock=reactor, password=PASSWORD)
+        self.server.startService()
+        for device in self.source.devices():
+            self.server.addInterface(device)
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        port = yield endpoint.listen(self.server.factory())
+
+        def stop():
+            for session in list(self.server.sessions.values()):
+                session.end()
+            return port.stopListening()
+        self.addCleanup(stop)
+        client = yield self.startClient(port.getHost().port)
+        yield client.waitForChannelsOpened((1, 2), timeout=20)
+        yield self.waitForSamePicture(client, self.source)
+
+        display = self.display()
+        sent = collections.Counter()
+        send = display.sendMessage
+
+        def counting(name, **fields):
+            sent[name] += 1
+            if name == "DRAW_COPY":
+                box = fields["base"]["box"]
+                sent["drawn pixels"] += ((box["right"] - box["left"])
+                                         * (box["bottom"] - box["top"]))
+            return send(name, **fields)
+        display.sendMessage = counting
+        bytes0 = display.bytesWritten
+        dump = os.path.join(self.tmp, "frame{n}.raw")
+        yield client.check("watch", code=[0, height, CODE_BITS, CODE_BLOCK], dump=dump,
+                           dumps=200)
+        first = len(client.events)
+        self.source.start()
+        yield self.waitUntil(lambda: not self.source.running, timeout=30)
+        yield self.waitForSamePicture(client, self.source)
+        frames = [e for e in client.events[first:] if e["event"] == "frame"]
+        shown = [e for e in frames if e["n"] > 0]
+        # spice-gtk showed most frames, each exactly as drawn.
+        self.assertGreater(len(shown), 45, [e["n"] for e in frames])
+        for e in shown:
+            w, h, stride = e["surface"]
+            picture = harness.loadPrimary(e["dump"], w, h, stride)
+            differ = (picture[..., :3] != self.source.render(e["n"])[..., :3]).any(axis=2)
+            rows = numpy.nonzero(differ.any(axis=1))[0]
+            self.assertFalse(differ.any(), "frame %d: %d pixels differ, rows %s to %s"
+                             % (e["n"], differ.sum(), rows[:1], rows[-1:]))
+        self.assertEqual(sent["STREAM_CREATE"], 0)
+        self.assertEqual(display.streams.created, 0)
+        # One COPY_BITS per update, each moving the picture by the steps
+        # since the last; images only beside them.
+        self.assertGreaterEqual(sent["COPY_BITS"], len(shown))
+        self.assertGreater(display.copiedPixels, 0.85 * width * height * len(shown))
+        self.assertGreater(display.copiedPixels, 9 * sent["drawn pixels"], sent)
+        perFrame = (display.bytesWritten - bytes0) / len(shown)
+        self.assertLess(perFrame, 0.1 * width * height * 4)
 
     @defer.inlineCallbacks
     def test_streamingOff(self):
