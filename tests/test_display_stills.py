@@ -246,6 +246,29 @@ class DisplayStillsTests(StillsSetup, unittest.TestCase):
         self.server.clock.advance(10)
         self.assertEqual(display.take(), [])
 
+    def test_lossyAreaIsNotCopiedFrom(self):
+        """
+        A photograph sent as JPEG that then scrolls: no COPY_BITS moves the
+        inexact pixels (the client's view marks them lossy), so after the
+        idle refresh the client's picture is exact where it moved too.
+        """
+        picture = scrollPicture(512, 256)
+        display = self.linkPicture(picture)
+        displayInit(display)
+        surface = ClientSurface().applyAll(display.take())
+        self.assertIn(105, surface.imageTypes)
+        moved = numpy.concatenate([picture[16:], picture[:16]])
+        self.source.frame[...] = moved
+        self.source.damage([(0, 0, 512, 256)])
+        self.server.clock.advance(0)
+        messages = display.take()
+        self.assertNotIn("COPY_BITS", [name for name, _ in messages])
+        surface.applyAll(messages)
+        self.server.clock.advance(stills.IDLE_REFRESH)
+        self.server.clock.advance(0)
+        surface.applyAll(display.take())
+        numpy.testing.assert_array_equal(surface.pixels, moved)
+
     def test_refreshWaitsForIdle(self):
         """
         While the source keeps drawing, the refresh waits.
