@@ -28,6 +28,24 @@ def pixelsEqual(client, source):
             and numpy.array_equal(client[:, :, :3], source[:, :, :3]))
 
 
+@defer.inlineCallbacks
+def serveOnLoopback(testcase, server):
+    """
+    Listen for C{server}'s clients on a free loopback port until the test's
+    cleanup, which ends every session and stops listening.  Returns (a
+    Deferred of) the port number.
+    """
+    endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+    port = yield endpoint.listen(server.factory())
+
+    def stop():
+        for session in list(server.sessions.values()):
+            session.end()
+        return port.stopListening()
+    testcase.addCleanup(stop)
+    return port.getHost().port
+
+
 class RunningServer:
     """
     A spicesrv server listening on a free loopback port in this process,

@@ -29,7 +29,7 @@ from spicesrv.web.client import ClientNotFound, WebClient
 from spicesrv.wire.constants import ChannelType
 from spicesrv.wire.sound import AudioDataMode, PlaybackCap
 from tests.interop.chromium import Chromium, ChromiumError, requireChromium
-from tests.interop.common import PASSWORD, RunningServer
+from tests.interop.common import PASSWORD, RunningServer, serveOnLoopback
 
 #: The browser's viewport; the demo's agent resizes the screen to fit it.
 VIEWPORT = (1024, 800)
@@ -605,17 +605,10 @@ class BrowserTests(unittest.TestCase):
         self.addCleanup(server.stopService)
         server.web = WebFrontend(self.client)
         server.addInterface(source)
-        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
-        port = yield endpoint.listen(server.factory())
-
-        def stop():
-            for session in list(server.sessions.values()):
-                session.end()
-            return port.stopListening()
-        self.addCleanup(stop)
+        port = yield serveOnLoopback(self, server)
         browser = yield Chromium.start(reactor, self.tmp, *VIEWPORT)
         self.addCleanup(browser.stop)
-        yield browser.navigate("http://127.0.0.1:%d/" % (port.getHost().port,))
+        yield browser.navigate("http://127.0.0.1:%d/" % (port,))
         yield browser.waitFor("document.querySelector(%r) !== null" % (CANVAS,))
         want = rgbOf(source.framebuffer())
         half = (size[0] // 2) // 64 * 64

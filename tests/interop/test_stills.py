@@ -10,14 +10,14 @@ again losslessly and the whole picture is exact.
 import os
 
 import numpy
-from twisted.internet import defer, endpoints, reactor
+from twisted.internet import defer, reactor
 
 from spicesrv.display import stills
 from spicesrv.server import SpiceServer
 from spicesrv.sources.image import ImageSource
 from spicesrv.wire.constants import ChannelType
 from tests.interop import harness
-from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual
+from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual, serveOnLoopback
 from tests.pictures import mixedPicture, rgbImage
 
 #: The PSNR (dB) the photograph keeps as JPEG (quality 85) in spice-gtk.
@@ -41,15 +41,8 @@ class StillsTests(InteropTestCase):
         self.addCleanup(self.server.stopService)
         for device in self.source.devices():
             self.server.addInterface(device)
-        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
-        port = yield endpoint.listen(self.server.factory())
-
-        def stop():
-            for session in list(self.server.sessions.values()):
-                session.end()
-            return port.stopListening()
-        self.addCleanup(stop)
-        return port.getHost().port
+        port = yield serveOnLoopback(self, self.server)
+        return port
 
     def display(self):
         (session,) = self.server.sessions.values()

@@ -15,7 +15,7 @@ import collections
 import os
 
 import numpy
-from twisted.internet import defer, endpoints, reactor
+from twisted.internet import defer, reactor
 
 from spicesrv.display.codecs import CODEC_CAPS
 from spicesrv.server import SpiceServer
@@ -23,7 +23,7 @@ from spicesrv.sources.motion import (
     CODE_BITS, CODE_BLOCK, SCROLL, VIDEO, MotionSource, readFrameCode)
 from spicesrv.wire.constants import ChannelType, DisplayCap, VideoCodecType
 from tests.interop import harness
-from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual
+from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual, serveOnLoopback
 
 #: The PSNR (dB) the client's stream frames must reach against the source's
 #: (issue 10 asks 35 dB of the video workloads).
@@ -47,15 +47,8 @@ class VideoStreamTests(InteropTestCase):
         self.server.startService()
         for device in self.source.devices():
             self.server.addInterface(device)
-        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
-        port = yield endpoint.listen(self.server.factory())
-
-        def stop():
-            for session in list(self.server.sessions.values()):
-                session.end()
-            return port.stopListening()
-        self.addCleanup(stop)
-        return port.getHost().port
+        port = yield serveOnLoopback(self, self.server)
+        return port
 
     def display(self):
         (session,) = self.server.sessions.values()
@@ -228,15 +221,8 @@ class VideoStreamTests(InteropTestCase):
         self.server.startService()
         for device in self.source.devices():
             self.server.addInterface(device)
-        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
-        port = yield endpoint.listen(self.server.factory())
-
-        def stop():
-            for session in list(self.server.sessions.values()):
-                session.end()
-            return port.stopListening()
-        self.addCleanup(stop)
-        client = yield self.startClient(port.getHost().port)
+        port = yield serveOnLoopback(self, self.server)
+        client = yield self.startClient(port)
         yield client.waitForChannelsOpened((1, 2), timeout=20)
         yield self.waitForSamePicture(client, self.source)
 
@@ -315,15 +301,8 @@ class MigratingStreamTests(InteropTestCase):
         server.startService()
         for device in source.devices():
             server.addInterface(device)
-        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
-        port = yield endpoint.listen(server.factory())
-
-        def stop():
-            for session in list(server.sessions.values()):
-                session.end()
-            return port.stopListening()
-        self.addCleanup(stop)
-        return server, source, port.getHost().port
+        port = yield serveOnLoopback(self, server)
+        return server, source, port
 
     def display(self, server):
         (session,) = server.sessions.values()

@@ -17,12 +17,12 @@ import os
 
 import numpy
 from PIL import Image
-from twisted.internet import defer, endpoints, reactor, task
+from twisted.internet import defer, reactor, task
 
 from spicesrv.server import SpiceServer
 from spicesrv.sources.x11 import X11Source
 from tests.interop import harness
-from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual
+from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual, serveOnLoopback
 from tests.interop.processes import Twistd, freePort, qmpSteps
 from tests.interop.test_operator import OperatorBase
 from tests.test_sources_x11 import grab, largePng, largeText
@@ -68,15 +68,8 @@ class X11InteropTestCase(InteropTestCase):
         server.startService()
         for device in source.devices():
             server.addInterface(device)
-        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
-        port = yield endpoint.listen(server.factory())
-        self.addCleanup(self._stopServer, server, port)
-        return source, server, port.getHost().port
-
-    def _stopServer(self, server, port):
-        for session in list(server.sessions.values()):
-            session.end()
-        return port.stopListening()
+        port = yield serveOnLoopback(self, server)
+        return source, server, port
 
     @defer.inlineCallbacks
     def waitForScreen(self, client, width, height, timeout=30):
