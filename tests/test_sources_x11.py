@@ -10,6 +10,7 @@ import struct
 
 import numpy
 import xcffib
+import xcffib.xfixes
 import xcffib.xproto as xp
 from PIL import Image
 from twisted.internet import defer, reactor, threads
@@ -690,6 +691,46 @@ class ClipboardTests(X11SourceTestCase):
         core.GetInputFocus().reply()
         owner = core.GetSelectionOwner(bridge.atoms["CLIPBOARD"]).reply().owner
         self.assertEqual(owner, other.clipboard.window)
+
+    @defer.inlineCallbacks
+    def test_olderReleaseAfterGrab(self):
+        """
+        A release the bridge hears of after taking the selection, but made
+        before it (the server the client migrated from giving up the
+        selection while this bridge waited for its timestamp), leaves the
+        bridge owning it: X clients still paste the client's copy.
+        """
+        self.controlled.agent.clipboard_grab(Selection.CLIPBOARD, [TEXT])
+        yield self.owned(Selection.CLIPBOARD)
+        acquired = self.controlled.clipboard.acquired[Selection.CLIPBOARD]
+        other = self.source(allow_control=True)
+        clients = RecordingAgentClients()
+        clients.clipboards[(Selection.CLIPBOARD, TEXT)] = b"kept across the move"
+        other.agent.agent_attached(clients)
+        yield waitFor(reactor, lambda: Selection.CLIPBOARD in other.clipboard.offered)
+        heard = []
+        handle = other.clipboard.handle
+
+        def recorded(event):
+            heard.append(event)
+            return handle(event)
+        other.clipboard.handle = recorded
+        other.agent.clipboard_grab(Selection.CLIPBOARD, [TEXT])
+        # The X server has made the timestamp (the other bridge's
+        # PropertyNotify is on its way) when the first bridge releases.
+        other.clipboard._conn.core.GetInputFocus().reply()
+        bridge = self.controlled.clipboard
+        bridge._conn.core.SetSelectionOwner(0, bridge.atoms["CLIPBOARD"], acquired)
+        bridge._conn.core.GetInputFocus().reply()
+        # Until the other bridge has heard of its own grab, after the release.
+        yield waitFor(reactor, lambda: any(
+            isinstance(e, xcffib.xfixes.SelectionNotifyEvent)
+            and e.owner == other.clipboard.window for e in heard))
+        self.assertTrue(any(isinstance(e, xcffib.xfixes.SelectionNotifyEvent)
+                            and e.owner == 0 for e in heard))
+        self.assertEqual(other.clipboard.owned, {Selection.CLIPBOARD: [TEXT]})
+        out = yield self.xclipOut("-selection", "clipboard")
+        self.assertEqual(out, (b"kept across the move", 0))
 
     @defer.inlineCallbacks
     def test_xTextOfferedToClients(self):

@@ -68,12 +68,6 @@ ATOM_NAMES = ("INCR", "ATOM", "ATOM_PAIR", "INTEGER", "SPICESRV_TIMESTAMP") + OW
     + tuple(SELECTIONS.values()) + tuple(name for names in TARGETS.values() for name in names)
 
 
-#: While a selection waits for its timestamp, how often and how many times
-#: the connection's queued events are read again (see
-#: L{X11Clipboard._watchTimestamp}).
-TIMESTAMP_CHECK_INTERVAL = 0.05
-TIMESTAMP_CHECKS = 100
-
 class _Receiving:
     """
     An X owner's INCR answer, read into C{data} chunk by chunk.
@@ -129,7 +123,6 @@ class X11Clipboard:
         self._conversions = {}
         self.acquired = {}
         self._grabs = deque()
-        self._recheckCall = None
         self._receiving = {}
         self._sending = {}
         self._watched = {}
@@ -188,7 +181,6 @@ class X11Clipboard:
                 transfer.call.cancel()
         self._watched.clear()
         self._grabs.clear()
-        self._stopRecheck()
 
     # -- X events ------------------------------------------------------------------
 
@@ -198,7 +190,8 @@ class X11Clipboard:
         """
         if isinstance(event, xcffib.xfixes.SelectionNotifyEvent):
             selection = self._selections.get(event.selection)
-            if selection is not None and event.owner != self.window:
+            if selection is not None and event.owner != self.window \
+                    and not self._stale(selection, event.selection_timestamp):
                 self.owned.pop(selection, None)
                 if event.owner:
                     self._xOwnerChanged(selection)
@@ -220,6 +213,16 @@ class X11Clipboard:
             self._converted(event)
             return True
         return False
+
+    def _stale(self, selection, time):
+        """
+        Whether a change of C{selection} made at server time C{time} came
+        before the bridge took it: news queued before the bridge's own
+        grab (another server's bridge releasing the selection it held for
+        a client that migrated here) says nothing about the owner now.
+        """
+        acquired = self.acquired.get(selection)
+        return acquired is not None and 0 < (acquired - time) % 2 ** 32 < 2 ** 31
 
     # -- X owners, offered to clients ------------------------------------------------
 
@@ -423,36 +426,11 @@ class X11Clipboard:
                                        self.atoms["SPICESRV_TIMESTAMP"],
                                        self.atoms["INTEGER"], 32, 0, b"")
         self._conn.flush()
-        self._watchTimestamp(TIMESTAMP_CHECKS)
-
-    def _watchTimestamp(self, checks):
-        """
-        Until the timestamp's PropertyNotify has been handled, look at the
-        connection's events again every L{TIMESTAMP_CHECK_INTERVAL}: a reply
-        waited for elsewhere may have queued the event inside xcb, where the
-        reactor no longer sees it on the socket.
-        """
-        self._stopRecheck()
-        if self._grabs and self._conn is not None and checks > 0:
-            self._recheckCall = self._reactor.callLater(
-                TIMESTAMP_CHECK_INTERVAL, self._recheck, checks - 1)
-
-    def _recheck(self, checks):
-        self._recheckCall = None
-        self._afterRoundTrip()
-        self._watchTimestamp(checks)
-
-    def _stopRecheck(self):
-        if self._recheckCall is not None and self._recheckCall.active():
-            self._recheckCall.cancel()
-        self._recheckCall = None
 
     def _timestamped(self, time):
         if not self._grabs or self._conn is None:
             return
         selection, generation, types = self._grabs.popleft()
-        if not self._grabs:
-            self._stopRecheck()
         if generation != self._generation[selection]:
             return
         self.owned[selection] = types
