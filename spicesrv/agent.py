@@ -178,8 +178,14 @@ class AgentConnection:
 
     @param hub: the server's L{AgentHub}.
     @param channel: the L{spicesrv.channels.main.MainChannel}; its
-        C{sendMessage}, C{close}, C{connected}, C{clock} and C{session} are
-        used.
+        C{sendMessage}, C{close}, C{connected}, C{channelsListSent},
+        C{clock} and C{session} are used.
+
+    Agent messages wait until the client has its channel list: spice-gtk
+    reads its main channel's messages in order and takes several
+    milliseconds over the agent's capabilities (it sets up its audio), so an
+    answer that went first would hold back the opening of every other
+    channel.
 
     @ivar started: the client sent AGENT_START.
     @ivar sendTokens: AGENT_DATA messages the server may still send.
@@ -374,7 +380,16 @@ class AgentConnection:
         self.send("ANNOUNCE_CAPABILITIES", request=0 if self.capsReceived else 1,
                   caps=caps_to_words(SERVER_CAPS))
 
+    def channelsListed(self):
+        """
+        The client has its channel list (or came back by migration, with
+        its channels): what waited may go.
+        """
+        self._flush()
+
     def _flush(self):
+        if not self.channel.channelsListSent:
+            return
         while self._queue and self.sendTokens > 0 and self.channel.connected:
             self.sendTokens -= 1
             self.channel.sendMessage("AGENT_DATA", data=self._queue.popleft())

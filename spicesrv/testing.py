@@ -380,9 +380,11 @@ class TestAgentClient:
         self._reader = AgentReader()
         self.received = []
 
-    def start(self, tokens=0xFFFFFFFF, caps=None):
+    def start(self, tokens=0xFFFFFFFF, caps=None, attach=True):
         """
-        AGENT_START, then the client's capabilities with request set.
+        AGENT_START, then the client's capabilities with request set, then
+        (with C{attach}) ATTACH_CHANNELS, as spice-gtk does on INIT: the
+        server's agent messages wait for the channel list.
         """
         if caps is None:
             caps = {AgentCap.CLIPBOARD_BY_DEMAND, AgentCap.MONITORS_CONFIG}
@@ -390,6 +392,8 @@ class TestAgentClient:
                 caps.add(AgentCap.CLIPBOARD_SELECTION)
         self.main.send(MAIN_CLIENT["AGENT_START"], num_tokens=tokens)
         self.send("ANNOUNCE_CAPABILITIES", request=1, caps=capwords.caps_to_words(caps))
+        if attach:
+            self.main.send(MAIN_CLIENT["ATTACH_CHANNELS"])
 
     def send(self, _name, **fields):
         """

@@ -218,6 +218,20 @@ class StartTests(Setup, unittest.TestCase):
 
 
 class TokenTests(Setup, unittest.TestCase):
+    def test_answerWaitsForTheChannelList(self):
+        """
+        The agent answers the client's capabilities only after the channel
+        list, which spice-gtk sends ATTACH_CHANNELS for just after them:
+        spice-gtk opens the other channels as soon as it has the list, and
+        would first spend milliseconds on the agent's capabilities.
+        """
+        main, agent = self.client(start=False)
+        main.take()
+        agent.start(attach=False)
+        self.assertEqual(main.names(), [])
+        main.send(MAIN_CLIENT["ATTACH_CHANNELS"])
+        self.assertEqual(main.names(), ["CHANNELS_LIST", "AGENT_DATA"])
+
     def test_serverWaitsForTokens(self):
         """
         The server sends no more AGENT_DATA than the client gave tokens for,
@@ -230,7 +244,8 @@ class TokenTests(Setup, unittest.TestCase):
         agent.send("CLIPBOARD_REQUEST", selection=0, type=TEXT)
         self.device.clients.clipboard_grab(CLIPBOARD, [TEXT])
         agent.send("CLIPBOARD_REQUEST", selection=0, type=TEXT)
-        self.assertEqual([n for n, _ in main.poll()], ["AGENT_DATA", "AGENT_DATA"])
+        self.assertEqual([n for n, _ in main.poll()],
+                         ["CHANNELS_LIST", "AGENT_DATA", "AGENT_DATA"])
         main.send(MAIN_CLIENT["AGENT_TOKEN"], num_tokens=100)
         names = [n for n, _ in agent.messages()]
         self.assertEqual(names, ["ANNOUNCE_CAPABILITIES", "CLIPBOARD", "CLIPBOARD_GRAB",

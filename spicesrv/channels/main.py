@@ -107,7 +107,16 @@ class MainChannel(ChannelProtocol):
                    if e.channel_type != ChannelType.MAIN]
         self.sendMessage("CHANNELS_LIST", channels=[
             dict(type=e.channel_type, id=e.channel_id) for e in entries])
+        self._channelsListed()
+
+    def _channelsListed(self):
+        """
+        The client knows the channels: the agent's messages, which waited
+        so as not to come before the list, may go.
+        """
         self.channelsListSent = True
+        if self.agent is not None:
+            self.agent.channelsListed()
 
     def channelAdded(self, entry):
         """
@@ -259,7 +268,7 @@ class MainChannel(ChannelProtocol):
         themselves.
         """
         self.sendInit()
-        self.channelsListSent = True
+        self._channelsListed()
 
     def msg_MIGRATE_DST_DO_SEAMLESS(self, msg):
         """
@@ -290,6 +299,6 @@ class MainChannel(ChannelProtocol):
         The client kept its agent state across a seamless migration: the
         agent continues where the source's left off.
         """
-        self.channelsListSent = True
+        self._channelsListed()
         if self.agent is not None and fields.get("agent"):
             self.agent.restore(fields["agent"])
