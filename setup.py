@@ -15,6 +15,8 @@ setup(
         "twisted>=23.8",
         "zope.interface>=5",
         "cryptography>=41",
+        # the primes of the link stage's RSA keys (spicesrv.rsaprimes)
+        "gmpy2>=2.1",
         "pyOpenSSL>=23",
         "service-identity>=23",
         "lz4>=4",

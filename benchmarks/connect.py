@@ -218,6 +218,37 @@ def afterwards(d, cleanup):
     return d.addBoth(both)
 
 
+def processCPU(pid):
+    """User + system CPU seconds of process C{pid} (all its threads)."""
+    try:
+        with open("/proc/%d/stat" % (pid,)) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def descendants(pid):
+    """The process ids under C{pid}, from /proc's children lists."""
+    found = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir("/proc/%d/task" % (parent,))
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open("/proc/%d/task/%s/children" % (parent, task)) as f:
+                    children = [int(c) for c in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            found += children
+            todo += children
+    return found
+
+
 class ServerProcess(object):
     """
     A SPICE server subprocess (spicesrv's twistd or QEMU) listening on
@@ -286,13 +317,16 @@ class ServerProcess(object):
             yield sleep(reactor, 0.05)
 
     def cpuSeconds(self):
-        """User + system CPU seconds the process has used so far."""
-        try:
-            with open("/proc/%d/stat" % (self.pid,)) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+        """
+        User + system CPU seconds the process and its living descendants
+        (spicesrv's key workers) have used so far.
+        """
+        total = processCPU(self.pid)
+        if total is None:
             return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for child in descendants(self.pid):
+            total += processCPU(child) or 0.0
+        return total
 
     @defer.inlineCallbacks
     def stop(self, reactor, timeout=5):

@@ -2,15 +2,23 @@
 RSA-1024 key pairs for the link stage, one fresh pair per link as
 libspice-server does, and the decryption of the client's ticket.
 
-Generating a key takes several milliseconds of CPU, so a pool is kept filled
-by worker threads (one per CPU); its size follows the arrival rate, so that
-a burst of links takes ready keys and never waits for the reactor thread to
-do arithmetic.
+Generating a key takes milliseconds of CPU, so a pool is kept filled ahead
+of need; its size follows the arrival rate, so that a burst of links takes
+ready keys and never waits for the reactor thread to do arithmetic.  The
+primes are found in worker processes, one per CPU
+(L{spicesrv.rsaprimes}, with GMP, which holds the GIL: threads would not
+share the work out); the key is put together from them and used by
+L{cryptography} as any other.
 """
 
+import atexit
 import math
+import multiprocessing
 import os
+import threading
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -18,16 +26,99 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
+from spicesrv import rsaprimes
+from spicesrv.rsaprimes import KEY_BITS, PUBLIC_EXPONENT, key_primes
 from spicesrv.wire.constants import TICKET_CIPHERTEXT_BYTES, TICKET_PUBKEY_BYTES
 
 _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
 
 
+def key_from_primes(p, q):
+    """
+    The RSA private key with primes C{p} and C{q} and e = 65537.
+    """
+    n = p * q
+    d = pow(PUBLIC_EXPONENT, -1, math.lcm(p - 1, q - 1))
+    if n.bit_length() != KEY_BITS or d.bit_length() <= KEY_BITS // 2:
+        raise ValueError("these primes make no usable %d-bit key" % (KEY_BITS,))
+    numbers = rsa.RSAPrivateNumbers(
+        p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q), rsa.rsa_crt_iqmp(p, q),
+        rsa.RSAPublicNumbers(PUBLIC_EXPONENT, n))
+    # Made here from primes just tested: OpenSSL's check of the key would
+    # test them again, at the cost of a key generation.
+    return numbers.private_key(unsafe_skip_rsa_key_validation=True)
+
+
 def generate_key():
     """
-    Make a new RSA-1024 private key with e = 65537.
+    Make a new RSA-1024 private key with e = 65537, in this process.
     """
-    return rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    return key_from_primes(*key_primes())
+
+
+class _PrimeWorkers:
+    """
+    The worker processes that find keys' primes, one per CPU, shared by
+    the L{KeyPool}s of this process: started when first needed, stopped
+    when the reactor shuts down (``twistd`` ends by the signal that stopped
+    it, without running C{atexit} hooks) or this process exits; a worker
+    ends by itself if this process was killed.  They are new interpreters
+    (not forks of this process with its threads); a pool of workers one of
+    which died is replaced.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._executor = None
+        self._reactors = set()
+
+    def stopWith(self, reactor):
+        """
+        Stop the workers when C{reactor} shuts down.
+        """
+        trigger = getattr(reactor, "addSystemEventTrigger", None)
+        if trigger is not None and id(reactor) not in self._reactors:
+            self._reactors.add(id(reactor))
+            trigger("during", "shutdown", self.shutdown)
+
+    def primes(self):
+        """
+        Block until a worker has found a key's primes; return C{(p, q)}.
+        """
+        with self._lock:
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(
+                    os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=rsaprimes.worker_started)
+            executor = self._executor
+        try:
+            return executor.submit(rsaprimes.key_primes).result()
+        except BrokenProcessPool:
+            with self._lock:
+                if self._executor is executor:
+                    self._executor = None
+            raise
+
+    def shutdown(self):
+        """
+        Stop the workers (a search under way is finished first).
+        """
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+_workers = _PrimeWorkers()
+atexit.register(_workers.shutdown)
+
+
+def generate_key_in_worker():
+    """
+    Make a new RSA-1024 private key, its primes found by a worker process;
+    blocks, so call it in a thread.
+    """
+    return key_from_primes(*_workers.primes())
 
 
 def public_key_der(private_key):
@@ -72,15 +163,16 @@ class KeyPool:
     C{size} and grows to cover C{horizon} seconds of the highest recent
     arrival rate (at most C{maxSize}), so that a second burst like the last
     one finds its keys ready; it falls back towards C{size} with a
-    C{halfLife} when links stop coming.  Keys are made by C{workers}
-    threads of the pool's own (by default one per CPU): OpenSSL's key
-    generation runs without the GIL, so every core helps, and the reactor
-    thread never does the arithmetic.
+    C{halfLife} when links stop coming.  Up to C{workers} keys (by
+    default one per CPU) are made at once, each by a thread of the pool's
+    own that waits for a worker process's primes: every core helps, and the
+    reactor thread never does the arithmetic.
 
     @param size: the fewest keys kept ready: two clients' worth (four
         channels each) by default.
-    @param generate: makes one key; called in a worker thread unless
-        C{inThread} is false (tests pass a fast, deterministic generator).
+    @param generate: makes one key; called in a thread of the pool's
+        unless C{inThread} is false (tests pass a fast, deterministic
+        generator).
     @param clock: what tells the time for the arrival rate (the reactor by
         default).
     """
@@ -90,7 +182,7 @@ class KeyPool:
     #: Seconds over which arrivals are counted for the rate.
     RATE_WINDOW = 1.0
 
-    def __init__(self, size=8, generate=generate_key, inThread=True, maxSize=1024,
+    def __init__(self, size=8, generate=generate_key_in_worker, inThread=True, maxSize=1024,
                  workers=None, horizon=2.0, halfLife=60.0, clock=None):
         self._minSize = size
         self._maxSize = max(size, maxSize)
@@ -130,10 +222,12 @@ class KeyPool:
             trigger = getattr(self._clock, "addSystemEventTrigger", None)
             if trigger is not None:
                 trigger("during", "shutdown", self.stop)
+            if self._generate is generate_key_in_worker:
+                _workers.stopWith(self._clock)
         self._refill()
 
     def stop(self):
-        """Stop the worker threads (at reactor shutdown)."""
+        """Stop the threads (at reactor shutdown)."""
         self._stopped = True
         if self._threads is not None:
             self._threads.stop()
@@ -185,6 +279,8 @@ class KeyPool:
 
     def _failed(self, failure):
         self._making -= 1
+        if self._stopped:
+            return                      # the workers were stopped under it
         self.log.failure("RSA key generation failed", failure)
         if self._waiting:
             self._waiting.popleft().errback(failure)

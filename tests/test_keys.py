@@ -3,10 +3,18 @@ Tests for L{spicesrv.keys}: the link stage's RSA keys, the ticket's
 encryption, and the pool that generates keys ahead of need.
 """
 
-from twisted.internet import defer
+import math
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures.process import BrokenProcessPool
+
+import gmpy2
+from twisted.internet import defer, threads
 from twisted.trial import unittest
 
-from spicesrv import keys
+from spicesrv import keys, rsaprimes
 from spicesrv.testing import testKey
 from spicesrv.wire.constants import TICKET_CIPHERTEXT_BYTES, TICKET_PUBKEY_BYTES
 
@@ -30,9 +38,97 @@ class TicketTests(unittest.TestCase):
                           b"\x01" * TICKET_CIPHERTEXT_BYTES)
 
     def test_generate(self):
+        """
+        A generated key is a valid RSA-1024 key with e = 65537: OpenSSL's
+        full check of it passes, and a ticket encrypted with its public
+        half decrypts.
+        """
         key = keys.generate_key()
         self.assertEqual(key.key_size, 1024)
         self.assertEqual(key.public_key().public_numbers().e, 65537)
+        key.private_numbers().private_key()         # checked by OpenSSL
+        ciphertext = keys.encrypt_ticket(keys.public_key_der(key), "pw")
+        self.assertEqual(keys.decrypt_ticket(key, ciphertext), b"pw\0")
+
+    def test_inWorker(self):
+        """
+        The pool's default generator gets the primes from a worker process;
+        a worker that dies is replaced (that key fails, the next is made).
+        """
+        d = threads.deferToThread(keys.generate_key_in_worker)
+
+        def made(key):
+            self.assertEqual(key.key_size, 1024)
+            key.private_numbers().private_key()
+            executor = keys._workers._executor
+            for process in list(executor._processes.values()):
+                process.kill()
+            return threads.deferToThread(keys.generate_key_in_worker)
+
+        def broken(failure):
+            failure.trap(BrokenProcessPool)
+            return threads.deferToThread(keys.generate_key_in_worker)
+
+        d.addCallback(made)
+        d.addCallbacks(lambda key: self.fail("a killed worker gave %r" % (key,)), broken)
+        return d.addCallback(lambda key: self.assertEqual(key.key_size, 1024))
+
+    def test_workersEndWithTheServer(self):
+        """
+        A server killed outright (SIGKILL, no shutdown) leaves no worker
+        process behind: each sees it gone and ends.
+        """
+        script = ("import os, sys, time\n"
+                  "from spicesrv import keys\n"
+                  "keys.generate_key_in_worker()\n"
+                  "print(' '.join(str(p) for p in keys._workers._executor._processes))\n"
+                  "sys.stdout.flush()\n"
+                  "time.sleep(60)\n")
+        # (stderr: the killed server's resource tracker reports the queues'
+        # semaphores it cleans up.)
+        server = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        self.addCleanup(server.stdout.close)
+        self.addCleanup(server.wait)
+        self.addCleanup(lambda: server.poll() is None and server.kill())
+        workers = [int(pid) for pid in server.stdout.readline().split()]
+        self.assertTrue(workers)
+        server.kill()
+        server.wait()
+        deadline = time.monotonic() + 10 * rsaprimes.PARENT_CHECK_INTERVAL
+        while time.monotonic() < deadline and any(os.path.exists("/proc/%d" % pid)
+                                                    for pid in workers):
+            time.sleep(0.05)
+        self.assertEqual([pid for pid in workers if os.path.exists("/proc/%d" % pid)], [])
+
+    def test_unusablePrimes(self):
+        """
+        Primes whose product is not a 1024-bit modulus make no key.
+        """
+        self.assertRaises(ValueError, keys.key_from_primes, 1000003, 1000033)
+
+
+class PrimeTests(unittest.TestCase):
+    def test_keyPrimes(self):
+        """
+        The primes of a key: 512 bits each with the top two bits set (their
+        product has 1024), prime, p - 1 and q - 1 prime to e, far apart.
+        """
+        for _ in range(5):
+            p, q = rsaprimes.key_primes()
+            for prime in (p, q):
+                self.assertEqual(prime.bit_length(), 512)
+                self.assertEqual(prime >> 510, 3)
+                self.assertTrue(gmpy2.is_prime(prime, 50))
+                self.assertEqual(math.gcd(prime - 1, 65537), 1)
+            self.assertEqual((p * q).bit_length(), 1024)
+            self.assertGreater(abs(p - q), 2 ** 412)
+
+    def test_random(self):
+        """
+        Every call finds another prime.
+        """
+        self.assertEqual(len({rsaprimes.random_prime(512) for _ in range(20)}), 20)
 
 
 class KeyPoolTests(unittest.TestCase):
