@@ -74,19 +74,25 @@ def addArguments(group):
 
 class NoiseSource(FramebufferSource):
     """
-    C{width}x{height} of seeded random bytes that shift by one pixel every
-    tick: every pixel changes every frame, nothing compresses, and the
-    picture at tick C{n} is always the same.  A tick is a new numpy view of
-    one buffer (no copying) and one damage of the whole screen.
+    C{width}x{height} of seeded random bytes that move by one row and
+    C{STEP} bytes every tick: every pixel changes every frame, nothing
+    compresses, and the picture at tick C{n} is always the same.  No
+    picture is an earlier one moved straight up, down or sideways (what
+    spicesrv sends as COPY_BITS): between any two, the bytes moved by a
+    number of rows and a part of a pixel, or by rows and some pixels
+    sideways at once.  A tick is a new numpy view of one buffer (no
+    copying) and one damage of the whole screen.
     """
 
     description = "noise: a full screen of pixels that all change every tick"
-    PERIOD = 4096           # distinct pictures before they repeat
+    PERIOD = 1024           # distinct pictures before they repeat
+    STEP = 5                # bytes beyond a row per tick
 
     def __init__(self, width=SIZE[0], height=SIZE[1], ticks=TICKS, clock=None, seed=14):
         FramebufferSource.__init__(self, width, height)
+        self._stride = width * 4 + self.STEP
         self._buffer = np.random.default_rng(seed).integers(
-            0, 256, width * height * 4 + 4 * self.PERIOD, np.uint8)
+            0, 256, width * height * 4 + self._stride * self.PERIOD, np.uint8)
         self._ticks = ticks
         self._clock = clock
         self._loop = None
@@ -94,7 +100,7 @@ class NoiseSource(FramebufferSource):
         self.frame = self._view(0)
 
     def _view(self, n):
-        offset = 4 * (n % self.PERIOD)
+        offset = self._stride * (n % self.PERIOD)
         return self._buffer[offset:offset + self.width * self.height * 4].reshape(
             self.height, self.width, 4)
 

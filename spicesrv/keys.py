@@ -11,14 +11,12 @@ share the work out); the key is put together from them and used by
 L{cryptography} as any other.
 """
 
-import atexit
 import math
-import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -30,6 +28,7 @@ from spicesrv import rsaprimes
 from spicesrv.rsaprimes import KEY_BITS, PUBLIC_EXPONENT, key_primes
 from spicesrv.wire.constants import TICKET_CIPHERTEXT_BYTES, TICKET_PUBKEY_BYTES
 
+_log = Logger()
 _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
 
 
@@ -56,69 +55,125 @@ def generate_key():
     return key_from_primes(*key_primes())
 
 
-class _PrimeWorkers:
+class PrimeWorkerError(Exception):
     """
-    The worker processes that find keys' primes, one per CPU, shared by
-    the L{KeyPool}s of this process: started when first needed, stopped
-    when the reactor shuts down (``twistd`` ends by the signal that stopped
-    it, without running C{atexit} hooks) or this process exits; a worker
-    ends by itself if this process was killed.  They are new interpreters
-    (not forks of this process with its threads); a pool of workers one of
-    which died is replaced.
+    A worker process could not be started, or ended without answering.
+    """
+
+
+class _PrimeWorker:
+    """
+    One worker process (C{python -m spicesrv.rsaprimes}): each line it
+    reads asks for a key's primes, which it writes back as a line.  It ends
+    when its input closes, so it never outlives this process, however that
+    ends.
     """
 
     def __init__(self):
-        self._lock = threading.Lock()
-        self._executor = None
-        self._reactors = set()
+        env = dict(os.environ)
+        # Where this spicesrv is, whatever this process did to sys.path.
+        here = os.path.dirname(os.path.dirname(os.path.abspath(rsaprimes.__file__)))
+        env["PYTHONPATH"] = os.pathsep.join([here] + [p for p in [env.get("PYTHONPATH")] if p])
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "spicesrv.rsaprimes"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, env=env)
+        except OSError as e:
+            raise PrimeWorkerError("cannot start a key worker (%s -m spicesrv.rsaprimes): %s"
+                                   % (sys.executable, e))
 
-    def stopWith(self, reactor):
-        """
-        Stop the workers when C{reactor} shuts down.
-        """
-        trigger = getattr(reactor, "addSystemEventTrigger", None)
-        if trigger is not None and id(reactor) not in self._reactors:
-            self._reactors.add(id(reactor))
-            trigger("during", "shutdown", self.shutdown)
+    def primes(self):
+        try:
+            self.process.stdin.write(b"\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+            p, q = (int(number, 16) for number in line.split())
+        except (OSError, ValueError):
+            raise PrimeWorkerError("a key worker (pid %d) ended (exit status %r)"
+                                   % (self.process.pid, self.process.poll()))
+        return p, q
+
+    def close(self):
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+        self.process.stdout.close()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class _PrimeWorkers:
+    """
+    The worker processes that find keys' primes, at most one per CPU,
+    shared by the L{KeyPool}s of this process and started when first
+    needed.  They are new interpreters running L{spicesrv.rsaprimes} (not
+    forks of this process with its threads, and not importing this
+    program's main module as C{multiprocessing} would); one that ends is
+    replaced.
+    """
+
+    def __init__(self, size=None):
+        self._size = size or os.cpu_count() or 1
+        self._ready = threading.Condition()
+        self._idle = []
+        self._running = 0
 
     def primes(self):
         """
         Block until a worker has found a key's primes; return C{(p, q)}.
         """
-        with self._lock:
-            if self._executor is None:
-                self._executor = ProcessPoolExecutor(
-                    os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=rsaprimes.worker_started)
-            executor = self._executor
+        with self._ready:
+            while not self._idle and self._running >= self._size:
+                self._ready.wait()
+            worker = self._idle.pop() if self._idle else None
+            if worker is None:
+                self._running += 1
         try:
-            return executor.submit(rsaprimes.key_primes).result()
-        except BrokenProcessPool:
-            with self._lock:
-                if self._executor is executor:
-                    self._executor = None
+            if worker is None:
+                worker = _PrimeWorker()
+            result = worker.primes()
+        except PrimeWorkerError:
+            with self._ready:
+                self._running -= 1
+                self._ready.notify()
+            if worker is not None:
+                worker.close()
             raise
+        with self._ready:
+            self._idle.append(worker)
+            self._ready.notify()
+        return result
 
     def shutdown(self):
         """
-        Stop the workers (a search under way is finished first).
+        End the idle workers (a busy one ends when it is given back).
         """
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+        with self._ready:
+            idle, self._idle = self._idle, []
+            self._running -= len(idle)
+        for worker in idle:
+            worker.close()
 
 
 _workers = _PrimeWorkers()
-atexit.register(_workers.shutdown)
 
 
 def generate_key_in_worker():
     """
-    Make a new RSA-1024 private key, its primes found by a worker process;
-    blocks, so call it in a thread.
+    Make a new RSA-1024 private key, its primes found by a worker process
+    (blocks: call it in a thread).  If no worker can answer, the key is
+    made here.
     """
-    return key_from_primes(*_workers.primes())
+    try:
+        primes = _workers.primes()
+    except PrimeWorkerError as e:
+        _log.warn("{why}; making the key in the server's process", why=str(e))
+        primes = key_primes()
+    return key_from_primes(*primes)
 
 
 def public_key_der(private_key):
@@ -222,8 +277,6 @@ class KeyPool:
             trigger = getattr(self._clock, "addSystemEventTrigger", None)
             if trigger is not None:
                 trigger("during", "shutdown", self.stop)
-            if self._generate is generate_key_in_worker:
-                _workers.stopWith(self._clock)
         self._refill()
 
     def stop(self):

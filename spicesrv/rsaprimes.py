@@ -1,8 +1,8 @@
 """
 The primes of the link stage's RSA keys, found with GMP (gmpy2).
 
-This is what L{spicesrv.keys}'s worker processes run, so it imports
-nothing else of spicesrv's: a worker stays small.
+This is what L{spicesrv.keys}'s worker processes run (L{main}), so it
+imports nothing else of spicesrv's: a worker stays small.
 
 GMP's search (a sieve, then the Baillie-PSW test and Miller-Rabin rounds on
 each candidate that passes it; no composite is known to pass Baillie-PSW)
@@ -10,11 +10,9 @@ finds a 512-bit prime two to three times faster than OpenSSL 3's RSA key
 generation, which runs 64 Miller-Rabin rounds on every prime it finds.
 """
 
-import os
 import secrets
 import signal
-import threading
-import time
+import sys
 
 import gmpy2
 
@@ -22,8 +20,6 @@ import gmpy2
 PUBLIC_EXPONENT = 65537
 #: The modulus' size: SPICE's link reply carries a 1024-bit key.
 KEY_BITS = 1024
-#: Seconds between a worker's checks that the server still runs.
-PARENT_CHECK_INTERVAL = 1.0
 
 #: p and q differ above this bit (FIPS 186-4 B.3.1: |p - q| > 2 ** (nlen / 2
 #: - 100)).
@@ -53,18 +49,19 @@ def key_primes():
             return p, q
 
 
-def worker_started():
+def main():
     """
-    In a new worker process: Ctrl-C is for the server, which stops its
-    workers itself; and the worker ends once the server has, even if it was
-    killed (a worker waits for work on a pipe it holds both ends of, so it
-    would never hear of it otherwise).
+    A key worker (C{python -m spicesrv.rsaprimes}, started by
+    L{spicesrv.keys}): for each line read, a key's primes written as one
+    line, C{p} and C{q} in hexadecimal; ends when its input does (the
+    server ended, however it did).  Ctrl-C is for the server.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getppid()
+    for _ in sys.stdin.buffer:
+        p, q = key_primes()
+        sys.stdout.write("%x %x\n" % (p, q))
+        sys.stdout.flush()
 
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK_INTERVAL)
-        os._exit(0)
-    threading.Thread(target=watch, name="spicesrv-parent-watch", daemon=True).start()
+
+if __name__ == "__main__":
+    main()

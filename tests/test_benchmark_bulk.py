@@ -8,6 +8,7 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from benchmarks.bulk import NoiseSource
+from spicesrv.display.copybits import ClientView, planCopy
 
 
 class NoiseSourceTests(unittest.TestCase):
@@ -37,3 +38,16 @@ class NoiseSourceTests(unittest.TestCase):
             a.step()
             b.step()
         self.assertTrue(numpy.array_equal(a.framebuffer(), b.framebuffer()))
+
+    def test_nothingToCopy(self):
+        """
+        No picture is an earlier one moved straight (what the display
+        channel sends as COPY_BITS), even when the client is many ticks
+        behind: the benchmark measures pictures sent, not copies.
+        """
+        source = NoiseSource(256, 128)
+        for behind in range(1, 10):
+            view = ClientView(256, 128)
+            view.drew(source._view(0), (0, 0, 256, 128))
+            plan = planCopy(source._view(behind), view, (0, 0, 256, 128))
+            self.assertIsNone(plan.copy, "a copy %d ticks behind" % (behind,))
