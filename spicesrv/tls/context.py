@@ -26,6 +26,10 @@ __all__ = [
 ]
 
 #: QEMU's x509-dir file names (ui/qemu-x509.h); the CA key is ours.
+#: OpenSSL's SSL_MODE_ENABLE_PARTIAL_WRITE (pyOpenSSL sets it on every
+#: context and does not name it).
+SSL_MODE_ENABLE_PARTIAL_WRITE = 0x1
+
 CA_CERT_FILE = "ca-cert.pem"
 SERVER_CERT_FILE = "server-cert.pem"
 SERVER_KEY_FILE = "server-key.pem"
@@ -215,6 +219,10 @@ class ServerTLS(object):
 
     def _makeContext(self, private_key, verifyClients=False):
         ctx = SSL.Context(SSL.TLS_METHOD)
+        # pyOpenSSL lets SSL_write stop after one record; connections write
+        # through memory BIOs, which never block, so one call may encrypt a
+        # whole picture (spicesrv.tls.endpoint).
+        ctx.clear_mode(SSL_MODE_ENABLE_PARTIAL_WRITE)
         ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
         ctx.set_options(SSL.OP_NO_SSLv2 | SSL.OP_NO_SSLv3 | SSL.OP_NO_TLSv1
                         | SSL.OP_NO_TLSv1_1 | SSL.OP_NO_COMPRESSION

@@ -23,15 +23,67 @@ connections in L{twisted.protocols.tls.TLSMemoryBIOProtocol}, which encrypts
 each C{write} at once.  A channel writes one message per call, so a message
 always ends its last record.  Large messages still go as full 16 KiB
 records, and the TCP layer underneath still gathers records into segments.
+
+That protocol hands OpenSSL 16 KiB at a time and takes each record out with
+a round of Python calls of its own; for a display channel sending full-HD
+pictures that per-record overhead cost more than the encryption (about 1.2
+ms of CPU per MB against 0.2).  L{MessageRecordsTLSProtocol} hands OpenSSL
+up to L{WRITE_CHUNK} at once (OpenSSL cuts it into the same 16 KiB records)
+and takes all the records out together.
 """
 
+from OpenSSL.SSL import Error, WantReadError
 from zope.interface import implementer
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
 
-__all__ = ["MessageRecordsTLSFactory", "TLSServerEndpoint"]
+__all__ = ["MessageRecordsTLSFactory", "MessageRecordsTLSProtocol", "TLSServerEndpoint"]
+
+#: The most application bytes given to OpenSSL in one call.
+WRITE_CHUNK = 1 << 20
+#: The most TLS bytes taken out of OpenSSL in one call.
+READ_CHUNK = 1 << 20
+
+
+class MessageRecordsTLSProtocol(TLSMemoryBIOProtocol):
+    """
+    L{TLSMemoryBIOProtocol} that encrypts a large write in few calls: the
+    same records (every write encrypted at once, 16 KiB records, the last
+    one ending with the write), with a Python round per L{WRITE_CHUNK}
+    instead of one per record.
+    """
+
+    def _write(self, data):
+        if self._lostTLSConnection:
+            return
+        view = memoryview(data)
+        sent = 0
+        while sent < len(view):
+            try:
+                sent += self._tlsConnection.send(view[sent:sent + WRITE_CHUNK])
+            except WantReadError:
+                # A renegotiation waits for the peer; the rest goes after.
+                self._bufferedWrite(bytes(view[sent:]))
+                break
+            except Error:
+                # As Twisted's own: lose the connection, with the error.
+                self._tlsShutdownFinished(Failure())
+                break
+            else:
+                self._flushSendBIO()
+
+    def _flushSendBIO(self):
+        chunks = []
+        while True:
+            try:
+                chunks.append(self._tlsConnection.bio_read(READ_CHUNK))
+            except WantReadError:
+                break
+        if chunks:
+            self.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
 
 class MessageRecordsTLSFactory(TLSMemoryBIOFactory):
@@ -40,7 +92,7 @@ class MessageRecordsTLSFactory(TLSMemoryBIOFactory):
     write into records of its own (no buffering across writes).
     """
 
-    protocol = TLSMemoryBIOProtocol
+    protocol = MessageRecordsTLSProtocol
 
 
 @implementer(IStreamServerEndpoint)
