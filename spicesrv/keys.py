@@ -127,7 +127,15 @@ class _PrimeWorkers:
         Block until a worker has found a key's primes; return C{(p, q)}.
         """
         with self._ready:
-            while not self._idle and self._running >= self._size:
+            while True:
+                # An idle worker that ended meanwhile (killed) is replaced.
+                gone = [w for w in self._idle if w.process.poll() is not None]
+                for w in gone:
+                    self._idle.remove(w)
+                    w.close()
+                self._running -= len(gone)
+                if self._idle or self._running < self._size:
+                    break
                 self._ready.wait()
             worker = self._idle.pop() if self._idle else None
             if worker is None:

@@ -50,12 +50,11 @@ class TicketTests(unittest.TestCase):
 
     def test_inWorker(self):
         """
-        The pool's default generator gets the primes from a worker process.
-        A worker that died is noticed (logged) and replaced, and that key
-        is made in the server's process instead: it does not fail.
+        The pool's default generator gets the primes from a worker process;
+        workers that ended while idle (killed) are replaced by new ones.
         """
-        logged = LogCapture(self)
         d = threads.deferToThread(keys.generate_key_in_worker)
+        killed = []
 
         def made(key):
             self.assertEqual(key.key_size, 1024)
@@ -64,19 +63,32 @@ class TicketTests(unittest.TestCase):
             for worker in keys._workers._idle:
                 worker.process.kill()
                 worker.process.wait()
-            return threads.deferToThread(keys.generate_key_in_worker)
-
-        def madeAnyway(key):
-            key.private_numbers().private_key()
-            self.assertIn("making the key in the server's process", logged.text())
+                killed.append(worker.process.pid)
             return threads.deferToThread(keys._workers.primes)
 
         def fromANewWorker(primes):
-            (worker,) = keys._workers._idle[-1:]
-            self.assertIsNone(worker.process.poll())
             self.assertEqual(keys.key_from_primes(*primes).key_size, 1024)
+            pids = [w.process.pid for w in keys._workers._idle]
+            self.assertTrue(pids)
+            self.assertFalse(set(pids) & set(killed))
 
-        return d.addCallback(made).addCallback(madeAnyway).addCallback(fromANewWorker)
+        return d.addCallback(made).addCallback(fromANewWorker)
+
+    def test_workerLost(self):
+        """
+        A worker that ends without answering is logged, and that key is
+        made in the server's process: the link waiting for it does not
+        fail.
+        """
+        class Lost:
+            def primes(self):
+                raise keys.PrimeWorkerError("a key worker (pid 1) ended (exit status -9)")
+        self.patch(keys, "_workers", Lost())
+        logged = LogCapture(self)
+        key = keys.generate_key_in_worker()
+        key.private_numbers().private_key()
+        self.assertIn("a key worker (pid 1) ended (exit status -9); making the key in the "
+                      "server's process", logged.text())
 
     def test_workersEndWithTheServer(self):
         """

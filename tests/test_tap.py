@@ -524,7 +524,8 @@ class TLSOptionTests(unittest.TestCase):
         self.assertNotIn("\n", str(e.code))
 
     def test_tlsListener(self):
-        from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+        from spicesrv.tls.endpoint import MessageRecordsTLSProtocol
         from spicesrv import tls
         directory = self.mktemp()
         tls.write_dev_certs(directory)
@@ -540,7 +541,7 @@ class TLSOptionTests(unittest.TestCase):
         ((port, factory, _, interface),) = reactor.tcpServers
         self.assertEqual((port, interface), (5901, "127.0.0.1"))
         self.assertIsInstance(factory, TLSMemoryBIOFactory)
-        self.assertIs(factory.protocol, TLSMemoryBIOProtocol)
+        self.assertIs(factory.protocol, MessageRecordsTLSProtocol)
         self.assertEqual(reactor.sslServers, [])
         from spicesrv.link import SECURITY_NONE, SECURITY_SSL
         from spicesrv.wire.constants import ChannelType
