@@ -29,13 +29,14 @@ def pixelsEqual(client, source):
 
 
 @defer.inlineCallbacks
-def serveOnLoopback(testcase, server):
+def listenFor(testcase, server, endpoint=None):
     """
-    Listen for C{server}'s clients on a free loopback port until the test's
-    cleanup, which ends every session and stops listening.  Returns (a
-    Deferred of) the port number.
+    Listen for C{server}'s clients on C{endpoint} (by default a free
+    loopback TCP port) until the test's cleanup, which ends every session
+    and stops listening.  Returns (a Deferred of) the port number.
     """
-    endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+    if endpoint is None:
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
     port = yield endpoint.listen(server.factory())
 
     def stop():
@@ -44,6 +45,18 @@ def serveOnLoopback(testcase, server):
         return port.stopListening()
     testcase.addCleanup(stop)
     return port.getHost().port
+
+
+def serveOnLoopback(testcase, server, devices=()):
+    """
+    Start C{server}'s service with C{devices} until the test's cleanup, and
+    listen for its clients on a free loopback port (L{listenFor}).
+    """
+    server.startService()
+    testcase.addCleanup(server.stopService)
+    for device in devices:
+        server.addInterface(device)
+    return listenFor(testcase, server)
 
 
 class RunningServer:
@@ -64,17 +77,8 @@ class RunningServer:
             self.server.addInterface(device)
         self.testcase = testcase
 
-    @defer.inlineCallbacks
     def listen(self):
-        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
-        self.port = yield endpoint.listen(self.server.factory())
-        self.testcase.addCleanup(self.stop)
-        return self.port.getHost().port
-
-    def stop(self):
-        for session in list(self.server.sessions.values()):
-            session.end()
-        return self.port.stopListening()
+        return listenFor(self.testcase, self.server)
 
     def channel(self, channel_type, channel_id=0):
         (session,) = self.server.sessions.values()

@@ -29,7 +29,7 @@ from spicesrv.web.client import ClientNotFound, WebClient
 from spicesrv.wire.constants import ChannelType
 from spicesrv.wire.sound import AudioDataMode, PlaybackCap
 from tests.interop.chromium import Chromium, ChromiumError, requireChromium
-from tests.interop.common import PASSWORD, RunningServer, serveOnLoopback
+from tests.interop.common import PASSWORD, RunningServer, listenFor, serveOnLoopback
 
 #: The browser's viewport; the demo's agent resizes the screen to fit it.
 VIEWPORT = (1024, 800)
@@ -102,16 +102,11 @@ class BrowserServer(RunningServer):
             self.server.tlsAvailable = True
             self.server.setChannelSecurity("default", SECURITY_SSL)
 
-    @defer.inlineCallbacks
     def listen(self):
         if self.certs is None:
-            port = yield RunningServer.listen(self)
-            return port
-        endpoint = TLSServerEndpoint(reactor, 0, load_server_tls(x509_dir=self.certs),
-                                     interface="127.0.0.1")
-        self.port = yield endpoint.listen(self.server.factory())
-        self.testcase.addCleanup(self.stop)
-        return self.port.getHost().port
+            return RunningServer.listen(self)
+        return listenFor(self.testcase, self.server, TLSServerEndpoint(
+            reactor, 0, load_server_tls(x509_dir=self.certs), interface="127.0.0.1"))
 
 
 def rgbOf(framebuffer):
@@ -601,11 +596,8 @@ class BrowserTests(unittest.TestCase):
         source = ImageSource(path)
         server = SpiceServer(clock=reactor, disable_ticketing=True,
                              jpeg_wan_compression="always")
-        server.startService()
-        self.addCleanup(server.stopService)
         server.web = WebFrontend(self.client)
-        server.addInterface(source)
-        port = yield serveOnLoopback(self, server)
+        port = yield serveOnLoopback(self, server, [source])
         browser = yield Chromium.start(reactor, self.tmp, *VIEWPORT)
         self.addCleanup(browser.stop)
         yield browser.navigate("http://127.0.0.1:%d/" % (port,))

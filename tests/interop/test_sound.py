@@ -15,14 +15,14 @@ channels (playback-stop, record-stop) and the target starts them again.
 import os
 import wave
 
-from twisted.internet import defer, endpoints, reactor, task
+from twisted.internet import defer, reactor, task
 
 from spicesrv.sound.file import FileSink
 from spicesrv.sound.pcm import peakFrequency
 from spicesrv.sound.tone import ToneSource
 from spicesrv.wire.constants import ChannelType
 from spicesrv.wire.sound import AudioDataMode
-from tests.interop.common import PASSWORD, InteropTestCase, RunningServer
+from tests.interop.common import PASSWORD, InteropTestCase, RunningServer, serveOnLoopback
 
 PLAYBACK, RECORD = ChannelType.PLAYBACK, ChannelType.RECORD
 #: Accepted error of a spectral peak (Hz); one FFT bin of a 1 s window is 1 Hz.
@@ -325,22 +325,10 @@ class StreamSyncTests(InteropTestCase):
                               autostart=False)
         self.addCleanup(source.stop)
         server = SpiceServer(clock=reactor, password=PASSWORD, streaming_video="filter")
-        server.startService()
-        self.addCleanup(server.stopService)
-        for device in source.devices():
-            server.addInterface(device)
         tone = ToneSource(reactor, 1000)
         self.addCleanup(tone.close)
-        server.addInterface(tone)
-        port = yield endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-            server.factory())
-
-        def stop():
-            for session in list(server.sessions.values()):
-                session.end()
-            return port.stopListening()
-        self.addCleanup(stop)
-        client = yield self.startClient(port.getHost().port, extra_args=["--audio"])
+        port = yield serveOnLoopback(self, server, list(source.devices()) + [tone])
+        client = yield self.startClient(port, extra_args=["--audio"])
         yield client.waitForChannelsOpened((1, 2, 5), timeout=20)
         yield client.waitForEvent({"event": "playback-start"})
         (session,) = server.sessions.values()

@@ -37,11 +37,7 @@ class StillsTests(InteropTestCase):
         rgbImage(mixedPicture(*SIZE)).save(path)
         self.source = ImageSource(path)
         self.server = SpiceServer(clock=reactor, password=PASSWORD, **kwargs)
-        self.server.startService()
-        self.addCleanup(self.server.stopService)
-        for device in self.source.devices():
-            self.server.addInterface(device)
-        port = yield serveOnLoopback(self, self.server)
+        port = yield serveOnLoopback(self, self.server, self.source.devices())
         return port
 
     def display(self):

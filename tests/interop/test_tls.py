@@ -16,7 +16,7 @@ from spicesrv.tls.probe import check_target_identity
 from spicesrv.tls.subjects import format_subject
 from spicesrv.link import SECURITY_SSL
 from tests.interop import harness
-from tests.interop.common import PASSWORD, InteropTestCase, RunningServer
+from tests.interop.common import PASSWORD, InteropTestCase, RunningServer, listenFor
 
 SUBJECT = "C=XX,L=City,O=spicesrv tests\\, inc.,OU=one,OU=two,CN=localhost"
 
@@ -35,14 +35,11 @@ class TLSServer(RunningServer):
     @defer.inlineCallbacks
     def listen(self):
         context = load_server_tls(x509_dir=self.certs)
-        endpoint = TLSServerEndpoint(reactor, 0, context, interface="127.0.0.1")
-        self.tlsListening = yield endpoint.listen(self.server.factory())
-        self.testcase.addCleanup(self.tlsListening.stopListening)
-        self.tlsPort = self.tlsListening.getHost().port
+        self.tlsPort = yield listenFor(self.testcase, self.server, TLSServerEndpoint(
+            reactor, 0, context, interface="127.0.0.1"))
         if self.plain:
             port = yield RunningServer.listen(self)
             return port
-        self.port = self.tlsListening
         return None
 
 

@@ -44,10 +44,7 @@ class VideoStreamTests(InteropTestCase):
         self.server = SpiceServer(clock=reactor, password=PASSWORD,
                                   streaming_video=streaming_video,
                                   video_codecs=video_codecs)
-        self.server.startService()
-        for device in self.source.devices():
-            self.server.addInterface(device)
-        port = yield serveOnLoopback(self, self.server)
+        port = yield serveOnLoopback(self, self.server, self.source.devices())
         return port
 
     def display(self):
@@ -218,10 +215,7 @@ class VideoStreamTests(InteropTestCase):
                                    clock=reactor, autostart=False, frames=90)
         self.addCleanup(self.source.stop)
         self.server = SpiceServer(clock=reactor, password=PASSWORD)
-        self.server.startService()
-        for device in self.source.devices():
-            self.server.addInterface(device)
-        port = yield serveOnLoopback(self, self.server)
+        port = yield serveOnLoopback(self, self.server, self.source.devices())
         client = yield self.startClient(port)
         yield client.waitForChannelsOpened((1, 2), timeout=20)
         yield self.waitForSamePicture(client, self.source)
@@ -298,10 +292,7 @@ class MigratingStreamTests(InteropTestCase):
         self.addCleanup(source.stop)
         server = SpiceServer(clock=reactor, password=PASSWORD, video_codecs=video_codecs,
                              seamless_migration=seamless)
-        server.startService()
-        for device in source.devices():
-            server.addInterface(device)
-        port = yield serveOnLoopback(self, server)
+        port = yield serveOnLoopback(self, server, source.devices())
         return server, source, port
 
     def display(self, server):

@@ -65,10 +65,7 @@ class X11InteropTestCase(InteropTestCase):
         self.addCleanup(source.stop)
         source.start()
         server = SpiceServer(clock=reactor, password=PASSWORD, **serverArgs)
-        server.startService()
-        for device in source.devices():
-            server.addInterface(device)
-        port = yield serveOnLoopback(self, server)
+        port = yield serveOnLoopback(self, server, source.devices())
         return source, server, port
 
     @defer.inlineCallbacks
