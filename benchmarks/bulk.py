@@ -15,7 +15,8 @@ C{--seconds}.  Figures, per run, from the client's own counters:
 - B{frames/s}: the area of every C{display-invalidate} signal the client
   emitted, in full screens, per second;
 - B{server CPU}: the server process's user + system CPU per second of the
-  run (all threads); B{client CPU} likewise for the spice-gtk process.
+  run (all threads, and its key workers); B{client CPU} likewise for the
+  spice-gtk process.
 
 Variants: raw bitmaps (client C{--no-lz4}: 8 MB per frame, the pure byte
 rate) and LZ4 (the default; noise does not compress, so the same bytes plus
@@ -170,15 +171,6 @@ class Variant:
         return self.label.replace(" ", "-").replace("(", "").replace(")", "")
 
 
-def cpuOf(pid):
-    try:
-        with open("/proc/%d/stat" % (pid,)) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @defer.inlineCallbacks
 def counters(client):
     reply = yield client.check("channels")
@@ -212,12 +204,12 @@ def measureOnce(reactor, variant, seconds, children, warm=1.0):
         yield client.waitForEvent({"event": "display-mark"}, timeout=60)
         yield connect.sleep(reactor, warm)
         bytes0, pixels0 = yield counters(client)
-        server0, client0 = cpuOf(variant.process.pid), cpuOf(client.pid)
+        server0, client0 = variant.process.cpuSeconds(), connect.processCPU(client.pid)
         t0 = time.monotonic()
         yield connect.sleep(reactor, seconds)
         bytes1, pixels1 = yield counters(client)
         t1 = time.monotonic()
-        server1, client1 = cpuOf(variant.process.pid), cpuOf(client.pid)
+        server1, client1 = variant.process.cpuSeconds(), connect.processCPU(client.pid)
         elapsed = t1 - t0
         moved = max(1, bytes1 - bytes0)
         return {"bytes": (bytes1 - bytes0) / elapsed,

@@ -156,16 +156,6 @@ class _PrimeWorkers:
             self._ready.notify()
         return result
 
-    def shutdown(self):
-        """
-        End the idle workers (a busy one ends when it is given back).
-        """
-        with self._ready:
-            idle, self._idle = self._idle, []
-            self._running -= len(idle)
-        for worker in idle:
-            worker.close()
-
 
 _workers = _PrimeWorkers()
 
@@ -340,8 +330,6 @@ class KeyPool:
 
     def _failed(self, failure):
         self._making -= 1
-        if self._stopped:
-            return                      # the workers were stopped under it
         self.log.failure("RSA key generation failed", failure)
         if self._waiting:
             self._waiting.popleft().errback(failure)

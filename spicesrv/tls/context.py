@@ -25,11 +25,11 @@ __all__ = [
     "CA_CERT_FILE", "SERVER_CERT_FILE", "SERVER_KEY_FILE", "CA_KEY_FILE",
 ]
 
-#: QEMU's x509-dir file names (ui/qemu-x509.h); the CA key is ours.
 #: OpenSSL's SSL_MODE_ENABLE_PARTIAL_WRITE (pyOpenSSL sets it on every
 #: context and does not name it).
 SSL_MODE_ENABLE_PARTIAL_WRITE = 0x1
 
+#: QEMU's x509-dir file names (ui/qemu-x509.h); the CA key is ours.
 CA_CERT_FILE = "ca-cert.pem"
 SERVER_CERT_FILE = "server-cert.pem"
 SERVER_KEY_FILE = "server-key.pem"

@@ -83,7 +83,7 @@ class MessageRecordsTLSProtocol(TLSMemoryBIOProtocol):
             except WantReadError:
                 break
         if chunks:
-            self.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            self.transport.writeSequence(chunks)
 
 
 class MessageRecordsTLSFactory(TLSMemoryBIOFactory):
