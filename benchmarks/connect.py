@@ -238,9 +238,9 @@ def descendants(pid):
             tasks = os.listdir("/proc/%d/task" % (parent,))
         except OSError:
             continue
-        for task in tasks:
+        for thread in tasks:
             try:
-                with open("/proc/%d/task/%s/children" % (parent, task)) as f:
+                with open("/proc/%d/task/%s/children" % (parent, thread)) as f:
                     children = [int(c) for c in f.read().split()]
             except (OSError, ValueError):
                 continue

@@ -52,21 +52,22 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy
 
+from benchmarks import shaped
+from benchmarks.shaped import LINKS, REPO
+from tests.pictures import psnr
+
 NAME = "motion"
 DESCRIPTION = ("Video area, full-HD scroll and typing with MJPEG, VP8, H.264 (VP9) streams and lossless, "
                "on loopback and 50/10 Mbit/s links (tbf in a network namespace).")
 DEFAULT_RUNS = 1
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKLOADS = ("video", "scroll", "typing")
-LINKS = {"loopback": None, "50mbit": "50mbit", "10mbit": "10mbit"}
 PIPELINES = ("stream", "vp8", "h264", "vp9", "lossless", "x11", "xspice")
 #: The pipelines that export an X display an X client draws the workload
 #: into (benchmarks.xmotion): spicesrv's X11 source, and Xspice
@@ -78,7 +79,6 @@ CODECS = {"stream": "spice:mjpeg", "vp8": "ffmpeg:vp8", "h264": "ffmpeg:h264",
           "vp9": "ffmpeg:vp9"}
 SIZE = (1920, 1080)
 FPS = {"video": 30, "scroll": 30, "typing": 20}
-TBF = "burst 32kb latency 300ms"
 
 
 #: Measured seconds per variant (C{--seconds}, shared by the benchmarks).
@@ -97,11 +97,6 @@ def addArguments(group):
 
 
 # -- the worker: one server, one client, one variant -------------------------------
-
-def psnr(a, b):
-    mse = numpy.mean((a[..., :3].astype(numpy.float64) - b[..., :3]) ** 2)
-    return float("inf") if mse == 0 else 10 * numpy.log10(255.0 ** 2 / mse)
-
 
 def percentile(values, q):
     if not values:
@@ -456,47 +451,10 @@ def xworker(reactor, options):
 
 # -- the driver ---------------------------------------------------------------------
 
-class Namespace:
-    """
-    A network namespace whose loopback is limited to C{rate} by tbf.
-    """
-
-    def __init__(self, rate):
-        self.rate = rate
-        self.name = "spicesrv-motion-%d-%s" % (os.getpid(), rate)
-
-    def commands(self):
-        return [
-            ["ip", "netns", "add", self.name],
-            ["ip", "netns", "exec", self.name, "ip", "link", "set", "lo", "mtu", "1500", "up"],
-            ["ip", "netns", "exec", self.name, "tc", "qdisc", "add", "dev", "lo", "root",
-             "tbf", "rate", self.rate] + TBF.split(),
-        ]
-
-    def __enter__(self):
-        for argv in self.commands():
-            subprocess.run(argv, check=True, capture_output=True, timeout=30)
-        return self
-
-    def __exit__(self, *exc):
-        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=30)
-
-    def prefix(self):
-        return ["ip", "netns", "exec", self.name]
-
-
 def runWorker(prefix, workload, pipeline, seconds):
-    argv = prefix + [sys.executable, "-m", "benchmarks.motion", "--worker",
-                     "--workload", workload, "--pipeline", pipeline,
-                     "--seconds", str(seconds)]
-    env = dict(os.environ, PYTHONPATH=REPO)
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=seconds + 240)
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    raise RuntimeError("worker %s/%s failed (exit %s): %s" % (
-        workload, pipeline, proc.returncode, (proc.stderr or proc.stdout)[-3000:]))
+    return shaped.runWorker("motion", prefix, ["--workload", workload, "--pipeline", pipeline,
+                                               "--seconds", str(seconds)],
+                            seconds + 240, "%s/%s" % (workload, pipeline))
 
 
 def formatPsnr(samples, workload):
@@ -537,24 +495,12 @@ def runAll(args):
     links = [l for l in args.links.split(",") if l]
     workloads = [w for w in args.workloads.split(",") if w]
     pipelines = [p for p in args.pipelines.split(",") if p]
-    for name, values, known in (("link", links, LINKS), ("workload", workloads, WORKLOADS),
-                                ("pipeline", pipelines, PIPELINES)):
-        for v in values:
-            if v not in known:
-                raise ValueError("unknown %s %r; use %s" % (name, v, ", ".join(known)))
+    shaped.checkChoices(("link", links, LINKS), ("workload", workloads, WORKLOADS),
+                        ("pipeline", pipelines, PIPELINES))
     seconds = DEFAULT_SECONDS if args.seconds is None else args.seconds
     print("motion benchmark: %s s measured per variant, %dx%d, %d run%s each" % (
         seconds, SIZE[0], SIZE[1], args.runs, "" if args.runs == 1 else "s"))
-    shaped = [l for l in links if LINKS[l]]
-    if shaped:
-        missing = [t for t in ("ip", "tc") if shutil.which(t) is None]
-        if missing or os.geteuid() != 0:
-            print("shaped links need root and iproute2 (%s): skipped %s" % (
-                "missing " + ", ".join(missing) if missing else "not root", ", ".join(shaped)))
-            links = [l for l in links if not LINKS[l]]
-        else:
-            print("shaped links: ip netns add NS; ip netns exec NS ip link set lo mtu 1500 up; "
-                  "ip netns exec NS tc qdisc add dev lo root tbf rate RATE %s" % (TBF,))
+    links = shaped.usableLinks(links)
     if any(p in X_PIPELINES for p in pipelines):
         from benchmarks import xspice
         if not xspice.available():
@@ -571,31 +517,12 @@ def runAll(args):
     print(HEADER.replace("%%", "%"))
     print("-" * len(HEADER))
     sys.stdout.flush()
-    results = []
-    for link in links:
-        rate = LINKS[link]
-        namespace = Namespace(rate) if rate else None
-        if namespace is not None:
-            namespace.__enter__()
-        try:
-            prefix = namespace.prefix() if namespace is not None else []
-            for workload in workloads:
-                for pipeline in pipelines:
-                    if pipeline in X_PIPELINES and workload == "typing":
-                        continue  # the X client plays video and scroll only
-                    for _ in range(args.runs):
-                        try:
-                            r = runWorker(prefix, workload, pipeline, seconds)
-                        except Exception as e:
-                            print("%-8s %-7s %-8s | FAILED: %s" % (link, workload, pipeline, e))
-                            sys.stdout.flush()
-                            continue
-                        results.append((link, workload, pipeline, r))
-                        print(formatRow(link, workload, pipeline, r))
-                        sys.stdout.flush()
-        finally:
-            if namespace is not None:
-                namespace.__exit__(None, None, None)
+    # (The X client plays video and scroll only.)
+    variants = [(w, p) for w in workloads for p in pipelines
+                if not (p in X_PIPELINES and w == "typing")]
+    results = shaped.runVariants(
+        links, variants, args.runs, lambda prefix, w, p: runWorker(prefix, w, p, seconds),
+        formatRow)
     print()
     print("stream details (frames dropped for the full link, frames the client reported "
           "late of those it got, last quality, playback delay ms, measured link Mbit/s):")

@@ -28,21 +28,20 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy
 
-from benchmarks.motion import LINKS, TBF, Namespace
+from benchmarks import shaped
+from benchmarks.shaped import LINKS
 
 NAME = "stills"
 DESCRIPTION = ("A full-HD photograph and a UI picture, lossless (LZ4) against JPEG where it "
                "pays, on loopback and 50/10 Mbit/s links: time to the first complete picture "
                "and bytes.")
 DEFAULT_RUNS = 1
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PICTURES = ("photo", "ui")
 MODES = {"lossless": "never", "auto": "auto", "jpeg": "always"}
 SIZE = (1920, 1080)
@@ -56,11 +55,6 @@ def addArguments(group):
                        help="photo and/or ui (default: both)")
     group.add_argument("--stills-modes", default=",".join(MODES),
                        help="lossless, auto and/or jpeg (default: all)")
-
-
-def psnr(a, b):
-    mse = numpy.mean((a[..., :3].astype(numpy.float64) - b[..., :3]) ** 2)
-    return float("inf") if mse == 0 else 10 * numpy.log10(255.0 ** 2 / mse)
 
 
 # -- the worker: one server, one client, one variant -------------------------------
@@ -136,7 +130,7 @@ def worker(reactor, options):
                 pixels = harness.loadPrimary(reply)
                 if pixels.shape != frame.shape:
                     return False
-                shown[:] = [psnr(pixels, frame)]
+                shown[:] = [pictures.psnr(pixels, frame)]
                 return shown[0] > PSNR_BOUND
             yield client.waitForPrimary(complete, timeout=60, dump=dump)
             result["psnr"] = shown[0]
@@ -169,16 +163,8 @@ def worker(reactor, options):
 # -- the driver ---------------------------------------------------------------------
 
 def runWorker(prefix, picture, mode):
-    argv = prefix + [sys.executable, "-m", "benchmarks.stills", "--worker",
-                     "--picture", picture, "--mode", mode]
-    env = dict(os.environ, PYTHONPATH=REPO)
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=400)
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    raise RuntimeError("worker %s/%s failed (exit %s): %s" % (
-        picture, mode, proc.returncode, (proc.stderr or proc.stdout)[-3000:]))
+    return shaped.runWorker("stills", prefix, ["--picture", picture, "--mode", mode], 400,
+                            "%s/%s" % (picture, mode))
 
 
 HEADER = ("link     picture mode     | first ms  first KiB  PSNR dB  JPEG imgs | "
@@ -204,48 +190,17 @@ def runAll(args):
     links = [l for l in args.stills_links.split(",") if l]
     pictureNames = [p for p in args.stills_pictures.split(",") if p]
     modes = [m for m in args.stills_modes.split(",") if m]
-    for name, values, known in (("link", links, LINKS), ("picture", pictureNames, PICTURES),
-                                ("mode", modes, MODES)):
-        for v in values:
-            if v not in known:
-                raise ValueError("unknown %s %r; use %s" % (name, v, ", ".join(known)))
+    shaped.checkChoices(("link", links, LINKS), ("picture", pictureNames, PICTURES),
+                        ("mode", modes, MODES))
     print("stills benchmark: %dx%d, spice-gtk, %d run%s each" % (
         SIZE[0], SIZE[1], args.runs, "" if args.runs == 1 else "s"))
-    shaped = [l for l in links if LINKS[l]]
-    if shaped:
-        missing = [t for t in ("ip", "tc") if shutil.which(t) is None]
-        if missing or os.geteuid() != 0:
-            print("shaped links need root and iproute2: skipped %s" % (", ".join(shaped),))
-            links = [l for l in links if not LINKS[l]]
-        else:
-            print("shaped links: tbf rate RATE %s on a network namespace's loopback" % (TBF,))
+    links = shaped.usableLinks(links)
     print()
     print(HEADER)
     print("-" * len(HEADER))
     sys.stdout.flush()
-    results = []
-    for link in links:
-        namespace = Namespace(LINKS[link]) if LINKS[link] else None
-        if namespace is not None:
-            namespace.__enter__()
-        try:
-            prefix = namespace.prefix() if namespace is not None else []
-            for picture in pictureNames:
-                for mode in modes:
-                    for _ in range(args.runs):
-                        try:
-                            r = runWorker(prefix, picture, mode)
-                        except Exception as e:
-                            print("%-8s %-7s %-8s | FAILED: %s" % (link, picture, mode, e))
-                            sys.stdout.flush()
-                            continue
-                        results.append((link, picture, mode, r))
-                        print(formatRow(link, picture, mode, r))
-                        sys.stdout.flush()
-        finally:
-            if namespace is not None:
-                namespace.__exit__(None, None, None)
-    return results
+    return shaped.runVariants(links, [(p, m) for p in pictureNames for m in modes],
+                              args.runs, runWorker, formatRow)
 
 
 def main(argv=None):

@@ -1,13 +1,23 @@
 """
 Deterministic pictures for the stills tests and benchmark: text, UI and
 photograph-like (L{spicesrv.sources.motion.scrollPicture}), as BGRX
-framebuffers or Pillow images.
+framebuffers or Pillow images; and how close two pictures are (L{psnr}).
 """
 
 import numpy
 from PIL import Image, ImageDraw
 
 from spicesrv.sources.motion import scrollPicture
+
+
+def psnr(a, b):
+    """
+    The peak signal-to-noise ratio (dB) of picture C{a} against C{b}, on
+    their first three channels (a BGRX framebuffer's X is not compared);
+    infinite when they are equal.
+    """
+    mse = numpy.mean((a[..., :3].astype(numpy.float64) - b[..., :3]) ** 2)
+    return float("inf") if mse == 0 else 10 * numpy.log10(255.0 ** 2 / mse)
 
 
 def bgrx(image):

@@ -18,16 +18,11 @@ from spicesrv.sources.image import ImageSource
 from spicesrv.wire.constants import ChannelType
 from tests.interop import harness
 from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual, serveOnLoopback
-from tests.pictures import mixedPicture, rgbImage
+from tests.pictures import mixedPicture, psnr, rgbImage
 
 #: The PSNR (dB) the photograph keeps as JPEG (quality 85) in spice-gtk.
 PSNR_BOUND = 35.0
 SIZE = (1024, 600)
-
-
-def psnr(a, b):
-    mse = numpy.mean((a[..., :3].astype(numpy.float64) - b[..., :3]) ** 2)
-    return float("inf") if mse == 0 else 10 * numpy.log10(255.0 ** 2 / mse)
 
 
 class StillsTests(InteropTestCase):

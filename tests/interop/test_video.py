@@ -24,15 +24,11 @@ from spicesrv.sources.motion import (
 from spicesrv.wire.constants import ChannelType, DisplayCap, VideoCodecType
 from tests.interop import harness
 from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual, serveOnLoopback
+from tests.pictures import psnr
 
 #: The PSNR (dB) the client's stream frames must reach against the source's
 #: (issue 10 asks 35 dB of the video workloads).
 PSNR_BOUND = 35.0
-
-
-def psnr(a, b):
-    mse = numpy.mean((a[..., :3].astype(numpy.float64) - b[..., :3]) ** 2)
-    return float("inf") if mse == 0 else 10 * numpy.log10(255.0 ** 2 / mse)
 
 
 class VideoStreamTests(InteropTestCase):
