@@ -109,13 +109,63 @@ def cpuSeconds():
     return usage.ru_utime + usage.ru_stime
 
 
+def sampleWindow(reactor, client, tmp, seconds, lastFrame):
+    """
+    The measured window, C{seconds} long: six dumps of the client's
+    primary surface, each with C{lastFrame()}, the source's latest frame
+    then.  Fires with C{([(reply, n)], elapsed seconds)}.  The dumps are
+    compared afterwards: comparing during the window would stall the
+    server, which shares this reactor.
+    """
+    from twisted.internet import defer, task
+
+    @defer.inlineCallbacks
+    def sample():
+        t0 = time.monotonic()
+        dumps = []
+        while time.monotonic() - t0 < seconds:
+            yield task.deferLater(reactor, seconds / 6, lambda: None)
+            path = os.path.join(tmp, "sample%d.raw" % (len(dumps),))
+            reply = yield client.check("primary", dump=path)
+            dumps.append((reply, lastFrame()))
+        return dumps, time.monotonic() - t0
+    return sample()
+
+
+def codedSamples(dumps, rect, render):
+    """
+    The PSNR of the moving area C{rect} in each dump whose frame code reads
+    the same at its top and bottom (not torn) and is not ahead of the
+    source, against C{render(n)} of the frame it shows.
+    """
+    from spicesrv.sources.motion import CODE_BLOCK, readFrameCode
+    from tests.interop import harness
+    left, top, right, bottom = rect
+    samples = []
+    for reply, last in dumps:
+        shown = harness.loadPrimary(reply)[top:bottom, left:right]
+        n = readFrameCode(shown, 0, bottom - top)
+        if n == readFrameCode(shown, 0, CODE_BLOCK) and n <= last:
+            samples.append(psnr(shown, render(n)))
+    return samples
+
+
+def codedLatencies(events, frameTimes):
+    """
+    The client's C{frame} events (a new frame code shown): how many, and
+    each one's latency from the source drawing it (C{frameTimes}).
+    """
+    shownFrames = [e for e in events if e["event"] == "frame"]
+    return len(shownFrames), [e["t"] - frameTimes[e["n"]] for e in shownFrames
+                              if e["n"] in frameTimes]
+
+
 def worker(reactor, options):
     from twisted.internet import defer, endpoints, task
 
     from spicesrv.display.video import ThreadedEncoder
     from spicesrv.server import SpiceServer
-    from spicesrv.sources.motion import (
-        CODE_BITS, CODE_BLOCK, MotionSource, readFrameCode)
+    from spicesrv.sources.motion import CODE_BITS, CODE_BLOCK, MotionSource
     from spicesrv.wire.constants import ChannelType
     from tests.interop import harness
 
@@ -176,41 +226,26 @@ def worker(reactor, options):
             bytes0 = display.bytesWritten
             copies0, copied0 = display.copiesSent, display.copiedPixels
             cpu0, draw0, frame0 = cpuSeconds(), source.drawSeconds, source.frameNumber
-            t0 = time.monotonic()
-            dumps = []
-            while time.monotonic() - t0 < options.seconds:
-                yield sleep(options.seconds / 6)
-                # Dump now, compare after the window: comparing here would
-                # stall the server, which shares this reactor.
-                path = os.path.join(tmp, "sample%d.raw" % (len(dumps),))
-                reply = yield client.check("primary", dump=path)
-                dumps.append((reply, source.frameNumber))
-            elapsed = time.monotonic() - t0
+            dumps, elapsed = yield sampleWindow(reactor, client, tmp, options.seconds,
+                                                lambda: source.frameNumber)
             cpu = cpuSeconds() - cpu0
             draw = source.drawSeconds - draw0
             sent = display.bytesWritten - bytes0
             drawn = source.frameNumber - frame0
             events = client.events[events0:]
-            samples = []
-            for reply, last in dumps:
-                shown = harness.loadPrimary(reply)[top:bottom, left:right]
-                if code is not None:
-                    n = readFrameCode(shown, 0, bottom - top)
-                    if n == readFrameCode(shown, 0, CODE_BLOCK) and n <= last:
-                        samples.append(psnr(shown, source.render(n)))
-                else:
+            if code is not None:
+                samples = codedSamples(dumps, (left, top, right, bottom), source.render)
+                delivered, latencies = codedLatencies(events, source.frameTimes)
+            else:
+                # Typing: whether each dump shows one of the latest frames
+                # exactly, and each character's latency to the invalidate
+                # that covered it.
+                samples = []
+                for reply, last in dumps:
+                    shown = harness.loadPrimary(reply)[top:bottom, left:right]
                     samples.append(any(numpy.array_equal(shown[..., :3],
                                                          source.render(k)[..., :3])
                                        for k in range(max(0, last - 8), last + 1)))
-            latencies = []
-            if code is not None:
-                shownFrames = [e for e in events if e["event"] == "frame"]
-                for e in shownFrames:
-                    drawnAt = source.frameTimes.get(e["n"])
-                    if drawnAt is not None:
-                        latencies.append(e["t"] - drawnAt)
-                delivered = len(shownFrames)
-            else:
                 pending = {}
                 delivered = 0
                 for e in events:
@@ -278,7 +313,7 @@ def xworker(reactor, options):
     from benchmarks.xspice import Xspice
     from spicesrv.display.video import ThreadedEncoder
     from spicesrv.server import SpiceServer
-    from spicesrv.sources.motion import CODE_BITS, CODE_BLOCK, MotionSource, readFrameCode
+    from spicesrv.sources.motion import CODE_BITS, CODE_BLOCK, MotionSource
     from spicesrv.sources.x11 import X11Source
     from spicesrv.wire.constants import ChannelType
     from tests.interop import harness
@@ -382,27 +417,13 @@ def xworker(reactor, options):
             events0 = len(client.events)
             bytes0 = displayBytes((yield client.check("channels")))
             cpu0, xcpu0, frame0 = cpuSeconds(), xs.cpuSeconds(), player.last
-            t0 = time.monotonic()
-            dumps = []
-            while time.monotonic() - t0 < options.seconds:
-                yield sleep(options.seconds / 6)
-                path = os.path.join(tmp, "sample%d.raw" % (len(dumps),))
-                reply = yield client.check("primary", dump=path)
-                dumps.append((reply, player.last))
-            elapsed = time.monotonic() - t0
+            dumps, elapsed = yield sampleWindow(reactor, client, tmp, options.seconds,
+                                                lambda: player.last)
             cpu, xcpu = cpuSeconds() - cpu0, xs.cpuSeconds() - xcpu0
             sent = displayBytes((yield client.check("channels"))) - bytes0
             drawn = player.last - frame0
-            samples = []
-            for reply, last in dumps:
-                shown = harness.loadPrimary(reply)[top:bottom, left:right]
-                n = readFrameCode(shown, 0, bottom - top)
-                if n == readFrameCode(shown, 0, CODE_BLOCK) and n <= last:
-                    samples.append(psnr(shown, reference.render(n)))
-            shownFrames = [e for e in client.events[events0:] if e["event"] == "frame"]
-            latencies = [e["t"] - player.frameTimes[e["n"]] for e in shownFrames
-                         if e["n"] in player.frameTimes]
-            delivered = len(shownFrames)
+            samples = codedSamples(dumps, (left, top, right, bottom), reference.render)
+            delivered, latencies = codedLatencies(client.events[events0:], player.frameTimes)
             result.update(
                 fps=delivered / elapsed, sourceFps=drawn / elapsed,
                 bytesPerFrame=sent / max(1, delivered), mbit=sent * 8 / elapsed / 1e6,
