@@ -14,9 +14,11 @@ L{spicesrv.fakes}, and importable from here).
 import struct
 
 import numpy
+from twisted.internet import defer, task
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial.unittest import FailTest
 
 from spicesrv import keys
 from spicesrv.agent import AgentReader, chunks
@@ -62,6 +64,24 @@ CLIENT_COMMON_CAPS = {CommonCap.PROTOCOL_AUTH_SELECTION, CommonCap.AUTH_SPICE,
                       CommonCap.MINI_HEADER}
 
 _testKey = None
+
+
+def waitUntil(reactor, condition, timeout=20, interval=0.02, failure=None):
+    """
+    Poll C{condition} every C{interval} seconds of C{reactor} (a real one:
+    for tests with real peers) until it is true.  Returns a Deferred; it
+    fails with L{FailTest} (C{failure}, or a message of its own) once
+    C{timeout} seconds have passed.
+    """
+    deadline = reactor.seconds() + timeout
+
+    @defer.inlineCallbacks
+    def poll():
+        while not condition():
+            if reactor.seconds() > deadline:
+                raise FailTest(failure or "condition not met within %s seconds" % (timeout,))
+            yield task.deferLater(reactor, interval, lambda: None)
+    return poll()
 
 
 def testKey():

@@ -14,7 +14,8 @@ from twisted.trial import unittest
 
 from spicesrv.limits import (
     ConnectionCounter, GracefulClose, Limits, LogLimiter, peerKey, setKeepalive)
-from spicesrv.testing import linkMessage, makeTestServer, parseLinkReply, ticketBytes
+from spicesrv.testing import (
+    linkMessage, makeTestServer, parseLinkReply, ticketBytes, waitUntil)
 from spicesrv.wire.constants import ChannelType, LinkErr
 
 
@@ -201,16 +202,7 @@ class RealSocketTests(unittest.TestCase):
         return client
 
     def waitUntil(self, condition, timeout=20):
-        deadline = reactor.seconds() + timeout
-
-        @defer.inlineCallbacks
-        def poll():
-            while not condition():
-                if reactor.seconds() > deadline:
-                    self.fail("condition not met within %s seconds" % timeout)
-                yield task.deferLater(reactor, 0.02, lambda: None)
-
-        return poll()
+        return waitUntil(reactor, condition, timeout)
 
     @defer.inlineCallbacks
     def test_keepaliveOnAcceptedLinks(self):

@@ -25,11 +25,11 @@ from spicesrv.sources.x11 import X11Source, X11SourceError
 from spicesrv.sources.x11devices import boundingBox
 from spicesrv.sources.x11keys import EXTENDED
 from spicesrv.agent import Monitor
-from spicesrv.testing import LogCapture, RecordingAgentClients, RecordingObserver
+from spicesrv.testing import LogCapture, RecordingAgentClients, RecordingObserver, waitUntil
 from spicesrv.wire.vdagent import ClipboardType, Selection
 from tests.x11client import QUARTERS
 from tests.x11display import (
-    XClient, convertSelection, pressXKey, requireX, startXServer, twoOutputs, waitFor,
+    XClient, convertSelection, pressXKey, requireX, startXServer, twoOutputs,
     xclipCopy, xclipPaste)
 
 SHIFT, A, H, I, Y, CAPS = 0x2A, 0x1E, 0x23, 0x17, 0x15, 0x3A
@@ -173,7 +173,7 @@ class PictureTests(X11SourceTestCase):
         conn.core.CreateGC(gc, window, xp.GC.Foreground, [0x123456])
         conn.core.PolyFillRectangle(window, gc, 1, [xp.RECTANGLE.synthetic(30, 40, 50, 20)])
         conn.flush()
-        yield waitFor(reactor, lambda: (30, 40, 80, 60) in observer.rects())
+        yield waitUntil(reactor, lambda: (30, 40, 80, 60) in observer.rects())
         self.assertEqual(tuple(source.frame[50, 50, :3]), bgr(QUARTERS[0]))
         self.assertEqual(source._pending, [(40, 60)])
         self.assertEqual(tuple(source.framebuffer()[50, 50, :3]), bgr(0x123456))
@@ -203,11 +203,11 @@ class CursorTests(X11SourceTestCase):
         conn.core.ChangeWindowAttributes(client.events[0]["window"], xp.CW.Cursor, [cursor])
         conn.flush()
         source.tablet.position(200, 150, 0)
-        yield waitFor(reactor, lambda: observer.of("cursor_changed"))
+        yield waitUntil(reactor, lambda: observer.of("cursor_changed"))
         shape = observer.of("cursor_changed")[-1][0]
         self.assertNotEqual(shape.argb, first.argb)
         self.assertEqual(len(shape.argb), shape.width * shape.height * 4)
-        yield waitFor(reactor, lambda: source.cursor_position() == (200, 150))
+        yield waitUntil(reactor, lambda: source.cursor_position() == (200, 150))
         self.assertIn((200, 150), observer.of("cursor_moved"))
 
 
@@ -292,10 +292,10 @@ class InputTests(X11SourceTestCase):
         calls = []
         source.keyboard.leds_changed = lambda: calls.append(source.keyboard.get_leds())
         pressXKey(self.x, source.keymap.keycode(CAPS))
-        yield waitFor(reactor, lambda: calls)
+        yield waitUntil(reactor, lambda: calls)
         self.assertEqual(calls[-1], 4)
         pressXKey(self.x, source.keymap.keycode(CAPS))
-        yield waitFor(reactor, lambda: calls[-1] == 0)
+        yield waitUntil(reactor, lambda: calls[-1] == 0)
 
     @defer.inlineCallbacks
     def test_buttonsAndWheel(self):
@@ -334,7 +334,7 @@ class ResizeTests(X11SourceTestCase):
         observer = RecordingObserver()
         source.addObserver(observer)
         self.x.run("xrandr", "--output", "VNC-0", "--mode", "800x600")
-        yield waitFor(reactor, lambda: observer.of("surface_changed"))
+        yield waitUntil(reactor, lambda: observer.of("surface_changed"))
         self.assertEqual(observer.of("surface_changed"), [(800, 600)])
         self.assertEqual(source.framebuffer().shape, (600, 800, 4))
         numpy.testing.assert_array_equal(source.framebuffer()[..., :3],
@@ -356,10 +356,10 @@ class ResizeTests(X11SourceTestCase):
         source.addObserver(observer)
         self.x.run("xrandr", "--fb", "1280x800", "--output", "VNC-0", "--mode", "1024x768",
                    "--pos", "0x0")
-        yield waitFor(reactor, lambda: observer.of("surface_changed"))
+        yield waitUntil(reactor, lambda: observer.of("surface_changed"))
         self.assertEqual(source.monitors(), [(0, 0, 1024, 768)])
         self.x.run("xrandr", "--fb", "1280x800", "--output", "VNC-0", "--mode", "800x600")
-        yield waitFor(reactor, lambda: observer.of("monitors_changed"))
+        yield waitUntil(reactor, lambda: observer.of("monitors_changed"))
         self.assertEqual(source.monitors(), [(0, 0, 800, 600)])
         self.assertEqual(observer.of("surface_changed"), [(1280, 800)])
 
@@ -373,7 +373,7 @@ class ResizeTests(X11SourceTestCase):
         observer = RecordingObserver()
         source.addObserver(observer)
         source.resize(1280, 800)
-        yield waitFor(reactor, lambda: observer.of("surface_changed"))
+        yield waitUntil(reactor, lambda: observer.of("surface_changed"))
         self.assertEqual(observer.of("surface_changed"), [(1280, 800)])
         self.assertIn("1280 x 800", self.x.run("xrandr").splitlines()[0])
 
@@ -387,13 +387,13 @@ class ResizeTests(X11SourceTestCase):
         observer = RecordingObserver()
         source.addObserver(observer)
         source.resize(1234, 567)
-        yield waitFor(reactor, lambda: observer.of("surface_changed"))
+        yield waitUntil(reactor, lambda: observer.of("surface_changed"))
         self.assertEqual(observer.of("surface_changed"), [(1234, 567)])
         self.assertIn("1234 x 567", self.x.run("xrandr").splitlines()[0])
         source.resize(1024, 768)
-        yield waitFor(reactor, lambda: (source.width, source.height) == (1024, 768))
+        yield waitUntil(reactor, lambda: (source.width, source.height) == (1024, 768))
         source.resize(1234, 567)
-        yield waitFor(reactor, lambda: (source.width, source.height) == (1234, 567))
+        yield waitUntil(reactor, lambda: (source.width, source.height) == (1234, 567))
         self.assertEqual(self.x.run("xrandr").count("1234x567"), 1)
         self.assertRaises(ValueError, source.resize, 40000, 300)
 
@@ -408,7 +408,7 @@ class ResizeTests(X11SourceTestCase):
         source.agent.monitors_config([None])
         source.agent.monitors_config([Monitor(1024, 768, 0, 0)])
         source.agent.monitors_config([Monitor(1000, 700, 0, 0)])
-        yield waitFor(reactor, lambda: (source.width, source.height) == (1000, 700))
+        yield waitUntil(reactor, lambda: (source.width, source.height) == (1000, 700))
 
 
     @defer.inlineCallbacks
@@ -421,7 +421,7 @@ class ResizeTests(X11SourceTestCase):
         source.agent.agent_attached(RecordingAgentClients())
         self.assertEqual(len(source.outputs()), 1)
         source.agent.monitors_config([Monitor(1024, 768, 0, 0), Monitor(800, 600, 1024, 100)])
-        yield waitFor(reactor, lambda: (source.width, source.height) == (1824, 768))
+        yield waitUntil(reactor, lambda: (source.width, source.height) == (1824, 768))
         self.assertEqual(source.monitors(), [(0, 0, 1824, 768)])
 
 
@@ -473,16 +473,16 @@ class MultiMonitorTests(X11SourceTestCase):
         observer = RecordingObserver()
         source.addObserver(observer)
         source.agent.monitors_config([Monitor(1280, 720, 0, 0), Monitor(1000, 700, 1280, 20)])
-        yield waitFor(reactor, lambda: (source.width, source.height) == (2280, 720))
-        yield waitFor(reactor, lambda: source.monitors() == [(0, 0, 1280, 720),
+        yield waitUntil(reactor, lambda: (source.width, source.height) == (2280, 720))
+        yield waitUntil(reactor, lambda: source.monitors() == [(0, 0, 1280, 720),
                                                              (1280, 20, 1000, 700)])
         query = self.x.run("xrandr", "-q")
         self.assertIn("DUMMY0 connected primary 1280x720+0+0", query)
         self.assertIn("DUMMY1 connected 1000x700+1280+20", query)
         self.assertEqual(observer.of("surface_changed")[-1], (2280, 720))
         source.agent.monitors_config([Monitor(1024, 768, 0, 0), None])
-        yield waitFor(reactor, lambda: (source.width, source.height) == (1024, 768))
-        yield waitFor(reactor, lambda: source.monitors() == [(0, 0, 1024, 768)])
+        yield waitUntil(reactor, lambda: (source.width, source.height) == (1024, 768))
+        yield waitUntil(reactor, lambda: source.monitors() == [(0, 0, 1024, 768)])
         self.assertIn("\nDUMMY1 connected\n", self.x.run("xrandr", "-q"))
         # Nothing changes for the same layout again.
         before = len(observer.events)
@@ -491,7 +491,7 @@ class MultiMonitorTests(X11SourceTestCase):
         # The output it turned off (which Xorg's dummy now calls
         # disconnected) takes a second monitor again.
         source.agent.monitors_config([Monitor(800, 600, 0, 0), Monitor(800, 600, 800, 0)])
-        yield waitFor(reactor, lambda: source.monitors() == [(0, 0, 800, 600),
+        yield waitUntil(reactor, lambda: source.monitors() == [(0, 0, 800, 600),
                                                              (800, 0, 800, 600)])
 
     def test_allOffRefused(self):
@@ -543,7 +543,7 @@ class ClipboardTests(X11SourceTestCase):
         Wait until the bridge owns C{selection} in X (it takes a server
         timestamp first).
         """
-        return waitFor(reactor, lambda: selection in self.controlled.clipboard.owned)
+        return waitUntil(reactor, lambda: selection in self.controlled.clipboard.owned)
 
     def count(self, name):
         """
@@ -568,7 +568,7 @@ class ClipboardTests(X11SourceTestCase):
         chunks = self.count("_chunkArrived")
         text = largeText(3 << 20)
         self.xclipIn(text, "-selection", "clipboard")
-        yield waitFor(reactor, lambda: ("clipboard_grab", Selection.CLIPBOARD, [TEXT])
+        yield waitUntil(reactor, lambda: ("clipboard_grab", Selection.CLIPBOARD, [TEXT])
                       in self.clients.events)
         data = yield self.controlled.agent.clipboard_request(Selection.CLIPBOARD, TEXT)
         self.assertEqual(data, text)
@@ -576,7 +576,7 @@ class ClipboardTests(X11SourceTestCase):
         png = largePng()
         self.assertTrue((1 << 20) < len(png) < (4 << 20))
         self.xclipIn(png, "-selection", "primary", "-t", "image/png")
-        yield waitFor(reactor, lambda: ("clipboard_grab", Selection.PRIMARY, [PNG])
+        yield waitUntil(reactor, lambda: ("clipboard_grab", Selection.PRIMARY, [PNG])
                       in self.clients.events)
         before = len(chunks)
         data = yield self.controlled.agent.clipboard_request(Selection.PRIMARY, PNG)
@@ -616,7 +616,7 @@ class ClipboardTests(X11SourceTestCase):
         log = LogCapture(self)
         self.controlled.clipboard.maxSize = 1 << 20
         self.xclipIn(largeText(3 << 20), "-selection", "clipboard")
-        yield waitFor(reactor, lambda: ("clipboard_grab", Selection.CLIPBOARD, [TEXT])
+        yield waitUntil(reactor, lambda: ("clipboard_grab", Selection.CLIPBOARD, [TEXT])
                       in self.clients.events)
         data = yield self.controlled.agent.clipboard_request(Selection.CLIPBOARD, TEXT)
         self.assertIsNone(data)
@@ -644,7 +644,7 @@ class ClipboardTests(X11SourceTestCase):
                                              "UTF8_STRING")
         self.assertEqual(answer[:2], ("INCR", 32))
         self.assertEqual(struct.unpack("=I", answer[2][:4])[0], len(largeText(1 << 20)))
-        yield waitFor(reactor, lambda: not self.controlled.clipboard._sending)
+        yield waitUntil(reactor, lambda: not self.controlled.clipboard._sending)
         self.assertEqual(self.controlled.clipboard._watched, {})
 
     @defer.inlineCallbacks
@@ -683,7 +683,7 @@ class ClipboardTests(X11SourceTestCase):
         other = self.source(allow_control=True)
         other.agent.agent_attached(RecordingAgentClients())
         other.agent.clipboard_grab(Selection.CLIPBOARD, [TEXT])
-        yield waitFor(reactor, lambda: Selection.CLIPBOARD in other.clipboard.owned)
+        yield waitUntil(reactor, lambda: Selection.CLIPBOARD in other.clipboard.owned)
         # As if the check still saw the bridge as the owner.
         bridge = self.controlled.clipboard
         core = bridge._conn.core
@@ -707,7 +707,7 @@ class ClipboardTests(X11SourceTestCase):
         clients = RecordingAgentClients()
         clients.clipboards[(Selection.CLIPBOARD, TEXT)] = b"kept across the move"
         other.agent.agent_attached(clients)
-        yield waitFor(reactor, lambda: Selection.CLIPBOARD in other.clipboard.offered)
+        yield waitUntil(reactor, lambda: Selection.CLIPBOARD in other.clipboard.offered)
         heard = []
         handle = other.clipboard.handle
 
@@ -723,7 +723,7 @@ class ClipboardTests(X11SourceTestCase):
         bridge._conn.core.SetSelectionOwner(0, bridge.atoms["CLIPBOARD"], acquired)
         bridge._conn.core.GetInputFocus().reply()
         # Until the other bridge has heard of its own grab, after the release.
-        yield waitFor(reactor, lambda: any(
+        yield waitUntil(reactor, lambda: any(
             isinstance(e, xcffib.xfixes.SelectionNotifyEvent)
             and e.owner == other.clipboard.window for e in heard))
         self.assertTrue(any(isinstance(e, xcffib.xfixes.SelectionNotifyEvent)
@@ -740,14 +740,14 @@ class ClipboardTests(X11SourceTestCase):
         """
         text = "copied in X, ünïcode".encode("utf-8")
         self.xclipIn(text, "-selection", "clipboard")
-        yield waitFor(reactor, lambda: ("clipboard_grab", Selection.CLIPBOARD, [TEXT])
+        yield waitUntil(reactor, lambda: ("clipboard_grab", Selection.CLIPBOARD, [TEXT])
                       in self.clients.events)
         data = yield self.controlled.agent.clipboard_request(Selection.CLIPBOARD, TEXT)
         self.assertEqual(data, text)
         none = yield self.controlled.agent.clipboard_request(Selection.CLIPBOARD, PNG)
         self.assertIsNone(none)
         self.xclipIn(b"primary text", "-selection", "primary")
-        yield waitFor(reactor, lambda: ("clipboard_grab", Selection.PRIMARY, [TEXT])
+        yield waitUntil(reactor, lambda: ("clipboard_grab", Selection.PRIMARY, [TEXT])
                       in self.clients.events)
         data = yield self.controlled.agent.clipboard_request(Selection.PRIMARY, TEXT)
         self.assertEqual(data, b"primary text")
@@ -759,7 +759,7 @@ class ClipboardTests(X11SourceTestCase):
         """
         png = b"\x89PNG\r\n\x1a\nnot really"
         self.xclipIn(png, "-selection", "clipboard", "-t", "image/png")
-        yield waitFor(reactor, lambda: ("clipboard_grab", Selection.CLIPBOARD, [PNG])
+        yield waitUntil(reactor, lambda: ("clipboard_grab", Selection.CLIPBOARD, [PNG])
                       in self.clients.events)
         data = yield self.controlled.agent.clipboard_request(Selection.CLIPBOARD, PNG)
         self.assertEqual(data, png)
@@ -770,10 +770,10 @@ class ClipboardTests(X11SourceTestCase):
         The X owner exits: the clients hear the selection is released.
         """
         process = self.xclipIn(b"x", "-selection", "clipboard")
-        yield waitFor(reactor, lambda: self.clients.events)
+        yield waitUntil(reactor, lambda: self.clients.events)
         process.terminate()
         process.wait()
-        yield waitFor(reactor, lambda: self.clients.events[-1]
+        yield waitUntil(reactor, lambda: self.clients.events[-1]
                       == ("clipboard_release", Selection.CLIPBOARD))
 
     @defer.inlineCallbacks
@@ -836,7 +836,7 @@ class ClipboardTests(X11SourceTestCase):
         """
         self.controlled.agent.clipboard_grab(Selection.CLIPBOARD, [TEXT])
         self.xclipIn(b"later", "-selection", "clipboard")
-        yield waitFor(reactor, lambda: ("clipboard_grab", Selection.CLIPBOARD, [TEXT])
+        yield waitUntil(reactor, lambda: ("clipboard_grab", Selection.CLIPBOARD, [TEXT])
                       in self.clients.events)
         self.assertEqual(self.controlled.clipboard.owned, {})
         data = yield self.controlled.agent.clipboard_request(Selection.CLIPBOARD, TEXT)

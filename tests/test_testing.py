@@ -1,8 +1,9 @@
 """
 Tests for L{spicesrv.testing}'s fakes: one for every interface of
-L{spicesrv.interfaces}, each verified, and the log capture.
+L{spicesrv.interfaces}, each verified, the log capture and the poller.
 """
 
+from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.trial import unittest
@@ -12,7 +13,7 @@ from zope.interface.verify import verifyObject
 from spicesrv import interfaces
 from spicesrv.testing import (
     FAKES, FakeChannelPlugin, FakeDisplaySource, FakeSourcePlugin, LogCapture,
-    RecordingMigration, RecordingState, makeTestServer)
+    RecordingMigration, RecordingState, makeTestServer, waitUntil)
 from spicesrv.wire.constants import ChannelType
 
 
@@ -68,3 +69,26 @@ class LogCaptureTests(unittest.TestCase):
         self.assertEqual(log.matching("hello"), ["hello world"])
         self.assertIn("other", log.text())
         self.assertEqual(len(log.events), 2)
+
+
+class WaitUntilTests(unittest.TestCase):
+
+    def test_fires(self):
+        calls = []
+
+        def condition():
+            calls.append(None)
+            return len(calls) >= 3
+        return waitUntil(reactor, condition, timeout=5, interval=0.001)
+
+    def test_timesOut(self):
+        d = waitUntil(reactor, lambda: False, timeout=0.05, interval=0.01)
+        d = self.assertFailure(d, unittest.FailTest)
+        return d.addCallback(lambda e: self.assertEqual(
+            str(e), "condition not met within 0.05 seconds"))
+
+    def test_failureMessage(self):
+        d = waitUntil(reactor, lambda: False, timeout=0.01, interval=0.01,
+                      failure="no echo within 0.01 s")
+        d = self.assertFailure(d, unittest.FailTest)
+        return d.addCallback(lambda e: self.assertEqual(str(e), "no echo within 0.01 s"))

@@ -21,7 +21,7 @@ import tempfile
 import time
 import unittest
 
-from twisted.internet import defer, protocol, task
+from twisted.internet import defer, protocol
 
 APT_PACKAGES = {"Xvfb": "xvfb", "Xvnc": "tigervnc-standalone-server",
                 "Xorg": "xserver-xorg-core xserver-xorg-video-dummy",
@@ -380,22 +380,6 @@ def pressXKey(server, keycode):
         conn.core.GetInputFocus().reply()
     finally:
         conn.disconnect()
-
-
-def waitFor(reactor, condition, timeout=20, interval=0.02):
-    """
-    Poll C{condition} until it is true; fail after C{timeout} seconds.
-    """
-    deadline = time.monotonic() + timeout
-
-    @defer.inlineCallbacks
-    def poll():
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError("condition not met within %s seconds" % timeout)
-            yield task.deferLater(reactor, interval, lambda: None)
-
-    return poll()
 
 
 def convertSelection(server, selection, target, pairs=None, timeout=10):

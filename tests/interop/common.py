@@ -11,6 +11,7 @@ from twisted.trial import unittest
 
 from spicesrv.server import SpiceServer
 from spicesrv.sources.demo import DemoSource
+from spicesrv.testing import waitUntil
 from tests.interop import harness
 
 PASSWORD = "s3cret"
@@ -28,35 +29,40 @@ def pixelsEqual(client, source):
             and numpy.array_equal(client[:, :, :3], source[:, :, :3]))
 
 
+def stopServing(server, port):
+    """
+    End every session of C{server} and stop listening on C{port}.
+    """
+    for session in list(server.sessions.values()):
+        session.end()
+    return port.stopListening()
+
+
 @defer.inlineCallbacks
 def listenFor(testcase, server, endpoint=None):
     """
     Listen for C{server}'s clients on C{endpoint} (by default a free
-    loopback TCP port) until the test's cleanup, which ends every session
-    and stops listening.  Returns (a Deferred of) the port number.
+    loopback TCP port) until the test's cleanup (L{stopServing}).  Returns
+    (a Deferred of) the listening port.
     """
     if endpoint is None:
         endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
     port = yield endpoint.listen(server.factory())
-
-    def stop():
-        for session in list(server.sessions.values()):
-            session.end()
-        return port.stopListening()
-    testcase.addCleanup(stop)
-    return port.getHost().port
+    testcase.addCleanup(stopServing, server, port)
+    return port
 
 
 def serveOnLoopback(testcase, server, devices=()):
     """
     Start C{server}'s service with C{devices} until the test's cleanup, and
-    listen for its clients on a free loopback port (L{listenFor}).
+    listen for its clients on a free loopback port (L{listenFor}).  Returns
+    (a Deferred of) the port number.
     """
     server.startService()
     testcase.addCleanup(server.stopService)
     for device in devices:
         server.addInterface(device)
-    return listenFor(testcase, server)
+    return listenFor(testcase, server).addCallback(lambda port: port.getHost().port)
 
 
 class RunningServer:
@@ -77,8 +83,18 @@ class RunningServer:
             self.server.addInterface(device)
         self.testcase = testcase
 
-    def listen(self):
-        return listenFor(self.testcase, self.server)
+    @defer.inlineCallbacks
+    def listen(self, endpoint=None):
+        """
+        Listen on C{endpoint} (by default a free loopback TCP port); fire
+        with the port number.
+        """
+        self.port = yield listenFor(self.testcase, self.server, endpoint)
+        return self.port.getHost().port
+
+    def stop(self):
+        """End every session and stop listening, before the test's end."""
+        return stopServing(self.server, self.port)
 
     def channel(self, channel_type, channel_id=0):
         (session,) = self.server.sessions.values()
@@ -179,13 +195,4 @@ class InteropTestCase(unittest.TestCase):
             yield task.deferLater(reactor, 0.05, lambda: None)
 
     def waitUntil(self, condition, timeout=20, interval=0.02):
-        deadline = reactor.seconds() + timeout
-
-        @defer.inlineCallbacks
-        def poll():
-            while not condition():
-                if reactor.seconds() > deadline:
-                    self.fail("condition not met within %s seconds" % timeout)
-                yield task.deferLater(reactor, interval, lambda: None)
-
-        return poll()
+        return waitUntil(reactor, condition, timeout, interval)

@@ -24,12 +24,13 @@ from spicesrv.sound.tone import ToneSource
 from spicesrv.tls.context import load_server_tls
 from spicesrv.tls.devcerts import write_dev_certs
 from spicesrv.tls.endpoint import TLSServerEndpoint
+from spicesrv.testing import waitUntil
 from spicesrv.web import WebFrontend
 from spicesrv.web.client import ClientNotFound, WebClient
 from spicesrv.wire.constants import ChannelType
 from spicesrv.wire.sound import AudioDataMode, PlaybackCap
 from tests.interop.chromium import Chromium, ChromiumError, requireChromium
-from tests.interop.common import PASSWORD, RunningServer, listenFor, serveOnLoopback
+from tests.interop.common import PASSWORD, RunningServer, serveOnLoopback
 
 #: The browser's viewport; the demo's agent resizes the screen to fit it.
 VIEWPORT = (1024, 800)
@@ -103,10 +104,9 @@ class BrowserServer(RunningServer):
             self.server.setChannelSecurity("default", SECURITY_SSL)
 
     def listen(self):
-        if self.certs is None:
-            return RunningServer.listen(self)
-        return listenFor(self.testcase, self.server, TLSServerEndpoint(
-            reactor, 0, load_server_tls(x509_dir=self.certs), interface="127.0.0.1"))
+        endpoint = None if self.certs is None else TLSServerEndpoint(
+            reactor, 0, load_server_tls(x509_dir=self.certs), interface="127.0.0.1")
+        return RunningServer.listen(self, endpoint)
 
 
 def rgbOf(framebuffer):
@@ -133,13 +133,9 @@ class BrowserTests(unittest.TestCase):
         yield browser.navigate("%s://127.0.0.1:%d/" % (scheme, port))
         return browser
 
-    @defer.inlineCallbacks
     def waitUntil(self, predicate, timeout=20):
-        for _ in range(int(timeout / 0.05)):
-            if predicate():
-                return
-            yield task.deferLater(reactor, 0.05, lambda: None)
-        self.fail("timed out waiting for %r" % (predicate,))
+        return waitUntil(reactor, predicate, timeout, 0.05,
+                         "timed out waiting for %r" % (predicate,))
 
     @defer.inlineCallbacks
     def waitForSamePicture(self, browser, source, timeout=20):

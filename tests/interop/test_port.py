@@ -19,6 +19,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
 
 from spicesrv.channels.port import PortChannel, portBackend
+from spicesrv.testing import waitUntil
 from spicesrv.wire.constants import ChannelType
 from tests.interop import harness
 from tests.interop.common import PASSWORD, RunningServer
@@ -368,10 +369,6 @@ class PortTests(unittest.TestCase):
         self.assertEchoed(events, data)
         self.assertIn(toBackend, reactor.getReaders())
 
-    @defer.inlineCallbacks
     def waitUntil(self, condition, what, timeout=20):
-        deadline = reactor.seconds() + timeout
-        while not condition():
-            if reactor.seconds() > deadline:
-                self.fail("no %s within %s s" % (what, timeout))
-            yield task.deferLater(reactor, 0.02, lambda: None)
+        return waitUntil(reactor, condition, timeout, failure="no %s within %s s"
+                         % (what, timeout))

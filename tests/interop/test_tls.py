@@ -35,8 +35,9 @@ class TLSServer(RunningServer):
     @defer.inlineCallbacks
     def listen(self):
         context = load_server_tls(x509_dir=self.certs)
-        self.tlsPort = yield listenFor(self.testcase, self.server, TLSServerEndpoint(
+        tls = yield listenFor(self.testcase, self.server, TLSServerEndpoint(
             reactor, 0, context, interface="127.0.0.1"))
+        self.tlsPort = tls.getHost().port
         if self.plain:
             port = yield RunningServer.listen(self)
             return port
