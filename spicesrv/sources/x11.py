@@ -634,6 +634,18 @@ class X11Source(FramebufferSource):
                 if changed is not None:
                     changed()
 
+    def _checkScreenSize(self, width, height):
+        """
+        @raise ValueError: the X screen cannot be C{width}x{height} (RandR's
+            screen size range).
+        """
+        limits = self._randr.GetScreenSizeRange(self._root).reply()
+        if not (limits.min_width <= width <= limits.max_width
+                and limits.min_height <= height <= limits.max_height):
+            raise ValueError("X display %s cannot be %dx%d: its screen is from %dx%d to %dx%d"
+                             % (self.display, width, height, limits.min_width,
+                                limits.min_height, limits.max_width, limits.max_height))
+
     def resize(self, width, height):
         """
         Ask the X server for a screen of C{width} x C{height} with RandR,
@@ -649,12 +661,7 @@ class X11Source(FramebufferSource):
         if self._randr is None or self._conn is None:
             raise ValueError("X display %s cannot be resized (no RandR)" % (self.display,))
         randr = self._randr
-        limits = randr.GetScreenSizeRange(self._root).reply()
-        if not (limits.min_width <= width <= limits.max_width
-                and limits.min_height <= height <= limits.max_height):
-            raise ValueError("X display %s cannot be %dx%d: its screen is from %dx%d to %dx%d"
-                             % (self.display, width, height, limits.min_width,
-                                limits.min_height, limits.max_width, limits.max_height))
+        self._checkScreenSize(width, height)
         resources = randr.GetScreenResourcesCurrent(self._root).reply()
         active = []
         for crtc in resources.crtcs:
@@ -793,12 +800,7 @@ class X11Source(FramebufferSource):
         left, top = min(h[0] for h in enabled), min(h[1] for h in enabled)
         width = max(h[0] + h[2] for h in enabled) - left
         height = max(h[1] + h[3] for h in enabled) - top
-        limits = randr.GetScreenSizeRange(self._root).reply()
-        if not (limits.min_width <= width <= limits.max_width
-                and limits.min_height <= height <= limits.max_height):
-            raise ValueError("X display %s cannot be %dx%d: its screen is from %dx%d to %dx%d"
-                             % (self.display, width, height, limits.min_width,
-                                limits.min_height, limits.max_width, limits.max_height))
+        self._checkScreenSize(width, height)
         wanted = sorted((x - left, y - top, w, h) for x, y, w, h in enabled)
         if (width, height) == (self.width, self.height) and wanted == sorted(self.monitors()):
             return
