@@ -269,6 +269,18 @@ class StreamingSetup:
         self.queued = 0
         self.messages = []
 
+    def playGrown(self, frames=5):
+        """
+        C{frames} frames of a rectangle a little larger than the video's
+        (8 pixels wider on each side, 16 taller), each damaged whole.
+        """
+        left, top, right, bottom = VIDEO_RECT
+        grown = (left - 8, top, right + 8, bottom + 16)
+        for i in range(frames):
+            self.source.frame[top:bottom + 16, left - 8:right + 8, :3] = (i * 40) % 256
+            self.source.damage([grown])
+            self.play(FRAME)
+
     def play(self, seconds, step=FRAME / 2):
         """
         Let C{seconds} pass on the clock, in steps, applying what the server
@@ -423,12 +435,7 @@ class DisplayStreamTests(StreamingSetup, unittest.TestCase):
         self.source.start()
         self.play(1.0)
         self.source.stop()
-        left, top, right, bottom = VIDEO_RECT
-        grown = (left - 8, top, right + 8, bottom + 16)
-        for i in range(5):
-            self.source.frame[top:bottom + 16, left - 8:right + 8, :3] = (i * 40) % 256
-            self.source.damage([grown])
-            self.play(FRAME)
+        self.playGrown()
         sized = [r for n, r in self.messages if n == "STREAM_DATA_SIZED"]
         self.assertTrue(sized)
         self.assertEqual((sized[-1].width, sized[-1].height), (176, 128))
@@ -571,12 +578,7 @@ class StreamClipTests(StreamingSetup, unittest.TestCase):
         self.play(1.0)
         self.assertTrue(self.surface.clips[stream.id])
         self.source.stop()
-        left, top, right, bottom = VIDEO_RECT
-        grown = (left - 8, top, right + 8, bottom + 16)
-        for i in range(5):
-            self.source.frame[top:bottom + 16, left - 8:right + 8, :3] = (i * 40) % 256
-            self.source.damage([grown])
-            self.play(FRAME)
+        self.playGrown()
         self.assertIn("STREAM_DATA_SIZED", self.names())
         self.assertIsNone(self.surface.clips[stream.id])
         self.play(streams.STREAM_TIMEOUT + 0.2)
