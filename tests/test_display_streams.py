@@ -79,6 +79,17 @@ class DetectorTests(unittest.TestCase):
         self.assertIsNotNone(self.feed(StreamDetector("all"), rect, 20,
                                        pixels=lambda: text)[-1])
 
+    def test_wideGraduality(self):
+        """
+        Across a full-HD width only a sample of neighbours is compared
+        (L{streams.GRADUAL_PAIRS} a row): video still looks gradual and a
+        desktop with text does not.
+        """
+        self.assertTrue(looksGradual(videoPicture(3, 1920, 1080)))
+        self.assertFalse(looksGradual(desktopPicture(1920, 1080)))
+        noise = numpy.random.default_rng(7).integers(0, 256, (1080, 1920, 4), numpy.uint8)
+        self.assertFalse(looksGradual(noise))
+
     def test_off(self):
         self.assertEqual(set(self.feed(StreamDetector("off"), (0, 0, 160, 112), 40)), {None})
 
