@@ -128,6 +128,27 @@ class RateControlTests(unittest.TestCase):
         self.assertTrue(rate.admit(60000))
         self.assertFalse(rate.admit(100000))
 
+    def test_rateMeasuredWhenTheQueueDrains(self):
+        """
+        On a link faster than anything queued (loopback) the queue is empty
+        whenever it is looked at; the moment the transport writes out its
+        buffer still tells how long the link took for what was queued.
+        """
+        rate = RateControl()
+        written, now = 0, 0.0
+        for _ in range(20):
+            written += 2000000
+            rate.sample(now, written, 2000000)
+            now += 0.01
+            rate.sample(now, written, 0, drained=True)
+            now += 0.001
+        self.assertLess(abs(rate.rate - 2e8), 1e6)
+        quiet = RateControl()
+        for i in range(20):
+            quiet.sample(i * 0.011, 2000000 * (i + 1), 2000000)
+            quiet.sample(i * 0.011 + 0.01, 2000000 * (i + 1), 0)
+        self.assertIsNone(quiet.rate)
+
     def test_newDataIsNotABusyLink(self):
         """
         A queue that is non-empty at both ends of an interval in which a
@@ -745,6 +766,26 @@ class ScrollTests(StreamingSetup, unittest.TestCase):
         self.assertEqual(self.channel.copiesSent, copies + 1)
         numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
         self.assertFalse(self.channel.damage)
+
+    def test_drainedTransportSendsAtOnce(self):
+        """
+        An update that waits for room goes as soon as the transport has
+        written out its buffer (it resumes its producer), not at the next
+        poll: polling capped a fast TLS link at a few MB a poll.
+        """
+        self.source.start()
+        self.play(FRAME * 3)
+        self.queued = 10 * 1024 * 1024
+        self.play(FRAME * 2)
+        self.source.stop()
+        self.assertTrue(self.channel.damage)
+        copies = self.channel.copiesSent
+        self.queued = 0
+        self.channel.resumeProducing()
+        self.clock.advance(0)
+        self.surface.applyAll(self.client.take())
+        self.assertEqual(self.channel.copiesSent, copies + 1)
+        numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
 
     def test_streamingOffScrollsToo(self):
         self.channel.streams.detector.mode = "off"

@@ -119,10 +119,14 @@ class RateControl:
 
     # -- the link --------------------------------------------------------------
 
-    def sample(self, now, written, queued):
+    def sample(self, now, written, queued, drained=False):
         """
         The channel has written C{written} bytes in all and C{queued} of them
-        are not delivered yet.
+        are not delivered yet.  C{drained}: the transport has just written
+        out its buffer (it resumed its producer), so the link was busy until
+        now even if nothing is queued any more.  On a fast link (loopback)
+        the kernel takes everything at once and the queue is empty whenever
+        it is looked at: without that moment, the rate would never be known.
         """
         last, self._last = self._last, (now, written, queued)
         self._history.append((now, written - queued))
@@ -135,9 +139,11 @@ class RateControl:
         if elapsed <= 0:
             return
         delivered = (written - queued) - (wasWritten - wasQueued)
-        if written == wasWritten and wasQueued > 0 and queued > 0 and delivered >= 0:
-            # Nothing was added and the queue never emptied: the link was
-            # busy the whole interval, and what drained is what it carries.
+        if (written == wasWritten and wasQueued > 0 and (queued > 0 or drained)
+                and delivered >= 0):
+            # Nothing was added and the queue never emptied (or emptied just
+            # now): the link was busy the whole interval, and what drained is
+            # what it carries.
             self._busyBytes += delivered
             self._busyTime += elapsed
             if self._busyTime >= RATE_WINDOW:

@@ -647,15 +647,16 @@ class StreamManager:
 
     # -- the link ------------------------------------------------------------------
 
-    def sampleLink(self):
+    def sampleLink(self, drained=False):
         """
-        Note how much the link has taken (for L{RateControl}'s estimate).
+        Note how much the link has taken (for L{RateControl}'s estimate);
+        C{drained}: the transport has just written out its buffer.
         """
-        self._sample()
+        self._sample(drained)
 
-    def _sample(self):
+    def _sample(self, drained=False):
         self.rate.sample(self.clock.seconds(), self.channel.bytesWritten,
-                         self.channel.queuedBytes())
+                         self.channel.queuedBytes(), drained)
 
     def _scheduleSample(self):
         if self._sampleCall is None and self.streams:
