@@ -10,6 +10,7 @@ finds a 512-bit prime two to three times faster than OpenSSL 3's RSA key
 generation, which runs 64 Miller-Rabin rounds on every prime it finds.
 """
 
+import os
 import secrets
 import signal
 import sys
@@ -24,6 +25,11 @@ KEY_BITS = 1024
 #: p and q differ above this bit (FIPS 186-4 B.3.1: |p - q| > 2 ** (nlen / 2
 #: - 100)).
 PRIME_DISTANCE_BITS = KEY_BITS // 2 - 100
+
+#: How much lower than the server's a worker's scheduling priority is (as
+#: C{nice}): keys are made ahead with the CPU that serving leaves, and a
+#: storm of links never slows the sessions already open.
+WORKER_NICENESS = 10
 
 
 def random_prime(bits):
@@ -54,9 +60,14 @@ def main():
     A key worker (C{python -m spicesrv.rsaprimes}, started by
     L{spicesrv.keys}): for each line read, a key's primes written as one
     line, C{p} and C{q} in hexadecimal; ends when its input does (the
-    server ended, however it did).  Ctrl-C is for the server.
+    server ended, however it did).  Ctrl-C is for the server.  It runs
+    L{WORKER_NICENESS} below the server's priority.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError:
+        pass            # (nothing lower allowed: as it is)
     for _ in sys.stdin.buffer:
         p, q = key_primes()
         sys.stdout.write("%x %x\n" % (p, q))

@@ -71,6 +71,11 @@ class TicketTests(unittest.TestCase):
             pids = [w.process.pid for w in keys._workers._idle]
             self.assertTrue(pids)
             self.assertFalse(set(pids) & set(killed))
+            # Below the server's priority: serving comes first.
+            mine = os.getpriority(os.PRIO_PROCESS, 0)
+            for pid in pids:
+                self.assertEqual(os.getpriority(os.PRIO_PROCESS, pid),
+                                 min(19, mine + rsaprimes.WORKER_NICENESS))
 
         return d.addCallback(made).addCallback(fromANewWorker)
 
