@@ -422,6 +422,36 @@ class DisplayChannelTests(Setup, unittest.TestCase):
         self.assertGreater(len(draws), 1)
         self.assertTrue(all(len(r.src_bitmap) <= 256 * 1024 + 64 for r in draws))
 
+    def test_fullLinkReachesEveryRow(self):
+        """
+        A picture that changes all over faster than the link carries it is
+        still brought up to date everywhere, a part at a time: an update cut
+        short for room starts the next one where it stopped.  (Starting every
+        update at the top, the bottom rows were never drawn again.)
+        """
+        source = FakeDisplaySource(640, 480)
+        self.server.addInterface(source)
+        display = self.link(ChannelType.DISPLAY, 1)
+        displayInit(display)
+        display.take()
+        channel, clock = display.channel, self.server.clock
+        # A 1 MB/s link: two 245 KB strips of the five go per update.
+        channel.streams.rate.rate = 1e6
+        start, begun = channel.bytesWritten, clock.seconds()
+        channel.queuedBytes = lambda: max(
+            0, channel.bytesWritten - start - 1e6 * (clock.seconds() - begun))
+        noise = numpy.random.default_rng(3)
+        drawn = numpy.zeros(480, int)
+        for _ in range(40):
+            source.frame[...] = noise.integers(0, 256, source.frame.shape, numpy.uint8)
+            source.damage([(0, 0, 640, 480)])
+            clock.advance(0.05)
+            for name, record in display.take():
+                if name == "DRAW_COPY":
+                    drawn[record.base.box.top:record.base.box.bottom] += 1
+        self.assertTrue(drawn.all(), "rows never drawn: %d of 480" % (drawn == 0).sum())
+        self.assertLessEqual(drawn.max() - drawn.min(), 1)
+
     def test_ackWindow(self):
         """
         Without ACKs the channel stops after 2 * window messages; damage piles

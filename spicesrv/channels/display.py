@@ -52,6 +52,12 @@ RAW = stills.RAW
 LZ4 = stills.LZ4
 
 
+def _bottom(steps):
+    """The lowest row a plan's steps (rectangles and copies) reach."""
+    return max((step.box[3] if isinstance(step, Copy) else step[3] for step in steps),
+               default=0)
+
+
 def strips(rect, bytes_per_pixel=4):
     """
     Split C{(left, top, right, bottom)} into horizontal strips of at most
@@ -102,6 +108,8 @@ class DisplayChannel(ChannelProtocol):
         self._idleCall = None
         self._wanProbe = self._wanProbeCall = None
         self._paused = False
+        #: The row at which the last update stopped for want of room.
+        self._stoppedAt = None
         self.bytesWritten = 0
         #: What the client's surface shows (for COPY_BITS).
         self.view = ClientView(source.width, source.height)
@@ -433,6 +441,12 @@ class DisplayChannel(ChannelProtocol):
             return
         frame = self.source.framebuffer()
         plans = self._plan(frame, self.damage.take())
+        stoppedAt, self._stoppedAt = self._stoppedAt, None
+        if stoppedAt is not None:
+            # What the last update left out has waited longest: it goes
+            # first (else a picture changing faster than the link carries
+            # would only ever be updated at its top).
+            plans.sort(key=lambda steps: _bottom(steps) <= stoppedAt)
         for p, steps in enumerate(plans):
             scroll = any(isinstance(step, Copy) for step in steps)
             if scroll and p and respectWindow and not self._losslessRoom():
@@ -442,14 +456,19 @@ class DisplayChannel(ChannelProtocol):
                 if isinstance(step, Copy):
                     self._copyBits(step)
                     continue
-                for strip in strips(step):
+                todo = list(strips(step))
+                if stoppedAt is not None and not scroll:
+                    todo.sort(key=lambda strip: strip[1] < stoppedAt)
+                for k, strip in enumerate(todo):
                     # A scroll goes whole once begun (its images are what
                     # appeared since the last update: cutting them, the
                     # bottom rows would never catch up); other images wait
                     # when the link is full, and merge with whatever changes
                     # meanwhile.
                     if respectWindow and not scroll and not self._losslessRoom():
-                        self.damage.add((step[0], strip[1], step[2], step[3]))
+                        self._stoppedAt = strip[1]
+                        for rest in todo[k:]:
+                            self.damage.add(rest)
                         self._defer(steps[i + 1:] + [s for later in plans[p + 1:]
                                                      for s in later])
                         return
