@@ -21,13 +21,16 @@ import numpy
 from OpenSSL import SSL
 
 from twisted.internet import defer, endpoints, reactor, threads
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
+from zope.interface import implementer
 
 from spicesrv import tls
 from spicesrv.link import LinkProtocol
 from spicesrv.channel import MINI_HEADER
+from spicesrv.display import ratecontrol
 from spicesrv.testing import (
     FakeDisplaySource, linkMessage, makeTestServer, parseLinkReply, ticketBytes)
 from spicesrv.tls.endpoint import TLSServerEndpoint
@@ -266,3 +269,143 @@ class TLSPortTests(unittest.TestCase):
             raise unittest.SkipTest("cannot listen on ::1: %s" % (e,))
         self.addCleanup(port.stopListening)
         self.assertEqual(port.getHost().host, "::1")
+
+
+@implementer(IHandshakeListener)
+class Sender(Protocol):
+    """
+    Once the handshake is done, calls C{plan} with its transport (the
+    writes to make); records when its connection ends.
+    """
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.lost = defer.Deferred()
+
+    def handshakeCompleted(self):
+        self.plan(self.transport)
+
+    def connectionLost(self, reason):
+        self.reason = reason
+        self.lost.callback(None)
+
+
+def readAll(port, stopAfter=None):
+    """
+    A blocking TLS client: read until the server's close alert, an error
+    or C{stopAfter} bytes; return C{(data, "closed" | "reset" | "stopped")}.
+    """
+    channel = SpiceGtkLikeChannel(port)
+    data = []
+    received = 0
+    try:
+        while stopAfter is None or received < stopAfter:
+            try:
+                chunk = channel._retry(channel.conn.recv, 1 << 16)
+            except SSL.ZeroReturnError:
+                return b"".join(data), "closed"
+            except (SSL.Error, OSError):
+                return b"".join(data), "reset"
+            data.append(chunk)
+            received += len(chunk)
+        return b"".join(data), "stopped"
+    finally:
+        channel.close()
+
+
+class ThreadedEncryptionTests(unittest.TestCase):
+    """
+    After the handshake, long writes are encrypted by a thread: the peer
+    still gets every byte in the order written, a close waits for what is
+    being encrypted, an abort or a vanished peer ends it all quietly.
+    """
+
+    def setUp(self):
+        made = tls.write_dev_certs(self.mktemp())
+        self.options = tls.load_server_tls(x509_dir=made.directory)
+        self.senders = []
+
+    @defer.inlineCallbacks
+    def serve(self, plan):
+        def build():
+            sender = Sender(plan)
+            self.senders.append(sender)
+            return sender
+        endpoint = TLSServerEndpoint(reactor, 0, self.options, interface="127.0.0.1")
+        port = yield endpoint.listen(Factory.forProtocol(build))
+        self.addCleanup(port.stopListening)
+        return port.getHost().port
+
+    @defer.inlineCallbacks
+    def test_orderAndCleanClose(self):
+        """
+        Short and long writes, and a long writeSequence, arrive in the order
+        written; loseConnection right after them sends them all before the
+        close alert.
+        """
+        noise = numpy.random.RandomState(3)
+        long1 = noise.bytes(1 << 20)
+        long2 = noise.bytes(300 * 1024)
+        waited = []
+
+        def plan(transport):
+            transport.write(b"first")
+            transport.write(long1)
+            transport.write(b"between")
+            transport.writeSequence([b"header", long2])
+            waited.append(transport.awaitingEncryption)
+            transport.write(b"last")
+            transport.loseConnection()
+        port = yield self.serve(plan)
+        data, end = yield threads.deferToThread(readAll, port)
+        self.assertEqual(end, "closed")
+        self.assertEqual(data, b"first" + long1 + b"between" + b"header" + long2 + b"last")
+        self.assertLessEqual(waited[0], len(long1 + b"between" + b"header" + long2))
+        yield self.senders[0].lost
+        self.assertEqual(self.senders[0].transport.awaitingEncryption, 0)
+
+    @defer.inlineCallbacks
+    def test_abortDropsWhatWaits(self):
+        """
+        abortConnection does not wait for the thread: the peer gets at most
+        a beginning of what was written, and nothing is logged.
+        """
+        stream = numpy.random.RandomState(4).bytes(16 << 20)
+
+        def plan(transport):
+            for i in range(0, len(stream), 1 << 20):
+                transport.write(stream[i:i + (1 << 20)])
+            transport.abortConnection()
+        port = yield self.serve(plan)
+        data, end = yield threads.deferToThread(readAll, port)
+        self.assertIn(end, ("reset", "closed"))
+        self.assertLess(len(data), len(stream))
+        self.assertEqual(data, stream[:len(data)])
+        yield self.senders[0].lost
+
+    @defer.inlineCallbacks
+    def test_peerGoneMidStream(self):
+        """
+        A peer that closes while megabytes wait for encryption ends the
+        connection (connectionLost) without an error logged.
+        """
+        stream = numpy.random.RandomState(5).bytes(32 << 20)
+
+        def plan(transport):
+            for i in range(0, len(stream), 1 << 20):
+                transport.write(stream[i:i + (1 << 20)])
+        port = yield self.serve(plan)
+        data, end = yield threads.deferToThread(readAll, port, 1 << 20)
+        self.assertEqual(end, "stopped")
+        self.assertEqual(data, stream[:len(data)])
+        yield self.senders[0].lost
+
+    def test_queuedBytesCountsWhatWaits(self):
+        """
+        The display's flow control counts bytes waiting for encryption as
+        queued.
+        """
+        class Waiting:
+            awaitingEncryption = 12345
+
+        self.assertEqual(ratecontrol.queuedBytes(Waiting()), 12345)

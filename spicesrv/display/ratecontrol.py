@@ -70,10 +70,12 @@ DROP_MEMORY = 1.0
 def queuedBytes(transport):
     """
     Bytes written to C{transport} that the peer has not acknowledged yet:
-    what Twisted still buffers plus, for a TCP socket on Linux, the kernel's
+    what waits for encryption and what Twisted still buffers plus, for a TCP socket on Linux, the kernel's
     send queue (SIOCOUTQ).  Unknown parts count as 0.
     """
     pending = 0
+    # A TLS layer may hold bytes not yet encrypted (spicesrv.tls.endpoint).
+    pending += getattr(transport, "awaitingEncryption", 0) or 0
     # Twisted's FileDescriptor keeps what the kernel did not take yet.
     pending += getattr(transport, "_tempDataLen", 0) or 0
     buffered = getattr(transport, "dataBuffer", b"")

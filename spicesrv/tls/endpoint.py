@@ -30,7 +30,25 @@ pictures that per-record overhead cost more than the encryption (about 1.2
 ms of CPU per MB against 0.2).  L{MessageRecordsTLSProtocol} hands OpenSSL
 up to L{WRITE_CHUNK} at once (OpenSSL cuts it into the same 16 KiB records)
 and takes all the records out together.
+
+Encrypting is work the reactor thread need not do.  After the handshake, a
+write of L{THREAD_WRITE} bytes or more (a display channel's pictures) is
+encrypted by one of a few threads shared by all connections
+(L{EncryptionThreads}), while the reactor goes on: OpenSSL runs without
+Python's lock.  A connection's writes still become records in the order
+they were made (a write made while an earlier one waits for its thread
+waits too), and its records reach the socket in the order OpenSSL made
+them, always from the reactor thread.  Every use of a connection's OpenSSL
+object holds the connection's lock; the reactor thread waits for it at
+most while L{LOCKED_CHUNK} bytes are encrypted.  Bytes waiting for a thread
+count as queued for the display's flow control
+(L{MessageRecordsTLSProtocol.awaitingEncryption}); a close waits until they
+have gone, an abort drops them.
 """
+
+import os
+import threading
+from collections import deque
 
 from OpenSSL.SSL import Error, WantReadError
 from zope.interface import implementer
@@ -39,8 +57,10 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
 
-__all__ = ["MessageRecordsTLSFactory", "MessageRecordsTLSProtocol", "TLSServerEndpoint"]
+__all__ = ["EncryptionThreads", "MessageRecordsTLSFactory", "MessageRecordsTLSProtocol",
+           "TLSServerEndpoint"]
 
 #: The most application bytes given to OpenSSL in one call.
 WRITE_CHUNK = 1 << 20
@@ -48,17 +68,97 @@ WRITE_CHUNK = 1 << 20
 READ_CHUNK = 1 << 20
 
 
+#: Writes at least this long are encrypted by a thread, once the handshake
+#: is done.
+THREAD_WRITE = 64 * 1024
+#: The most bytes a thread encrypts per hold of a connection's lock.
+LOCKED_CHUNK = 256 * 1024
+
+
+class EncryptionThreads:
+    """
+    The threads that encrypt long writes for the TLS connections of one
+    reactor (L{encryptionThreads}): one fewer than the CPUs (at least one),
+    started when first needed and stopped when the reactor stops.  A
+    connection has at most one of them at work at a time.
+    """
+
+    def __init__(self, reactor, size=None):
+        self.reactor = reactor
+        self._size = size or max(1, (os.cpu_count() or 2) - 1)
+        self._pool = None
+
+    def run(self, job):
+        """Call C{job} in one of the threads."""
+        if self._pool is None:
+            self._pool = ThreadPool(0, self._size, name="spicesrv-tls-encrypt")
+            self._pool.start()
+            self.reactor.addSystemEventTrigger("during", "shutdown", self.stop)
+        self._pool.callInThread(job)
+
+    def stop(self):
+        if self._pool is not None:
+            self._pool.stop()
+            self._pool = None
+
+
+_shared = []
+
+
+def encryptionThreads(reactor):
+    """The L{EncryptionThreads} of this process, for C{reactor}."""
+    if not _shared or _shared[0].reactor is not reactor:
+        _shared[:] = [EncryptionThreads(reactor)]
+    return _shared[0]
+
+
 class MessageRecordsTLSProtocol(TLSMemoryBIOProtocol):
     """
-    L{TLSMemoryBIOProtocol} that encrypts a large write in few calls: the
-    same records (every write encrypted at once, 16 KiB records, the last
-    one ending with the write), with a Python round per L{WRITE_CHUNK}
-    instead of one per record.
+    L{TLSMemoryBIOProtocol} that encrypts a large write in few calls (the
+    same records: every write encrypted at once, 16 KiB records, the last
+    one ending with the write), long writes in a thread.
+
+    @ivar awaitingEncryption: bytes written and not yet encrypted.
     """
+
+    awaitingEncryption = 0
+
+    def makeConnection(self, transport):
+        # The OpenSSL object's lock, and the lock of what is handed between
+        # the threads (taken inside the first, never the other way round).
+        self._lock = threading.RLock()
+        self._handover = threading.Lock()
+        self._waiting = deque()         # pieces of writes for the thread
+        self._threadBusy = False
+        self._records = []              # TLS bytes not yet on the transport
+        self._threadFailure = None
+        self._shutdownWaits = False
+        TLSMemoryBIOProtocol.makeConnection(self, transport)
+
+    # -- writing ---------------------------------------------------------------
+
+    def writeSequence(self, iovec):
+        pieces = [piece for piece in iovec if piece]
+        if self._handshakeDone and sum(len(piece) for piece in pieces) >= THREAD_WRITE:
+            if self.disconnecting and self._producer is None:
+                return
+            # Not joined here: the thread encrypts the pieces one by one.
+            self._queue(pieces)
+        else:
+            self.write(b"".join(pieces))
 
     def _write(self, data):
         if self._lostTLSConnection:
             return
+        if self._handshakeDone and (self._threadBusy or len(data) >= THREAD_WRITE):
+            self._queue([data])
+            return
+        with self._lock:
+            self._encrypt(data)
+        self._flushRecords()
+
+    def _encrypt(self, data):
+        """Encrypt C{data} now (the lock held)."""
         view = memoryview(data)
         sent = 0
         while sent < len(view):
@@ -73,26 +173,144 @@ class MessageRecordsTLSProtocol(TLSMemoryBIOProtocol):
                 self._tlsShutdownFinished(Failure())
                 break
             else:
-                self._flushSendBIO()
+                self._takeRecords()
 
-    def _flushSendBIO(self):
-        chunks = []
+    def _queue(self, pieces):
+        if self._lostTLSConnection:
+            return
+        with self._handover:
+            for piece in pieces:
+                self._waiting.append(memoryview(piece))
+                self.awaitingEncryption += len(piece)
+            start, self._threadBusy = not self._threadBusy, True
+        if start:
+            self.factory.encryptionThreads.run(self._encryptWaiting)
+
+    def _encryptWaiting(self):
+        """
+        In a thread: encrypt the waiting pieces in order, a locked chunk at
+        a time, and have the reactor write the records out.
+        """
+        callFromThread = self.factory.encryptionThreads.reactor.callFromThread
+        while True:
+            with self._lock:
+                with self._handover:
+                    if (not self._waiting or self._tlsConnection is None
+                            or self._lostTLSConnection):
+                        self._waiting.clear()
+                        self.awaitingEncryption = 0
+                        self._threadBusy = False
+                        break
+                    piece = self._waiting[0]
+                try:
+                    sent = self._tlsConnection.send(piece[:LOCKED_CHUNK])
+                except Error:
+                    # (WantReadError too: TLS 1.3 has no renegotiation.)
+                    with self._handover:
+                        self._threadFailure = Failure()
+                        self._waiting.clear()
+                        self.awaitingEncryption = 0
+                        self._threadBusy = False
+                    break
+                records = self._bioRecords()
+                with self._handover:
+                    if self._waiting and self._waiting[0] is piece:
+                        if sent == len(piece):
+                            self._waiting.popleft()
+                        else:
+                            self._waiting[0] = piece[sent:]
+                        self.awaitingEncryption -= sent
+                    self._records.extend(records)
+            callFromThread(self._flushRecords)
+        callFromThread(self._flushRecords)
+
+    def _bioRecords(self):
+        """The TLS bytes OpenSSL made, taken out of it (the lock held)."""
+        records = []
         while True:
             try:
-                chunks.append(self._tlsConnection.bio_read(READ_CHUNK))
+                records.append(self._tlsConnection.bio_read(READ_CHUNK))
             except WantReadError:
-                break
-        if chunks:
-            self.transport.writeSequence(chunks)
+                return records
+
+    def _takeRecords(self):
+        """Take the TLS bytes OpenSSL made out of it (the lock held)."""
+        records = self._bioRecords()
+        with self._handover:
+            self._records.extend(records)
+
+    def _flushRecords(self):
+        """
+        In the reactor thread: write what OpenSSL made, in its order; then a
+        close that waited for the thread, or the thread's error.
+        """
+        with self._handover:
+            records, self._records = self._records, []
+            idle = not self._threadBusy
+            failure, self._threadFailure = self._threadFailure, None
+        if records and self.transport is not None:
+            self.transport.writeSequence(records)
+        if failure is not None:
+            self._tlsShutdownFinished(failure)
+        elif idle and self._shutdownWaits:
+            self._shutdownWaits = False
+            self._shutdownTLS()
+
+    def _flushSendBIO(self):
+        with self._lock:
+            if self._tlsConnection is not None:
+                self._takeRecords()
+        self._flushRecords()
+
+    # -- everything else that uses OpenSSL holds the lock --------------------------
+
+    def dataReceived(self, data):
+        with self._lock:
+            TLSMemoryBIOProtocol.dataReceived(self, data)
+
+    def _shutdownTLS(self):
+        with self._lock:
+            with self._handover:
+                if self._threadBusy and not self._aborted:
+                    # What waits for the thread goes before the close alert.
+                    self._shutdownWaits = True
+                    return
+                self._waiting.clear()
+                self.awaitingEncryption = 0
+            TLSMemoryBIOProtocol._shutdownTLS(self)
+
+    def connectionLost(self, reason):
+        with self._lock:
+            with self._handover:
+                self._waiting.clear()
+                self.awaitingEncryption = 0
+            TLSMemoryBIOProtocol.connectionLost(self, reason)
+
+    def getPeerCertificate(self):
+        with self._lock:
+            return TLSMemoryBIOProtocol.getPeerCertificate(self)
+
+    @property
+    def negotiatedProtocol(self):
+        with self._lock:
+            return TLSMemoryBIOProtocol.negotiatedProtocol.fget(self)
 
 
 class MessageRecordsTLSFactory(TLSMemoryBIOFactory):
     """
     Server-side TLS around C{wrappedFactory}'s protocols, encrypting each
-    write into records of its own (no buffering across writes).
+    write into records of its own (no buffering across writes), long ones
+    in its L{EncryptionThreads}.
     """
 
     protocol = MessageRecordsTLSProtocol
+
+    def __init__(self, *args, **kwargs):
+        TLSMemoryBIOFactory.__init__(self, *args, **kwargs)
+        reactor = kwargs.get("clock")
+        if reactor is None:
+            from twisted.internet import reactor
+        self.encryptionThreads = encryptionThreads(reactor)
 
 
 @implementer(IStreamServerEndpoint)
