@@ -20,7 +20,10 @@ Printed for each N:
 - failures: sessions that did not get there (refused, closed, timed out
   after C{--timeout} seconds);
 - the server's RSS (C{/proc/PID/status} VmRSS) before the sessions and
-  once all are up, and the difference per session;
+  once all are up, and the difference per session, then again at the end
+  of the hold ("held": a display channel lets its copy of the client's
+  picture go after 10 s without damage worth comparing, so C{--hold 12}
+  shows what an idle session keeps);
 - the server's CPU time (C{/proc/PID/stat} utime + stime) for linking them
   all and per second of the hold.
 
@@ -319,6 +322,7 @@ async def concurrent(server, n, args):
     cpuHold0 = server.cpu()
     await asyncio.sleep(args.hold)
     cpuHold = server.cpu() - cpuHold0
+    rssHeld = server.rss()
     updates = sum(s.updates for s in sessions) - updatesBefore
     alive = server.process.poll() is None
     for s in sessions:
@@ -333,7 +337,8 @@ async def concurrent(server, n, args):
             errors[s.error or "no first frame"] = errors.get(s.error or "no first frame", 0) + 1
     return dict(n=n, ok=len(ok), failures=n - len(ok), errors=errors, allUp=allUp,
                 links=[s.linked for s in ok], frames=[s.frame for s in ok],
-                rssBefore=rssBefore, rssAfter=rssAfter, cpuLink=cpuLinked - cpuBefore,
+                rssBefore=rssBefore, rssAfter=rssAfter, rssHeld=rssHeld,
+                cpuLink=cpuLinked - cpuBefore,
                 cpuHold=cpuHold / args.hold if args.hold else 0.0, updates=updates,
                 alive=alive)
 
@@ -454,15 +459,17 @@ def raiseFileLimit():
 
 def printFigures(results, flooded, args):
     print("sessions  ok  failures  link p50  link p99  link max  frame p50  frame p99  "
-          "all up    RSS before  RSS/session  CPU link  CPU/s held  updates/s")
+          "all up    RSS before  RSS/session  (held)  CPU link  CPU/s held  updates/s")
     for r in results:
         perSession = (r["rssAfter"] - r["rssBefore"]) / max(1, r["ok"])
-        print("%8d %3d %9d %9s %9s %9s %10s %10s %7.2f s %8.1f MB %9.1f kB %7.2f s %10.2f %10.0f"
+        held = (r["rssHeld"] - r["rssBefore"]) / max(1, r["ok"])
+        print("%8d %3d %9d %9s %9s %9s %10s %10s %7.2f s %8.1f MB %9.1f kB %7.1f %7.2f s "
+              "%10.2f %10.0f"
               % (r["n"], r["ok"], r["failures"], ms(percentile(r["links"], 50)),
                  ms(percentile(r["links"], 99)), ms(max(r["links"] or [float("nan")])),
                  ms(percentile(r["frames"], 50)), ms(percentile(r["frames"], 99)),
-                 r["allUp"], r["rssBefore"] / 1e6, perSession / 1e3, r["cpuLink"],
-                 r["cpuHold"], r["updates"] / args.hold if args.hold else 0))
+                 r["allUp"], r["rssBefore"] / 1e6, perSession / 1e3, held / 1e3,
+                 r["cpuLink"], r["cpuHold"], r["updates"] / args.hold if args.hold else 0))
         for error, count in sorted(r["errors"].items()):
             print("    %d x %s" % (count, error))
         if not r["alive"]:

@@ -213,6 +213,39 @@ class PlanTests(unittest.TestCase):
         self.assertIsNone(plan.copy)
 
 
+class ReleasedViewTests(unittest.TestCase):
+    """
+    A released view is unknown: nothing is copied until it is kept again,
+    and then only from what was drawn after.
+    """
+
+    def test_releasedViewFindsNoCopy(self):
+        picture = tall()
+        old, new = picture[0:HEIGHT].copy(), picture[8:HEIGHT + 8].copy()
+        view = viewOf(old)
+        view.release()
+        self.assertFalse(view.active)
+        self.assertIsNone(view.pixels)
+        view.drew(old, (0, 0, WIDTH, HEIGHT))      # no effect while released
+        view.markLossy((0, 0, 10, 10))
+        plan = planCopy(new, view, (0, 0, WIDTH, HEIGHT))
+        self.assertIsNone(plan.copy)
+        self.assertEqual(plan.before, [(0, 0, WIDTH, HEIGHT)])
+
+    def test_keptAgainStartsLossy(self):
+        picture = tall()
+        old, new = picture[0:HEIGHT].copy(), picture[8:HEIGHT + 8].copy()
+        view = viewOf(old)
+        view.release()
+        view.activate()
+        self.assertTrue(view.lossy.all())
+        self.assertIsNone(planCopy(new, view, (0, 0, WIDTH, HEIGHT)).copy)
+        view.drew(old, (0, 0, WIDTH, HEIGHT))
+        plan = planCopy(new, view, (0, 0, WIDTH, HEIGHT))
+        self.assertEqual((plan.copy.dx, plan.copy.dy), (0, 8))
+        numpy.testing.assert_array_equal(apply(view, new, plan), new)
+
+
 class CopyTests(unittest.TestCase):
     def test_boxAndSource(self):
         copy = Copy(0, 8, [(64, 0, 320, 8), (0, 8, 320, 192)])

@@ -787,6 +787,27 @@ class ScrollTests(StreamingSetup, unittest.TestCase):
         self.assertEqual(self.channel.copiesSent, copies + 1)
         numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
 
+    def test_viewLetGoWhenIdleAndKeptAgain(self):
+        """
+        After VIEW_KEEP seconds without damage worth comparing the channel
+        lets its copy of the client's picture go (5 bytes a pixel); the next
+        scroll keeps it again: its first frame goes as images, the next ones
+        as copies, exact throughout.
+        """
+        from spicesrv.channels import display
+        self.source.start()
+        self.play(FRAME * 3)
+        self.source.stop()
+        self.play(display.VIEW_KEEP + 1)
+        self.assertFalse(self.channel.view.active)
+        copies = self.channel.copiesSent
+        self.source.start()
+        for _ in range(5):
+            self.play(FRAME)
+            numpy.testing.assert_array_equal(self.surface.pixels, self.source.frame)
+        self.assertTrue(self.channel.view.active)
+        self.assertGreaterEqual(self.channel.copiesSent, copies + 3)
+
     def test_streamingOffScrollsToo(self):
         self.channel.streams.detector.mode = "off"
         self.source.start()

@@ -15,7 +15,7 @@ from zope.interface import implementer
 
 from spicesrv.channel import MIGRATE_NEED_DATA_TRANSFER, MIGRATE_NEED_FLUSH, ChannelProtocol
 from spicesrv.display import stills
-from spicesrv.display.copybits import ClientView, Copy, planCopy
+from spicesrv.display.copybits import ClientView, Copy, planCopy, worthComparing
 from spicesrv.display.encoders import IMAGE_TYPE_JPEG
 from spicesrv.display.ratecontrol import queuedBytes
 from spicesrv.display.region import Damage
@@ -43,6 +43,9 @@ MAX_MONITORS = 256
 # rectangles go as horizontal strips so that every message is modest and the
 # ACK window paces them.
 MAX_IMAGE_BYTES = 256 * 1024
+#: The client's view (for COPY_BITS) is let go after this many seconds
+#: without damage worth comparing, and kept again at the next.
+VIEW_KEEP = 10.0
 
 # SpiceImageCompression values a client may prefer.
 COMPRESSION_OFF = 1
@@ -106,6 +109,7 @@ class DisplayChannel(ChannelProtocol):
         self.encoding = self.stills.policy.lossless(self.clientHasLz4)
         self._flushCall = None
         self._idleCall = None
+        self._viewCall = None
         self._wanProbe = self._wanProbeCall = None
         self._paused = False
         #: The row at which the last update stopped for want of room.
@@ -236,10 +240,10 @@ class DisplayChannel(ChannelProtocol):
         self.streams.stop()
         if self.initialized:
             self.source.removeObserver(self)
-        for call in (self._flushCall, self._idleCall, self._wanProbeCall):
+        for call in (self._flushCall, self._idleCall, self._wanProbeCall, self._viewCall):
             if call is not None and call.active():
                 call.cancel()
-        self._flushCall = self._idleCall = self._wanProbeCall = None
+        self._flushCall = self._idleCall = self._wanProbeCall = self._viewCall = None
 
     def _createSurface(self):
         width, height = self.source.width, self.source.height
@@ -424,6 +428,7 @@ class DisplayChannel(ChannelProtocol):
         self.exact.take()
         if (self.view.width, self.view.height) != (self.source.width, self.source.height):
             self.view.resize(self.source.width, self.source.height)
+        self._keepView()
         self._drawCopy(self.source.framebuffer(),
                        (0, 0, self.source.width, self.source.height))
         self._scheduleIdleRefresh()
@@ -503,6 +508,8 @@ class DisplayChannel(ChannelProtocol):
             self.view.markLossy(stream.frameRect)
         plans = []
         for rect in rects:
+            if worthComparing(rect):
+                self._keepView()
             plan = planCopy(frame, self.view, rect)
             steps = list(plan.before)
             if plan.copy is not None:
@@ -511,6 +518,21 @@ class DisplayChannel(ChannelProtocol):
             steps.extend(plan.after)
             plans.append(steps)
         return plans
+
+    def _keepView(self):
+        """
+        Damage worth comparing came: keep the client's view (again), for
+        L{VIEW_KEEP} more seconds.
+        """
+        self.view.activate()
+        if self._viewCall is not None and self._viewCall.active():
+            self._viewCall.reset(VIEW_KEEP)
+        else:
+            self._viewCall = self.clock.callLater(VIEW_KEEP, self._releaseView)
+
+    def _releaseView(self):
+        self._viewCall = None
+        self.view.release()
 
     def _copyBits(self, copy):
         for rect in copy.rects:

@@ -253,6 +253,12 @@ class ClientView:
     What a client's surface shows: L{pixels} where it was sent exactly,
     and L{lossy} where it holds something else (stream frames, lossy
     stills), which no copy may read.
+
+    The view costs 5 bytes a pixel (4 MB at 1024x768, 10 MB at full HD), so
+    a channel lets it go while nothing is worth comparing (L{release}); it
+    is then unknown (L{pixels} and L{lossy} are L{None}) until
+    L{activate}, which starts it as all lossy: copies read only what was
+    drawn after.
     """
 
     def __init__(self, width=0, height=0):
@@ -264,10 +270,27 @@ class ClientView:
         self.lossy = np.ones((height, width), bool)
         self.anyLossy = True
 
+    @property
+    def active(self):
+        """Whether the view is kept (not released)."""
+        return self.pixels is not None
+
+    def release(self):
+        """Forget the view and free its memory."""
+        self.pixels = self.lossy = None
+        self.anyLossy = True
+
+    def activate(self):
+        """Keep the view again, if it was released (all of it lossy)."""
+        if self.pixels is None:
+            self.resize(self.width, self.height)
+
     def drew(self, frame, rect):
         """
         The client got C{rect} of C{frame} exactly.
         """
+        if self.pixels is None:
+            return
         left, top, right, bottom = rect
         self.pixels[top:bottom, left:right] = frame[top:bottom, left:right]
         if self.anyLossy:
@@ -279,6 +302,8 @@ class ClientView:
         """
         The client holds something inexact (or unknown) in C{rect}.
         """
+        if self.pixels is None:
+            return          # all of it unknown already
         left, top, right, bottom = rect
         left, top = max(0, left), max(0, top)
         right, bottom = min(self.width, right), min(self.height, bottom)
@@ -292,6 +317,8 @@ class ClientView:
         copies of its rectangles are applied one after the other, in
         order).
         """
+        if self.pixels is None:
+            return
         rects = copy.rects if rect is None else [rect]
         for l, t, r, b in rects:
             sl, st, sr, sb = l + copy.dx, t + copy.dy, r + copy.dx, b + copy.dy
@@ -326,6 +353,14 @@ def _planAxis(new, old, lossy, offset):
     return moved, same
 
 
+def worthComparing(rect):
+    """
+    Whether a damaged C{rect} is large enough to look for a copy in it.
+    """
+    width, height = rect[2] - rect[0], rect[3] - rect[1]
+    return width * height >= MIN_AREA and min(width, height) >= MIN_LINES
+
+
 def planCopy(frame, view, rect):
     """
     How to send C{rect} of C{frame} to a client whose surface is C{view}:
@@ -334,7 +369,7 @@ def planCopy(frame, view, rect):
     """
     left, top, right, bottom = rect
     width, height = right - left, bottom - top
-    if (width * height < MIN_AREA or min(width, height) < MIN_LINES
+    if (not worthComparing(rect) or view.pixels is None
             or view.pixels.shape[:2] != frame.shape[:2]):
         return Plan([rect])
     new = pixels32(frame)[top:bottom, left:right]
