@@ -1,12 +1,12 @@
 """
 Video streams with the real spice-gtk client: an area that plays video
-becomes a stream (MJPEG, or VP8 and H.264 that spice-gtk decodes through
+becomes a stream (MJPEG, or VP8, VP9 and H.264 that spice-gtk decodes through
 GStreamer) whose frames the client decodes and shows close to the source's
 pictures, and when the motion stops the client's picture is the source's
 exactly.
 
-spice-gtk advertises SPICE_DISPLAY_CAP_CODEC_VP8 and _H264 only when
-GStreamer has decoders for them (``gstreamer1.0-plugins-good`` for vp8dec,
+spice-gtk advertises SPICE_DISPLAY_CAP_CODEC_VP8, _VP9 and _H264 only when
+GStreamer has decoders for them (``gstreamer1.0-plugins-good`` for vp8dec and vp9dec,
 ``gstreamer1.0-libav`` and ``gstreamer1.0-plugins-bad`` for avdec_h264 and
 h264parse; ./dev installs them): without them these tests fail.
 """
@@ -71,6 +71,17 @@ class VideoStreamTests(InteropTestCase):
         client = yield self.startClient(port)
         yield client.waitForChannelsOpened((1, 2), timeout=20)
         yield self.checkStreamed(client, VideoCodecType.VP8)
+
+    @defer.inlineCallbacks
+    def test_vp9(self):
+        """
+        The same with VP9 (spice-gtk's vp9dec, from the same GStreamer
+        plugins as vp8dec).
+        """
+        port = yield self.startServer(video_codecs="ffmpeg:vp9;spice:mjpeg")
+        client = yield self.startClient(port)
+        yield client.waitForChannelsOpened((1, 2), timeout=20)
+        yield self.checkStreamed(client, VideoCodecType.VP9)
 
     @defer.inlineCallbacks
     def test_h264(self):
