@@ -400,6 +400,33 @@ class ThreadedEncryptionTests(unittest.TestCase):
         self.assertEqual(data, stream[:len(data)])
         yield self.senders[0].lost
 
+    @defer.inlineCallbacks
+    def test_connectionsTakeTurns(self):
+        """
+        A connection's thread work goes in turns of TURN_BYTES: a display
+        that keeps writing does not hold a thread the other connections'
+        writes wait for.  (The bytes still arrive whole and in order.)
+        """
+        from spicesrv.tls import endpoint
+        pool = endpoint.encryptionThreads(reactor)
+        jobs = []
+        run = pool.run
+
+        def counting(job):
+            jobs.append(job)
+            run(job)
+        pool.run = counting
+        self.addCleanup(setattr, pool, "run", run)
+        stream = numpy.random.RandomState(6).bytes(4 * endpoint.TURN_BYTES)
+
+        def plan(transport):
+            transport.write(stream)
+            transport.loseConnection()
+        port = yield self.serve(plan)
+        data, end = yield threads.deferToThread(readAll, port)
+        self.assertEqual((end, data == stream), ("closed", True))
+        self.assertGreaterEqual(len(jobs), 4)
+
     def test_queuedBytesCountsWhatWaits(self):
         """
         The display's flow control counts bytes waiting for encryption as

@@ -73,6 +73,9 @@ READ_CHUNK = 1 << 20
 THREAD_WRITE = 64 * 1024
 #: The most bytes a thread encrypts per hold of a connection's lock.
 LOCKED_CHUNK = 256 * 1024
+#: The most bytes a thread encrypts for one connection before it lets the
+#: other connections' waiting writes have their turn.
+TURN_BYTES = 1 << 20
 
 
 class EncryptionThreads:
@@ -189,10 +192,18 @@ class MessageRecordsTLSProtocol(TLSMemoryBIOProtocol):
     def _encryptWaiting(self):
         """
         In a thread: encrypt the waiting pieces in order, a locked chunk at
-        a time, and have the reactor write the records out.
+        a time, and have the reactor write the records out; after
+        L{TURN_BYTES}, wait behind the other connections' turns.
         """
-        callFromThread = self.factory.encryptionThreads.reactor.callFromThread
+        threads = self.factory.encryptionThreads
+        callFromThread = threads.reactor.callFromThread
+        done = 0
         while True:
+            if done >= TURN_BYTES:
+                # The others' turn: this connection goes to the back of the
+                # line (a display that keeps writing would hold the thread).
+                threads.run(self._encryptWaiting)
+                return
             with self._lock:
                 with self._handover:
                     if (not self._waiting or self._tlsConnection is None
@@ -213,6 +224,7 @@ class MessageRecordsTLSProtocol(TLSMemoryBIOProtocol):
                         self._threadBusy = False
                     break
                 records = self._bioRecords()
+                done += sent
                 with self._handover:
                     if self._waiting and self._waiting[0] is piece:
                         if sent == len(piece):
