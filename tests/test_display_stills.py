@@ -246,11 +246,12 @@ class DisplayStillsTests(StillsSetup, unittest.TestCase):
         self.server.clock.advance(10)
         self.assertEqual(display.take(), [])
 
-    def test_lossyAreaIsNotCopiedFrom(self):
+    def test_jpegAreaCopiedThenRefreshed(self):
         """
-        A photograph sent as JPEG that then scrolls: no COPY_BITS moves the
-        inexact pixels (the client's view marks them lossy), so after the
-        idle refresh the client's picture is exact where it moved too.
+        A photograph sent as JPEG that then scrolls: COPY_BITS moves the
+        client's JPEG as it is (re-sending it would cost the link again
+        every frame), the client's picture stays close, and the idle
+        refresh makes it exact where it moved too.
         """
         picture = scrollPicture(512, 256)
         display = self.linkPicture(picture)
@@ -262,7 +263,38 @@ class DisplayStillsTests(StillsSetup, unittest.TestCase):
         self.source.damage([(0, 0, 512, 256)])
         self.server.clock.advance(0)
         messages = display.take()
-        self.assertNotIn("COPY_BITS", [name for name, _ in messages])
+        self.assertIn("COPY_BITS", [name for name, _ in messages])
+        drawn = sum((r.base.box.right - r.base.box.left) * (r.base.box.bottom - r.base.box.top)
+                    for n, r in messages if n == "DRAW_COPY")
+        self.assertLess(drawn, 512 * 64)        # the new rows, not the page again
+        surface.applyAll(messages)
+        self.assertGreater(psnr(surface.pixels, moved), PSNR_BOUND)
+        self.server.clock.advance(stills.IDLE_REFRESH)
+        self.server.clock.advance(0)
+        surface.applyAll(display.take())
+        numpy.testing.assert_array_equal(surface.pixels, moved)
+
+    def test_exactOverJpegIsExact(self):
+        """
+        Where an exact image replaced a JPEG, a copy from there moves exact
+        pixels: the refresh after it leaves the whole picture exact.
+        """
+        picture = scrollPicture(512, 256)
+        display = self.linkPicture(picture)
+        displayInit(display)
+        surface = ClientSurface().applyAll(display.take())
+        self.server.clock.advance(stills.IDLE_REFRESH)
+        self.server.clock.advance(0)
+        surface.applyAll(display.take())
+        numpy.testing.assert_array_equal(surface.pixels, picture)
+        self.assertFalse(display.channel.view.anyApprox and
+                         display.channel.view.approx.any())
+        moved = numpy.concatenate([picture[16:], picture[:16]])
+        self.source.frame[...] = moved
+        self.source.damage([(0, 0, 512, 256)])
+        self.server.clock.advance(0)
+        messages = display.take()
+        self.assertIn("COPY_BITS", [name for name, _ in messages])
         surface.applyAll(messages)
         self.server.clock.advance(stills.IDLE_REFRESH)
         self.server.clock.advance(0)

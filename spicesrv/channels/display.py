@@ -537,6 +537,10 @@ class DisplayChannel(ChannelProtocol):
     def _copyBits(self, copy):
         for rect in copy.rects:
             left, top, right, bottom = rect
+            if self.view.holdsApprox((left + copy.dx, top + copy.dy,
+                                      right + copy.dx, bottom + copy.dy)):
+                # A JPEG moved: where it lands waits for the exact refresh.
+                self.stills.lossy.add(rect)
             self.sendMessage(
                 "COPY_BITS",
                 base=dict(surface_id=PRIMARY_SURFACE,
@@ -589,7 +593,7 @@ class DisplayChannel(ChannelProtocol):
                 rop_descriptor=ROPD_OP_PUT, scale_mode=SCALE_MODE_NEAREST,
                 mask=dict(flags=0, pos=dict(x=0, y=0), bitmap=0))
         self.view.drew(frame, rect)
-        # What went as JPEG is inexact on the client: never copied from
-        # until it is refreshed.
+        # What went as JPEG is inexact on the client until refreshed
+        # (copies may move it, inexact as it is).
         for box in lossy:
-            self.view.markLossy(box)
+            self.view.markApprox(box)

@@ -8,7 +8,8 @@ as an image.
 Display sources hand over framebuffers, not drawing commands, so the shift
 is found by comparison: L{ClientView} keeps what the client was sent (every
 lossless image and every copy applied to a copy of its surface, and which
-pixels it holds lossily: stream frames), and L{planCopy} compares a damaged
+pixels it holds lossily: stream frames, which no copy reads, and JPEG stills,
+which a copy moves as they are), and L{planCopy} compares a damaged
 rectangle of the new frame against it:
 
 1. a signature per row (per column for horizontal shifts) of the rectangle,
@@ -250,15 +251,17 @@ class Plan:
 
 class ClientView:
     """
-    What a client's surface shows: L{pixels} where it was sent exactly,
-    and L{lossy} where it holds something else (stream frames, lossy
-    stills), which no copy may read.
+    What a client's surface shows: L{pixels} where it was sent exactly;
+    L{lossy} where it holds something else (stream frames, or nothing
+    known), which no copy may read; and L{approx} where it holds a JPEG of
+    L{pixels}, which a copy may move: the client's copy is then as inexact
+    as its source, and marked so.
 
-    The view costs 5 bytes a pixel (4 MB at 1024x768, 10 MB at full HD), so
-    a channel lets it go while nothing is worth comparing (L{release}); it
-    is then unknown (L{pixels} and L{lossy} are L{None}) until
-    L{activate}, which starts it as all lossy: copies read only what was
-    drawn after.
+    The view costs 6 bytes a pixel (4.7 MB at 1024x768, 12 MB at full HD),
+    so a channel lets it go while nothing is worth comparing
+    (L{release}); it is then unknown (L{pixels}, L{lossy} and L{approx}
+    are L{None}) until L{activate}, which starts it as all lossy: copies
+    read only what was drawn after.
     """
 
     def __init__(self, width=0, height=0):
@@ -269,6 +272,8 @@ class ClientView:
         self.pixels = np.zeros((height, width, 4), np.uint8)
         self.lossy = np.ones((height, width), bool)
         self.anyLossy = True
+        self.approx = np.zeros((height, width), bool)
+        self.anyApprox = False
 
     @property
     def active(self):
@@ -277,8 +282,9 @@ class ClientView:
 
     def release(self):
         """Forget the view and free its memory."""
-        self.pixels = self.lossy = None
+        self.pixels = self.lossy = self.approx = None
         self.anyLossy = True
+        self.anyApprox = False
 
     def activate(self):
         """Keep the view again, if it was released (all of it lossy)."""
@@ -293,6 +299,8 @@ class ClientView:
             return
         left, top, right, bottom = rect
         self.pixels[top:bottom, left:right] = frame[top:bottom, left:right]
+        if self.anyApprox:
+            self.approx[top:bottom, left:right] = False
         if self.anyLossy:
             self.lossy[top:bottom, left:right] = False
             if (left, top, right, bottom) == (0, 0, self.width, self.height):
@@ -311,6 +319,26 @@ class ClientView:
             self.lossy[top:bottom, left:right] = True
             self.anyLossy = True
 
+    def markApprox(self, rect):
+        """
+        The client got C{rect} (already drawn into the view) as a JPEG.
+        """
+        if self.pixels is None:
+            return
+        left, top, right, bottom = rect
+        left, top = max(0, left), max(0, top)
+        right, bottom = min(self.width, right), min(self.height, bottom)
+        if left < right and top < bottom:
+            self.approx[top:bottom, left:right] = True
+            self.anyApprox = True
+
+    def holdsApprox(self, rect):
+        """Whether any of C{rect} is held as a JPEG."""
+        if self.pixels is None or not self.anyApprox:
+            return False
+        left, top, right, bottom = rect
+        return bool(self.approx[max(0, top):bottom, max(0, left):right].any())
+
     def copied(self, copy, rect=None):
         """
         The client applied C{copy}, or only its rectangle C{rect} (the
@@ -327,6 +355,8 @@ class ClientView:
             self.pixels[t:b, l:r] = self.pixels[st:sb, sl:sr]
             if self.anyLossy:
                 self.lossy[t:b, l:r] = self.lossy[st:sb, sl:sr]
+            if self.anyApprox:
+                self.approx[t:b, l:r] = self.approx[st:sb, sl:sr]
 
 
 def _planAxis(new, old, lossy, offset):
