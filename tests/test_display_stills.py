@@ -246,6 +246,26 @@ class DisplayStillsTests(StillsSetup, unittest.TestCase):
         self.server.clock.advance(10)
         self.assertEqual(display.take(), [])
 
+    def jpegPhoto(self):
+        """A photograph linked and sent (as JPEG): the picture, the client, its surface."""
+        picture = scrollPicture(512, 256)
+        display = self.linkPicture(picture)
+        displayInit(display)
+        return picture, display, ClientSurface().applyAll(display.take())
+
+    def scrollBy16(self, picture, display):
+        """
+        The source's picture scrolled up by 16 rows: the new picture and
+        the messages sent for it (a COPY_BITS among them).
+        """
+        moved = numpy.concatenate([picture[16:], picture[:16]])
+        self.source.frame[...] = moved
+        self.source.damage([(0, 0, 512, 256)])
+        self.server.clock.advance(0)
+        messages = display.take()
+        self.assertIn("COPY_BITS", [name for name, _ in messages])
+        return moved, messages
+
     def test_jpegAreaCopiedThenRefreshed(self):
         """
         A photograph sent as JPEG that then scrolls: COPY_BITS moves the
@@ -253,17 +273,9 @@ class DisplayStillsTests(StillsSetup, unittest.TestCase):
         every frame), the client's picture stays close, and the idle
         refresh makes it exact where it moved too.
         """
-        picture = scrollPicture(512, 256)
-        display = self.linkPicture(picture)
-        displayInit(display)
-        surface = ClientSurface().applyAll(display.take())
+        picture, display, surface = self.jpegPhoto()
         self.assertIn(105, surface.imageTypes)
-        moved = numpy.concatenate([picture[16:], picture[:16]])
-        self.source.frame[...] = moved
-        self.source.damage([(0, 0, 512, 256)])
-        self.server.clock.advance(0)
-        messages = display.take()
-        self.assertIn("COPY_BITS", [name for name, _ in messages])
+        moved, messages = self.scrollBy16(picture, display)
         drawn = sum((r.base.box.right - r.base.box.left) * (r.base.box.bottom - r.base.box.top)
                     for n, r in messages if n == "DRAW_COPY")
         self.assertLess(drawn, 512 * 64)        # the new rows, not the page again
@@ -279,22 +291,14 @@ class DisplayStillsTests(StillsSetup, unittest.TestCase):
         Where an exact image replaced a JPEG, a copy from there moves exact
         pixels: the refresh after it leaves the whole picture exact.
         """
-        picture = scrollPicture(512, 256)
-        display = self.linkPicture(picture)
-        displayInit(display)
-        surface = ClientSurface().applyAll(display.take())
+        picture, display, surface = self.jpegPhoto()
         self.server.clock.advance(stills.IDLE_REFRESH)
         self.server.clock.advance(0)
         surface.applyAll(display.take())
         numpy.testing.assert_array_equal(surface.pixels, picture)
         self.assertFalse(display.channel.view.anyApprox and
                          display.channel.view.approx.any())
-        moved = numpy.concatenate([picture[16:], picture[:16]])
-        self.source.frame[...] = moved
-        self.source.damage([(0, 0, 512, 256)])
-        self.server.clock.advance(0)
-        messages = display.take()
-        self.assertIn("COPY_BITS", [name for name, _ in messages])
+        moved, messages = self.scrollBy16(picture, display)
         surface.applyAll(messages)
         self.server.clock.advance(stills.IDLE_REFRESH)
         self.server.clock.advance(0)

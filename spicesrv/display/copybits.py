@@ -310,27 +310,33 @@ class ClientView:
         """
         The client holds something inexact (or unknown) in C{rect}.
         """
-        if self.pixels is None:
-            return          # all of it unknown already
-        left, top, right, bottom = rect
-        left, top = max(0, left), max(0, top)
-        right, bottom = min(self.width, right), min(self.height, bottom)
-        if left < right and top < bottom:
-            self.lossy[top:bottom, left:right] = True
+        area = self._inside(rect)
+        if area is not None:
+            self.lossy[area] = True
             self.anyLossy = True
 
     def markApprox(self, rect):
         """
         The client got C{rect} (already drawn into the view) as a JPEG.
         """
+        area = self._inside(rect)
+        if area is not None:
+            self.approx[area] = True
+            self.anyApprox = True
+
+    def _inside(self, rect):
+        """
+        The part of C{rect} on the surface as an index of the masks, or
+        L{None} if there is none (or the view is released: all unknown).
+        """
         if self.pixels is None:
-            return
+            return None
         left, top, right, bottom = rect
         left, top = max(0, left), max(0, top)
         right, bottom = min(self.width, right), min(self.height, bottom)
         if left < right and top < bottom:
-            self.approx[top:bottom, left:right] = True
-            self.anyApprox = True
+            return (slice(top, bottom), slice(left, right))
+        return None
 
     def holdsApprox(self, rect):
         """Whether any of C{rect} is held as a JPEG."""
