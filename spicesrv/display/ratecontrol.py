@@ -70,8 +70,9 @@ DROP_MEMORY = 1.0
 def queuedBytes(transport):
     """
     Bytes written to C{transport} that the peer has not acknowledged yet:
-    what waits for encryption and what Twisted still buffers plus, for a TCP socket on Linux, the kernel's
-    send queue (SIOCOUTQ).  Unknown parts count as 0.
+    what waits for encryption, what Twisted still buffers and, for a TCP
+    socket on Linux, the kernel's send queue (SIOCOUTQ).  Unknown parts
+    count as 0.
     """
     pending = 0
     # A TLS layer may hold bytes not yet encrypted (spicesrv.tls.endpoint).
