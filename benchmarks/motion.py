@@ -513,11 +513,9 @@ def run(reactor, args):
 
 
 def runAll(args):
-    links = [l for l in args.links.split(",") if l]
-    workloads = [w for w in args.workloads.split(",") if w]
-    pipelines = [p for p in args.pipelines.split(",") if p]
-    shaped.checkChoices(("link", links, LINKS), ("workload", workloads, WORKLOADS),
-                        ("pipeline", pipelines, PIPELINES))
+    links, workloads, pipelines = shaped.choices(
+        ("link", args.links, LINKS), ("workload", args.workloads, WORKLOADS),
+        ("pipeline", args.pipelines, PIPELINES))
     seconds = DEFAULT_SECONDS if args.seconds is None else args.seconds
     print("motion benchmark: %s s measured per variant, %dx%d, %d run%s each" % (
         seconds, SIZE[0], SIZE[1], args.runs, "" if args.runs == 1 else "s"))

@@ -52,15 +52,20 @@ class Namespace:
         return ["ip", "netns", "exec", self.name]
 
 
-def checkChoices(*choices):
+def choices(*options):
     """
-    Each of C{choices} is C{(what, values, known)}: raise L{ValueError}
-    naming the first value not in C{known}.
+    Each of C{options} is C{(what, text, known)}, C{text} a comma-separated
+    option value: return the lists of values, one per option; raise
+    L{ValueError} naming the first value not in C{known}.
     """
-    for name, values, known in choices:
+    lists = []
+    for name, text, known in options:
+        values = [v for v in text.split(",") if v]
         for v in values:
             if v not in known:
                 raise ValueError("unknown %s %r; use %s" % (name, v, ", ".join(known)))
+        lists.append(values)
+    return lists
 
 
 def usableLinks(links):

@@ -187,11 +187,9 @@ def run(reactor, args):
 
 
 def runAll(args):
-    links = [l for l in args.stills_links.split(",") if l]
-    pictureNames = [p for p in args.stills_pictures.split(",") if p]
-    modes = [m for m in args.stills_modes.split(",") if m]
-    shaped.checkChoices(("link", links, LINKS), ("picture", pictureNames, PICTURES),
-                        ("mode", modes, MODES))
+    links, pictureNames, modes = shaped.choices(
+        ("link", args.stills_links, LINKS), ("picture", args.stills_pictures, PICTURES),
+        ("mode", args.stills_modes, MODES))
     print("stills benchmark: %dx%d, spice-gtk, %d run%s each" % (
         SIZE[0], SIZE[1], args.runs, "" if args.runs == 1 else "s"))
     links = shaped.usableLinks(links)
