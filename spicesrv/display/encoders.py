@@ -57,10 +57,10 @@ def new_image_id():
     return next(_image_ids)
 
 
-def _rows(pixels):
+def _size(pixels):
     """
-    Check that C{pixels} is a non-empty BGRX array and return its size and
-    its rows tightly packed.
+    Check that C{pixels} is a non-empty BGRX array and return its width and
+    height.
     """
     if pixels.ndim != 3 or pixels.shape[2] != 4 or pixels.dtype != np.uint8:
         raise ValueError(
@@ -70,6 +70,15 @@ def _rows(pixels):
     if width == 0 or height == 0:
         raise ValueError("cannot encode an empty %dx%d image"
                          % (width, height))
+    return width, height
+
+
+def _rows(pixels):
+    """
+    Check C{pixels} as L{_size} does and return its size and its rows
+    tightly packed.
+    """
+    width, height = _size(pixels)
     return width, height, np.ascontiguousarray(pixels).tobytes()
 
 
@@ -111,13 +120,7 @@ def encode_jpeg(pixels, image_id, quality=JPEG_QUALITY):
     rejects any other).  Lossy: only for photographic pixels.  The xRGB
     surfaces need no alpha, so JPEG_ALPHA (108) is never used.
     """
-    if pixels.ndim != 3 or pixels.shape[2] != 4 or pixels.dtype != np.uint8:
-        raise ValueError(
-            "expected a (height, width, 4) uint8 array, got shape %r dtype %s"
-            % (pixels.shape, pixels.dtype))
-    height, width = pixels.shape[:2]
-    if width == 0 or height == 0:
-        raise ValueError("cannot encode an empty %dx%d image" % (width, height))
+    width, height = _size(pixels)
     data = simplejpeg.encode_jpeg(np.ascontiguousarray(pixels), quality=quality,
                                   colorspace="BGRX", colorsubsampling="420",
                                   fastdct=True)
