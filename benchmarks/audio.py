@@ -84,6 +84,7 @@ def cpuSeconds():
 @defer.inlineCallbacks
 def measure(reactor, variant, env, seconds):
     from spicesrv.server import SpiceServer
+    from spicesrv.testing import sessionChannel
     from spicesrv.wire.constants import ChannelType
     from tests.interop import harness
 
@@ -99,8 +100,7 @@ def measure(reactor, variant, env, seconds):
             reactor, "127.0.0.1", port.getHost().port,
             extra_args=["--audio", "--onset", str(ONSET_LEVEL)], env=env)
         yield client.waitForEvent({"event": "playback-start"}, timeout=20)
-        (session,) = server.sessions.values()
-        channel = session.channels[(ChannelType.PLAYBACK, 0)]
+        channel = sessionChannel(server, ChannelType.PLAYBACK)
         yield task.deferLater(reactor, 1.0, lambda: None)
         since = len(client.events)
         bursts0 = len(source.bursts)

@@ -84,6 +84,18 @@ def waitUntil(reactor, condition, timeout=20, interval=0.02, failure=None):
     return poll()
 
 
+def sessionChannel(server, channel_type, channel_id=0):
+    """
+    The channel C{(channel_type, channel_id)} of C{server}'s one session
+    (a test with one client); fails the test if the server has not
+    exactly one session.
+    """
+    sessions = list(server.sessions.values())
+    if len(sessions) != 1:
+        raise FailTest("one session expected, the server has %d" % (len(sessions),))
+    return sessions[0].channels[(channel_type, channel_id)]
+
+
 def testKey():
     """
     One RSA key shared by all tests (generating keys is slow).

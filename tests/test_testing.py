@@ -13,7 +13,8 @@ from zope.interface.verify import verifyObject
 from spicesrv import interfaces
 from spicesrv.testing import (
     FAKES, FakeChannelPlugin, FakeDisplaySource, FakeSourcePlugin, LogCapture,
-    RecordingMigration, RecordingState, makeTestServer, waitUntil)
+    RecordingMigration, RecordingState, TestClientChannel, makeTestServer, sessionChannel,
+    waitUntil)
 from spicesrv.wire.constants import ChannelType
 
 
@@ -69,6 +70,17 @@ class LogCaptureTests(unittest.TestCase):
         self.assertEqual(log.matching("hello"), ["hello world"])
         self.assertIn("other", log.text())
         self.assertEqual(len(log.events), 2)
+
+
+class SessionChannelTests(unittest.TestCase):
+    def test_theOneSession(self):
+        server = makeTestServer(disable_ticketing=True)
+        self.assertRaises(unittest.FailTest, sessionChannel, server, ChannelType.MAIN)
+        main = TestClientChannel(server, ChannelType.MAIN)
+        self.assertIs(sessionChannel(server, ChannelType.MAIN), main.channel)
+        TestClientChannel(server, ChannelType.MAIN)
+        e = self.assertRaises(unittest.FailTest, sessionChannel, server, ChannelType.MAIN)
+        self.assertEqual(str(e), "one session expected, the server has 2")
 
 
 class WaitUntilTests(unittest.TestCase):

@@ -18,7 +18,7 @@ from zope.interface import alsoProvides
 
 from spicesrv.link import SECURITY_SSL, LinkProtocol, looks_like_http
 from spicesrv.testing import (
-    LogCapture, linkMessage, makeTestServer, parseLinkReply, ticketBytes)
+    LogCapture, linkMessage, makeTestServer, parseLinkReply, sessionChannel, ticketBytes)
 from spicesrv.web import WebFrontend
 from spicesrv.web.client import (
     CLIENT_CACHE, LANDING_CACHE, ClientNotFound, WebClient, locate_client)
@@ -385,8 +385,7 @@ class WebSocketLinkTests(unittest.TestCase):
         self.assertEqual(self.link(conn), LinkErr.OK)
         self.assertEqual(len(self.server.sessions), 1)
         self.assertEqual(self.server.connections.total, 1)
-        (session,) = self.server.sessions.values()
-        main = session.channels[(ChannelType.MAIN, 0)]
+        main = sessionChannel(self.server, ChannelType.MAIN)
         self.assertFalse(main.info.secure)
 
     def test_eachMessageItsOwnFrame(self):

@@ -24,7 +24,7 @@ from spicesrv.sound.tone import ToneSource
 from spicesrv.tls.context import load_server_tls
 from spicesrv.tls.devcerts import write_dev_certs
 from spicesrv.tls.endpoint import TLSServerEndpoint
-from spicesrv.testing import waitUntil
+from spicesrv.testing import sessionChannel, waitUntil
 from spicesrv.web import WebFrontend
 from spicesrv.web.client import ClientNotFound, WebClient
 from spicesrv.wire.constants import ChannelType
@@ -617,8 +617,7 @@ class BrowserTests(unittest.TestCase):
                           % (browser.consoleMessages[-10:],))
             yield task.deferLater(reactor, 0.1, lambda: None)
         self.assertNotEqual(quality, float("inf"), "the photograph did not go lossy")
-        (session,) = server.sessions.values()
-        display = session.channels[(ChannelType.DISPLAY, 0)]
+        display = sessionChannel(server, ChannelType.DISPLAY)
         self.assertEqual(display.encoding, "raw")
         self.assertGreater(display.stills.sent["jpeg"], 0)
         display._idleCall.reset(0)
