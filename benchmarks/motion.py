@@ -166,8 +166,10 @@ def worker(reactor, options):
     from spicesrv.display.video import ThreadedEncoder
     from spicesrv.server import SpiceServer
     from spicesrv.sources.motion import CODE_BITS, CODE_BLOCK, MotionSource
+    from spicesrv.testing import sessionChannel
     from spicesrv.wire.constants import ChannelType
     from tests.interop import harness
+    from tests.interop.harness import pixelsEqual
 
     def sleep(seconds):
         return task.deferLater(reactor, seconds, lambda: None)
@@ -202,20 +204,14 @@ def worker(reactor, options):
             yield client.waitForChannelsOpened((1, 2), timeout=30)
             dump = os.path.join(tmp, "primary.raw")
 
-            def shows(frame):
-                def check(reply):
-                    return reply.get("ok") and numpy.array_equal(
-                        harness.loadPrimary(reply)[..., :3], frame[..., :3])
-                return check
-
-            yield client.waitForPrimary(shows(source.framebuffer()), timeout=60, dump=dump)
+            yield client.waitForPixels(
+                lambda shown: pixelsEqual(shown, source.framebuffer()), dump, timeout=60)
             code = source.codePosition()
             if code is not None:
                 yield client.check("watch", code=[code[0], code[1], CODE_BITS, CODE_BLOCK])
             else:
                 yield client.check("watch", invalidates=True)
-            (session,) = server.sessions.values()
-            display = session.channels[(ChannelType.DISPLAY, 0)]
+            display = sessionChannel(server, ChannelType.DISPLAY)
             source.start()
             if streaming and workload == "video":
                 yield waitUntil(lambda: display.streams.streams, 20, "a stream")
@@ -282,7 +278,8 @@ def worker(reactor, options):
 
             source.stop()
             stopped = time.monotonic()
-            yield client.waitForPrimary(shows(source.framebuffer()), timeout=120, dump=dump)
+            yield client.waitForPixels(
+                lambda shown: pixelsEqual(shown, source.framebuffer()), dump, timeout=120)
             result["exactAfter"] = time.monotonic() - stopped
         finally:
             source.stop()
@@ -315,8 +312,10 @@ def xworker(reactor, options):
     from spicesrv.server import SpiceServer
     from spicesrv.sources.motion import CODE_BITS, CODE_BLOCK, MotionSource
     from spicesrv.sources.x11 import X11Source
+    from spicesrv.testing import sessionChannel
     from spicesrv.wire.constants import ChannelType
     from tests.interop import harness
+    from tests.interop.harness import pixelsEqual
 
     def sleep(seconds):
         return task.deferLater(reactor, seconds, lambda: None)
@@ -389,19 +388,14 @@ def xworker(reactor, options):
                 expected = reference.framebuffer().copy()
                 expected[top:bottom, left:right] = reference.render(n)
 
-                def check(reply):
-                    if not reply.get("ok"):
-                        return False
-                    shown = harness.loadPrimary(reply)
-                    if shown.shape != expected.shape:
-                        return False
+                def check(shown):
                     if exact:
-                        return numpy.array_equal(shown[..., :3], expected[..., :3])
-                    return psnr(shown, expected) > 30
+                        return pixelsEqual(shown, expected)
+                    return shown.shape == expected.shape and psnr(shown, expected) > 30
                 return check
 
             # Xspice may send the first picture lossily (JPEG) on a slow link.
-            yield client.waitForPrimary(showsFrame(0, False), timeout=90, dump=dump)
+            yield client.waitForPixels(showsFrame(0, False), dump, timeout=90)
             code = reference.codePosition()
             yield client.check("watch", code=[code[0], code[1], CODE_BITS, CODE_BLOCK])
 
@@ -434,8 +428,7 @@ def xworker(reactor, options):
                 cpuShare=(cpu + xcpu) / elapsed, xorgShare=xcpu / elapsed,
                 streams=0, delivered=delivered)
             if pipeline == "x11":
-                (session,) = server.sessions.values()
-                display = session.channels[(ChannelType.DISPLAY, 0)]
+                display = sessionChannel(server, ChannelType.DISPLAY)
                 result.update(streams=display.streams.created, copies=display.copiesSent,
                               copiedShare=display.copiedPixels / max(1, display.copiesSent)
                               / ((right - left) * (bottom - top)))
@@ -445,7 +438,7 @@ def xworker(reactor, options):
             last = yield player.stopped
             stopped = time.monotonic()
             try:
-                yield client.waitForPrimary(showsFrame(last, True), timeout=30, dump=dump)
+                yield client.waitForPixels(showsFrame(last, True), dump, timeout=30)
                 result["exactAfter"] = time.monotonic() - stopped
             except harness.HarnessTimeout:
                 result["exactAfter"] = None

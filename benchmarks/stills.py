@@ -32,8 +32,6 @@ import sys
 import tempfile
 import time
 
-import numpy
-
 from benchmarks import shaped
 from benchmarks.shaped import LINKS
 
@@ -66,9 +64,11 @@ def worker(reactor, options):
     from spicesrv.display import stills
     from spicesrv.server import SpiceServer
     from spicesrv.sources.image import ImageSource
+    from spicesrv.testing import sessionChannel
     from spicesrv.wire.constants import ChannelType
     from tests import pictures
     from tests.interop import harness
+    from tests.interop.harness import pixelsEqual
 
     # The exact refresh is started by the benchmark, once the first picture
     # is measured.
@@ -115,8 +115,7 @@ def worker(reactor, options):
         dump = os.path.join(tmp, "primary.raw")
         try:
             yield client.waitForChannelsOpened((1, 2), timeout=30)
-            (session,) = server.sessions.values()
-            display = session.channels[(ChannelType.DISPLAY, 0)]
+            display = sessionChannel(server, ChannelType.DISPLAY)
             done = yield delivered(display)
             result.update(firstMs=(done - inits[0]) * 1000,
                           firstBytes=display.bytesWritten,
@@ -124,15 +123,12 @@ def worker(reactor, options):
                           probedMbit=(display.stills.probedRate or 0) * 8 / 1e6)
             shown = []
 
-            def complete(reply):
-                if not reply.get("ok"):
-                    return False
-                pixels = harness.loadPrimary(reply)
+            def complete(pixels):
                 if pixels.shape != frame.shape:
                     return False
                 shown[:] = [pictures.psnr(pixels, frame)]
                 return shown[0] > PSNR_BOUND
-            yield client.waitForPrimary(complete, timeout=60, dump=dump)
+            yield client.waitForPixels(complete, dump, timeout=60)
             result["psnr"] = shown[0]
             if display.stills.lossy:
                 display._idleCall.reset(0)
@@ -143,10 +139,8 @@ def worker(reactor, options):
                 result.update(exactMs=(done - start) * 1000,
                               exactBytes=display.bytesWritten - before)
 
-                def exact(reply):
-                    return reply.get("ok") and numpy.array_equal(
-                        harness.loadPrimary(reply)[..., :3], frame[..., :3])
-                yield client.waitForPrimary(exact, timeout=60, dump=dump)
+                yield client.waitForPixels(lambda pixels: pixelsEqual(pixels, frame), dump,
+                                           timeout=60)
         finally:
             yield client.stop()
             for s in list(server.sessions.values()):

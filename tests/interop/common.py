@@ -5,28 +5,19 @@ base that needs the real client, and the waits for what a user would see.
 
 import os
 
-import numpy
 from twisted.internet import defer, endpoints, reactor, task
 from twisted.trial import unittest
 
 from spicesrv.server import SpiceServer
 from spicesrv.sources.demo import DemoSource
-from spicesrv.testing import waitUntil
+from spicesrv.testing import sessionChannel, waitUntil
 from tests.interop import harness
+from tests.interop.harness import pixelsEqual
 
 PASSWORD = "s3cret"
 
 # PC/XT set-1 make codes.
 SCANCODES = {"h": 0x23, "i": 0x17, "space": 0x39}
-
-
-def pixelsEqual(client, source):
-    """
-    Whether the client's primary (B, G, R, X) shows the source's frame; the
-    unused X byte is not compared.
-    """
-    return (client.shape == source.shape
-            and numpy.array_equal(client[:, :, :3], source[:, :, :3]))
 
 
 def stopServing(server, port):
@@ -97,8 +88,7 @@ class RunningServer:
         return stopServing(self.server, self.port)
 
     def channel(self, channel_type, channel_id=0):
-        (session,) = self.server.sessions.values()
-        return session.channels[(channel_type, channel_id)]
+        return sessionChannel(self.server, channel_type, channel_id)
 
 
 class InteropTestCase(unittest.TestCase):
@@ -133,12 +123,9 @@ class InteropTestCase(unittest.TestCase):
         """
         path = os.path.join(self.tmp, "poll.raw")
 
-        def same(reply):
-            return reply.get("ok") and pixelsEqual(harness.loadPrimary(reply),
-                                                   source.framebuffer())
-
         try:
-            yield client.waitForPrimary(same, timeout=timeout, dump=path)
+            yield client.waitForPixels(lambda shown: pixelsEqual(shown, source.framebuffer()),
+                                       path, timeout=timeout)
         except harness.HarnessTimeout:
             shown = (harness.loadPrimary(path, source.width, source.height)
                      if os.path.exists(path) else None)
@@ -152,9 +139,8 @@ class InteropTestCase(unittest.TestCase):
         """
         Poll the client until C{predicate(pixels)} holds for its primary.
         """
-        return client.waitForPrimary(
-            lambda r: r.get("ok") and predicate(harness.loadPrimary(r)),
-            timeout=timeout, dump=os.path.join(self.tmp, "poll.raw"))
+        return client.waitForPixels(predicate, os.path.join(self.tmp, "poll.raw"),
+                                    timeout=timeout)
 
     @defer.inlineCallbacks
     def drag(self, client, y, x0, x1):

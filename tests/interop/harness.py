@@ -462,6 +462,15 @@ class GtkClient(object):
                     "last reply: %s" % (json.dumps(last, sort_keys=True),)))
             yield task.deferLater(self.reactor, interval, lambda: None)
 
+    def waitForPixels(self, predicate, dump, timeout=30):
+        """
+        Poll C{primary}, dumped to the file C{dump}, until
+        C{predicate(pixels)} is true of its pixels (as L{loadPrimary} gives
+        them) and fire with that reply.
+        """
+        return self.waitForPrimary(lambda reply: predicate(loadPrimary(reply)),
+                                   timeout=timeout, dump=dump)
+
     @defer.inlineCallbacks
     def waitForChannelsOpened(self, types=(1, 2, 3, 4), timeout=30,
                               since=0):
@@ -535,6 +544,16 @@ def _show(predicate):
     if callable(predicate):
         return getattr(predicate, "__name__", repr(predicate))
     return predicate
+
+
+def pixelsEqual(shown, frame):
+    """
+    Whether a client's primary (B, G, R, X, as L{loadPrimary} gives it)
+    shows C{frame}; the unused X byte is not compared.
+    """
+    import numpy
+
+    return shown.shape == frame.shape and numpy.array_equal(shown[:, :, :3], frame[:, :, :3])
 
 
 def loadPrimary(source, width=None, height=None, stride=None):

@@ -15,8 +15,8 @@ from twisted.internet import defer, reactor
 from spicesrv.display import stills
 from spicesrv.server import SpiceServer
 from spicesrv.sources.image import ImageSource
+from spicesrv.testing import sessionChannel
 from spicesrv.wire.constants import ChannelType
-from tests.interop import harness
 from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual, serveOnLoopback
 from tests.pictures import mixedPicture, psnr, rgbImage
 
@@ -36,8 +36,7 @@ class StillsTests(InteropTestCase):
         return port
 
     def display(self):
-        (session,) = self.server.sessions.values()
-        return session.channels[(ChannelType.DISPLAY, 0)]
+        return sessionChannel(self.server, ChannelType.DISPLAY)
 
     @defer.inlineCallbacks
     def test_photoAsJpegTextExactThenRefreshed(self):
@@ -51,15 +50,13 @@ class StillsTests(InteropTestCase):
         path = os.path.join(self.tmp, "lossy.raw")
         seen = []
 
-        def lossyShown(reply):
-            if not reply.get("ok"):
-                return False
-            shown = harness.loadPrimary(reply).copy()
+        def lossyShown(pixels):
+            shown = pixels.copy()
             seen[:] = [shown]
             return (shown.shape == frame.shape
                     and numpy.array_equal(shown[:, :half, :3], frame[:, :half, :3])
                     and psnr(shown[:, half:], frame[:, half:]) > PSNR_BOUND)
-        yield client.waitForPrimary(lossyShown, timeout=30, dump=path)
+        yield client.waitForPixels(lossyShown, path, timeout=30)
 
         display = self.display()
         sent = dict(display.stills.sent)

@@ -21,6 +21,7 @@ from spicesrv.display.codecs import CODEC_CAPS
 from spicesrv.server import SpiceServer
 from spicesrv.sources.motion import (
     CODE_BITS, CODE_BLOCK, SCROLL, VIDEO, MotionSource, readFrameCode)
+from spicesrv.testing import sessionChannel
 from spicesrv.wire.constants import ChannelType, DisplayCap, VideoCodecType
 from tests.interop import harness
 from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual, serveOnLoopback
@@ -44,8 +45,7 @@ class VideoStreamTests(InteropTestCase):
         return port
 
     def display(self):
-        (session,) = self.server.sessions.values()
-        return session.channels[(ChannelType.DISPLAY, 0)]
+        return sessionChannel(self.server, ChannelType.DISPLAY)
 
     @defer.inlineCallbacks
     def test_videoIsStreamedAndEndsExact(self):
@@ -303,8 +303,7 @@ class MigratingStreamTests(InteropTestCase):
         return server, source, port
 
     def display(self, server):
-        (session,) = server.sessions.values()
-        return session.channels[(ChannelType.DISPLAY, 0)]
+        return sessionChannel(server, ChannelType.DISPLAY)
 
     @defer.inlineCallbacks
     def framesShown(self, client, count):

@@ -77,15 +77,12 @@ class X11InteropTestCase(InteropTestCase):
         path = os.path.join(self.tmp, "poll.raw")
         state = {}
 
-        def same(reply):
-            if not reply.get("ok"):
-                return False
-            shown = harness.loadPrimary(reply)
+        def same(shown):
             state["shown"] = shown
             return pixelsEqual(shown, grab(self.x.display, width, height))
 
         try:
-            reply = yield client.waitForPrimary(same, timeout=timeout, dump=path)
+            reply = yield client.waitForPixels(same, path, timeout=timeout)
         except harness.HarnessTimeout:
             shown = state.get("shown")
             self.fail("the client never showed the %dx%d X screen (it shows %s)"
@@ -578,9 +575,7 @@ class TwistdX11Tests(InteropTestCase):
         finally:
             os.environ.clear()
             os.environ.update(saved)
-        yield client.waitForPrimary(
-            lambda r: r.get("ok") and pixelsEqual(harness.loadPrimary(r), screen),
-            timeout=30, dump=path)
+        yield client.waitForPixels(lambda shown: pixelsEqual(shown, screen), path, timeout=30)
         yield client.check("key_press_and_release", scancode=H)
         yield xclient.waitFor(lambda e: e["event"] == "key", timeout=30)
         self.assertEqual(xclient.keys(), [(ord("h"), "h")])
