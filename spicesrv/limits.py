@@ -104,21 +104,37 @@ class ConnectionCounter:
                 del self.perAddress[key]
 
 
-def socketOf(transport):
+#: How many layers (TLS, WebSocket) L{transportLayers} looks through.
+LAYERS = 4
+
+
+def transportLayers(transport):
     """
-    The TCP socket under C{transport} (also under a TLS transport), or
-    L{None}.
+    C{transport}, then the transports under it, top first: a TLS layer's
+    TCP transport, a WebSocket's TLS or TCP transport.
     """
-    for candidate in (transport, getattr(transport, "transport", None)):
-        getHandle = getattr(candidate, "getHandle", None)
-        if getHandle is None:
-            continue
+    for _ in range(LAYERS):
+        yield transport
+        transport = getattr(transport, "transport", None)
+        if transport is None:
+            return
+
+
+def socketOf(transport, tcpOnly=True):
+    """
+    The socket under C{transport}, also under layers over it (a TLS layer,
+    whose handle is OpenSSL's connection; a WebSocket, which has none): a
+    TCP one, or with C{tcpOnly=False} any.  L{None} if there is none.
+    """
+    for layer in transportLayers(transport):
+        getHandle = getattr(layer, "getHandle", None)
         try:
-            handle = getHandle()
+            handle = getHandle() if getHandle is not None else None
         except Exception:
-            continue
-        if isinstance(handle, socket.socket) and handle.family in (socket.AF_INET,
-                                                                   socket.AF_INET6):
+            handle = None
+        if isinstance(handle, socket.socket):
+            if tcpOnly and handle.family not in (socket.AF_INET, socket.AF_INET6):
+                return None
             return handle
     return None
 

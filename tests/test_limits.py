@@ -12,8 +12,9 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import Logger, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
+from spicesrv.display.ratecontrol import queuedBytes
 from spicesrv.limits import (
-    ConnectionCounter, GracefulClose, Limits, LogLimiter, peerKey, setKeepalive)
+    ConnectionCounter, GracefulClose, Limits, LogLimiter, peerKey, setKeepalive, socketOf)
 from spicesrv.testing import (
     linkMessage, makeTestServer, parseLinkReply, ticketBytes, waitUntil)
 from spicesrv.wire.constants import ChannelType, LinkErr
@@ -114,6 +115,78 @@ class GracefulCloseTests(unittest.TestCase):
 class KeepaliveTests(unittest.TestCase):
     def test_notTcp(self):
         self.assertFalse(setKeepalive(StringTransport(), 600))
+
+
+class Handle:
+    """A transport with a handle: C{handle}."""
+
+    def __init__(self, handle, **attributes):
+        self.handle = handle
+        vars(self).update(attributes)
+
+    def getHandle(self):
+        return self.handle
+
+
+class Layer:
+    """A layer over C{transport} (a WebSocket's: no handle of its own)."""
+
+    def __init__(self, transport, **attributes):
+        self.transport = transport
+        vars(self).update(attributes)
+
+
+class LayersTests(unittest.TestCase):
+    """
+    The socket under a connection's layers, and what waits in them: over
+    TLS (whose handle is OpenSSL's connection) and under a WebSocket (no
+    handle at all), the TCP socket and its send queue are still found.
+    """
+
+    def setUp(self):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        self.sender = socket.create_connection(listener.getsockname())
+        self.receiver, _ = listener.accept()
+        listener.close()
+        for s in (self.sender, self.receiver):
+            self.addCleanup(s.close)
+
+    def test_throughLayers(self):
+        tcp = Handle(self.sender)
+        tls = Handle(object(), transport=tcp)
+        self.assertIs(socketOf(tcp), self.sender)
+        self.assertIs(socketOf(tls), self.sender)
+        self.assertIs(socketOf(Layer(tls)), self.sender)
+        self.assertIsNone(socketOf(Layer(Handle(object()))))
+
+    def test_unixOnlyWhenAsked(self):
+        left, right = socket.socketpair()
+        self.addCleanup(left.close)
+        self.addCleanup(right.close)
+        self.assertIsNone(socketOf(Handle(left)))
+        self.assertIs(socketOf(Layer(Handle(left)), tcpOnly=False), left)
+
+    def test_queuedThroughLayers(self):
+        """
+        Under a WebSocket over TLS: the TLS layer's buffered bytes, Twisted's
+        buffer and the kernel's queue for a peer that does not read.
+        """
+        self.receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sender.setblocking(False)
+        sent = 0
+        try:
+            while True:
+                sent += self.sender.send(b"x" * 65536)
+        except BlockingIOError:
+            pass
+        tcp = Handle(self.sender, dataBuffer=b"y" * 100, _tempDataLen=20)
+        tls = Handle(object(), transport=tcp, bufferedBytes=3)
+        kernel = queuedBytes(Handle(self.sender))
+        self.assertGreater(kernel, 0)
+        self.assertLessEqual(kernel, sent)
+        self.assertEqual(queuedBytes(Layer(tls)), kernel + 100 + 20 + 3)
 
 
 class RawClient(protocol.Protocol):

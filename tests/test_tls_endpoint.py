@@ -13,14 +13,17 @@ every message the client reads, nothing is left decrypted and unread.  They
 also check that TCP_NODELAY reaches the socket under the TLS layer.
 """
 
+import fcntl
 import select
 import socket
 import struct
+import termios
+import time
 
 import numpy
 from OpenSSL import SSL
 
-from twisted.internet import defer, endpoints, reactor, threads
+from twisted.internet import defer, endpoints, reactor, task, threads
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import globalLogPublisher
@@ -429,10 +432,71 @@ class ThreadedEncryptionTests(unittest.TestCase):
 
     def test_queuedBytesCountsWhatWaits(self):
         """
-        The display's flow control counts bytes waiting for encryption as
+        The display's flow control counts bytes the TLS layer holds as
         queued.
         """
         class Waiting:
-            awaitingEncryption = 12345
+            bufferedBytes = 12345
 
         self.assertEqual(ratecontrol.queuedBytes(Waiting()), 12345)
+
+    @defer.inlineCallbacks
+    def test_recordsWaitingForTheReactorCount(self):
+        """
+        Records a thread made count as buffered until the reactor thread
+        hands them to TCP: between the two, the bytes are neither waiting
+        for encryption nor anywhere TCP could report them.
+        """
+        payload = numpy.random.RandomState(5).bytes(600 * 1024)
+        seen = []
+
+        def write(transport):
+            transport.write(payload)
+            # The reactor thread stays here, so the records wait for it.
+            deadline = time.monotonic() + WAIT
+            while transport.awaitingEncryption and time.monotonic() < deadline:
+                time.sleep(0.001)
+            seen.append((transport.awaitingEncryption, transport.bufferedBytes))
+            transport.loseConnection()
+
+        def plan(transport):
+            # (Out of the handshake's call, which holds the connection's lock.)
+            reactor.callLater(0, write, transport)
+        port = yield self.serve(plan)
+        data, end = yield threads.deferToThread(readAll, port)
+        self.assertEqual((end, data == payload), ("closed", True))
+        (waiting, buffered), = seen
+        self.assertEqual(waiting, 0)
+        self.assertGreaterEqual(buffered, len(payload))
+        self.assertEqual(self.senders[0].transport.bufferedBytes, 0)
+
+    @defer.inlineCallbacks
+    def test_queuedBytesCountsTheKernelQueueUnderTLS(self):
+        """
+        What the kernel still holds for a peer that does not read counts as
+        queued through the TLS layer as it does for the TCP transport under
+        it (the TLS layer's handle is OpenSSL's connection, not the socket:
+        a display over TLS measured a 10 Mbit/s link as fast).
+        """
+        written = defer.Deferred()
+
+        def plan(transport):
+            transport.write(numpy.random.RandomState(6).bytes(4 << 20))
+            written.callback(transport)
+        port = yield self.serve(plan)
+        channel = yield threads.deferToThread(SpiceGtkLikeChannel, port)
+        self.addCleanup(channel.close)
+        transport = yield written
+        tcp = transport.transport
+        previous = None
+        for _ in range(500):
+            yield task.deferLater(reactor, 0.01, lambda: None)
+            now = ratecontrol.queuedBytes(tcp)
+            if transport.bufferedBytes == 0 and now == previous:
+                break
+            previous = now
+        kernel = struct.unpack("i", fcntl.ioctl(tcp.getHandle().fileno(), termios.TIOCOUTQ,
+                                                b"\0\0\0\0"))[0]
+        self.assertGreater(kernel, 0)
+        self.assertEqual(ratecontrol.queuedBytes(transport),
+                         transport.bufferedBytes + ratecontrol.queuedBytes(tcp))

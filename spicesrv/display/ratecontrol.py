@@ -26,6 +26,7 @@ import struct
 import termios
 
 from spicesrv.display.video import MAX_QUALITY, MIN_QUALITY, START_QUALITY
+from spicesrv.limits import socketOf, transportLayers
 
 #: Share of the measured link rate video may use (libspice: 0.8).
 CAPACITY = 0.8
@@ -69,26 +70,31 @@ DROP_MEMORY = 1.0
 
 def queuedBytes(transport):
     """
-    Bytes written to C{transport} that the peer has not acknowledged yet:
-    what waits for encryption, what Twisted still buffers and, for a TCP
-    socket on Linux, the kernel's send queue (SIOCOUTQ).  Unknown parts
-    count as 0.
+    Bytes written to C{transport} that the peer has not acknowledged yet,
+    through any layers over the socket (TLS, WebSocket): what a TLS layer
+    has not handed to TCP yet, what Twisted still buffers and, for a socket
+    on Linux, the kernel's send queue (SIOCOUTQ).  Unknown parts count as
+    0.
     """
     pending = 0
-    # A TLS layer may hold bytes not yet encrypted (spicesrv.tls.endpoint).
-    pending += getattr(transport, "awaitingEncryption", 0) or 0
-    # Twisted's FileDescriptor keeps what the kernel did not take yet.
-    pending += getattr(transport, "_tempDataLen", 0) or 0
-    buffered = getattr(transport, "dataBuffer", b"")
+    for layer in transportLayers(transport):
+        # A TLS layer may hold bytes waiting for encryption, or records
+        # waiting for the reactor thread (spicesrv.tls.endpoint).
+        pending += getattr(layer, "bufferedBytes", 0) or 0
+    # The lowest layer, Twisted's FileDescriptor, keeps what the kernel did
+    # not take yet.
+    pending += getattr(layer, "_tempDataLen", 0) or 0
     try:
-        pending += len(buffered)
+        pending += len(getattr(layer, "dataBuffer", b""))
     except TypeError:
         pass
-    try:
-        fd = transport.getHandle().fileno()
-        pending += struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
-    except Exception:
-        pass
+    socket = socketOf(transport, tcpOnly=False)
+    if socket is not None:
+        try:
+            pending += struct.unpack("i", fcntl.ioctl(socket.fileno(), termios.TIOCOUTQ,
+                                                      b"\0\0\0\0"))[0]
+        except (OSError, ValueError):
+            pass
     return pending
 
 

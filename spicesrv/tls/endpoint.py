@@ -125,6 +125,16 @@ class MessageRecordsTLSProtocol(TLSMemoryBIOProtocol):
     """
 
     awaitingEncryption = 0
+    _recordBytes = 0
+
+    @property
+    def bufferedBytes(self):
+        """
+        Bytes written that the TCP transport has not been given yet: those
+        waiting for encryption, and the records a thread made that wait
+        for the reactor thread to hand them over.
+        """
+        return self.awaitingEncryption + self._recordBytes
 
     def makeConnection(self, transport):
         # The OpenSSL object's lock, and the lock of what is handed between
@@ -232,7 +242,7 @@ class MessageRecordsTLSProtocol(TLSMemoryBIOProtocol):
                         else:
                             self._waiting[0] = piece[sent:]
                         self.awaitingEncryption -= sent
-                    self._records.extend(records)
+                    self._keep(records)
             callFromThread(self._flushRecords)
         callFromThread(self._flushRecords)
 
@@ -249,7 +259,12 @@ class MessageRecordsTLSProtocol(TLSMemoryBIOProtocol):
         """Take the TLS bytes OpenSSL made out of it (the lock held)."""
         records = self._bioRecords()
         with self._handover:
-            self._records.extend(records)
+            self._keep(records)
+
+    def _keep(self, records):
+        """Add C{records} to those waiting for the transport (the handover lock held)."""
+        self._records.extend(records)
+        self._recordBytes += sum(len(record) for record in records)
 
     def _flushRecords(self):
         """
@@ -258,6 +273,7 @@ class MessageRecordsTLSProtocol(TLSMemoryBIOProtocol):
         """
         with self._handover:
             records, self._records = self._records, []
+            self._recordBytes = 0
             idle = not self._threadBusy
             failure, self._threadFailure = self._threadFailure, None
         if records and self.transport is not None:
