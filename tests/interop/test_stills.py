@@ -4,7 +4,9 @@ right half is a photograph and left half UI and text, over a link the
 server treats as slow (C{--jpeg-wan-compression always}): the photograph
 arrives as JPEG, which spice-gtk decodes close to the source, the text and
 UI arrive pixel-exact, and once the link is idle the photograph is sent
-again losslessly and the whole picture is exact.
+again losslessly and the whole picture is exact.  The same over TLS through
+a real slow link (L{tests.interop.slowlink}), where the server has to tell
+by itself that the link is slow.
 """
 
 import os
@@ -13,11 +15,18 @@ import numpy
 from twisted.internet import defer, reactor
 
 from spicesrv.display import stills
+from spicesrv.link import SECURITY_SSL
 from spicesrv.server import SpiceServer
 from spicesrv.sources.image import ImageSource
 from spicesrv.testing import sessionChannel
+from spicesrv.tls.context import load_server_tls
+from spicesrv.tls.devcerts import write_dev_certs
+from spicesrv.tls.endpoint import TLSServerEndpoint
 from spicesrv.wire.constants import ChannelType
-from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual, serveOnLoopback
+from tests.interop import harness
+from tests.interop.common import (
+    PASSWORD, InteropTestCase, listenFor, pixelsEqual, serveOnLoopback)
+from tests.interop.slowlink import SlowLink
 from tests.pictures import mixedPicture, psnr, rgbImage
 
 #: The PSNR (dB) the photograph keeps as JPEG (quality 85) in spice-gtk.
@@ -39,12 +48,12 @@ class StillsTests(InteropTestCase):
         return sessionChannel(self.server, ChannelType.DISPLAY)
 
     @defer.inlineCallbacks
-    def test_photoAsJpegTextExactThenRefreshed(self):
-        # Hold the exact refresh back until the lossy picture was seen.
-        self.patch(stills, "IDLE_REFRESH", 600.0)
-        port = yield self.startServer(jpeg_wan_compression="always")
-        client = yield self.startClient(port)
-        yield client.waitForChannelsOpened((1, 2), timeout=20)
+    def waitForLossyPhoto(self, client, timeout=30):
+        """
+        Wait until the client shows the UI half exactly and the photograph
+        close to the source (PSNR over L{PSNR_BOUND}); fire with the
+        picture shown.
+        """
         frame = self.source.framebuffer()
         half = (SIZE[0] // 2) // 64 * 64
         path = os.path.join(self.tmp, "lossy.raw")
@@ -56,7 +65,19 @@ class StillsTests(InteropTestCase):
             return (shown.shape == frame.shape
                     and numpy.array_equal(shown[:, :half, :3], frame[:, :half, :3])
                     and psnr(shown[:, half:], frame[:, half:]) > PSNR_BOUND)
-        yield client.waitForPixels(lossyShown, path, timeout=30)
+        yield client.waitForPixels(lossyShown, path, timeout=timeout)
+        return seen[0]
+
+    @defer.inlineCallbacks
+    def test_photoAsJpegTextExactThenRefreshed(self):
+        # Hold the exact refresh back until the lossy picture was seen.
+        self.patch(stills, "IDLE_REFRESH", 600.0)
+        port = yield self.startServer(jpeg_wan_compression="always")
+        client = yield self.startClient(port)
+        yield client.waitForChannelsOpened((1, 2), timeout=20)
+        frame = self.source.framebuffer()
+        half = (SIZE[0] // 2) // 64 * 64
+        shown = yield self.waitForLossyPhoto(client)
 
         display = self.display()
         sent = dict(display.stills.sent)
@@ -70,7 +91,6 @@ class StillsTests(InteropTestCase):
             self.assertGreaterEqual(left, half)
         for rect in lossy:
             display.stills.lossy.add(rect)
-        (shown,) = seen
         self.assertFalse(pixelsEqual(shown, frame), "the photograph did not go lossy")
         quality = psnr(shown[:, half:], frame[:, half:])
 
@@ -94,3 +114,50 @@ class StillsTests(InteropTestCase):
         yield client.waitForChannelsOpened((1, 2), timeout=20)
         yield self.waitForSamePicture(client, self.source, timeout=30)
         self.assertEqual(self.display().stills.sent.get("jpeg", 0), 0)
+
+    @defer.inlineCallbacks
+    def test_slowLinkOverTLS(self):
+        """
+        Every channel over TLS, through a 4 Mbit/s link, and the default
+        C{auto}: the server measures the link as slow, the photograph comes
+        as JPEG and the text exact, then the whole picture exact once the
+        link is idle.  (The server once looked for the kernel's send queue
+        on OpenSSL's connection, found none, and took every TLS link for a
+        fast one: the photograph came losslessly, seconds late.)
+        """
+        self.patch(stills, "IDLE_REFRESH", 600.0)
+        certs = os.path.join(self.tmp, "x509")
+        write_dev_certs(certs, sans=("DNS:localhost", "IP:127.0.0.1"))
+        path = os.path.join(self.tmp, "mixed.png")
+        rgbImage(mixedPicture(*SIZE)).save(path)
+        self.source = ImageSource(path)
+        self.server = SpiceServer(clock=reactor, password=PASSWORD)
+        self.server.tlsAvailable = True
+        self.server.setChannelSecurity("default", SECURITY_SSL)
+        self.server.startService()
+        self.addCleanup(self.server.stopService)
+        for device in self.source.devices():
+            self.server.addInterface(device)
+        port = yield listenFor(self, self.server, TLSServerEndpoint(
+            reactor, 0, load_server_tls(x509_dir=certs), interface="127.0.0.1"))
+        link = SlowLink(reactor, port.getHost().port, 4e6 / 8)
+        linkPort = yield link.listen()
+        self.addCleanup(link.stop)
+        client = yield harness.GtkClient.start(
+            reactor, "127.0.0.1", None, password=PASSWORD, tls_port=linkPort,
+            ca_file=os.path.join(certs, "ca-cert.pem"))
+        self.addCleanup(client.stop)
+        yield client.waitForChannelsOpened((1, 2), timeout=30)
+        shown = yield self.waitForLossyPhoto(client, timeout=60)
+
+        display = self.display()
+        self.assertTrue(display.info.secure)
+        self.assertLess(display.stills.probedRate, stills.WAN_RATE)
+        self.assertGreater(display.stills.sent.get("jpeg", 0), 0, dict(display.stills.sent))
+        self.assertFalse(pixelsEqual(shown, self.source.framebuffer()),
+                         "the photograph did not go lossy")
+
+        self.patch(stills, "IDLE_REFRESH", 0.5)
+        display._idleCall.reset(0)
+        yield self.waitForSamePicture(client, self.source, timeout=60)
+        self.assertFalse(display.stills.lossy)
