@@ -23,9 +23,9 @@ reports:
 import os
 import statistics
 
-from twisted.internet import defer, endpoints, task
+from twisted.internet import defer, task
 
-from benchmarks import BenchmarkError
+from benchmarks import BenchmarkError, loopback
 
 NAME = "audio"
 DESCRIPTION = "playback: bytes per second and server CPU, raw against Opus; source-to-client latency"
@@ -83,21 +83,15 @@ def cpuSeconds():
 
 @defer.inlineCallbacks
 def measure(reactor, variant, env, seconds):
-    from spicesrv.server import SpiceServer
     from spicesrv.testing import sessionChannel
     from spicesrv.wire.constants import ChannelType
-    from tests.interop import harness
 
-    server = SpiceServer(clock=reactor, disable_ticketing=True)
-    server.startService()
     source = makeSource(reactor)
-    server.addInterface(source)
-    port = yield endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-        server.factory())
+    served = yield loopback.serve(reactor, [source])
+    server = served.server
     client = None
     try:
-        client = yield harness.GtkClient.start(
-            reactor, "127.0.0.1", port.getHost().port,
+        client = yield served.startClient(
             extra_args=["--audio", "--onset", str(ONSET_LEVEL)], env=env)
         yield client.waitForEvent({"event": "playback-start"}, timeout=20)
         channel = sessionChannel(server, ChannelType.PLAYBACK)
@@ -128,10 +122,8 @@ def measure(reactor, variant, env, seconds):
     finally:
         if client is not None:
             yield client.stop()
-        for session in list(server.sessions.values()):
-            session.end()
+        yield served.stop()
         source.close()
-        yield port.stopListening()
 
 
 @defer.inlineCallbacks

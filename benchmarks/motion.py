@@ -11,7 +11,9 @@ export an X display that an X client (L{benchmarks.xmotion}) draws the
 video and scroll workloads into, as applications draw: C{xspice}, the
 reference (Xspice, i.e. Xorg with libspice-server 0.15, showing its own
 screen; L{benchmarks.xspice}), and C{x11} (spicesrv's X11 source exporting
-that same screen).
+that same screen).  Every pipeline runs over TLS too, named with C{+tls}
+after it (C{stream+tls}, C{xspice+tls}): the client's channels all on the
+server's TLS port, with development certificates.
 
 Workloads (L{spicesrv.sources.motion}, deterministic, 1920x1080):
 
@@ -74,6 +76,10 @@ PIPELINES = ("stream", "vp8", "h264", "vp9", "lossless", "x11", "xspice")
 #: (libspice-server 0.15), the reference.
 X_PIPELINES = ("x11", "xspice")
 DEFAULT_PIPELINES = ("stream", "vp8", "h264", "lossless")
+#: A pipeline's name with this after it: the same over TLS (every channel
+#: on the TLS port, development certificates; Xspice too).
+TLS_SUFFIX = "+tls"
+KNOWN_PIPELINES = PIPELINES + tuple(p + TLS_SUFFIX for p in PIPELINES)
 #: The --video-codecs of each streaming pipeline.
 CODECS = {"stream": "spice:mjpeg", "vp8": "ffmpeg:vp8", "h264": "ffmpeg:h264",
           "vp9": "ffmpeg:vp9"}
@@ -92,8 +98,10 @@ def addArguments(group):
                        help="workloads (default: %s)" % (",".join(WORKLOADS),))
     group.add_argument("--pipelines", default=",".join(DEFAULT_PIPELINES),
                        help="stream (MJPEG streams, the default server), vp8, h264, vp9 "
-                       "(streams of that codec) and/or lossless (--streaming-video off); "
-                       "default: %s" % (",".join(DEFAULT_PIPELINES),))
+                       "(streams of that codec), lossless (--streaming-video off), x11 "
+                       "and xspice (an X client draws into Xspice); each with +tls after "
+                       "it over TLS (e.g. stream+tls); default: %s"
+                       % (",".join(DEFAULT_PIPELINES),))
 
 
 # -- the worker: one server, one client, one variant -------------------------------
@@ -161,10 +169,10 @@ def codedLatencies(events, frameTimes):
 
 
 def worker(reactor, options):
-    from twisted.internet import defer, endpoints, task
+    from twisted.internet import defer, task
 
+    from benchmarks import loopback
     from spicesrv.display.video import ThreadedEncoder
-    from spicesrv.server import SpiceServer
     from spicesrv.sources.motion import CODE_BITS, CODE_BLOCK, MotionSource
     from spicesrv.testing import sessionChannel
     from spicesrv.wire.constants import ChannelType
@@ -188,17 +196,14 @@ def worker(reactor, options):
         workload = options.workload
         source = MotionSource(width=SIZE[0], height=SIZE[1], workload=workload,
                               fps=FPS[workload], clock=reactor, autostart=False)
-        streaming = options.pipeline in CODECS
-        server = SpiceServer(clock=reactor, disable_ticketing=True,
-                             streaming_video="filter" if streaming else "off",
-                             video_encoder=ThreadedEncoder(reactor),
-                             video_codecs=CODECS.get(options.pipeline))
-        server.startService()
-        for device in source.devices():
-            server.addInterface(device)
-        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
-        port = yield endpoint.listen(server.factory())
-        client = yield harness.GtkClient.start(reactor, "127.0.0.1", port.getHost().port)
+        pipeline, tls = splitPipeline(options.pipeline)
+        streaming = pipeline in CODECS
+        served = yield loopback.serve(reactor, source.devices(), tls=tls,
+                                      streaming_video="filter" if streaming else "off",
+                                      video_encoder=ThreadedEncoder(reactor),
+                                      video_codecs=CODECS.get(pipeline))
+        server = served.server
+        client = yield served.startClient()
         result = {}
         try:
             yield client.waitForChannelsOpened((1, 2), timeout=30)
@@ -284,10 +289,7 @@ def worker(reactor, options):
         finally:
             source.stop()
             yield client.stop()
-            for s in list(server.sessions.values()):
-                s.end()
-            yield port.stopListening()
-            server.videoEncoder().stop()
+            yield served.stop()
             shutil.rmtree(tmp, ignore_errors=True)
         print("RESULT " + json.dumps(result))
         sys.stdout.flush()
@@ -305,11 +307,11 @@ def xworker(reactor, options):
     the CPU of the X server (which runs libspice-server in Xspice) plus this
     process (spicesrv in C{x11}).
     """
-    from twisted.internet import defer, endpoints, protocol, task
+    from twisted.internet import defer, protocol, task
 
+    from benchmarks import loopback
     from benchmarks.xspice import Xspice
     from spicesrv.display.video import ThreadedEncoder
-    from spicesrv.server import SpiceServer
     from spicesrv.sources.motion import CODE_BITS, CODE_BLOCK, MotionSource
     from spicesrv.sources.x11 import X11Source
     from spicesrv.testing import sessionChannel
@@ -351,10 +353,11 @@ def xworker(reactor, options):
     @defer.inlineCallbacks
     def run():
         tmp = tempfile.mkdtemp(prefix="spicesrv-motion-x-")
-        workload, pipeline = options.workload, options.pipeline
+        workload = options.workload
+        pipeline, tls = splitPipeline(options.pipeline)
         reference = MotionSource(width=SIZE[0], height=SIZE[1], workload=workload,
                                  fps=FPS[workload], clock=task.Clock(), autostart=False)
-        xs = Xspice(tmp, SIZE[0], SIZE[1])
+        xs = Xspice(tmp, SIZE[0], SIZE[1], tls=tls)
         player = Player()
         env = xs.environment()
         env["PYTHONPATH"] = REPO
@@ -362,24 +365,18 @@ def xworker(reactor, options):
             player, sys.executable,
             [sys.executable, "-m", "benchmarks.xmotion", "--workload", workload,
              "--fps", str(FPS[workload])], env=env, path=REPO)
-        server = port = client = source = None
+        served = client = source = None
         result = {}
         try:
             yield player.ready
             if pipeline == "x11":
                 source = X11Source(display=xs.display, reactor=reactor)
-                server = SpiceServer(clock=reactor, disable_ticketing=True,
-                                     video_encoder=ThreadedEncoder(reactor))
-                server.startService()
-                for device in source.devices():
-                    server.addInterface(device)
+                served = yield loopback.serve(reactor, source.devices(), tls=tls,
+                                              video_encoder=ThreadedEncoder(reactor))
                 source.start()
-                endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
-                port = yield endpoint.listen(server.factory())
-                spicePort = port.getHost().port
+                client = yield served.startClient()
             else:
-                spicePort = xs.port
-            client = yield harness.GtkClient.start(reactor, "127.0.0.1", spicePort)
+                client = yield xs.startClient(reactor)
             yield client.waitForChannelsOpened((1, 2), timeout=30)
             dump = os.path.join(tmp, "primary.raw")
             left, top, right, bottom = reference.movingRect()
@@ -428,7 +425,7 @@ def xworker(reactor, options):
                 cpuShare=(cpu + xcpu) / elapsed, xorgShare=xcpu / elapsed,
                 streams=0, delivered=delivered)
             if pipeline == "x11":
-                display = sessionChannel(server, ChannelType.DISPLAY)
+                display = sessionChannel(served.server, ChannelType.DISPLAY)
                 result.update(streams=display.streams.created, copies=display.copiesSent,
                               copiedShare=display.copiedPixels / max(1, display.copiesSent)
                               / ((right - left) * (bottom - top)))
@@ -445,12 +442,8 @@ def xworker(reactor, options):
         finally:
             if client is not None:
                 yield client.stop()
-            if server is not None:
-                for s in list(server.sessions.values()):
-                    s.end()
-                server.videoEncoder().stop()
-            if port is not None:
-                yield port.stopListening()
+            if served is not None:
+                yield served.stop()
             if source is not None:
                 source.stop()
             playerProcess.closeStdin()
@@ -464,6 +457,13 @@ def xworker(reactor, options):
 
 
 # -- the driver ---------------------------------------------------------------------
+
+def splitPipeline(name):
+    """C{(pipeline, tls)} of a pipeline name (C{stream}, C{stream+tls})."""
+    if name.endswith(TLS_SUFFIX):
+        return name[:-len(TLS_SUFFIX)], True
+    return name, False
+
 
 def runWorker(prefix, workload, pipeline, seconds):
     return shaped.runWorker("motion", prefix, ["--workload", workload, "--pipeline", pipeline,
@@ -488,7 +488,7 @@ def formatRow(link, workload, pipeline, r):
     def opt(v, scale=1.0, width=6):
         return "%*.1f" % (width, v * scale) if v is not None else "%*s" % (width, "n/a")
     perFrame = "%8.1f" % (r["bytesPerFrame"] / 1024,) if r["fps"] else "     n/a"
-    return ("%-8s %-7s %-8s | %5.1f %5.1f | %s %6.1f | %-16s | %s %s | %6.1f %s %5.0f%% |"
+    return ("%-8s %-7s %-12s | %5.1f %5.1f | %s %6.1f | %-16s | %s %s | %6.1f %s %5.0f%% |"
             " %s" % (
                 link, workload, pipeline, r["fps"], r["sourceFps"], perFrame,
                 r["mbit"], formatPsnr(r["psnr"], workload), ms(r["latencyMedian"]),
@@ -496,7 +496,7 @@ def formatRow(link, workload, pipeline, r):
                 r["cpuShare"] * 100, opt(r["exactAfter"])))
 
 
-HEADER = ("link     load    pipeline |   fps   src | KiB/frm Mbit/s | PSNR dB med/min   |"
+HEADER = ("link     load    pipeline     |   fps   src | KiB/frm Mbit/s | PSNR dB med/min   |"
           " lat ms p50 p90 | CPU ms/frm nodraw  CPU%% | exact s")
 
 
@@ -508,17 +508,19 @@ def run(reactor, args):
 def runAll(args):
     links, workloads, pipelines = shaped.choices(
         ("link", args.links, LINKS), ("workload", args.workloads, WORKLOADS),
-        ("pipeline", args.pipelines, PIPELINES))
+        ("pipeline", args.pipelines, KNOWN_PIPELINES))
     seconds = DEFAULT_SECONDS if args.seconds is None else args.seconds
     print("motion benchmark: %s s measured per variant, %dx%d, %d run%s each" % (
         seconds, SIZE[0], SIZE[1], args.runs, "" if args.runs == 1 else "s"))
     links = shaped.usableLinks(links)
-    if any(p in X_PIPELINES for p in pipelines):
+    def xPipeline(name):
+        return splitPipeline(name)[0] in X_PIPELINES
+    if any(xPipeline(p) for p in pipelines):
         from benchmarks import xspice
         if not xspice.available():
             print("x11/xspice pipelines need Xspice and xrandr (apt-get install "
                   "xserver-xspice x11-xserver-utils): skipped")
-            pipelines = [p for p in pipelines if p not in X_PIPELINES]
+            pipelines = [p for p in pipelines if not xPipeline(p)]
         else:
             print("x11 and xspice: an X client (benchmarks.xmotion) draws the workload into "
                   "Xspice's screen (scroll: CopyArea and the new rows); xspice is Xspice's "
@@ -531,7 +533,7 @@ def runAll(args):
     sys.stdout.flush()
     # (The X client plays video and scroll only.)
     variants = [(w, p) for w in workloads for p in pipelines
-                if not (p in X_PIPELINES and w == "typing")]
+                if not (xPipeline(p) and w == "typing")]
     results = shaped.runVariants(
         links, variants, args.runs, lambda prefix, w, p: runWorker(prefix, w, p, seconds),
         formatRow)
@@ -539,8 +541,8 @@ def runAll(args):
     print("stream details (frames dropped for the full link, frames the client reported "
           "late of those it got, last quality, playback delay ms, measured link Mbit/s):")
     for link, workload, pipeline, r in results:
-        if pipeline in CODECS and r["streams"]:
-            print("  %-8s %-7s %-6s dropped %4d  late %4d/%-4d  quality %2d  keyframes %2d  "
+        if splitPipeline(pipeline)[0] in CODECS and r["streams"]:
+            print("  %-8s %-7s %-10s dropped %4d  late %4d/%-4d  quality %2d  keyframes %2d  "
                   "delay %3.0f  link %s" % (
                 link, workload, pipeline, r["dropped"], r["clientDrops"], r["clientFrames"],
                 r["quality"], r.get("keyframes", 0), r["delayMs"],
@@ -552,7 +554,7 @@ def runAll(args):
               "copied):")
         for link, workload, pipeline, r in copying:
             shown = max(1, r["delivered"])
-            print("  %-8s %-7s %-8s %5d  %4.2f a frame  %3.0f %%" % (
+            print("  %-8s %-7s %-12s %5d  %4.2f a frame  %3.0f %%" % (
                 link, workload, pipeline, r["copies"], r["copies"] / shown,
                 r["copiedShare"] * 100))
     return results
@@ -562,14 +564,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m benchmarks.motion")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workload", default="video", choices=WORKLOADS)
-    parser.add_argument("--pipeline", default="stream", choices=PIPELINES)
+    parser.add_argument("--pipeline", default="stream", choices=KNOWN_PIPELINES)
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS)
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS)
     addArguments(parser)
     args = parser.parse_args(argv)
     if args.worker:
         from twisted.internet import task
-        work = xworker if args.pipeline in X_PIPELINES else worker
+        work = xworker if splitPipeline(args.pipeline)[0] in X_PIPELINES else worker
         task.react(lambda reactor: work(reactor, args))
     else:
         runAll(args)

@@ -58,16 +58,15 @@ def addArguments(group):
 # -- the worker: one server, one client, one variant -------------------------------
 
 def worker(reactor, options):
-    from twisted.internet import defer, endpoints, task
+    from twisted.internet import defer, task
 
+    from benchmarks import loopback
     from spicesrv.channels.display import DisplayChannel
     from spicesrv.display import stills
-    from spicesrv.server import SpiceServer
     from spicesrv.sources.image import ImageSource
     from spicesrv.testing import sessionChannel
     from spicesrv.wire.constants import ChannelType
     from tests import pictures
-    from tests.interop import harness
     from tests.interop.harness import pixelsEqual
 
     # The exact refresh is started by the benchmark, once the first picture
@@ -103,14 +102,10 @@ def worker(reactor, options):
         pictures.rgbImage(frame).save(path)
         source = ImageSource(path)
         frame = source.framebuffer()
-        server = SpiceServer(clock=reactor, disable_ticketing=True,
-                             jpeg_wan_compression=MODES[options.mode])
-        server.startService()
-        for device in source.devices():
-            server.addInterface(device)
-        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
-        port = yield endpoint.listen(server.factory())
-        client = yield harness.GtkClient.start(reactor, "127.0.0.1", port.getHost().port)
+        served = yield loopback.serve(reactor, source.devices(),
+                                      jpeg_wan_compression=MODES[options.mode])
+        server = served.server
+        client = yield served.startClient()
         result = {}
         dump = os.path.join(tmp, "primary.raw")
         try:
@@ -143,10 +138,7 @@ def worker(reactor, options):
                                            timeout=60)
         finally:
             yield client.stop()
-            for s in list(server.sessions.values()):
-                s.end()
-            yield port.stopListening()
-            server.stopService()
+            yield served.stop()
             shutil.rmtree(tmp, ignore_errors=True)
         print("RESULT " + json.dumps(result))
         sys.stdout.flush()

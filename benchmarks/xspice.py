@@ -93,13 +93,23 @@ def processCpu(pid):
 class Xspice:
     """
     An Xspice on a free display and port, C{width} x C{height}: C{display}
-    (``:N``), C{port}, C{xorgPid}; L{stop} ends it.
+    (``:N``), C{port}, C{xorgPid}; with C{tls}, a TLS port too
+    (C{tlsPort}, development certificates whose CA is C{caFile});
+    L{startClient} links a spice-gtk to it, L{stop} ends it.
     """
 
-    def __init__(self, tmp, width, height, arguments=()):
+    def __init__(self, tmp, width, height, arguments=(), tls=False):
         self.tmp = tmp
         self.display = ":%d" % (freeDisplay(),)
         self.port = freePort()
+        self.tlsPort = self.caFile = None
+        if tls:
+            from spicesrv.tls.devcerts import write_dev_certs
+            certs = os.path.join(tmp, "x509")
+            write_dev_certs(certs, sans=("DNS:localhost", "IP:127.0.0.1"))
+            self.tlsPort = freePort()
+            self.caFile = os.path.join(certs, "ca-cert.pem")
+            arguments = ["--tls-port", str(self.tlsPort), "--x509-dir", certs] + list(arguments)
         path = os.path.join(tmp, "xspice.conf")
         with open(path, "w") as f:
             f.write(CONFIG % dict(width=width, height=height))
@@ -117,6 +127,17 @@ class Xspice:
         except Exception:
             self.stop()
             raise
+
+    def startClient(self, reactor, **kwargs):
+        """
+        A spice-gtk (L{tests.interop.harness.GtkClient.start}) linked to
+        this Xspice: to its TLS port only when it has one.
+        """
+        from tests.interop import harness
+        if self.tlsPort is not None:
+            return harness.GtkClient.start(reactor, "127.0.0.1", None, tls_port=self.tlsPort,
+                                           ca_file=self.caFile, **kwargs)
+        return harness.GtkClient.start(reactor, "127.0.0.1", self.port, **kwargs)
 
     def environment(self):
         return dict(os.environ, DISPLAY=self.display)
