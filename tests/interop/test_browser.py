@@ -31,6 +31,7 @@ from spicesrv.wire.constants import ChannelType
 from spicesrv.wire.sound import AudioDataMode, PlaybackCap
 from tests.interop.chromium import Chromium, ChromiumError, requireChromium
 from tests.interop.common import PASSWORD, RunningServer, serveOnLoopback
+from tests.interop.slowlink import SlowLink
 
 #: The browser's viewport; the demo's agent resizes the screen to fit it.
 VIEWPORT = (1024, 800)
@@ -572,7 +573,6 @@ class BrowserTests(unittest.TestCase):
         self.assertEqual(got[0], ["com.example.greeter", "hello from the port"])
 
 
-    @defer.inlineCallbacks
     def test_photoAsJpeg(self):
         """
         An C{image:} source, UI and text beside a photograph, with
@@ -581,6 +581,20 @@ class BrowserTests(unittest.TestCase):
         has no LZ4 but decodes JPEG itself, an C{Image} from a data URL);
         after the idle refresh, the canvas is the picture pixel for pixel.
         """
+        return self.photoThenExact(jpeg_wan_compression="always")
+
+    def test_photoAsJpegOnASlowLink(self):
+        """
+        The same with the default C{auto}, the page and its WebSocket
+        through a 4 Mbit/s link (L{SlowLink}): the server tells by itself
+        that the link is slow, under the WebSocket (which has no socket
+        handle of its own: the server once saw no queue at all there and
+        took every browser's link for a fast one).
+        """
+        return self.photoThenExact(slowLink=4e6 / 8)
+
+    @defer.inlineCallbacks
+    def photoThenExact(self, slowLink=None, **options):
         from spicesrv.display import stills
         from spicesrv.server import SpiceServer
         from spicesrv.sources.image import ImageSource
@@ -590,14 +604,17 @@ class BrowserTests(unittest.TestCase):
         path = os.path.join(self.tmp, "mixed.png")
         rgbImage(mixedPicture(*size)).save(path)
         source = ImageSource(path)
-        server = SpiceServer(clock=reactor, disable_ticketing=True,
-                             jpeg_wan_compression="always")
+        server = SpiceServer(clock=reactor, disable_ticketing=True, **options)
         server.web = WebFrontend(self.client)
         port = yield serveOnLoopback(self, server, [source])
+        if slowLink is not None:
+            link = SlowLink(reactor, port, slowLink)
+            port = yield link.listen()
+            self.addCleanup(link.stop)
         browser = yield Chromium.start(reactor, self.tmp, *VIEWPORT)
         self.addCleanup(browser.stop)
         yield browser.navigate("http://127.0.0.1:%d/" % (port,))
-        yield browser.waitFor("document.querySelector(%r) !== null" % (CANVAS,))
+        yield browser.waitFor("document.querySelector(%r) !== null" % (CANVAS,), timeout=30)
         want = rgbOf(source.framebuffer())
         half = (size[0] // 2) // 64 * 64
         started = reactor.seconds()
@@ -620,6 +637,9 @@ class BrowserTests(unittest.TestCase):
         display = sessionChannel(server, ChannelType.DISPLAY)
         self.assertEqual(display.encoding, "raw")
         self.assertGreater(display.stills.sent["jpeg"], 0)
+        if slowLink is not None:
+            self.assertLess(display.stills.probedRate, stills.WAN_RATE)
+        self.patch(stills, "IDLE_REFRESH", 0.5)
         display._idleCall.reset(0)
-        yield self.waitForSamePicture(browser, source, timeout=30)
+        yield self.waitForSamePicture(browser, source, timeout=60)
         self.assertGreater(display.stills.refreshed, 0)
