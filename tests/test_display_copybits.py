@@ -246,6 +246,65 @@ class ReleasedViewTests(unittest.TestCase):
         numpy.testing.assert_array_equal(apply(view, new, plan), new)
 
 
+class InexactTests(unittest.TestCase):
+    """
+    Where the client may not hold the view's pixels exactly: JPEG'd
+    (approx) or unknown (lossy) pixels, as row bands, each as wide as its
+    inexact pixels.
+    """
+
+    def test_bands(self):
+        frame = tall(height=HEIGHT)
+        view = viewOf(frame)
+        self.assertEqual(view.inexact((0, 0, WIDTH, HEIGHT)), [])
+        view.markApprox((5, 10, 50, 20))
+        view.markApprox((60, 30, 70, 31))
+        view.markLossy((0, 100, 3, 102))
+        # In columns of INEXACT_COLUMN pixels; rows more than BAND_GAP apart
+        # stay apart.
+        self.assertEqual(copybits.INEXACT_COLUMN, 64)
+        self.assertEqual(view.inexact((0, 0, WIDTH, HEIGHT)),
+                         [(0, 10, 64, 20), (0, 30, 128, 31), (0, 100, 64, 102)])
+        # Clipped to the rectangle asked about, and to the surface.
+        self.assertEqual(view.inexact((20, 0, 40, 15)), [(20, 10, 40, 15)])
+        self.assertEqual(view.inexact((-10, 95, 400, 400)), [(0, 100, 64, 102)])
+        # Drawn exactly again: gone.
+        view.drew(frame, (0, 0, WIDTH, 50))
+        self.assertEqual(view.inexact((0, 0, WIDTH, HEIGHT)), [(0, 100, 64, 102)])
+
+    def test_comb(self):
+        """
+        What a scroll on a slow link leaves: JPEG rows between exact ones,
+        and a strip at the left redrawn as JPEG every frame.  The strip is
+        one rectangle, the rows one each, the exact rows in none.
+        """
+        frame = tall(height=HEIGHT)
+        view = viewOf(frame)
+        view.markApprox((0, 0, 64, HEIGHT))
+        for y in range(0, HEIGHT, 8):
+            view.markApprox((0, y, WIDTH, y + 4))
+        rects = view.inexact((0, 0, WIDTH, HEIGHT))
+        self.assertIn((0, 0, 64, HEIGHT), rects)
+        rows = sorted(r for r in rects if r != (0, 0, 64, HEIGHT))
+        self.assertEqual(rows, [(64, y, WIDTH, y + 4) for y in range(0, HEIGHT, 8)])
+        covered = numpy.zeros((HEIGHT, WIDTH), bool)
+        for left, top, right, bottom in rects:
+            covered[top:bottom, left:right] = True
+        numpy.testing.assert_array_equal(covered, view.approx)
+
+    def test_movedByCopies(self):
+        frame = tall(height=HEIGHT)
+        view = viewOf(frame)
+        view.markApprox((0, 50, WIDTH, 60))
+        view.copied(Copy(0, 8, [(0, 0, WIDTH, HEIGHT - 8)]))
+        self.assertEqual(view.inexact((0, 0, WIDTH, HEIGHT)), [(0, 42, WIDTH, 52)])
+
+    def test_releasedIsAllInexact(self):
+        view = viewOf(tall(height=HEIGHT))
+        view.release()
+        self.assertEqual(view.inexact((1, 2, 3, 4)), [(1, 2, 3, 4)])
+
+
 class CopyTests(unittest.TestCase):
     def test_boxAndSource(self):
         copy = Copy(0, 8, [(64, 0, 320, 8), (0, 8, 320, 192)])

@@ -343,8 +343,55 @@ class DisplayStillsTests(StillsSetup, unittest.TestCase):
         display.channel.streams.rate.rate = 4e6 / 8
         self.source.setFrame(scrollPicture(256, 128, seed=3))
         self.server.clock.advance(0)
-        types = [r.src_bitmap[8] for n, r in display.take() if n == "DRAW_COPY"]
-        self.assertEqual(set(types), {105})
+        draws = [r for n, r in display.take() if n == "DRAW_COPY"]
+        # The picture as JPEG; the link had room for a few exact rows after.
+        jpeg = [r for r in draws if r.src_bitmap[8] == 105]
+        self.assertEqual(jpeg, draws[:len(jpeg)])
+        self.assertEqual(sum(r.base.box.bottom - r.base.box.top for r in jpeg), 128)
+
+    def test_spareRefreshOfTheLowestRows(self):
+        """
+        On a slow link whose queue has room, an update that went whole is
+        followed by the exact refresh of the lowest JPEG rows, as many as
+        fit in L{stills.SPARE_QUEUE_SECONDS} of the link; the rest waits.
+        With the queue over that, none.
+        """
+        picture = scrollPicture(256, 128)
+        display = self.linkPicture(picture, jpegWan="auto")
+        displayInit(display)
+        display.take()
+        rate = 4e6 / 8
+        display.channel.streams.rate.rate = rate
+        room = rate * stills.SPARE_QUEUE_SECONDS
+        queued = [room]
+        display.channel.queuedBytes = lambda: queued[0]
+        self.source.setFrame(scrollPicture(256, 128, seed=3))
+        self.server.clock.advance(0)
+        self.assertEqual({r.src_bitmap[8] for n, r in display.take() if n == "DRAW_COPY"},
+                         {105})
+        self.assertTrue(display.channel.stills.lossy)
+
+        queued[0] = room / 2
+        self.source.damage([(0, 0, 1, 1)])
+        self.server.clock.advance(0)
+        draws = [r for n, r in display.take() if n == "DRAW_COPY"]
+        refresh = draws[-1]
+        rows = int(room / 2 // (256 * 4))
+        self.assertEqual(refresh.src_bitmap[8], 109)
+        self.assertEqual((refresh.base.box.left, refresh.base.box.top, refresh.base.box.right,
+                          refresh.base.box.bottom), (0, 128 - rows, 256, 128))
+        # The rest of the JPEG rows still wait, and only they go when the
+        # link is idle.
+        self.assertEqual(display.channel.view.inexact((0, 0, 256, 128)),
+                         [(0, 0, 256, 128 - rows)])
+        queued[0] = 0
+        self.server.clock.advance(stills.IDLE_REFRESH)
+        self.server.clock.advance(0)
+        boxes = [(r.base.box.left, r.base.box.top, r.base.box.right, r.base.box.bottom)
+                 for n, r in display.take() if n == "DRAW_COPY"]
+        self.assertEqual((min(b[1] for b in boxes), max(b[3] for b in boxes)),
+                         (0, 128 - rows))
+        self.assertFalse(display.channel.stills.lossy)
 
     def test_never(self):
         display = self.linkPicture(scrollPicture(256, 128), jpegWan="never")

@@ -46,6 +46,12 @@ MAX_IMAGE_BYTES = 256 * 1024
 #: The client's view (for COPY_BITS) is let go after this many seconds
 #: without damage worth comparing, and kept again at the next.
 VIEW_KEEP = 10.0
+#: The most rectangles of areas waiting to go exactly (the refresh of JPEG
+#: rows a scroll left between exact ones comes as many thin bands).
+EXACT_RECTS = 256
+#: Rows the refresh with the link's spare room looks at a time, from the
+#: bottom of the JPEG areas up.
+SPARE_SCAN_ROWS = 64
 
 # SpiceImageCompression values a client may prefer.
 COMPRESSION_OFF = 1
@@ -101,7 +107,7 @@ class DisplayChannel(ChannelProtocol):
         ChannelProtocol.__init__(self, session, info)
         self.source = source
         self.damage = Damage(source.width, source.height)
-        self.exact = Damage(source.width, source.height)
+        self.exact = Damage(source.width, source.height, EXACT_RECTS)
         self.stills = stills.Stills(
             stills.StillPolicy(self.context.imageCompression, self.context.jpegWanCompression),
             source.width, source.height)
@@ -248,7 +254,7 @@ class DisplayChannel(ChannelProtocol):
     def _createSurface(self):
         width, height = self.source.width, self.source.height
         self.damage.resize(width, height)
-        self.exact = Damage(width, height)
+        self.exact = Damage(width, height, EXACT_RECTS)
         self.stills.resize(width, height)
         self.view.resize(width, height)
         self.sendMessage("SURFACE_CREATE", surface_id=PRIMARY_SURFACE, width=width,
@@ -489,7 +495,53 @@ class DisplayChannel(ChannelProtocol):
                     self._scheduleFlush(LOSSLESS_RETRY)
                     return
                 self._drawCopy(frame, strip, exact=True)
+        if respectWindow:
+            self._refreshSpare(frame)
         self._scheduleIdleRefresh()
+
+    def _refreshSpare(self, frame):
+        """
+        The update went whole and the link has room: refresh the newest of
+        the client's JPEG rows (the lowest: a page scrolling down brings its
+        new rows in at the bottom, where they stay longest) with what fits
+        under L{stills.SPARE_QUEUE_SECONDS} of the link.  What the client
+        holds exactly then moves with the copies, exact, and less is left
+        for the idle refresh when the motion stops.  (The areas that went
+        as JPEG stay marked: the idle refresh looks at the view again.)
+        """
+        rate = self.streams.rate.rate or self.stills.probedRate
+        if not (self.stills.lossy and rate and self.view.active) or self.streams.streams:
+            return
+        room = rate * stills.SPARE_QUEUE_SECONDS - self.queuedBytes()
+        if room <= 0:
+            return
+        # Upwards from the lowest JPEG area, a few rows at a time: looking at
+        # the whole view every update would cost more than the refresh.
+        lossy = self.stills.lossy.take()
+        for rect in lossy:
+            self.stills.lossy.add(rect)
+        left = min(r[0] for r in lossy)
+        right = max(r[2] for r in lossy)
+        top = min(r[1] for r in lossy)
+        bottom = max(r[3] for r in lossy)
+        for y in range(bottom, top, -SPARE_SCAN_ROWS):
+            parts = self.view.inexact((left, max(top, y - SPARE_SCAN_ROWS), right, y))
+            if parts:
+                break
+        else:
+            return
+        left, top, right, bottom = max(parts, key=lambda p: (p[3], p[2] - p[0]))
+        rows = max(1, int(room // ((right - left) * 4)))
+        self._drawCopy(frame, (left, max(top, bottom - rows), right, bottom), exact=True)
+
+    def _inexactLossy(self):
+        """
+        The areas that went as JPEG (taken from L{stills.Stills.lossy}),
+        cut to where the client's view says its pixels may still be
+        inexact: copies from JPEG areas mark their whole destination, and a
+        refresh or a later exact image may have replaced much of it.
+        """
+        return [part for rect in self.stills.takeLossy() for part in self.view.inexact(rect)]
 
     def _defer(self, steps):
         for step in steps:
@@ -568,7 +620,7 @@ class DisplayChannel(ChannelProtocol):
                 or self.queuedBytes() > 0):
             self._scheduleIdleRefresh()
             return
-        for rect in self.stills.takeLossy():
+        for rect in self._inexactLossy():
             self.exact.add(rect)
         self._scheduleFlush()
 

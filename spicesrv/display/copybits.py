@@ -55,6 +55,12 @@ MAX_CLIP_RECTS = 32
 #: picture completes downwards as with whole images) are merged down to at
 #: most this many.
 MAX_DRAW_RECTS = 8
+#: Rows of the client's inexact pixels closer than this are refreshed as
+#: one band (L{ClientView.inexact}): a scroll on a slow link leaves JPEG rows
+#: between exact ones, and a band over both would send the exact ones again.
+BAND_GAP = 2
+#: The width of the columns L{ClientView.inexact} looks at separately.
+INEXACT_COLUMN = 64
 
 _rng = np.random.default_rng(0x5eed)
 _MULTIPLIERS = (_rng.integers(1, 1 << 62, SAMPLES, dtype=np.int64).astype(np.uint64)
@@ -338,6 +344,45 @@ class ClientView:
             return (slice(top, bottom), slice(left, right))
         return None
 
+    def inexact(self, rect):
+        """
+        Where in C{rect} the client may hold something other than the
+        view's pixels (L{lossy} or L{approx}), as rectangles: the surface
+        is cut in columns L{INEXACT_COLUMN} wide, each column in runs of
+        rows that hold such pixels (runs less than L{BAND_GAP} rows apart
+        join), and neighbouring columns with the same runs share their
+        rectangles (a scroll on a slow link leaves JPEG rows between exact
+        ones, and beside them a strip redrawn as JPEG every frame).  All of
+        C{rect} while the view is released (nothing is known).
+        """
+        if self.pixels is None:
+            return [rect]
+        area = self._inside(rect)
+        if area is None or not (self.anyLossy or self.anyApprox):
+            return []
+        if self.anyLossy and self.anyApprox:
+            mask = self.lossy[area] | self.approx[area]
+        else:
+            mask = (self.lossy if self.anyLossy else self.approx)[area]
+        left, top = area[1].start, area[0].start
+        height, width = mask.shape
+        starts = range(0, width, INEXACT_COLUMN)
+        columns = np.logical_or.reduceat(mask, list(starts), axis=1)
+        rects = []
+        open_ = {}                      # run -> left of the columns sharing it
+        previous = ()
+        for k, x in enumerate(list(starts) + [width]):
+            runs = _runs(columns[:, k]) if k < len(starts) else ()
+            for run in previous:
+                if run not in runs:
+                    y0, y1 = run
+                    rects.append((left + open_.pop(run), top + y0, left + x, top + y1))
+            for run in runs:
+                open_.setdefault(run, x)
+            previous = runs
+        rects.sort(key=lambda r: (r[1], r[0]))
+        return rects
+
     def holdsApprox(self, rect):
         """Whether any of C{rect} is held as a JPEG."""
         if self.pixels is None or not self.anyApprox:
@@ -363,6 +408,20 @@ class ClientView:
                 self.lossy[t:b, l:r] = self.lossy[st:sb, sl:sr]
             if self.anyApprox:
                 self.approx[t:b, l:r] = self.approx[st:sb, sl:sr]
+
+
+def _runs(rows):
+    """
+    The runs of C{True} in the bool array C{rows}, as C{(start, end)}
+    pairs, runs less than L{BAND_GAP} apart joined.
+    """
+    where = np.flatnonzero(rows)
+    if not len(where):
+        return ()
+    breaks = np.flatnonzero(np.diff(where) > BAND_GAP)
+    starts = [where[0]] + [where[i + 1] for i in breaks]
+    ends = [where[i] + 1 for i in breaks] + [where[-1] + 1]
+    return tuple((int(a), int(b)) for a, b in zip(starts, ends))
 
 
 def _planAxis(new, old, lossy, offset):

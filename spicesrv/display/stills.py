@@ -100,6 +100,11 @@ PHOTO_MAX_HARD = 0.08
 
 #: Seconds the link must be idle before JPEG areas are refreshed exactly.
 IDLE_REFRESH = 0.5
+#: While the picture keeps changing (a page scrolling on a slow link), some
+#: JPEG rows are refreshed exactly with each update that leaves the link's
+#: queue under this many seconds of it, so that less waits for the idle
+#: refresh.
+SPARE_QUEUE_SECONDS = 0.04
 
 #: The link test before a first picture with photographs: this many bytes
 #: of it go losslessly first (libspice's bandwidth test sends 250 KB), and
