@@ -47,6 +47,14 @@ class DamageTests(unittest.TestCase):
         self.assertFalse(damage)
         self.assertEqual(damage.take(), [])
 
+    def test_bounds(self):
+        damage = Damage(100, 50)
+        self.assertIsNone(damage.bounds())
+        damage.add((10, 20, 30, 40))
+        damage.add((70, 5, 80, 8))
+        self.assertEqual(damage.bounds(), (10, 5, 80, 40))
+        self.assertEqual(len(damage.take()), 2)   # still there
+
     def test_clipped(self):
         damage = Damage(100, 50)
         damage.add((-10, -5, 20, 10))

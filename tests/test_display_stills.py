@@ -393,6 +393,28 @@ class DisplayStillsTests(StillsSetup, unittest.TestCase):
                          (0, 128 - rows))
         self.assertFalse(display.channel.stills.lossy)
 
+    def test_spareRefreshForgetsWhatIsExact(self):
+        """
+        JPEG areas the client holds exactly again (drawn over exactly) are
+        forgotten by the next update with room, without a refresh.
+        """
+        display = self.linkPicture(scrollPicture(256, 128), jpegWan="auto")
+        displayInit(display)
+        display.take()
+        display.channel.streams.rate.rate = 4e6 / 8
+        # (Room for the update, none to spare.)
+        display.channel.queuedBytes = lambda: 4e6 / 8 * stills.SPARE_QUEUE_SECONDS
+        self.source.setFrame(scrollPicture(256, 128, seed=3))
+        self.server.clock.advance(0)
+        display.take()
+        self.assertTrue(display.channel.stills.lossy)
+        display.channel.view.drew(self.source.framebuffer(), (0, 0, 256, 128))
+        display.channel.queuedBytes = lambda: 0
+        self.source.damage([(0, 0, 1, 1)])
+        self.server.clock.advance(0)
+        self.assertEqual(len([n for n, r in display.take() if n == "DRAW_COPY"]), 1)
+        self.assertFalse(display.channel.stills.lossy)
+
     def test_never(self):
         display = self.linkPicture(scrollPicture(256, 128), jpegWan="never")
         displayInit(display)

@@ -517,18 +517,14 @@ class DisplayChannel(ChannelProtocol):
             return
         # Upwards from the lowest JPEG area, a few rows at a time: looking at
         # the whole view every update would cost more than the refresh.
-        lossy = self.stills.lossy.take()
-        for rect in lossy:
-            self.stills.lossy.add(rect)
-        left = min(r[0] for r in lossy)
-        right = max(r[2] for r in lossy)
-        top = min(r[1] for r in lossy)
-        bottom = max(r[3] for r in lossy)
+        left, top, right, bottom = self.stills.lossy.bounds()
         for y in range(bottom, top, -SPARE_SCAN_ROWS):
             parts = self.view.inexact((left, max(top, y - SPARE_SCAN_ROWS), right, y))
             if parts:
                 break
         else:
+            # All of it is exact on the client already.
+            self.stills.lossy.take()
             return
         left, top, right, bottom = max(parts, key=lambda p: (p[3], p[2] - p[0]))
         rows = max(1, int(room // ((right - left) * 4)))

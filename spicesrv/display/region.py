@@ -73,6 +73,18 @@ class Damage:
     def __repr__(self):
         return "<Damage %dx%d %r>" % (self.width, self.height, self._rects)
 
+    def bounds(self):
+        """
+        The smallest rectangle holding all the damage, or L{None} if there
+        is none (the damage stays).
+        """
+        if not self._rects:
+            return None
+        rect = self._rects[0]
+        for other in self._rects[1:]:
+            rect = union(rect, other)
+        return rect
+
     def add(self, rect):
         """
         Mark C{rect} damaged.  The parts outside the surface are ignored.
