@@ -3,7 +3,8 @@ Video streams with the real spice-gtk client: an area that plays video
 becomes a stream (MJPEG, or VP8, VP9 and H.264 that spice-gtk decodes through
 GStreamer) whose frames the client decodes and shows close to the source's
 pictures, and when the motion stops the client's picture is the source's
-exactly.
+exactly.  A scroll goes as COPY_BITS, also through a slow link, where its new
+rows go as JPEG and are refreshed exactly as the link allows.
 
 spice-gtk advertises SPICE_DISPLAY_CAP_CODEC_VP8, _VP9 and _H264 only when
 GStreamer has decoders for them (``gstreamer1.0-plugins-good`` for vp8dec and vp9dec,
@@ -17,14 +18,17 @@ import os
 import numpy
 from twisted.internet import defer, reactor
 
+from spicesrv.display import stills
 from spicesrv.display.codecs import CODEC_CAPS
+from spicesrv.display.region import area
 from spicesrv.server import SpiceServer
 from spicesrv.sources.motion import (
-    CODE_BITS, CODE_BLOCK, SCROLL, VIDEO, MotionSource, readFrameCode)
+    CODE_BITS, CODE_BLOCK, SCROLL, SCROLL_STEP, VIDEO, MotionSource, readFrameCode)
 from spicesrv.testing import sessionChannel
 from spicesrv.wire.constants import ChannelType, DisplayCap, VideoCodecType
 from tests.interop import harness
 from tests.interop.common import PASSWORD, InteropTestCase, pixelsEqual, serveOnLoopback
+from tests.interop.slowlink import SlowLink
 from tests.pictures import psnr
 
 #: The PSNR (dB) the client's stream frames must reach against the source's
@@ -267,6 +271,63 @@ class VideoStreamTests(InteropTestCase):
         self.assertGreater(display.copiedPixels, 9 * sent["drawn pixels"], sent)
         perFrame = (display.bytesWritten - bytes0) / len(shown)
         self.assertLess(perFrame, 0.1 * width * height * 4)
+
+    @defer.inlineCallbacks
+    def test_scrollOnASlowLink(self):
+        """
+        The scroll through a 4 Mbit/s link (L{SlowLink}), where the new rows
+        of the photograph go as JPEG: the client shows the frames close to
+        the source's; while it scrolls, the link's spare room refreshes
+        JPEG rows, which then move exact, so when it stops the exact refresh
+        has less than the JPEG'd area to send; then the picture is exact.
+        """
+        width, height = 1024, 600
+        self.source = MotionSource(width=width, height=height, workload=SCROLL, fps=30,
+                                   clock=reactor, autostart=False, frames=60)
+        self.addCleanup(self.source.stop)
+        self.server = SpiceServer(clock=reactor, password=PASSWORD)
+        port = yield serveOnLoopback(self, self.server, self.source.devices())
+        link = SlowLink(reactor, port, 4e6 / 8)
+        linkPort = yield link.listen()
+        self.addCleanup(link.stop)
+        client = yield self.startClient(linkPort)
+        yield client.waitForChannelsOpened((1, 2), timeout=20)
+        yield self.waitForSamePicture(client, self.source, timeout=60)
+
+        display = self.display()
+        self.assertLess(display.stills.probedRate, stills.WAN_RATE)
+        refreshed = []
+        drawCopy = display._drawCopy
+
+        def drawing(frame, rect, exact=False):
+            if exact:
+                refreshed.append((self.source.running, rect))
+            return drawCopy(frame, rect, exact)
+        display._drawCopy = drawing
+        dump = os.path.join(self.tmp, "frame{n}.raw")
+        yield client.check("watch", code=[0, height, CODE_BITS, CODE_BLOCK], dump=dump,
+                           dumps=200)
+        first = len(client.events)
+        self.source.start()
+        yield self.waitUntil(lambda: not self.source.running, timeout=30)
+        yield self.waitForSamePicture(client, self.source, timeout=60)
+
+        shown = [e for e in client.events[first:] if e["event"] == "frame" and e["n"] > 0]
+        self.assertGreater(len(shown), 30, [e["n"] for e in shown])
+        for e in shown[::5]:
+            w, h, stride = e["surface"]
+            picture = harness.loadPrimary(e["dump"], w, h, stride)
+            self.assertGreater(psnr(picture, self.source.render(e["n"])), PSNR_BOUND)
+        self.assertGreater(display.stills.sent["jpeg"], 0)
+        during = sum(area(r) for running, r in refreshed if running)
+        after = sum(area(r) for running, r in refreshed if not running)
+        # What the scroll brought in (60 frames of SCROLL_STEP rows) went as
+        # JPEG: some was refreshed while it scrolled, and after the stop only
+        # the rest (not the whole screen, where the copies took JPEG rows).
+        jpeg = 60 * SCROLL_STEP * width
+        self.assertGreater(during, 0)
+        self.assertLess(after, 0.9 * jpeg, (during, after))
+        self.assertLess(during + after, 1.1 * jpeg, (during, after))
 
     @defer.inlineCallbacks
     def test_streamingOff(self):
