@@ -11,6 +11,7 @@ import numpy
 import simplejpeg
 from twisted.trial import unittest
 
+from spicesrv.channels.display import MAX_IMAGE_BYTES, SPARE_SCAN_ROWS
 from spicesrv.display import encoders, stills
 from spicesrv.sources.demo import DemoSource
 from spicesrv.sources.motion import desktopPicture, scrollPicture, videoPicture
@@ -392,6 +393,29 @@ class DisplayStillsTests(StillsSetup, unittest.TestCase):
         self.assertEqual((min(b[1] for b in boxes), max(b[3] for b in boxes)),
                          (0, 128 - rows))
         self.assertFalse(display.channel.stills.lossy)
+
+    def test_spareRefreshInStrips(self):
+        """
+        On a link fast enough for all of it (JPEG forced), the spare refresh
+        goes in images of at most MAX_IMAGE_BYTES, as every other update.
+        """
+        display = self.linkPicture(scrollPicture(1024, 600), jpegWan="always")
+        displayInit(display)
+        display.take()
+        display.channel.streams.rate.rate = 500e6
+        display.channel.queuedBytes = lambda: 0
+        self.source.setFrame(scrollPicture(1024, 600, seed=3))
+        self.server.clock.advance(0)
+        draws = [r for n, r in display.take() if n == "DRAW_COPY"]
+        refreshes = [r for r in draws if r.src_bitmap[8] == 109]
+        self.assertTrue(refreshes)
+        for r in draws:
+            box = r.base.box
+            self.assertLessEqual((box.right - box.left) * (box.bottom - box.top) * 4,
+                                 MAX_IMAGE_BYTES)
+        # The lowest rows, as many as the scan looks at a time.
+        self.assertEqual(display.channel.view.inexact((0, 0, 1024, 600)),
+                         [(0, 0, 1024, 600 - SPARE_SCAN_ROWS)])
 
     def test_spareRefreshForgetsWhatIsExact(self):
         """

@@ -528,7 +528,10 @@ class DisplayChannel(ChannelProtocol):
             return
         left, top, right, bottom = max(parts, key=lambda p: (p[3], p[2] - p[0]))
         rows = max(1, int(room // ((right - left) * 4)))
-        self._drawCopy(frame, (left, max(top, bottom - rows), right, bottom), exact=True)
+        for strip in strips((left, max(top, bottom - rows), right, bottom)):
+            if not self._losslessRoom():
+                break
+            self._drawCopy(frame, strip, exact=True)
 
     def _inexactLossy(self):
         """
