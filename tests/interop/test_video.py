@@ -34,6 +34,8 @@ from tests.pictures import psnr
 #: The PSNR (dB) the client's stream frames must reach against the source's
 #: (issue 10 asks 35 dB of the video workloads).
 PSNR_BOUND = 35.0
+#: The scroll tests' screen.
+SCROLL_SIZE = (1024, 600)
 
 
 class VideoStreamTests(InteropTestCase):
@@ -212,6 +214,45 @@ class VideoStreamTests(InteropTestCase):
         yield self.waitForSamePicture(client, self.source)
 
     @defer.inlineCallbacks
+    def startScroll(self, frames, slowLink=None):
+        """
+        The scroll workload (L{SCROLL_SIZE}, C{frames} frames, not started)
+        and a client showing its first picture, through a L{SlowLink} of
+        C{slowLink} bytes a second if given.
+        """
+        self.source = MotionSource(width=SCROLL_SIZE[0], height=SCROLL_SIZE[1],
+                                   workload=SCROLL, fps=30, clock=reactor, autostart=False,
+                                   frames=frames)
+        self.addCleanup(self.source.stop)
+        self.server = SpiceServer(clock=reactor, password=PASSWORD)
+        port = yield serveOnLoopback(self, self.server, self.source.devices())
+        if slowLink is not None:
+            link = SlowLink(reactor, port, slowLink)
+            port = yield link.listen()
+            self.addCleanup(link.stop)
+        client = yield self.startClient(port)
+        yield client.waitForChannelsOpened((1, 2), timeout=20)
+        yield self.waitForSamePicture(client, self.source, timeout=60)
+        return client
+
+    @defer.inlineCallbacks
+    def playScroll(self, client):
+        """
+        Play the scroll with the client dumping every frame it shows (the
+        moment its bar code changes); once it ended and the client shows
+        the last picture exactly, fire with the C{frame} events of the
+        frames shown after the first.
+        """
+        dump = os.path.join(self.tmp, "frame{n}.raw")
+        yield client.check("watch", code=[0, SCROLL_SIZE[1], CODE_BITS, CODE_BLOCK],
+                           dump=dump, dumps=200)
+        first = len(client.events)
+        self.source.start()
+        yield self.waitUntil(lambda: not self.source.running, timeout=30)
+        yield self.waitForSamePicture(client, self.source, timeout=60)
+        return [e for e in client.events[first:] if e["event"] == "frame" and e["n"] > 0]
+
+    @defer.inlineCallbacks
     def test_scrollAsCopyBits(self):
         """
         The scroll workload (the whole screen moves up SCROLL_STEP rows a
@@ -221,15 +262,8 @@ class VideoStreamTests(InteropTestCase):
         display channel sent one COPY_BITS a frame with images of the new
         rows only, and no stream.
         """
-        width, height = 1024, 600
-        self.source = MotionSource(width=width, height=height, workload=SCROLL, fps=30,
-                                   clock=reactor, autostart=False, frames=90)
-        self.addCleanup(self.source.stop)
-        self.server = SpiceServer(clock=reactor, password=PASSWORD)
-        port = yield serveOnLoopback(self, self.server, self.source.devices())
-        client = yield self.startClient(port)
-        yield client.waitForChannelsOpened((1, 2), timeout=20)
-        yield self.waitForSamePicture(client, self.source)
+        width, height = SCROLL_SIZE
+        client = yield self.startScroll(frames=90)
 
         display = self.display()
         sent = collections.Counter()
@@ -244,17 +278,9 @@ class VideoStreamTests(InteropTestCase):
             return send(name, **fields)
         display.sendMessage = counting
         bytes0 = display.bytesWritten
-        dump = os.path.join(self.tmp, "frame{n}.raw")
-        yield client.check("watch", code=[0, height, CODE_BITS, CODE_BLOCK], dump=dump,
-                           dumps=200)
-        first = len(client.events)
-        self.source.start()
-        yield self.waitUntil(lambda: not self.source.running, timeout=30)
-        yield self.waitForSamePicture(client, self.source)
-        frames = [e for e in client.events[first:] if e["event"] == "frame"]
-        shown = [e for e in frames if e["n"] > 0]
+        shown = yield self.playScroll(client)
         # spice-gtk showed most frames, each exactly as drawn.
-        self.assertGreater(len(shown), 45, [e["n"] for e in frames])
+        self.assertGreater(len(shown), 45, [e["n"] for e in shown])
         for e in shown:
             w, h, stride = e["surface"]
             picture = harness.loadPrimary(e["dump"], w, h, stride)
@@ -281,18 +307,8 @@ class VideoStreamTests(InteropTestCase):
         JPEG rows, which then move exact, so when it stops the exact refresh
         has less than the JPEG'd area to send; then the picture is exact.
         """
-        width, height = 1024, 600
-        self.source = MotionSource(width=width, height=height, workload=SCROLL, fps=30,
-                                   clock=reactor, autostart=False, frames=60)
-        self.addCleanup(self.source.stop)
-        self.server = SpiceServer(clock=reactor, password=PASSWORD)
-        port = yield serveOnLoopback(self, self.server, self.source.devices())
-        link = SlowLink(reactor, port, 4e6 / 8)
-        linkPort = yield link.listen()
-        self.addCleanup(link.stop)
-        client = yield self.startClient(linkPort)
-        yield client.waitForChannelsOpened((1, 2), timeout=20)
-        yield self.waitForSamePicture(client, self.source, timeout=60)
+        width = SCROLL_SIZE[0]
+        client = yield self.startScroll(frames=60, slowLink=4e6 / 8)
 
         display = self.display()
         self.assertLess(display.stills.probedRate, stills.WAN_RATE)
@@ -304,15 +320,7 @@ class VideoStreamTests(InteropTestCase):
                 refreshed.append((self.source.running, rect))
             return drawCopy(frame, rect, exact)
         display._drawCopy = drawing
-        dump = os.path.join(self.tmp, "frame{n}.raw")
-        yield client.check("watch", code=[0, height, CODE_BITS, CODE_BLOCK], dump=dump,
-                           dumps=200)
-        first = len(client.events)
-        self.source.start()
-        yield self.waitUntil(lambda: not self.source.running, timeout=30)
-        yield self.waitForSamePicture(client, self.source, timeout=60)
-
-        shown = [e for e in client.events[first:] if e["event"] == "frame" and e["n"] > 0]
+        shown = yield self.playScroll(client)
         self.assertGreater(len(shown), 30, [e["n"] for e in shown])
         for e in shown[::5]:
             w, h, stride = e["surface"]
