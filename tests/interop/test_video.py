@@ -331,10 +331,11 @@ class VideoStreamTests(InteropTestCase):
         after = sum(area(r) for running, r in refreshed if not running)
         # What the scroll brought in (60 frames of SCROLL_STEP rows) went as
         # JPEG: some was refreshed while it scrolled, and after the stop only
-        # the rest (not the whole screen, where the copies took JPEG rows).
+        # the rest (not the whole screen, where the copies took JPEG rows:
+        # 125 % of it).  (How much goes while it scrolls depends on how many
+        # updates the machine makes: not asserted.)
         jpeg = 60 * SCROLL_STEP * width
         self.assertGreater(during, 0)
-        self.assertLess(after, 0.9 * jpeg, (during, after))
         self.assertLess(during + after, 1.1 * jpeg, (during, after))
 
     @defer.inlineCallbacks
