@@ -41,8 +41,9 @@ waits too), and its records reach the socket in the order OpenSSL made
 them, always from the reactor thread.  Every use of a connection's OpenSSL
 object holds the connection's lock; the reactor thread waits for it at
 most while L{LOCKED_CHUNK} bytes are encrypted.  Bytes waiting for a thread
+and the records a thread made until the reactor thread hands them over
 count as queued for the display's flow control
-(L{MessageRecordsTLSProtocol.awaitingEncryption}); a close waits until they
+(L{MessageRecordsTLSProtocol.bufferedBytes}); a close waits until they
 have gone, an abort drops them.
 """
 
@@ -125,7 +126,6 @@ class MessageRecordsTLSProtocol(TLSMemoryBIOProtocol):
     """
 
     awaitingEncryption = 0
-    _recordBytes = 0
 
     @property
     def bufferedBytes(self):
@@ -134,7 +134,8 @@ class MessageRecordsTLSProtocol(TLSMemoryBIOProtocol):
         waiting for encryption, and the records a thread made that wait
         for the reactor thread to hand them over.
         """
-        return self.awaitingEncryption + self._recordBytes
+        with self._handover:
+            return self.awaitingEncryption + sum(len(record) for record in self._records)
 
     def makeConnection(self, transport):
         # The OpenSSL object's lock, and the lock of what is handed between
@@ -218,8 +219,7 @@ class MessageRecordsTLSProtocol(TLSMemoryBIOProtocol):
                 with self._handover:
                     if (not self._waiting or self._tlsConnection is None
                             or self._lostTLSConnection):
-                        self._waiting.clear()
-                        self.awaitingEncryption = 0
+                        self._dropWaiting()
                         self._threadBusy = False
                         break
                     piece = self._waiting[0]
@@ -229,8 +229,7 @@ class MessageRecordsTLSProtocol(TLSMemoryBIOProtocol):
                     # (WantReadError too: TLS 1.3 has no renegotiation.)
                     with self._handover:
                         self._threadFailure = Failure()
-                        self._waiting.clear()
-                        self.awaitingEncryption = 0
+                        self._dropWaiting()
                         self._threadBusy = False
                     break
                 records = self._bioRecords()
@@ -242,7 +241,7 @@ class MessageRecordsTLSProtocol(TLSMemoryBIOProtocol):
                         else:
                             self._waiting[0] = piece[sent:]
                         self.awaitingEncryption -= sent
-                    self._keep(records)
+                    self._records.extend(records)
             callFromThread(self._flushRecords)
         callFromThread(self._flushRecords)
 
@@ -259,12 +258,12 @@ class MessageRecordsTLSProtocol(TLSMemoryBIOProtocol):
         """Take the TLS bytes OpenSSL made out of it (the lock held)."""
         records = self._bioRecords()
         with self._handover:
-            self._keep(records)
+            self._records.extend(records)
 
-    def _keep(self, records):
-        """Add C{records} to those waiting for the transport (the handover lock held)."""
-        self._records.extend(records)
-        self._recordBytes += sum(len(record) for record in records)
+    def _dropWaiting(self):
+        """Forget what waits for encryption (the handover lock held)."""
+        self._waiting.clear()
+        self.awaitingEncryption = 0
 
     def _flushRecords(self):
         """
@@ -273,7 +272,6 @@ class MessageRecordsTLSProtocol(TLSMemoryBIOProtocol):
         """
         with self._handover:
             records, self._records = self._records, []
-            self._recordBytes = 0
             idle = not self._threadBusy
             failure, self._threadFailure = self._threadFailure, None
         if records and self.transport is not None:
@@ -303,15 +301,13 @@ class MessageRecordsTLSProtocol(TLSMemoryBIOProtocol):
                     # What waits for the thread goes before the close alert.
                     self._shutdownWaits = True
                     return
-                self._waiting.clear()
-                self.awaitingEncryption = 0
+                self._dropWaiting()
             TLSMemoryBIOProtocol._shutdownTLS(self)
 
     def connectionLost(self, reason):
         with self._lock:
             with self._handover:
-                self._waiting.clear()
-                self.awaitingEncryption = 0
+                self._dropWaiting()
             TLSMemoryBIOProtocol.connectionLost(self, reason)
 
     def getPeerCertificate(self):
