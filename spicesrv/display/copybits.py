@@ -365,7 +365,7 @@ class ClientView:
         else:
             mask = (self.lossy if self.anyLossy else self.approx)[area]
         left, top = area[1].start, area[0].start
-        height, width = mask.shape
+        width = mask.shape[1]
         starts = range(0, width, INEXACT_COLUMN)
         columns = np.logical_or.reduceat(mask, list(starts), axis=1)
         rects = []
@@ -385,10 +385,8 @@ class ClientView:
 
     def holdsApprox(self, rect):
         """Whether any of C{rect} is held as a JPEG."""
-        if self.pixels is None or not self.anyApprox:
-            return False
-        left, top, right, bottom = rect
-        return bool(self.approx[max(0, top):bottom, max(0, left):right].any())
+        area = self._inside(rect) if self.anyApprox else None
+        return area is not None and bool(self.approx[area].any())
 
     def copied(self, copy, rect=None):
         """

@@ -88,7 +88,7 @@ def queuedBytes(transport):
         pending += len(getattr(layer, "dataBuffer", b""))
     except TypeError:
         pass
-    socket = socketOf(transport, tcpOnly=False)
+    socket = socketOf(layer, tcpOnly=False)
     if socket is not None:
         try:
             pending += struct.unpack("i", fcntl.ioctl(socket.fileno(), termios.TIOCOUTQ,
