@@ -182,16 +182,9 @@ def counters(client):
 
 @defer.inlineCallbacks
 def measureOnce(reactor, variant, seconds, children, warm=1.0):
-    from tests.interop import harness
-    port = variant.process.port
-    if variant.secure:
-        client = yield harness.GtkClient.start(
-            reactor, connect.HOST, None, tls_port=port, ca_file=variant.caFile,
-            extra_args=["--channel-types", "1,2"] + variant.clientArgs)
-    else:
-        client = yield harness.GtkClient.start(
-            reactor, connect.HOST, port,
-            extra_args=["--channel-types", "1,2"] + variant.clientArgs)
+    client = yield connect.startClient(
+        reactor, variant.process.port, variant.caFile,
+        extra_args=["--channel-types", "1,2"] + variant.clientArgs)
     children.clients.add(client)
 
     def stop():
@@ -242,7 +235,7 @@ def _run(reactor, args, qemu, qemuSkipped, tmpdir, children):
         port = connect.freePort()
         if v.secure:
             listen = ["--tls-port", str(port), "--x509-dir", connect.x509Dir(tmpdir)]
-            v.caFile = os.path.join(connect.x509Dir(tmpdir), "ca-cert.pem")
+            v.caFile = connect.x509CaFile(tmpdir)
         else:
             listen = ["--port", str(port)]
         v.process = connect.ServerProcess(

@@ -626,13 +626,8 @@ def measureOnce(reactor, port, clientArgs, expected, children, caFile=None):
     Start a client, connect it, and fire with C{(Sample, clientVersion)}.
     With C{caFile}, C{port} is a TLS port and every channel uses TLS.
     """
-    if caFile is None:
-        client = yield harness.GtkClient.start(
-            reactor, HOST, port, extra_args=["--no-autoconnect"] + clientArgs)
-    else:
-        client = yield harness.GtkClient.start(
-            reactor, HOST, None, tls_port=port, ca_file=caFile,
-            extra_args=["--no-autoconnect"] + clientArgs)
+    client = yield startClient(reactor, port, caFile,
+                               extra_args=["--no-autoconnect"] + clientArgs)
     children.clients.add(client)
 
     def stop():
@@ -784,6 +779,24 @@ def x509Dir(tmpdir):
     return directory
 
 
+def x509CaFile(tmpdir):
+    """The CA certificate of L{x509Dir}'s certificates, for the clients."""
+    from spicesrv.tls.context import CA_CERT_FILE
+    return os.path.join(x509Dir(tmpdir), CA_CERT_FILE)
+
+
+def startClient(reactor, port, caFile=None, **kwargs):
+    """
+    Start a spice-gtk (L{harness.GtkClient.start}, with C{kwargs}) for the
+    server on loopback at C{port}; with C{caFile}, C{port} is a TLS port and
+    every channel uses TLS, trusting that CA.
+    """
+    if caFile is None:
+        return harness.GtkClient.start(reactor, HOST, port, **kwargs)
+    return harness.GtkClient.start(reactor, HOST, None, tls_port=port, ca_file=caFile,
+                                   **kwargs)
+
+
 def spicesrvVariants(picturePath, pictureName, rgb, tmpdir, plain=True,
                      secure=False, checkout=REPO, extraArgs=(),
                      labels=("lz4 (default)", "raw (--no-lz4)")):
@@ -822,7 +835,7 @@ def spicesrvVariants(picturePath, pictureName, rgb, tmpdir, plain=True,
         variants.append(Variant(
             "spicesrv", "TLS lz4 (default)", pictureName, size, [],
             makeServer, makeExpected,
-            caFile=os.path.join(x509Dir(tmpdir), "ca-cert.pem")))
+            caFile=x509CaFile(tmpdir)))
     return variants
 
 
@@ -854,7 +867,7 @@ def qemuVariant(binary, version, tmpdir, secure=False):
     def prepare(reactor, expected):
         return expected.waitSettled(reactor, BIOS)
 
-    caFile = os.path.join(x509Dir(tmpdir), "ca-cert.pem") if secure else None
+    caFile = x509CaFile(tmpdir) if secure else None
     return Variant("QEMU %s" % (version,),
                    "TLS (auto_glz)" if secure else "default (auto_glz)",
                    "BIOS screen", BIOS, [], makeServer, makeExpected,

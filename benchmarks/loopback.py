@@ -11,14 +11,12 @@ way; L{Served.stop} ends the sessions, the listening port, the server's
 video encoder and key workers, and the certificates.
 """
 
-import os
 import shutil
 import tempfile
 
 from twisted.internet import defer, endpoints
 
-#: The only interface the benchmark servers listen on.
-HOST = "127.0.0.1"
+from benchmarks import connect
 
 
 class Served:
@@ -27,17 +25,16 @@ class Served:
 
     @ivar server: the L{spicesrv.server.SpiceServer}.
     @ivar port: the listening port (L{twisted.internet.interfaces.IListeningPort}).
-    @ivar tls: whether the port is a TLS port.
-    @ivar caFile: the CA certificate a client trusts (TLS only).
+    @ivar caFile: the CA certificate a client trusts, if the port is a TLS
+        port.
     """
 
-    def __init__(self, reactor, server, port, tls, certs):
+    def __init__(self, reactor, server, port, certs):
         self.reactor = reactor
         self.server = server
         self.port = port
-        self.tls = tls
         self._certs = certs
-        self.caFile = os.path.join(certs, "ca-cert.pem") if certs else None
+        self.caFile = connect.x509CaFile(certs) if certs else None
 
     @property
     def portNumber(self):
@@ -48,11 +45,7 @@ class Served:
         Start a spice-gtk (L{tests.interop.harness.GtkClient.start}, with
         C{kwargs}) linked to this server.
         """
-        from tests.interop import harness
-        if self.tls:
-            return harness.GtkClient.start(self.reactor, HOST, None, tls_port=self.portNumber,
-                                           ca_file=self.caFile, **kwargs)
-        return harness.GtkClient.start(self.reactor, HOST, self.portNumber, **kwargs)
+        return connect.startClient(self.reactor, self.portNumber, self.caFile, **kwargs)
 
     @defer.inlineCallbacks
     def stop(self):
@@ -75,7 +68,6 @@ def serve(reactor, devices, tls=False, **options):
     """
     from spicesrv.server import SpiceServer
     from spicesrv.tls.context import load_server_tls
-    from spicesrv.tls.devcerts import write_dev_certs
     from spicesrv.tls.endpoint import TLSServerEndpoint
 
     server = SpiceServer(clock=reactor, disable_ticketing=True, **options)
@@ -85,11 +77,11 @@ def serve(reactor, devices, tls=False, **options):
     certs = None
     if tls:
         certs = tempfile.mkdtemp(prefix="spicesrv-bench-x509-")
-        write_dev_certs(certs, sans=("DNS:localhost", "IP:" + HOST))
         server.tlsAvailable = True
-        endpoint = TLSServerEndpoint(reactor, 0, load_server_tls(x509_dir=certs),
-                                     interface=HOST)
+        endpoint = TLSServerEndpoint(reactor, 0,
+                                     load_server_tls(x509_dir=connect.x509Dir(certs)),
+                                     interface=connect.HOST)
     else:
-        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface=HOST)
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, interface=connect.HOST)
     port = yield endpoint.listen(server.factory())
-    return Served(reactor, server, port, tls, certs)
+    return Served(reactor, server, port, certs)

@@ -104,12 +104,11 @@ class Xspice:
         self.port = freePort()
         self.tlsPort = self.caFile = None
         if tls:
-            from spicesrv.tls.devcerts import write_dev_certs
-            certs = os.path.join(tmp, "x509")
-            write_dev_certs(certs, sans=("DNS:localhost", "IP:127.0.0.1"))
+            from benchmarks import connect
             self.tlsPort = freePort()
-            self.caFile = os.path.join(certs, "ca-cert.pem")
-            arguments = ["--tls-port", str(self.tlsPort), "--x509-dir", certs] + list(arguments)
+            self.caFile = connect.x509CaFile(tmp)
+            arguments = (["--tls-port", str(self.tlsPort), "--x509-dir", connect.x509Dir(tmp)]
+                         + list(arguments))
         path = os.path.join(tmp, "xspice.conf")
         with open(path, "w") as f:
             f.write(CONFIG % dict(width=width, height=height))
@@ -133,11 +132,8 @@ class Xspice:
         A spice-gtk (L{tests.interop.harness.GtkClient.start}) linked to
         this Xspice: to its TLS port only when it has one.
         """
-        from tests.interop import harness
-        if self.tlsPort is not None:
-            return harness.GtkClient.start(reactor, "127.0.0.1", None, tls_port=self.tlsPort,
-                                           ca_file=self.caFile, **kwargs)
-        return harness.GtkClient.start(reactor, "127.0.0.1", self.port, **kwargs)
+        from benchmarks import connect
+        return connect.startClient(reactor, self.tlsPort or self.port, self.caFile, **kwargs)
 
     def environment(self):
         return dict(os.environ, DISPLAY=self.display)
