@@ -43,17 +43,32 @@ def listenFor(testcase, server, endpoint=None):
     return port
 
 
-def serveOnLoopback(testcase, server, devices=()):
+def tlsOnly(server, certs):
+    """
+    Make every channel of C{server} use TLS, and return an endpoint for a
+    free loopback TLS port with the certificates of the x509 directory
+    C{certs}.
+    """
+    from spicesrv.link import SECURITY_SSL
+    from spicesrv.tls.context import load_server_tls
+    from spicesrv.tls.endpoint import TLSServerEndpoint
+    server.tlsAvailable = True
+    server.setChannelSecurity("default", SECURITY_SSL)
+    return TLSServerEndpoint(reactor, 0, load_server_tls(x509_dir=certs),
+                             interface="127.0.0.1")
+
+
+def serveOnLoopback(testcase, server, devices=(), endpoint=None):
     """
     Start C{server}'s service with C{devices} until the test's cleanup, and
-    listen for its clients on a free loopback port (L{listenFor}).  Returns
-    (a Deferred of) the port number.
+    listen for its clients on C{endpoint}, by default a free loopback port
+    (L{listenFor}).  Returns (a Deferred of) the port number.
     """
     server.startService()
     testcase.addCleanup(server.stopService)
     for device in devices:
         server.addInterface(device)
-    return listenFor(testcase, server).addCallback(lambda port: port.getHost().port)
+    return listenFor(testcase, server, endpoint).addCallback(lambda port: port.getHost().port)
 
 
 class RunningServer:

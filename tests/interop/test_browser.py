@@ -19,18 +19,15 @@ import numpy
 from twisted.internet import defer, endpoints, reactor, task
 from twisted.trial import unittest
 
-from spicesrv.link import SECURITY_SSL
 from spicesrv.sound.tone import ToneSource
-from spicesrv.tls.context import load_server_tls
 from spicesrv.tls.devcerts import write_dev_certs
-from spicesrv.tls.endpoint import TLSServerEndpoint
 from spicesrv.testing import sessionChannel, waitUntil
 from spicesrv.web import WebFrontend
 from spicesrv.web.client import ClientNotFound, WebClient
 from spicesrv.wire.constants import ChannelType
 from spicesrv.wire.sound import AudioDataMode, PlaybackCap
 from tests.interop.chromium import Chromium, ChromiumError, requireChromium
-from tests.interop.common import PASSWORD, RunningServer, serveOnLoopback
+from tests.interop.common import PASSWORD, RunningServer, serveOnLoopback, tlsOnly
 from tests.interop.slowlink import SlowLink
 
 #: The browser's viewport; the demo's agent resizes the screen to fit it.
@@ -99,15 +96,10 @@ class BrowserServer(RunningServer):
     def __init__(self, testcase, client, certs=None, **kwargs):
         RunningServer.__init__(self, testcase, **kwargs)
         self.server.web = WebFrontend(client)
-        self.certs = certs
-        if certs is not None:
-            self.server.tlsAvailable = True
-            self.server.setChannelSecurity("default", SECURITY_SSL)
+        self.endpoint = None if certs is None else tlsOnly(self.server, certs)
 
     def listen(self):
-        endpoint = None if self.certs is None else TLSServerEndpoint(
-            reactor, 0, load_server_tls(x509_dir=self.certs), interface="127.0.0.1")
-        return RunningServer.listen(self, endpoint)
+        return RunningServer.listen(self, self.endpoint)
 
 
 def rgbOf(framebuffer):

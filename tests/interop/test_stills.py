@@ -15,17 +15,14 @@ import numpy
 from twisted.internet import defer, reactor
 
 from spicesrv.display import stills
-from spicesrv.link import SECURITY_SSL
 from spicesrv.server import SpiceServer
 from spicesrv.sources.image import ImageSource
 from spicesrv.testing import sessionChannel
-from spicesrv.tls.context import load_server_tls
 from spicesrv.tls.devcerts import write_dev_certs
-from spicesrv.tls.endpoint import TLSServerEndpoint
 from spicesrv.wire.constants import ChannelType
 from tests.interop import harness
 from tests.interop.common import (
-    PASSWORD, InteropTestCase, listenFor, pixelsEqual, serveOnLoopback)
+    PASSWORD, InteropTestCase, pixelsEqual, serveOnLoopback, tlsOnly)
 from tests.interop.slowlink import SlowLink
 from tests.pictures import mixedPicture, psnr, rgbImage
 
@@ -36,12 +33,18 @@ SIZE = (1024, 600)
 
 class StillsTests(InteropTestCase):
     @defer.inlineCallbacks
-    def startServer(self, **kwargs):
+    def startServer(self, certs=None, **kwargs):
+        """
+        Serve the mixed picture on loopback; with C{certs} (an x509
+        directory) on a TLS port only, where every channel must use TLS.
+        Fires with the port number.
+        """
         path = os.path.join(self.tmp, "mixed.png")
         rgbImage(mixedPicture(*SIZE)).save(path)
         self.source = ImageSource(path)
         self.server = SpiceServer(clock=reactor, password=PASSWORD, **kwargs)
-        port = yield serveOnLoopback(self, self.server, self.source.devices())
+        endpoint = None if certs is None else tlsOnly(self.server, certs)
+        port = yield serveOnLoopback(self, self.server, self.source.devices(), endpoint)
         return port
 
     def display(self):
@@ -126,26 +129,15 @@ class StillsTests(InteropTestCase):
         fast one: the photograph came losslessly, seconds late.)
         """
         self.patch(stills, "IDLE_REFRESH", 600.0)
-        certs = os.path.join(self.tmp, "x509")
-        write_dev_certs(certs, sans=("DNS:localhost", "IP:127.0.0.1"))
-        path = os.path.join(self.tmp, "mixed.png")
-        rgbImage(mixedPicture(*SIZE)).save(path)
-        self.source = ImageSource(path)
-        self.server = SpiceServer(clock=reactor, password=PASSWORD)
-        self.server.tlsAvailable = True
-        self.server.setChannelSecurity("default", SECURITY_SSL)
-        self.server.startService()
-        self.addCleanup(self.server.stopService)
-        for device in self.source.devices():
-            self.server.addInterface(device)
-        port = yield listenFor(self, self.server, TLSServerEndpoint(
-            reactor, 0, load_server_tls(x509_dir=certs), interface="127.0.0.1"))
-        link = SlowLink(reactor, port.getHost().port, 4e6 / 8)
+        certs = write_dev_certs(os.path.join(self.tmp, "x509"),
+                                sans=("DNS:localhost", "IP:127.0.0.1"))
+        port = yield self.startServer(certs=certs.directory)
+        link = SlowLink(reactor, port, 4e6 / 8)
         linkPort = yield link.listen()
         self.addCleanup(link.stop)
         client = yield harness.GtkClient.start(
             reactor, "127.0.0.1", None, password=PASSWORD, tls_port=linkPort,
-            ca_file=os.path.join(certs, "ca-cert.pem"))
+            ca_file=certs.ca_cert)
         self.addCleanup(client.stop)
         yield client.waitForChannelsOpened((1, 2), timeout=30)
         shown = yield self.waitForLossyPhoto(client, timeout=60)
