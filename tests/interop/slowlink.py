@@ -41,7 +41,6 @@ class _FromClient(protocol.Protocol):
     def __init__(self, link):
         self.link = link
         self.server = None
-        self.early = []         # the client's bytes before the server answered
         self.pending = bytearray()
         self.paused = False
         self.pump = None
