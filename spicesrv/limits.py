@@ -139,6 +139,18 @@ def socketOf(transport, tcpOnly=True):
     return None
 
 
+def transportBuffered(transport):
+    """
+    The bytes Twisted's own transport (a L{FileDescriptor}: TCP, UNIX)
+    holds that the kernel has not taken yet; 0 for any other transport.
+    """
+    pending = getattr(transport, "_tempDataLen", 0) or 0
+    data = getattr(transport, "dataBuffer", None)
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        pending += len(data) - (getattr(transport, "offset", 0) or 0)
+    return pending
+
+
 def setKeepalive(transport, idle):
     """
     Turn TCP keepalive on for C{transport}, with the first probe after

@@ -24,7 +24,7 @@ import numpy
 from OpenSSL import SSL
 
 from twisted.internet import defer, endpoints, reactor, task, threads
-from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
@@ -500,3 +500,125 @@ class ThreadedEncryptionTests(unittest.TestCase):
         self.assertGreater(kernel, 0)
         self.assertEqual(ratecontrol.queuedBytes(transport),
                          transport.bufferedBytes + ratecontrol.queuedBytes(tcp))
+
+    @defer.inlineCallbacks
+    def test_threadSendsOnItsOwnSocket(self):
+        """
+        A thread that encrypts a long write also sends the records while the
+        kernel takes them: the reactor thread does not hand them to TCP
+        (their copy and system calls stay off it), and the peer gets every
+        byte in order.
+        """
+        payload = numpy.random.RandomState(7).bytes(8 << 20)
+        handed = []
+
+        def plan(transport):
+            tcp = transport.transport
+            writeSequence = tcp.writeSequence
+
+            def counting(iovec):
+                handed.append(sum(len(piece) for piece in iovec))
+                writeSequence(iovec)
+            tcp.writeSequence = counting
+            transport.write(payload)
+            transport.loseConnection()
+        port = yield self.serve(plan)
+        data, end = yield threads.deferToThread(readAll, port)
+        self.assertEqual((end, len(data), data == payload), ("closed", len(payload), True))
+        self.assertLess(sum(handed), len(payload))
+        yield self.senders[0].lost
+
+    @defer.inlineCallbacks
+    def test_peerThatDoesNotReadHoldsNoThread(self):
+        """
+        When the kernel stops taking a connection's records (a slow link, a
+        peer that does not read), its thread hands them to the TCP transport
+        and goes on: another connection's long writes still go out, and the
+        slow peer, once it reads, gets every byte in order.
+        """
+        from spicesrv.tls import endpoint
+        pool = endpoint.encryptionThreads(reactor)
+        pool.run(lambda: None)
+        # One thread, as on a two-CPU machine: a blocked one would block all.
+        pool._pool.adjustPoolsize(0, 1)
+        self.addCleanup(lambda: pool._pool and pool._pool.adjustPoolsize(0, pool._size))
+        slowStream = numpy.random.RandomState(8).bytes(16 << 20)
+        fastStream = numpy.random.RandomState(9).bytes(4 << 20)
+        plans = [slowStream, fastStream]
+        slowWritten = defer.Deferred()
+
+        def plan(transport):
+            stream = plans.pop(0)
+            transport.write(stream)
+            transport.loseConnection()
+            if stream is slowStream:
+                slowWritten.callback(transport)
+        port = yield self.serve(plan)
+        slow = yield threads.deferToThread(SpiceGtkLikeChannel, port)
+        self.addCleanup(slow.close)
+        slowTransport = yield slowWritten
+        data, end = yield threads.deferToThread(readAll, port)
+        self.assertEqual((end, data == fastStream), ("closed", True))
+        self.assertGreater(slowTransport.awaitingEncryption + ratecontrol.queuedBytes(
+            slowTransport.transport), 0)
+
+        def readSlow():
+            chunks = []
+            while True:
+                try:
+                    chunks.append(slow._retry(slow.conn.recv, 1 << 16))
+                except SSL.ZeroReturnError:
+                    return b"".join(chunks)
+        received = yield threads.deferToThread(readSlow)
+        self.assertEqual((len(received), received == slowStream), (len(slowStream), True))
+
+    @defer.inlineCallbacks
+    def test_producerPausedForTheThreadResumes(self):
+        """
+        A streaming producer that wrote more than the thread has sent is
+        paused, as a full TCP buffer would pause it, and resumed once the
+        thread caught up.
+        """
+        events = []
+        done = defer.Deferred()
+        piece = numpy.random.RandomState(10).bytes(256 * 1024)
+        total = 32
+
+        @implementer(IPushProducer)
+        class Producer:
+            written = 0
+            paused = False
+
+            def __init__(self, transport):
+                self.transport = transport
+
+            def pauseProducing(self):
+                events.append("pause")
+                self.paused = True
+
+            def resumeProducing(self):
+                events.append("resume")
+                self.paused = False
+                self.produce()
+
+            def stopProducing(self):
+                pass
+
+            def produce(self):
+                while not self.paused and self.written < total:
+                    self.written += 1
+                    self.transport.write(piece)
+                if self.written == total and not done.called:
+                    done.callback(self)
+
+        def plan(transport):
+            producer = Producer(transport)
+            transport.registerProducer(producer, True)
+            reactor.callLater(0, producer.produce)
+        port = yield self.serve(plan)
+        data, end = yield threads.deferToThread(readAll, port, total * len(piece))
+        self.assertEqual((end, data == piece * total), ("stopped", True))
+        producer = yield done
+        self.assertIn("pause", events)
+        self.assertEqual(events[-1], "resume")
+        self.assertFalse(producer.paused)

@@ -26,7 +26,7 @@ import struct
 import termios
 
 from spicesrv.display.video import MAX_QUALITY, MIN_QUALITY, START_QUALITY
-from spicesrv.limits import socketOf, transportLayers
+from spicesrv.limits import socketOf, transportBuffered, transportLayers
 
 #: Share of the measured link rate video may use (libspice: 0.8).
 CAPACITY = 0.8
@@ -83,11 +83,7 @@ def queuedBytes(transport):
         pending += getattr(layer, "bufferedBytes", 0) or 0
     # The lowest layer, Twisted's FileDescriptor, keeps what the kernel did
     # not take yet.
-    pending += getattr(layer, "_tempDataLen", 0) or 0
-    try:
-        pending += len(getattr(layer, "dataBuffer", b""))
-    except TypeError:
-        pass
+    pending += transportBuffered(layer)
     socket = socketOf(layer, tcpOnly=False)
     if socket is not None:
         try:
