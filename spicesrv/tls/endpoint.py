@@ -224,9 +224,8 @@ class MessageRecordsTLSProtocol(TLSMemoryBIOProtocol):
             start, self._threadBusy = not self._threadBusy, True
             if start:
                 self._socket = self._threadSocket()
-            waiting = self.awaitingEncryption + sum(len(record) for record in self._records)
-        if (self._socket is not None and waiting > THREAD_PAUSE
-                and self._producer is not None and not self._pausedForThread):
+        if (self._socket is not None and self._producer is not None
+                and not self._pausedForThread and self.bufferedBytes > THREAD_PAUSE):
             # As the TCP transport does when its buffer fills.
             self._pausedForThread = True
             self._producer.pauseProducing()
@@ -243,6 +242,8 @@ class MessageRecordsTLSProtocol(TLSMemoryBIOProtocol):
         transport = self.transport
         if transportBuffered(transport):
             return None
+        # Only the transport's own socket (not limits.socketOf, which looks
+        # through further layers): records sent under a layer would skip it.
         try:
             handle = transport.getHandle()
         except Exception:
