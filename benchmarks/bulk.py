@@ -24,6 +24,12 @@ LZ4's work), each over plain TCP and over TLS (every channel on the TLS
 port, the development certificates).  Runs alternate between the variants,
 one server process each, so load changes on the machine hit all alike.
 
+The reference for TLS: the same plain server behind stunnel (Debian's
+C{stunnel4}), a TLS terminator in C in a process of its own, where OpenSSL
+encrypts straight onto the socket; it shows what TLS costs on this machine
+when it is done outside Python (its CPU counts as the server's).  Without
+stunnel those variants are skipped, and said so.
+
 The server is spicesrv's C{twistd spice} service made in a subprocess of
 this module (C{python3 -m benchmarks.bulk --serve -- OPTIONS}), so that the
 noise source can be given as C{--source noise} without installing a plugin.
@@ -31,6 +37,7 @@ noise source can be given as C{--source noise} without installing a plugin.
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -58,6 +65,8 @@ TICKS = 200
 
 #: Seconds each client reads (C{--seconds}, shared by the benchmarks).
 DEFAULT_SECONDS = 5.0
+#: The reference TLS terminator.
+STUNNEL_BINARY = "stunnel4"
 
 
 def addArguments(group):
@@ -158,17 +167,18 @@ def serve(argv):
 # -- the measurement -------------------------------------------------------------
 
 class Variant:
-    def __init__(self, label, secure, clientArgs):
+    def __init__(self, label, secure, clientArgs, stunnel=False):
         self.label = label
         self.secure = secure
         self.clientArgs = clientArgs
+        self.stunnel = stunnel          # TLS by stunnel in front of plain spicesrv
         self.process = None
         self.caFile = None
         self.samples = []       # dicts, one per run
 
     @property
     def tag(self):
-        return self.label.replace(" ", "-").replace("(", "").replace(")", "")
+        return self.label.replace(" ", "-").replace("(", "").replace(")", "").replace(".", "")
 
 
 @defer.inlineCallbacks
@@ -215,11 +225,54 @@ def measureOnce(reactor, variant, seconds, children, warm=1.0):
     return result
 
 
-def variants():
-    return [Variant("raw (--no-lz4)", False, ["--no-lz4"]),
+def variants(stunnel=True):
+    todo = [Variant("raw (--no-lz4)", False, ["--no-lz4"]),
             Variant("TLS raw (--no-lz4)", True, ["--no-lz4"]),
+            Variant("stunnel raw (ref.)", True, ["--no-lz4"], stunnel=True),
             Variant("lz4 (default)", False, []),
-            Variant("TLS lz4 (default)", True, [])]
+            Variant("TLS lz4 (default)", True, []),
+            Variant("stunnel lz4 (ref.)", True, [], stunnel=True)]
+    return [v for v in todo if stunnel or not v.stunnel]
+
+
+class StunnelFront:
+    """
+    A plain spicesrv (C{inner}) behind stunnel (C{front}), measured as one
+    server: TLS on the front's port, the CPU of both.
+    """
+
+    def __init__(self, inner, front):
+        self.inner = inner
+        self.front = front
+        self.port = front.port
+
+    def cpuSeconds(self):
+        inner, front = self.inner.cpuSeconds(), self.front.cpuSeconds()
+        return None if inner is None or front is None else inner + front
+
+    def alive(self):
+        return self.inner.alive() and self.front.alive()
+
+    def logTail(self):
+        return self.inner.logTail() + "\nstunnel:\n" + self.front.logTail()
+
+    def commandLine(self):
+        return "%s  (behind: %s)" % (self.front.commandLine(), self.inner.commandLine())
+
+
+def stunnelConfig(tmpdir, tag, port, innerPort):
+    """Write stunnel's configuration for the front on C{port}; its path."""
+    x509 = connect.x509Dir(tmpdir)
+    path = os.path.join(tmpdir, tag + ".stunnel.conf")
+    with open(path, "w") as f:
+        f.write("foreground = yes\npid =\ndebug = 4\n"
+                "[spice]\naccept = %s:%d\nconnect = %s:%d\n"
+                "cert = %s\nkey = %s\nsslVersionMin = TLSv1.2\n"
+                "socket = l:TCP_NODELAY=1\nsocket = r:TCP_NODELAY=1\n" % (
+                    connect.HOST, port, connect.HOST, innerPort,
+                    os.path.join(x509, "server-cert.pem"),
+                    os.path.join(x509, "server-key.pem")))
+    return path
 
 
 def run(reactor, args):
@@ -230,21 +283,31 @@ def run(reactor, args):
 @defer.inlineCallbacks
 def _run(reactor, args, qemu, qemuSkipped, tmpdir, children):
     seconds = DEFAULT_SECONDS if getattr(args, "seconds", None) is None else args.seconds
-    todo = variants()
+    stunnel = shutil.which(STUNNEL_BINARY)
+    todo = variants(stunnel is not None)
     for v in todo:
-        port = connect.freePort()
-        if v.secure:
+        port = connect.freePort()                       # where the client connects
+        serverPort = connect.freePort() if v.stunnel else port
+        if v.secure and not v.stunnel:
             listen = ["--tls-port", str(port), "--x509-dir", connect.x509Dir(tmpdir)]
-            v.caFile = connect.x509CaFile(tmpdir)
         else:
-            listen = ["--port", str(port)]
-        v.process = connect.ServerProcess(
+            listen = ["--port", str(serverPort)]
+        if v.secure:
+            v.caFile = connect.x509CaFile(tmpdir)
+        server = connect.ServerProcess(
             "spicesrv", [sys.executable, "-m", "benchmarks.bulk", "--serve", "--"] + listen
             + ["--addr", connect.HOST, "--disable-ticketing", "--source", "noise"],
-            port, os.path.join(tmpdir, v.tag + ".log"), env={"PYTHONPATH": connect.REPO})
-        children.servers.add(v.process)
-        v.process.start()
-        yield v.process.waitListening(reactor)
+            serverPort, os.path.join(tmpdir, v.tag + ".log"), env={"PYTHONPATH": connect.REPO})
+        servers = [server]
+        if v.stunnel:
+            servers.append(connect.ServerProcess(
+                "stunnel", [stunnel, stunnelConfig(tmpdir, v.tag, port, server.port)],
+                port, os.path.join(tmpdir, v.tag + ".stunnel.log")))
+        for process in servers:
+            children.servers.add(process)
+            process.start()
+            yield process.waitListening(reactor)
+        v.process = StunnelFront(*servers) if v.stunnel else server
     try:
         load0 = os.getloadavg()
     except OSError:
@@ -285,15 +348,19 @@ def _run(reactor, args, qemu, qemuSkipped, tmpdir, children):
             " ".join("%.1f" % (s["bytes"] / 1e6) for s in v.samples)))
     print()
     print("TLS over plain, same run (medians):")
-    for plain, secure in ((todo[0], todo[1]), (todo[2], todo[3])):
-        for what, key in (("bytes/s", "bytes"), ("frames/s", "frames")):
-            a = statistics.median(s[key] for s in plain.samples)
-            b = statistics.median(s[key] for s in secure.samples)
-            print("  %-20s %-8s %.2f" % (secure.label, what, b / a if a else float("nan")))
-        a = statistics.median(s["serverPerMB"] + s["clientPerMB"] for s in plain.samples)
-        b = statistics.median(s["serverPerMB"] + s["clientPerMB"] for s in secure.samples)
-        print("  %-20s %-8s %.2f   (plain's CPU per byte, server + client, over TLS's: "
-              "the ratio when the two share busy CPUs)" % (secure.label, "CPU", a / b))
+    for plain in [v for v in todo if not v.secure]:
+        for secure in [v for v in todo if v.secure and v.clientArgs == plain.clientArgs]:
+            for what, key in (("bytes/s", "bytes"), ("frames/s", "frames")):
+                a = statistics.median(s[key] for s in plain.samples)
+                b = statistics.median(s[key] for s in secure.samples)
+                print("  %-20s %-8s %.2f" % (secure.label, what, b / a if a else float("nan")))
+            a = statistics.median(s["serverPerMB"] + s["clientPerMB"] for s in plain.samples)
+            b = statistics.median(s["serverPerMB"] + s["clientPerMB"] for s in secure.samples)
+            print("  %-20s %-8s %.2f   (plain's CPU per byte, server + client, over TLS's: "
+                  "the ratio when the two share busy CPUs)" % (secure.label, "CPU", a / b))
+    if stunnel is None:
+        print("reference: %s not installed (apt-get install -y stunnel4), the stunnel "
+              "variants skipped" % (STUNNEL_BINARY,))
     if load0 is not None:
         print("load average (1, 5, 15 min): before %.2f %.2f %.2f, after %.2f %.2f %.2f"
               % (load0 + load1))

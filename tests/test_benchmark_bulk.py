@@ -1,12 +1,16 @@
 """
 The bulk benchmark's source (C{benchmarks/bulk.py}): every pixel changes
-every tick, the same way every time, so throughput figures compare.
+every tick, the same way every time, so throughput figures compare; and its
+reference, stunnel in front of a plain server.
 """
+
+import os
 
 import numpy
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
+from benchmarks import bulk, connect
 from benchmarks.bulk import NoiseSource
 from spicesrv.display.copybits import ClientView, planCopy
 
@@ -51,3 +55,36 @@ class NoiseSourceTests(unittest.TestCase):
             view.drew(source._view(0), (0, 0, 256, 128))
             plan = planCopy(source._view(behind), view, (0, 0, 256, 128))
             self.assertIsNone(plan.copy, "a copy %d ticks behind" % (behind,))
+
+
+class StunnelReferenceTests(unittest.TestCase):
+
+    def test_variantsPairEachPlainWithItsTLS(self):
+        """
+        Each plain variant has spicesrv's TLS and stunnel's beside it, with
+        the same client options; without stunnel only spicesrv's.
+        """
+        every = bulk.variants()
+        for plain in [v for v in every if not v.secure]:
+            secure = [v for v in every if v.secure and v.clientArgs == plain.clientArgs]
+            self.assertEqual(sorted(v.stunnel for v in secure), [False, True])
+        self.assertEqual([v.label for v in bulk.variants(stunnel=False)],
+                         [v.label for v in every if not v.stunnel])
+
+    def test_configuration(self):
+        """
+        stunnel accepts TLS 1.2 or newer on the variant's port with the
+        development certificate and forwards to the plain server's port.
+        """
+        tmpdir = self.mktemp()
+        os.makedirs(tmpdir)
+        path = bulk.stunnelConfig(tmpdir, "stunnel-raw-ref", 5911, 5912)
+        with open(path) as f:
+            lines = [line.strip() for line in f]
+        x509 = connect.x509Dir(tmpdir)
+        for line in ["accept = 127.0.0.1:5911", "connect = 127.0.0.1:5912",
+                     "cert = " + os.path.join(x509, "server-cert.pem"),
+                     "key = " + os.path.join(x509, "server-key.pem"),
+                     "sslVersionMin = TLSv1.2", "foreground = yes"]:
+            self.assertIn(line, lines)
+        self.assertTrue(os.path.exists(os.path.join(x509, "server-cert.pem")))
