@@ -51,6 +51,7 @@ from spicesrv.interfaces import ISourcePlugin
 from benchmarks import BenchmarkError
 from benchmarks import connect
 from spicesrv.sources.base import FramebufferSource
+from spicesrv.tls.context import SERVER_CERT_FILE, SERVER_KEY_FILE
 
 NAME = "bulk"
 DESCRIPTION = ("Display throughput (bytes and frames per second spice-gtk "
@@ -270,8 +271,8 @@ def stunnelConfig(tmpdir, tag, port, innerPort):
                 "cert = %s\nkey = %s\nsslVersionMin = TLSv1.2\n"
                 "socket = l:TCP_NODELAY=1\nsocket = r:TCP_NODELAY=1\n" % (
                     connect.HOST, port, connect.HOST, innerPort,
-                    os.path.join(x509, "server-cert.pem"),
-                    os.path.join(x509, "server-key.pem")))
+                    os.path.join(x509, SERVER_CERT_FILE),
+                    os.path.join(x509, SERVER_KEY_FILE)))
     return path
 
 
