@@ -27,6 +27,7 @@ A failed link (connection refused or reset, a link error, no answer within
 """
 
 import os
+import resource
 import statistics
 import struct
 import sys
@@ -141,6 +142,14 @@ def steady(reactor, port, rate, seconds):
     return results
 
 
+def ownCPU():
+    """
+    User + system CPU seconds this process (the clients) has used so far.
+    """
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def summary(results):
     starts = [r[0] for r in results]
     ends = [r[1] for r in results if r[2] is None]
@@ -218,11 +227,12 @@ def _run(reactor, args, qemu, qemuSkipped, tmpdir, children):
             if server.name == "spicesrv pool":
                 # measured with its pool full again (--key-pool)
                 yield untilIdle(reactor, server, timeout=60)
-            cpu0 = server.cpuSeconds()
+            cpu0, clients0 = server.cpuSeconds(), ownCPU()
             results = yield how(reactor, server.port, *extra)
-            cpu1 = server.cpuSeconds()
+            cpu1, clients1 = server.cpuSeconds(), ownCPU()
             s = summary(results)
             s["cpu"] = ((cpu1 - cpu0) * 1000 / s["links"]) if cpu0 is not None else None
+            s["clientCPU"] = (clients1 - clients0) * 1000 / s["links"]
             rows.append((server.name, label, s))
             sys.stdout.write(".")
             sys.stdout.flush()
@@ -230,13 +240,13 @@ def _run(reactor, args, qemu, qemuSkipped, tmpdir, children):
                 raise BenchmarkError("%s exited; log:\n%s" % (server.name, server.logTail()))
             yield connect.sleep(reactor, 2.0)
     print()
-    print("%-14s %-22s | %6s %6s %9s | %8s %8s | %s" % (
+    print("%-14s %-22s | %6s %6s %9s | %8s %8s | %s | %s" % (
         "server", "arrivals", "links", "failed", "links/s", "p50 ms", "p99 ms",
-        "server CPU ms/link"))
+        "server CPU ms/link", "clients' CPU ms/link"))
     for name, label, s in rows:
-        print("%-14s %-22s | %6d %6d %9.0f | %8.1f %8.1f | %s%s" % (
+        print("%-14s %-22s | %6d %6d %9.0f | %8.1f %8.1f | %18s | %20.1f%s" % (
             name, label, s["links"], s["failed"], s["rate"], s["p50"], s["p99"],
-            "n/a" if s["cpu"] is None else "%.1f" % s["cpu"],
+            "n/a" if s["cpu"] is None else "%.1f" % s["cpu"], s["clientCPU"],
             ("   errors: " + "; ".join(s["errors"])) if s["errors"] else ""))
     if qemuSkipped:
         print("reference: %s" % (qemuSkipped,))
