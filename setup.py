@@ -17,7 +17,7 @@ setup(
         "cryptography>=41",
         # the primes of the link stage's RSA keys (spicesrv.rsaprimes)
         "gmpy2>=2.1",
-        "pyOpenSSL>=23",
+        "pyOpenSSL>=25.2",          # Context.set_tls13_ciphersuites
         "service-identity>=23",
         "lz4>=4",
         "Pillow>=10",

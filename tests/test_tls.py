@@ -16,6 +16,7 @@ import random
 import socket
 import ssl
 import stat
+import struct
 import sys
 import warnings
 
@@ -758,6 +759,28 @@ def pythonTLSClient(port, version, cafile=None):
             return ("error", e.reason, str(e))
 
 
+def tls13Cipher(port, suites=None):
+    """
+    Handshake over TLS 1.3 with a pyOpenSSL client offering C{suites} (an
+    OpenSSL TLS 1.3 suite string; OpenSSL's default list, AES-256-GCM
+    first, if L{None}); the suite the server chose.
+    """
+    context = SSL.Context(SSL.TLS_METHOD)
+    context.set_min_proto_version(SSL.TLS1_3_VERSION)
+    context.set_verify(SSL.VERIFY_NONE)
+    if suites is not None:
+        context.set_tls13_ciphersuites(suites)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        # pyOpenSSL wants a blocking socket; a dead server still ends the
+        # wait after 10 s.
+        sock.settimeout(None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 10, 0))
+        connection = SSL.Connection(context, sock)
+        connection.set_connect_state()
+        connection.do_handshake()
+        return connection.get_cipher_name()
+
+
 @defer.inlineCallbacks
 def listenTLS(testcase, creator):
     factory = protocol.Factory.forProtocol(protocol.Protocol)
@@ -796,6 +819,25 @@ class HandshakeTests(unittest.TestCase):
             result = yield threads.deferToThread(
                 pythonTLSClient, port, version, self.made.ca_cert)
             self.assertEqual(result, ("ok", name_))
+
+    @defer.inlineCallbacks
+    def test_tls13PrefersAES128(self):
+        """
+        A TLS 1.3 client offering OpenSSL's default list, AES-256-GCM first,
+        gets AES-128-GCM (the server's preference); one offering a single
+        other suite still gets it.  The control, a server without that
+        preference, gives the client's first choice.
+        """
+        control = LegacyServer(self.made.server_cert, self.made.server_key)
+        controlPort = yield listenTLS(self, control)
+        clientFirst = yield threads.deferToThread(tls13Cipher, controlPort)
+        self.assertEqual(clientFirst, "TLS_AES_256_GCM_SHA384")
+        port = yield listenTLS(self, self.creator)
+        chosen = yield threads.deferToThread(tls13Cipher, port)
+        self.assertEqual(chosen, "TLS_AES_128_GCM_SHA256")
+        for only in ("TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"):
+            chosen = yield threads.deferToThread(tls13Cipher, port, only.encode("ascii"))
+            self.assertEqual(chosen, only)
 
     @defer.inlineCallbacks
     def test_tls11RefusedByTheServer(self):

@@ -7,6 +7,7 @@ on NEED_SECURED, and migration to a TLS target with a cert subject.
 
 import os
 
+from OpenSSL import SSL
 from twisted.internet import defer, reactor
 
 from spicesrv.tls.context import load_server_tls
@@ -14,6 +15,7 @@ from spicesrv.tls.devcerts import write_dev_certs
 from spicesrv.tls.endpoint import TLSServerEndpoint
 from spicesrv.tls.probe import check_target_identity
 from spicesrv.tls.subjects import format_subject
+from spicesrv.limits import transportLayers
 from spicesrv.link import SECURITY_SSL
 from tests.interop import harness
 from tests.interop.common import PASSWORD, InteropTestCase, RunningServer, listenFor
@@ -42,6 +44,18 @@ class TLSServer(RunningServer):
             port = yield RunningServer.listen(self)
             return port
         return None
+
+
+def negotiated(channel):
+    """
+    The TLS version and suite of the server's end of C{channel}'s
+    connection.
+    """
+    for layer in transportLayers(channel.transport):
+        handle = layer.getHandle()
+        if isinstance(handle, SSL.Connection):
+            return handle.get_protocol_version_name(), handle.get_cipher_name()
+    raise AssertionError("%r has no TLS layer" % (channel,))
 
 
 def makeCerts(testcase, subject=SUBJECT, name="certs"):
@@ -82,6 +96,10 @@ class TLSTests(InteropTestCase):
         yield self.waitForSamePicture(client, running.source)
         (session,) = running.server.sessions.values()
         self.assertEqual({c.info.secure for c in session.channels.values()}, {True})
+        # spice-gtk speaks TLS 1.3 and, offered the server's preference,
+        # takes AES-128-GCM on every channel.
+        self.assertEqual({negotiated(c) for c in session.channels.values()},
+                         {("TLSv1.3", "TLS_AES_128_GCM_SHA256")})
 
     @defer.inlineCallbacks
     def test_awkwardSubject(self):
