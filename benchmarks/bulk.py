@@ -51,7 +51,7 @@ from spicesrv.interfaces import ISourcePlugin
 from benchmarks import BenchmarkError
 from benchmarks import connect
 from spicesrv.sources.base import FramebufferSource
-from spicesrv.tls.context import SERVER_CERT_FILE, SERVER_KEY_FILE
+from spicesrv.tls.context import SERVER_CERT_FILE, SERVER_KEY_FILE, TLS13_CIPHERSUITES
 
 NAME = "bulk"
 DESCRIPTION = ("Display throughput (bytes and frames per second spice-gtk "
@@ -268,11 +268,12 @@ def stunnelConfig(tmpdir, tag, port, innerPort):
     with open(path, "w") as f:
         f.write("foreground = yes\npid =\ndebug = 4\n"
                 "[spice]\naccept = %s:%d\nconnect = %s:%d\n"
-                "cert = %s\nkey = %s\nsslVersionMin = TLSv1.2\n"
+                "cert = %s\nkey = %s\nsslVersionMin = TLSv1.2\nciphersuites = %s\n"
                 "socket = l:TCP_NODELAY=1\nsocket = r:TCP_NODELAY=1\n" % (
                     connect.HOST, port, connect.HOST, innerPort,
                     os.path.join(x509, SERVER_CERT_FILE),
-                    os.path.join(x509, SERVER_KEY_FILE)))
+                    os.path.join(x509, SERVER_KEY_FILE),
+                    TLS13_CIPHERSUITES.decode("ascii")))
     return path
 
 
