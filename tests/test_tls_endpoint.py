@@ -36,7 +36,7 @@ from spicesrv.channel import MINI_HEADER
 from spicesrv.display import ratecontrol
 from spicesrv.testing import (
     FakeDisplaySource, linkMessage, makeTestServer, parseLinkReply, ticketBytes)
-from spicesrv.tls.endpoint import TLSServerEndpoint
+from spicesrv.tls.endpoint import THREAD_PAUSE, TLSServerEndpoint
 from spicesrv.wire.constants import ChannelType, LinkErr
 from spicesrv.wire.messages import DISPLAY_CLIENT, DISPLAY_SERVER, MAIN_CLIENT, MAIN_SERVER
 
@@ -582,7 +582,8 @@ class ThreadedEncryptionTests(unittest.TestCase):
         events = []
         done = defer.Deferred()
         piece = numpy.random.RandomState(10).bytes(256 * 1024)
-        total = 32
+        # Twice what pauses it.
+        total = 2 * THREAD_PAUSE // len(piece)
 
         @implementer(IPushProducer)
         class Producer:

@@ -87,9 +87,15 @@ WRITE_CHUNK = 1 << 20
 READ_CHUNK = 1 << 20
 #: Bytes waiting for a thread that sends on its own socket over which the
 #: producer pauses (as the TCP transport's full buffer would pause it), and
-#: under which it resumes.
-THREAD_PAUSE = 512 * 1024
-THREAD_RESUME = 256 * 1024
+#: under which it resumes: about two full-HD pictures and one, so that a
+#: display prepares its next picture while the thread encrypts the last
+#: (with half a MiB, the display waited for the thread to finish each
+#: picture, and the thread then for the display: bulk pictures over TLS came
+#: 5 % (raw) and 12 % (LZ4) slower; benchmarks/README.md, issue 14's eighth
+#: pass).  A slow link never gets this far: there the thread gives its
+#: socket up and the display's own rate control holds it.
+THREAD_PAUSE = 16 * 1024 * 1024
+THREAD_RESUME = 8 * 1024 * 1024
 
 #: Writes at least this long are encrypted by a thread, once the handshake
 #: is done.
