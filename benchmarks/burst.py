@@ -27,7 +27,6 @@ A failed link (connection refused or reset, a link error, no answer within
 """
 
 import os
-import resource
 import statistics
 import struct
 import sys
@@ -142,14 +141,6 @@ def steady(reactor, port, rate, seconds):
     return results
 
 
-def ownCPU():
-    """
-    User + system CPU seconds this process (the clients) has used so far.
-    """
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def summary(results):
     starts = [r[0] for r in results]
     ends = [r[1] for r in results if r[2] is None]
@@ -227,9 +218,10 @@ def _run(reactor, args, qemu, qemuSkipped, tmpdir, children):
             if server.name == "spicesrv pool":
                 # measured with its pool full again (--key-pool)
                 yield untilIdle(reactor, server, timeout=60)
-            cpu0, clients0 = server.cpuSeconds(), ownCPU()
+            # The clients' CPU: this process's.
+            cpu0, clients0 = server.cpuSeconds(), connect.processCPU(os.getpid())
             results = yield how(reactor, server.port, *extra)
-            cpu1, clients1 = server.cpuSeconds(), ownCPU()
+            cpu1, clients1 = server.cpuSeconds(), connect.processCPU(os.getpid())
             s = summary(results)
             s["cpu"] = ((cpu1 - cpu0) * 1000 / s["links"]) if cpu0 is not None else None
             s["clientCPU"] = (clients1 - clients0) * 1000 / s["links"]
